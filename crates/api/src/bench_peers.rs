@@ -1,0 +1,319 @@
+//! `mc-ledger bench peers`: the same durable workload against what users would otherwise
+//! pick, in one run: mc-ledger embedded, mc-ledger over HTTP on loopback, PostgreSQL with the
+//! common event-store layout, and SQLite in WAL mode with `synchronous=FULL`. Every append is
+//! one event, acknowledged only when durable, from 64 concurrent writers over 10,000 streams.
+//! A peer that cannot be reached is reported as skipped with the reason.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::bench::{
+    machine, payload_body, per_second, percentile, print_result, work_dir, PeersArgs,
+};
+
+/// What one system did.
+struct Run {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn result(mut self, system: &str, mode: &str, events: usize) -> Value {
+        self.latencies.sort_unstable();
+        json!({
+            "system": system,
+            "mode": mode,
+            "events": events,
+            "events_per_s": per_second(events, self.elapsed).round(),
+            "p50_ms": percentile(&self.latencies, 500),
+            "p99_ms": percentile(&self.latencies, 990),
+        })
+    }
+}
+
+fn skipped(system: &str, mode: &str, reason: impl std::fmt::Display) -> Value {
+    json!({"system": system, "mode": mode, "skipped": reason.to_string()})
+}
+
+fn stream(i: usize, streams: usize) -> String {
+    format!("BENCH-{}", i % streams.max(1))
+}
+
+pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
+    let (dir, _guard) = work_dir(args.dir.clone())?;
+    let mut results = Vec::new();
+
+    let (latencies, elapsed, _) = crate::bench::timed_appends(
+        &dir.join("embedded"),
+        args.events,
+        args.concurrency,
+        args.streams,
+        events::Durability::Fsync,
+    )?;
+    results.push(Run { latencies, elapsed }.result("mc-ledger", "embedded", args.events));
+
+    results.push(match http(&dir.join("http"), &args) {
+        Ok(run) => run.result("mc-ledger-http", "http loopback", args.events),
+        Err(e) => skipped("mc-ledger-http", "http loopback", e),
+    });
+    results.push(match postgres(&args) {
+        Ok(run) => run.result(
+            "postgres",
+            "events table, one transaction per append",
+            args.events,
+        ),
+        Err(e) => skipped(
+            "postgres",
+            "events table, one transaction per append",
+            format!("{e:#}"),
+        ),
+    });
+    results.push(match sqlite(&dir.join("sqlite.db"), &args) {
+        Ok(run) => run.result(
+            "sqlite",
+            "WAL, synchronous=FULL, one writer connection",
+            args.events,
+        ),
+        Err(e) => skipped(
+            "sqlite",
+            "WAL, synchronous=FULL, one writer connection",
+            format!("{e:#}"),
+        ),
+    });
+
+    let rate = |system: &str| {
+        results
+            .iter()
+            .find(|r| r["system"] == system)
+            .and_then(|r| r["events_per_s"].as_f64())
+    };
+    let ratio = |a: &str, b: &str| match (rate(a), rate(b)) {
+        (Some(x), Some(y)) if y > 0.0 => json!(x / y),
+        _ => Value::Null,
+    };
+    let line = json!({
+        "bench": "peers",
+        "events": args.events,
+        "concurrency": args.concurrency,
+        "streams": args.streams,
+        "results": results,
+        "ratios": {
+            "embedded_vs_postgres": ratio("mc-ledger", "postgres"),
+            "embedded_vs_sqlite": ratio("mc-ledger", "sqlite"),
+            "http_vs_postgres": ratio("mc-ledger-http", "postgres"),
+        },
+        "machine": machine(),
+    });
+    print_result(&line, args.json);
+    Ok(())
+}
+
+/// The server in process on its own runtime; writers POST one typed event each.
+fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let opened = crate::server::open(dir)?;
+    let router = crate::server::app(opened.state.clone());
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    server_rt.spawn(async move { axum::serve(listener, router).await });
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies = client_rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency {
+            let next = next.clone();
+            let (events, streams) = (args.events, args.streams);
+            tasks.push(tokio::spawn(async move {
+                let mut conn = crate::bench_http::Conn::open(addr).await?;
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events {
+                        break;
+                    }
+                    let body = json!({"events": [{
+                        "id": format!("peer-{i}"), "type": "ticket.commented",
+                        "data": {"body": payload_body(i)},
+                        "actor": {"name": "bench", "kind": "system"},
+                    }]});
+                    let t = Instant::now();
+                    let status = conn
+                        .call(
+                            "POST",
+                            &format!("/v1/tickets/{}/events", stream(i, streams)),
+                            &body.to_string(),
+                        )
+                        .await?;
+                    anyhow::ensure!(status == 201, "append answered {status}");
+                    mine.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(mine)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
+    let elapsed = started.elapsed();
+    drop(client_rt);
+    opened.log.close()?;
+    drop(server_rt);
+    Ok(Run { latencies, elapsed })
+}
+
+const PG_SCHEMA: &str = "
+    DROP TABLE IF EXISTS mc_bench_events;
+    CREATE TABLE mc_bench_events (
+        position    BIGSERIAL PRIMARY KEY,
+        stream      TEXT NOT NULL,
+        version     BIGINT NOT NULL,
+        id          TEXT NOT NULL UNIQUE,
+        type        TEXT NOT NULL,
+        data        JSONB NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        UNIQUE (stream, version)
+    );";
+
+/// The common PostgreSQL event-store layout: a global bigserial position and a unique
+/// (stream, version); one transaction per append (autocommit, `synchronous_commit` as the
+/// server has it, on by default); a lost version race retries.
+fn postgres(args: &PeersArgs) -> anyhow::Result<Run> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let url = args.postgres_url.clone();
+        let connect = || async {
+            let (client, connection) = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_postgres::connect(&url, tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to {url} timed out"))??;
+            tokio::spawn(connection);
+            Ok::<_, anyhow::Error>(client)
+        };
+        let admin = connect().await?;
+        admin.batch_execute(PG_SCHEMA).await?;
+        let sync: String = admin.query_one("SHOW synchronous_commit", &[]).await?.get(0);
+        anyhow::ensure!(sync != "off", "synchronous_commit is off: appends would not be durable");
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency {
+            let client = connect().await?;
+            let next = next.clone();
+            let (events, streams) = (args.events, args.streams);
+            tasks.push(tokio::spawn(async move {
+                let insert = client
+                    .prepare(
+                        "INSERT INTO mc_bench_events (stream, version, id, type, data) \
+                         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, 'ticket.commented', $3::text::jsonb \
+                         FROM mc_bench_events WHERE stream = $1",
+                    )
+                    .await?;
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events {
+                        break;
+                    }
+                    let (s, id) = (stream(i, streams), format!("peer-{i}"));
+                    let data = json!({"body": payload_body(i)}).to_string();
+                    let t = Instant::now();
+                    loop {
+                        match client.execute(&insert, &[&s, &id, &data]).await {
+                            Ok(_) => break,
+                            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => continue,
+                            Err(e) => return Err(anyhow::Error::from(e)),
+                        }
+                    }
+                    mine.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(mine)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        let elapsed = started.elapsed();
+        let count: i64 = admin.query_one("SELECT count(*) FROM mc_bench_events", &[]).await?.get(0);
+        anyhow::ensure!(usize::try_from(count)? == args.events, "postgres holds {count} events");
+        admin.batch_execute("DROP TABLE mc_bench_events").await?;
+        Ok(Run { latencies, elapsed })
+    })
+}
+
+/// SQLite as many mission controls keep tickets today: WAL, `synchronous=FULL`, one
+/// `BEGIN IMMEDIATE` transaction per append. SQLite has one writer at a time; 64 connections
+/// contending through `busy_timeout` back off and sleep (a few hundred appends/s), so the
+/// writers share one connection behind a mutex instead, which is SQLite's best case.
+fn sqlite(path: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(60))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS events (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            stream TEXT NOT NULL, version INTEGER NOT NULL, id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL, data TEXT NOT NULL, recorded_at TEXT NOT NULL DEFAULT (datetime('now')),
+            UNIQUE (stream, version));",
+    )?;
+    let conn = Arc::new(std::sync::Mutex::new(conn));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (next, conn) = (next.clone(), conn.clone());
+            let (events, streams) = (args.events, args.streams);
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events {
+                        break;
+                    }
+                    let (s, id) = (stream(i, streams), format!("peer-{i}"));
+                    let data = json!({"body": payload_body(i)}).to_string();
+                    let t = Instant::now();
+                    {
+                        let mut conn = conn.lock().map_err(|_| anyhow::anyhow!("sqlite lock poisoned"))?;
+                        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        tx.execute(
+                            "INSERT INTO events (stream, version, id, type, data) \
+                             SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, 'ticket.commented', ?3 FROM events WHERE stream = ?1",
+                            rusqlite::params![s, id, data],
+                        )?;
+                        tx.commit()?;
+                    }
+                    mine.push(t.elapsed());
+                }
+                Ok(mine)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("sqlite writer panicked"))??,
+        );
+    }
+    Ok(Run {
+        latencies,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,725 @@
+//! The `mc-ledger` command line. Errors are one clear line and a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use events::{EventReader, Log, LogConfig, TicketId};
+use projections::Config;
+
+use crate::auth::Scope;
+use crate::client::Client;
+use crate::{rebuild, snapshot, transfer};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mc-ledger",
+    version,
+    about = "Event-sourced ledger for an AI-agent mission control"
+)]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const DEFAULT_DATA_DIR: &str = "./mc-ledger-data";
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API on the embedded sled store.
+    Serve {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7171")]
+        listen: SocketAddr,
+    },
+    /// Load the seeds' stories (MC-4000, MC-4030, MC-4031, MC-4502) into an empty data dir.
+    Demo {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Recompute the hash chain and the indexes; names the first bad position.
+    Verify {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Ask a running server instead (admin token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Refold every projection from position 1 and swap the new snapshot in.
+    Rebuild {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Ask a running server to rebuild instead (admin token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// A ticket's audit timeline: each event and the state right after it.
+    Replay {
+        ticket: String,
+        #[arg(long)]
+        as_of: Option<u64>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Read the timeline from a running server instead (token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Write the log as JSON lines (SPEC §3 envelopes) to stdout.
+    Export {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Read from a running server instead (token from MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Append the events of an export file; idempotent (event ids dedupe).
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Write through a running server instead (admin token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Benchmarks (JSON output with --json).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Reap live tmux and process runtimes whose worker is gone (a second probe confirms).
+    Watch(crate::watch::WatchArgs),
+    /// Send a pane's text (read from stdin) to a runtime as a raw signal.
+    Signal {
+        /// The server, http://host:port (token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: String,
+        /// The runtime's id (`rt_…`).
+        #[arg(long)]
+        runtime: String,
+        /// The actor's name recorded on the event.
+        #[arg(long, default_value = "agent")]
+        actor: String,
+        #[arg(long, default_value = "agent", value_parser = ACTOR_KINDS)]
+        actor_kind: String,
+    },
+    /// Send a Claude result (`-p --output-format json`) or Codex events (`exec --json`) file
+    /// to a runtime as its harvest.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["claude", "codex"])))]
+    Harvest {
+        /// The server, http://host:port (token in MC_LEDGER_TOKEN).
+        #[arg(long)]
+        server: String,
+        /// The runtime's id (`rt_…`).
+        #[arg(long)]
+        runtime: String,
+        /// Claude Code's JSON result file.
+        #[arg(long)]
+        claude: Option<PathBuf>,
+        /// Codex's JSON-lines event file.
+        #[arg(long)]
+        codex: Option<PathBuf>,
+        /// The ticket version you saw; a second, different harvest needs it (SPEC §6).
+        #[arg(long)]
+        expected_version: Option<u64>,
+        /// The actor's name recorded on the event.
+        #[arg(long, default_value = "controller")]
+        actor: String,
+        #[arg(long, default_value = "controller", value_parser = ACTOR_KINDS)]
+        actor_kind: String,
+    },
+}
+
+/// SPEC §3's `actor.kind` values.
+const ACTOR_KINDS: [&str; 6] = [
+    "human",
+    "agent",
+    "orchestrator",
+    "controller",
+    "validator",
+    "system",
+];
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored hashed.
+    Create {
+        #[arg(long, value_enum)]
+        scope: Scope,
+        #[arg(long, default_value = "token")]
+        name: String,
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mc-ledger: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { data_dir, listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::server::serve(crate::server::ServeArgs {
+                data_dir,
+                listen,
+            }))
+        }
+        Command::Demo { data_dir } => crate::demo::run(&data_dir),
+        Command::Verify {
+            server: Some(url), ..
+        } => {
+            let body = Client::new(&url)?.get("/v1/admin/verify")?.ok()?;
+            if body["ok"] == serde_json::json!(true) {
+                println!(
+                    "ok: {} events, {} tickets, head hash {}",
+                    body["events"],
+                    body["tickets"],
+                    body["head_hash"].as_str().unwrap_or("")
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "corrupt at position {}: {}",
+                    body["first_bad_position"],
+                    body["detail"].as_str().unwrap_or("")
+                )
+            }
+        }
+        Command::Verify { data_dir, .. } => verify(&data_dir),
+        Command::Rebuild {
+            server: Some(url), ..
+        } => {
+            let body = Client::new(&url)?
+                .post("/v1/admin/rebuild", &serde_json::json!({}))?
+                .ok()?;
+            let differences: Vec<TicketId> = serde_json::from_value(body["differences"].clone())?;
+            println!(
+                "server rebuilt its projections to position {} in {:.0} ms",
+                body["position"],
+                body["elapsed_ms"].as_f64().unwrap_or(0.0)
+            );
+            report_differences(&differences);
+            Ok(())
+        }
+        Command::Rebuild { data_dir, .. } => rebuild(&data_dir),
+        Command::Replay {
+            ticket,
+            as_of,
+            json,
+            data_dir,
+            server,
+        } => replay(&data_dir, server.as_deref(), &ticket, as_of, json),
+        Command::Token(TokenCommand::Create {
+            scope,
+            name,
+            data_dir,
+        }) => {
+            let token = crate::auth::create_token(&data_dir, scope, &name)?;
+            println!("{token}");
+            eprintln!(
+                "stored hashed in {}; restart the server to use it",
+                crate::auth::tokens_path(&data_dir).display()
+            );
+            Ok(())
+        }
+        Command::Export {
+            after,
+            data_dir,
+            server,
+        } => {
+            let local;
+            let target = match server {
+                Some(url) => transfer::Target::Server(Client::new(&url)?),
+                None => {
+                    local = open_log(&data_dir)?;
+                    transfer::Target::Local(&local)
+                }
+            };
+            let count = transfer::export(&target, after, &mut std::io::stdout().lock())?;
+            eprintln!("exported {count} events");
+            Ok(())
+        }
+        Command::Import {
+            file,
+            data_dir,
+            server,
+        } => {
+            let local;
+            let target = match server {
+                Some(url) => transfer::Target::Server(Client::new(&url)?),
+                None => {
+                    std::fs::create_dir_all(&data_dir)?;
+                    local = Log::open(&data_dir.join("log"), LogConfig::default())?;
+                    transfer::Target::Local(&local)
+                }
+            };
+            let done = transfer::import(&target, &file)?;
+            println!(
+                "imported {} events ({} already present)",
+                done.appended, done.duplicates
+            );
+            Ok(())
+        }
+        Command::Bench(b) => crate::bench::run(b),
+        Command::Watch(args) => crate::watch::run(&args),
+        Command::Signal {
+            server,
+            runtime,
+            actor,
+            actor_kind,
+        } => helpers::signal(&server, &runtime, &actor, &actor_kind),
+        Command::Harvest {
+            server,
+            runtime,
+            claude,
+            codex,
+            expected_version,
+            actor,
+            actor_kind,
+        } => {
+            let source = match (claude, codex) {
+                (Some(path), _) => helpers::Harvest::Claude(path),
+                (None, Some(path)) => helpers::Harvest::Codex(path),
+                (None, None) => anyhow::bail!("give --claude FILE or --codex FILE"),
+            };
+            helpers::harvest(
+                &server,
+                &runtime,
+                &source,
+                expected_version,
+                &actor,
+                &actor_kind,
+            )
+        }
+    }
+}
+
+fn open_log(data_dir: &Path) -> anyhow::Result<Log> {
+    let log_dir = data_dir.join("log");
+    if !log_dir.exists() {
+        anyhow::bail!("no ledger at {} (is --data-dir right?)", data_dir.display());
+    }
+    Ok(Log::open(&log_dir, LogConfig::default())?)
+}
+
+fn verify(data_dir: &Path) -> anyhow::Result<()> {
+    let log = open_log(data_dir)?;
+    let report = log.verify()?;
+    println!(
+        "ok: {} events, {} tickets, head hash {}",
+        report.events,
+        report.tickets,
+        report.head_hash.to_hex()
+    );
+    Ok(())
+}
+
+fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
+    let log = open_log(data_dir)?;
+    let reader = log.read_handle();
+    let started = Instant::now();
+    let ledger = rebuild::fold_all(&reader, true)?;
+    let elapsed = started.elapsed();
+    let events = ledger.position();
+    let cfg = Config::default();
+    let differences = match snapshot::read(data_dir) {
+        Ok(previous) => {
+            // Bring the previous projections to the same position, then compare views.
+            let mut old = previous.ledger;
+            rebuild::catch_up_with(&mut old, &reader, |_| {})?;
+            rebuild::differences(&old, &ledger, rebuild::view_time(&reader, events)?, &cfg)
+        }
+        Err(snapshot::Unusable::Missing) => Vec::new(),
+        Err(e) => {
+            eprintln!("previous snapshot not compared: {e}");
+            Vec::new()
+        }
+    };
+    let anchor = crate::state::anchor_hash(&reader, events)?;
+    snapshot::write_atomically(data_dir, &snapshot::encode(&ledger, anchor)?)?;
+    let per_s =
+        f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "rebuilt {} tickets from {events} events in {:.2} s ({per_s:.0} events/s); snapshot swapped in",
+        ledger.ticket_count(),
+        elapsed.as_secs_f64()
+    );
+    report_differences(&differences);
+    Ok(())
+}
+
+pub fn report_differences(differences: &[TicketId]) {
+    if differences.is_empty() {
+        println!("no ticket view differs from the previous projections");
+    } else {
+        println!(
+            "{} ticket views differ from the previous projections (a fold bug or a changed rule): {}",
+            differences.len(),
+            differences.iter().map(TicketId::as_str).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
+fn replay(
+    data_dir: &Path,
+    server: Option<&str>,
+    ticket: &str,
+    as_of: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let ticket = TicketId::parse(ticket)?;
+    let (timeline, head) = match server {
+        Some(url) => {
+            let client = Client::new(url)?;
+            let path = match as_of {
+                Some(p) => format!("/v1/tickets/{ticket}/timeline?as_of={p}"),
+                None => format!("/v1/tickets/{ticket}/timeline"),
+            };
+            let body = client.get(&path)?.ok()?;
+            let entries: Vec<serde_json::Value> =
+                body["timeline"].as_array().cloned().unwrap_or_default();
+            let head = entries
+                .last()
+                .and_then(|e| e["event"]["position"].as_u64())
+                .unwrap_or(0);
+            (entries, head)
+        }
+        None => {
+            let log = open_log(data_dir)?;
+            let reader = log.read_handle();
+            let head = as_of.unwrap_or(reader.head()).min(reader.head());
+            let events = rebuild::events_up_to(&reader, head)?;
+            let timeline = projections::timeline(&events, &ticket, &Config::default());
+            let entries = timeline
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            (entries, head)
+        }
+    };
+    if timeline.is_empty() {
+        anyhow::bail!("ticket {ticket} has no events up to position {head}");
+    }
+    if json {
+        for entry in &timeline {
+            println!("{}", serde_json::to_string(entry)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{ticket}: {} events (up to position {head})",
+        timeline.len()
+    );
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    for entry in &timeline {
+        let e = &entry["event"];
+        println!(
+            "#{:<6} v{:<4} {}  {:<32} by {} ({})",
+            e["position"],
+            e["version"],
+            text(&e["recorded_at"]),
+            text(&e["type"]),
+            text(&e["actor"]["name"]),
+            text(&e["actor"]["kind"]),
+        );
+        let class = entry["runtime_class"]
+            .as_str()
+            .map(|c| format!("  runtime: {c}"))
+            .unwrap_or_default();
+        println!(
+            "         state: {:<12} next: {} ({})  failure: {}{class}",
+            text(&entry["state"]),
+            text(&entry["next_action"]["code"]),
+            text(&entry["next_action"]["text"]),
+            entry["failure_reason"].as_str().unwrap_or("none"),
+        );
+    }
+    Ok(())
+}
+
+mod helpers {
+    //! The shell dispatchers' helpers, `mc-ledger signal` and `mc-ledger harvest`: send what a
+    //! worker left behind (pane text, a Claude result, Codex events) to the server, which
+    //! parses and classifies it, and print its answer in one line.
+
+    use std::io::{IsTerminal, Read};
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{bail, Context};
+    use serde_json::{json, Value};
+
+    use crate::client::Client;
+    use crate::watch::encode_component;
+
+    /// The server's request body limit (SPEC §7).
+    const BODY_BYTES_MAX: usize = 1024 * 1024;
+    /// Room left in a body for the actor and field names.
+    const PAYLOAD_BYTES_MAX: usize = BODY_BYTES_MAX - 8 * 1024;
+    /// What we read from a file or stdin before trimming it to the payload limit.
+    const INPUT_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+    pub(super) enum Harvest {
+        Claude(PathBuf),
+        Codex(PathBuf),
+    }
+
+    pub(super) fn signal(
+        server: &str,
+        runtime: &str,
+        actor: &str,
+        kind: &str,
+    ) -> anyhow::Result<()> {
+        let client = Client::new(server)?;
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            bail!("pipe the pane's text on stdin, e.g. `tmux capture-pane -p -J -t NAME | mc-ledger signal …`");
+        }
+        let mut bytes = Vec::new();
+        stdin
+            .lock()
+            .take(INPUT_BYTES_MAX)
+            .read_to_end(&mut bytes)
+            .context("reading stdin")?;
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim().is_empty() {
+            bail!("stdin is empty: no pane text to signal");
+        }
+        // A verdict is at the bottom of a pane: when the scrollback is too big, keep its end.
+        let (raw, dropped) = tail_within(&text, 0, PAYLOAD_BYTES_MAX);
+        if dropped > 0 {
+            eprintln!("pane text is over the server's 1 MiB body limit: sent its last lines ({dropped} earlier lines left out)");
+        }
+        let body = json!({"raw": raw, "actor": {"name": actor, "kind": kind}});
+        post(&client, runtime, "signals", &body)
+    }
+
+    pub(super) fn harvest(
+        server: &str,
+        runtime: &str,
+        source: &Harvest,
+        expected_version: Option<u64>,
+        actor: &str,
+        kind: &str,
+    ) -> anyhow::Result<()> {
+        let client = Client::new(server)?;
+        let mut body = match source {
+            Harvest::Claude(path) => json!({"claude_result": claude_result(path)?}),
+            Harvest::Codex(path) => {
+                let text = read_text(path)?;
+                // The first line names the thread (`thread.started`); the outcome is in the
+                // last ones. A long session keeps both ends.
+                let (jsonl, dropped) = tail_within(&text, 1, PAYLOAD_BYTES_MAX);
+                if dropped > 0 {
+                    eprintln!(
+                        "{} is over the server's 1 MiB body limit: sent its first line and last lines ({dropped} lines left out)",
+                        path.display()
+                    );
+                }
+                json!({"codex_jsonl": jsonl})
+            }
+        };
+        body["actor"] = json!({"name": actor, "kind": kind});
+        if let Some(v) = expected_version {
+            body["expected_version"] = json!(v);
+        }
+        post(&client, runtime, "harvest", &body)
+    }
+
+    fn read_text(path: &Path) -> anyhow::Result<String> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.take(INPUT_BYTES_MAX)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Claude's `-p --output-format json` writes one result object; with `--verbose` it writes
+    /// an array of messages ending in it. An empty file (the CLI died before answering) is sent
+    /// as an empty object: a run with no result, which the server records as failed/no_result.
+    fn claude_result(path: &Path) -> anyhow::Result<Value> {
+        let text = read_text(path)?;
+        if text.trim().is_empty() {
+            eprintln!(
+                "{} is empty: sending a result with nothing in it (no result)",
+                path.display()
+            );
+            return Ok(json!({}));
+        }
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let result = match value {
+            Value::Object(_) => value,
+            Value::Array(messages) => messages
+                .into_iter()
+                .rev()
+                .find(|m| m["type"] == "result")
+                .with_context(|| {
+                    format!("{} holds no message of type \"result\"", path.display())
+                })?,
+            _ => bail!("{} is not a Claude result object", path.display()),
+        };
+        if result.to_string().len() > PAYLOAD_BYTES_MAX {
+            bail!(
+                "the result in {} is over the server's 1 MiB body limit",
+                path.display()
+            );
+        }
+        Ok(result)
+    }
+
+    /// The first `head` lines of `text` and as many of its last lines as fit in `budget` bytes
+    /// once JSON-encoded; returns the kept text and how many lines were left out.
+    pub(super) fn tail_within(text: &str, head: usize, budget: usize) -> (String, usize) {
+        let encoded = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |e| e.len());
+        if encoded(text) <= budget {
+            return (text.to_owned(), 0);
+        }
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let head = head.min(lines.len());
+        let mut used: usize = lines[..head].iter().map(|l| encoded(l)).sum();
+        let mut start = lines.len();
+        while start > head {
+            let cost = encoded(lines[start - 1]);
+            if used.saturating_add(cost) > budget {
+                break;
+            }
+            used += cost;
+            start -= 1;
+        }
+        let kept: String = lines[..head]
+            .iter()
+            .chain(&lines[start..])
+            .copied()
+            .collect();
+        (kept, start - head)
+    }
+
+    fn post(client: &Client, runtime: &str, what: &str, body: &Value) -> anyhow::Result<()> {
+        if runtime.is_empty() {
+            bail!("--runtime must not be empty");
+        }
+        let path = format!("/v1/runtimes/{}/{what}", encode_component(runtime));
+        let r = client.post(&path, body)?;
+        if r.status >= 400 || r.status < 200 {
+            let code = r.body["code"].as_str().unwrap_or("error");
+            let detail = r.body["detail"].as_str().unwrap_or("no detail");
+            let recorded = r.body["recorded_position"]
+                .as_u64()
+                .map(|p| format!(" (the refusal is recorded at position {p})"))
+                .unwrap_or_default();
+            bail!("server answered {} {code}: {detail}{recorded}", r.status);
+        }
+        println!("{}", describe(r.status, &r.body));
+        Ok(())
+    }
+
+    /// `201 appended runtime.signaled REVIEW to MC-4030 at position 42 (version 7)`.
+    pub(super) fn describe(status: u16, body: &Value) -> String {
+        let events = body["events"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let what: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let d = &e["data"];
+                let detail = match e["type"].as_str() {
+                    Some("runtime.signaled") => d["verdict"].as_str().map(str::to_owned),
+                    Some("runtime.harvested") => Some(format!(
+                        "{}/{}",
+                        d["outcome"].as_str().unwrap_or("?"),
+                        d["exit_reason"].as_str().unwrap_or("?")
+                    )),
+                    _ => None,
+                };
+                let kind = e["type"].as_str().unwrap_or("event");
+                detail.map_or_else(|| kind.to_owned(), |d| format!("{kind} {d}"))
+            })
+            .collect();
+        let ticket = events
+            .first()
+            .and_then(|e| e["ticket"].as_str())
+            .map(|t| format!(" to {t}"))
+            .unwrap_or_default();
+        let how = if body["duplicate"] == json!(true) {
+            "duplicate, nothing appended:"
+        } else {
+            "appended"
+        };
+        format!(
+            "{status} {how} {}{ticket} at position {} (version {})",
+            if what.is_empty() {
+                "nothing".to_owned()
+            } else {
+                what.join(", ")
+            },
+            body["position"],
+            body["version"]
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn long_text_keeps_its_head_lines_and_tail() {
+            let text = "first\nmiddle 1\nmiddle 2\nlast\n";
+            assert_eq!(tail_within(text, 1, 1_000), (text.to_owned(), 0));
+            // "first\n" and "last\n" cost 9 and 8 bytes JSON-encoded ("…\n" quoted).
+            assert_eq!(tail_within(text, 1, 17), ("first\nlast\n".to_owned(), 2));
+            assert_eq!(tail_within(text, 0, 8), ("last\n".to_owned(), 3));
+        }
+
+        #[test]
+        fn answers_are_described_in_one_line() {
+            let body = json!({"position": 42, "version": 7, "events": [
+                {"type": "runtime.signaled", "ticket": "MC-4030", "data": {"verdict": "REVIEW"}}]});
+            assert_eq!(
+                describe(201, &body),
+                "201 appended runtime.signaled REVIEW to MC-4030 at position 42 (version 7)"
+            );
+            let dup = json!({"duplicate": true, "position": 43, "version": 8, "events": [
+                {"type": "runtime.harvested", "ticket": "MC-1",
+                 "data": {"outcome": "partial", "exit_reason": "max_turns"}}]});
+            assert_eq!(
+                describe(200, &dup),
+                "200 duplicate, nothing appended: runtime.harvested partial/max_turns to MC-1 at position 43 (version 8)"
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One error type for every handler, rendered as `application/problem+json` with a stable
+//! `code`. Bad input is a precise 4xx and is not logged as an error; internal failures are a
+//! generic 500 and are logged with their cause.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use events::LogError;
+use projections::{Rejection, RejectionKind};
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub extra: Option<Value>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> AppError {
+        AppError {
+            status,
+            code,
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::BAD_REQUEST, "malformed", detail)
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> AppError {
+        tracing::error!(error = %e, "{context}");
+        AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+
+    pub fn with(mut self, extra: Value) -> AppError {
+        self.extra = Some(extra);
+        self
+    }
+}
+
+impl From<Rejection> for AppError {
+    fn from(r: Rejection) -> AppError {
+        let status = match r.kind() {
+            RejectionKind::NotFound => StatusCode::NOT_FOUND,
+            RejectionKind::Conflict => StatusCode::CONFLICT,
+            RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let extra = match &r {
+            Rejection::VersionConflict { current, .. } => Some(json!({"current_version": current})),
+            Rejection::RuntimeEnded { class, .. } => Some(json!({"class": class})),
+            Rejection::Invalid { field, .. } => Some(json!({"field": field})),
+            _ => None,
+        };
+        AppError {
+            status,
+            code: r.code(),
+            detail: r.to_string(),
+            extra,
+        }
+    }
+}
+
+impl From<LogError> for AppError {
+    fn from(e: LogError) -> AppError {
+        let status = match &e {
+            LogError::VersionConflict { .. } | LogError::IdConflict { .. } => StatusCode::CONFLICT,
+            LogError::EventTooLarge { .. } | LogError::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            e if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+            LogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            _ => return AppError::internal("log failure", e),
+        };
+        let extra = match &e {
+            LogError::VersionConflict { actual, .. } => Some(json!({"current_version": actual})),
+            _ => None,
+        };
+        AppError {
+            status,
+            code: e.code(),
+            detail: e.to_string(),
+            extra,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::debug!(code = self.code, detail = %self.detail, "request refused");
+        }
+        let mut body = json!({
+            "type": format!("https://mc-ledger.dev/problems/{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "detail": self.detail,
+        });
+        if let (Some(Value::Object(extra)), Some(map)) = (self.extra, body.as_object_mut()) {
+            map.extend(extra);
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,534 @@
+//! The event vocabulary: one typed payload per event type of SPEC §4.
+//!
+//! Every type derives serde (the JSON form clients see) and bincode (the stored form). The
+//! JSON form of [`EventData`] is adjacently tagged, so an envelope reads
+//! `{"type": "runtime.reaped", "data": {…}}` exactly as SPEC §3 shows it.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// Who caused an event. Every write names its actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    pub name: String,
+    pub kind: ActorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Human,
+    Agent,
+    Orchestrator,
+    Controller,
+    Validator,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    ChildOf,
+    BlockedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum GateVerdict {
+    Passed,
+    Failed,
+    ChangesRequested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Done,
+    Cancelled,
+    Duplicate,
+    Wontfix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Open,
+    InProgress,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Tmux,
+    Process,
+    Websocket,
+}
+
+/// The verdict an agent gives at the end of a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+pub enum Verdict {
+    #[serde(rename = "DONE")]
+    Done,
+    #[serde(rename = "REVIEW")]
+    Review,
+    #[serde(rename = "QUESTION")]
+    Question,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Done => "DONE",
+            Verdict::Review => "REVIEW",
+            Verdict::Question => "QUESTION",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalRejectReason {
+    StaleNonce,
+    UnknownNonce,
+    RuntimeEnded,
+    EchoedPrompt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum HarvestOutcome {
+    Completed,
+    Partial,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    Success,
+    MaxTurns,
+    MaxBudget,
+    Error,
+    ApiError,
+    Interrupted,
+    NoResult,
+}
+
+impl ExitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Success => "success",
+            ExitReason::MaxTurns => "max_turns",
+            ExitReason::MaxBudget => "max_budget",
+            ExitReason::Error => "error",
+            ExitReason::ApiError => "api_error",
+            ExitReason::Interrupted => "interrupted",
+            ExitReason::NoResult => "no_result",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum ReapCause {
+    TmuxMissing,
+    ProcessDead,
+    IdleTimeout,
+    TerminalState,
+}
+
+impl ReapCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReapCause::TmuxMissing => "tmux_missing",
+            ReapCause::ProcessDead => "process_dead",
+            ReapCause::IdleTimeout => "idle_timeout",
+            ReapCause::TerminalState => "terminal_state",
+        }
+    }
+}
+
+// ---- ticket payloads ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketOpened {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub umbrella: bool,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketEdited {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketCommented {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketLinked {
+    pub relation: Relation,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketUnlinked {
+    pub relation: Relation,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketParked {
+    pub waiting_on: Vec<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct GateRecorded {
+    pub gate: String,
+    pub verdict: GateVerdict,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketClosed {
+    pub resolution: Resolution,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TicketReopened {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAdded {
+    pub task_id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct TaskUpdated {
+    pub task_id: String,
+    pub status: TaskStatus,
+}
+
+// ---- runtime payloads (all carry runtime_id) ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeDispatched {
+    pub runtime_id: String,
+    pub dispatch_key: String,
+    pub attempt: u32,
+    pub agent: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub transport: Transport,
+    #[serde(default)]
+    pub tmux_target: Option<String>,
+    #[serde(default)]
+    pub process_id: Option<u32>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    pub nonce: String,
+    #[serde(default)]
+    pub replaces: Option<String>,
+    #[serde(default)]
+    pub resume_session: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeLaunchAborted {
+    pub runtime_id: String,
+    pub reason: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeActivity {
+    pub runtime_id: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSignaled {
+    pub runtime_id: String,
+    pub verdict: Verdict,
+    pub nonce: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSignalRejected {
+    pub runtime_id: String,
+    pub reason: SignalRejectReason,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    pub excerpt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeInputSent {
+    pub runtime_id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHarvested {
+    pub runtime_id: String,
+    pub outcome: HarvestOutcome,
+    pub exit_reason: ExitReason,
+    #[serde(default)]
+    pub turns: Option<u32>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// The harvester's own word for the exit when it did not know it (a Claude result subtype
+    /// newer than this code), kept so nothing the agent said is lost.
+    #[serde(default)]
+    pub raw_subtype: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeReaped {
+    pub runtime_id: String,
+    pub cause: ReapCause,
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeKilled {
+    pub runtime_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeCompletedByController {
+    pub runtime_id: String,
+    pub reason: String,
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeCancelled {
+    pub runtime_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSwitched {
+    pub runtime_id: String,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    pub nonce: String,
+}
+
+/// One typed payload per event type. The order of variants is part of the stored format
+/// (bincode writes the variant index): add new types at the end, never reorder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(tag = "type", content = "data")]
+pub enum EventData {
+    #[serde(rename = "ticket.opened")]
+    TicketOpened(TicketOpened),
+    #[serde(rename = "ticket.edited")]
+    TicketEdited(TicketEdited),
+    #[serde(rename = "ticket.commented")]
+    TicketCommented(TicketCommented),
+    #[serde(rename = "ticket.linked")]
+    TicketLinked(TicketLinked),
+    #[serde(rename = "ticket.unlinked")]
+    TicketUnlinked(TicketUnlinked),
+    #[serde(rename = "ticket.parked")]
+    TicketParked(TicketParked),
+    #[serde(rename = "ticket.gate_recorded")]
+    GateRecorded(GateRecorded),
+    #[serde(rename = "ticket.closed")]
+    TicketClosed(TicketClosed),
+    #[serde(rename = "ticket.reopened")]
+    TicketReopened(TicketReopened),
+    #[serde(rename = "task.added")]
+    TaskAdded(TaskAdded),
+    #[serde(rename = "task.updated")]
+    TaskUpdated(TaskUpdated),
+    #[serde(rename = "runtime.dispatched")]
+    RuntimeDispatched(RuntimeDispatched),
+    #[serde(rename = "runtime.launch_aborted")]
+    RuntimeLaunchAborted(RuntimeLaunchAborted),
+    #[serde(rename = "runtime.activity")]
+    RuntimeActivity(RuntimeActivity),
+    #[serde(rename = "runtime.signaled")]
+    RuntimeSignaled(RuntimeSignaled),
+    #[serde(rename = "runtime.signal_rejected")]
+    RuntimeSignalRejected(RuntimeSignalRejected),
+    #[serde(rename = "runtime.input_sent")]
+    RuntimeInputSent(RuntimeInputSent),
+    #[serde(rename = "runtime.harvested")]
+    RuntimeHarvested(RuntimeHarvested),
+    #[serde(rename = "runtime.reaped")]
+    RuntimeReaped(RuntimeReaped),
+    #[serde(rename = "runtime.killed")]
+    RuntimeKilled(RuntimeKilled),
+    #[serde(rename = "runtime.completed_by_controller")]
+    RuntimeCompletedByController(RuntimeCompletedByController),
+    #[serde(rename = "runtime.cancelled")]
+    RuntimeCancelled(RuntimeCancelled),
+    #[serde(rename = "runtime.switched")]
+    RuntimeSwitched(RuntimeSwitched),
+}
+
+/// Every event type name, in variant order (the stored discriminant).
+pub const EVENT_TYPES: [&str; 23] = [
+    "ticket.opened",
+    "ticket.edited",
+    "ticket.commented",
+    "ticket.linked",
+    "ticket.unlinked",
+    "ticket.parked",
+    "ticket.gate_recorded",
+    "ticket.closed",
+    "ticket.reopened",
+    "task.added",
+    "task.updated",
+    "runtime.dispatched",
+    "runtime.launch_aborted",
+    "runtime.activity",
+    "runtime.signaled",
+    "runtime.signal_rejected",
+    "runtime.input_sent",
+    "runtime.harvested",
+    "runtime.reaped",
+    "runtime.killed",
+    "runtime.completed_by_controller",
+    "runtime.cancelled",
+    "runtime.switched",
+];
+
+impl EventData {
+    /// The event type name as it appears in JSON and in SSE `event:` lines.
+    pub fn type_name(&self) -> &'static str {
+        EVENT_TYPES[self.type_index()]
+    }
+
+    fn type_index(&self) -> usize {
+        match self {
+            EventData::TicketOpened(_) => 0,
+            EventData::TicketEdited(_) => 1,
+            EventData::TicketCommented(_) => 2,
+            EventData::TicketLinked(_) => 3,
+            EventData::TicketUnlinked(_) => 4,
+            EventData::TicketParked(_) => 5,
+            EventData::GateRecorded(_) => 6,
+            EventData::TicketClosed(_) => 7,
+            EventData::TicketReopened(_) => 8,
+            EventData::TaskAdded(_) => 9,
+            EventData::TaskUpdated(_) => 10,
+            EventData::RuntimeDispatched(_) => 11,
+            EventData::RuntimeLaunchAborted(_) => 12,
+            EventData::RuntimeActivity(_) => 13,
+            EventData::RuntimeSignaled(_) => 14,
+            EventData::RuntimeSignalRejected(_) => 15,
+            EventData::RuntimeInputSent(_) => 16,
+            EventData::RuntimeHarvested(_) => 17,
+            EventData::RuntimeReaped(_) => 18,
+            EventData::RuntimeKilled(_) => 19,
+            EventData::RuntimeCompletedByController(_) => 20,
+            EventData::RuntimeCancelled(_) => 21,
+            EventData::RuntimeSwitched(_) => 22,
+        }
+    }
+
+    /// The runtime a runtime event is about; `None` for ticket and task events.
+    pub fn runtime_id(&self) -> Option<&str> {
+        let id = match self {
+            EventData::RuntimeDispatched(e) => &e.runtime_id,
+            EventData::RuntimeLaunchAborted(e) => &e.runtime_id,
+            EventData::RuntimeActivity(e) => &e.runtime_id,
+            EventData::RuntimeSignaled(e) => &e.runtime_id,
+            EventData::RuntimeSignalRejected(e) => &e.runtime_id,
+            EventData::RuntimeInputSent(e) => &e.runtime_id,
+            EventData::RuntimeHarvested(e) => &e.runtime_id,
+            EventData::RuntimeReaped(e) => &e.runtime_id,
+            EventData::RuntimeKilled(e) => &e.runtime_id,
+            EventData::RuntimeCompletedByController(e) => &e.runtime_id,
+            EventData::RuntimeCancelled(e) => &e.runtime_id,
+            EventData::RuntimeSwitched(e) => &e.runtime_id,
+            _ => return None,
+        };
+        Some(id)
+    }
+}

@@ -1,0 +1,144 @@
+//! Identifiers (ticket ids, event ids) and the limits every append is checked against.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest ticket id the pattern `^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$` admits.
+pub const TICKET_ID_BYTES_MAX: usize = 26;
+/// Event ids are client-suppliable (import, retries); they are kept short and printable.
+pub const EVENT_ID_BYTES_MAX: usize = 64;
+pub const ACTOR_NAME_BYTES_MAX: usize = 128;
+/// Events one append may carry (one command rarely produces more than three).
+pub const EVENTS_PER_APPEND_MAX: usize = 64;
+/// Encoded size of one event's data. A 64 KiB comment fits with room for the envelope.
+pub const EVENT_DATA_BYTES_MAX: usize = 128 * 1024;
+/// Encoded size of one whole record (envelope + data + hashes); also the bincode decode limit.
+pub const RECORD_BYTES_MAX: usize = EVENT_DATA_BYTES_MAX + 4096;
+
+/// A validated ticket id such as `MC-4030`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TicketId(String);
+
+impl TicketId {
+    pub fn parse(s: &str) -> Result<TicketId, InvalidId> {
+        if is_ticket_id(s) {
+            Ok(TicketId(s.to_owned()))
+        } else {
+            Err(InvalidId::Ticket(truncate_for_message(s)))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number after the dash (`4030` for `MC-4030`), used in turn nonces.
+    pub fn number(&self) -> &str {
+        self.0.rsplit_once('-').map_or("", |(_, n)| n)
+    }
+}
+
+impl fmt::Display for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TicketId {
+    type Error = InvalidId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if is_ticket_id(&s) {
+            Ok(TicketId(s))
+        } else {
+            Err(InvalidId::Ticket(truncate_for_message(&s)))
+        }
+    }
+}
+
+impl From<TicketId> for String {
+    fn from(t: TicketId) -> String {
+        t.0
+    }
+}
+
+/// `^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$`, by hand: no regex engine for one pattern.
+pub fn is_ticket_id(s: &str) -> bool {
+    let Some((prefix, number)) = s.split_once('-') else {
+        return false;
+    };
+    let mut prefix_chars = prefix.bytes();
+    let first_ok = matches!(prefix_chars.next(), Some(b'A'..=b'Z'));
+    first_ok
+        && prefix.len() <= 16
+        && prefix_chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && (1..=9).contains(&number.len())
+        && number.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Event ids: 1..=64 bytes of `[A-Za-z0-9_.:-]`.
+pub fn is_event_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= EVENT_ID_BYTES_MAX
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    #[error(
+        "invalid ticket id {0:?}: expected e.g. MC-4030 (^[A-Z][A-Z0-9]{{0,15}}-[0-9]{{1,9}}$)"
+    )]
+    Ticket(String),
+}
+
+/// Keep error messages bounded whatever a client sent.
+pub(crate) fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_ids() {
+        for ok in ["MC-4030", "A-0", "ABCDEFGHIJKLMNOP-123456789", "X1-1"] {
+            assert!(is_ticket_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "mc-1",
+            "MC",
+            "MC-",
+            "-1",
+            "1MC-1",
+            "MC-1234567890",
+            "ABCDEFGHIJKLMNOPQ-1",
+            "MC-12a",
+            "MC_1",
+            "MC-1-2",
+            "MÇ-1",
+        ] {
+            assert!(!is_ticket_id(bad), "{bad}");
+        }
+        assert_eq!(TicketId::parse("MC-4030").unwrap().number(), "4030");
+    }
+
+    #[test]
+    fn event_ids() {
+        assert!(is_event_id("01JD3Z9K-abc_def.1:2"));
+        assert!(!is_event_id(""));
+        assert!(!is_event_id("has space"));
+        assert!(!is_event_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,426 @@
+//! The log's in-memory indexes (position → bytes, ticket → positions, event id → position) and
+//! the checkpoints that persist them, so that an append writes one key and an open reads a few.
+//!
+//! The index may run ahead of the durable head (the writer fills it while it stages a commit,
+//! before the flush): every reader caps what it shows at the durable head it read first.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use crate::ids::{TicketId, TICKET_ID_BYTES_MAX};
+
+/// A 128-bit hash of an event id: the id index's key, also stored in checkpoints. A hit is
+/// always confirmed by reading the record, so a collision can never merge two ids.
+pub(crate) type IdHash = u128;
+
+/// blake3 of the id, first 16 bytes little-endian. Part of the checkpoint format: never change.
+pub(crate) fn id_hash(id: &str) -> IdHash {
+    let hash = blake3::hash(id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// Where a record's bytes live: in which commit blob, at which byte offset, how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) blob_first: u64,
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    offset: u32,
+    len: u32,
+}
+
+/// Every position's location, every stream's positions and every id's position.
+#[derive(Default)]
+pub(crate) struct Index {
+    /// First position of every commit blob, ascending.
+    blobs: Vec<u64>,
+    /// The bytes of position `p` in its blob, at `spans[p - 1]`.
+    spans: Vec<Span>,
+    /// A stream's positions in version order: version `v` is at `[v - 1]`.
+    streams: HashMap<TicketId, Vec<u64>>,
+    ids: HashMap<IdHash, u64>,
+    /// Later positions whose id hash equals an earlier one's (a 128-bit collision): kept so
+    /// that dedupe stays exact even then.
+    id_collisions: HashMap<IdHash, Vec<u64>>,
+}
+
+impl Index {
+    /// Positions indexed (durable or staged).
+    pub(crate) fn len(&self) -> u64 {
+        u64::try_from(self.spans.len()).expect("positions fit in u64")
+    }
+
+    /// Adds the record at position `len() + 1`; its blob is started if it is a new one.
+    pub(crate) fn push(
+        &mut self,
+        blob_first: u64,
+        ticket: &TicketId,
+        id: IdHash,
+        offset: u32,
+        len: u32,
+    ) {
+        if self.blobs.last() != Some(&blob_first) {
+            self.blobs.push(blob_first);
+        }
+        self.spans.push(Span { offset, len });
+        let position = self.len();
+        match self.streams.get_mut(ticket) {
+            Some(positions) => positions.push(position),
+            None => {
+                self.streams.insert(ticket.clone(), vec![position]);
+            }
+        }
+        match self.ids.entry(id) {
+            Entry::Vacant(slot) => {
+                slot.insert(position);
+            }
+            Entry::Occupied(_) => self.id_collisions.entry(id).or_default().push(position),
+        }
+    }
+
+    pub(crate) fn locate(&self, position: u64) -> Option<Location> {
+        let span = self
+            .spans
+            .get(usize::try_from(position.checked_sub(1)?).ok()?)?;
+        let blob = self
+            .blobs
+            .partition_point(|&first| first <= position)
+            .checked_sub(1)?;
+        Some(Location {
+            blob_first: self.blobs[blob],
+            offset: span.offset,
+            len: span.len,
+        })
+    }
+
+    /// A stream's positions in version order (durable and staged).
+    pub(crate) fn stream(&self, ticket: &TicketId) -> &[u64] {
+        self.streams.get(ticket).map_or(&[], Vec::as_slice)
+    }
+
+    /// Positions whose id has this hash: usually none or one.
+    pub(crate) fn id_candidates(&self, id: IdHash) -> impl Iterator<Item = u64> + '_ {
+        self.ids
+            .get(&id)
+            .into_iter()
+            .chain(self.id_collisions.get(&id).into_iter().flatten())
+            .copied()
+    }
+
+    /// Stream entries and id entries at or below `head`, for `verify` to check against the
+    /// number of records.
+    pub(crate) fn entries_upto(&self, head: u64) -> (u64, u64, u64) {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let mut tickets = 0u64;
+        let mut streams = 0u64;
+        for positions in self.streams.values() {
+            let n = positions.partition_point(|&p| p <= head);
+            streams += count(n);
+            tickets += u64::from(n > 0);
+        }
+        let ids = count(self.ids.values().filter(|&&p| p <= head).count())
+            + count(
+                self.id_collisions
+                    .values()
+                    .flatten()
+                    .filter(|&&p| p <= head)
+                    .count(),
+            );
+        (tickets, streams, ids)
+    }
+
+    /// Applies one checkpoint's records (which must start right after what is indexed).
+    pub(crate) fn apply(&mut self, checkpoint: &Checkpoint) {
+        debug_assert_eq!(checkpoint.first, self.len() + 1);
+        self.spans.reserve(checkpoint.records.len());
+        self.ids.reserve(checkpoint.records.len());
+        for (blob_first, records) in checkpoint.blobs() {
+            // Records follow each other from byte 1 of their blob (byte 0 is its format).
+            let mut offset = 1u32;
+            for r in records {
+                let ticket = &checkpoint.tickets[usize::try_from(r.ticket).unwrap_or(usize::MAX)];
+                self.push(blob_first, ticket, r.id, offset, r.len);
+                offset = offset.saturating_add(r.len);
+            }
+        }
+    }
+}
+
+const CHECKPOINT_FORMAT_V1: u8 = 1;
+const CHECK_BYTES: usize = 32;
+/// Bytes per record in a checkpoint: len, ticket number, id hash.
+const CHECKPOINT_RECORD_BYTES: usize = 4 + 4 + 16;
+
+/// One record as a checkpoint keeps it: enough to rebuild every index without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckpointRecord {
+    pub(crate) len: u32,
+    /// Index into the checkpoint's ticket table.
+    pub(crate) ticket: u32,
+    pub(crate) id: IdHash,
+}
+
+/// The index of positions `first..=last`, which are whole commit blobs.
+///
+/// ```text
+/// checkpoint := format:u8=1 first:u64le last:u64le
+///               tickets:u32le (len:u8 ticket_bytes)*
+///               blobs:u32le   (blob_first:u64le records:u32le)*
+///               (len:u32le ticket:u32le id_hash:[u8;16])*     one per position, in order
+///               check:[u8;32]                                  blake3 of everything before
+/// ```
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoint {
+    pub(crate) first: u64,
+    pub(crate) tickets: Vec<TicketId>,
+    ticket_numbers: HashMap<TicketId, u32>,
+    /// `(blob_first, records in it)`, ascending.
+    pub(crate) blob_sizes: Vec<(u64, u32)>,
+    pub(crate) records: Vec<CheckpointRecord>,
+}
+
+impl Checkpoint {
+    pub(crate) fn new(first: u64) -> Checkpoint {
+        Checkpoint {
+            first,
+            ..Checkpoint::default()
+        }
+    }
+
+    /// Positions it covers.
+    pub(crate) fn count(&self) -> u64 {
+        u64::try_from(self.records.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Last position covered (`first - 1` when empty).
+    pub(crate) fn last(&self) -> u64 {
+        self.first + self.count() - 1
+    }
+
+    /// Records the next position, which lives in blob `blob_first`.
+    pub(crate) fn push(&mut self, blob_first: u64, ticket: &TicketId, id: IdHash, len: u32) {
+        match self.blob_sizes.last_mut() {
+            Some((first, n)) if *first == blob_first => *n += 1,
+            _ => self.blob_sizes.push((blob_first, 1)),
+        }
+        let ticket = match self.ticket_numbers.get(ticket) {
+            Some(&n) => n,
+            None => {
+                let n = u32::try_from(self.tickets.len())
+                    .expect("fewer than 2^32 tickets per checkpoint");
+                self.tickets.push(ticket.clone());
+                self.ticket_numbers.insert(ticket.clone(), n);
+                n
+            }
+        };
+        self.records.push(CheckpointRecord { len, ticket, id });
+    }
+
+    /// Each blob's first position and its records.
+    pub(crate) fn blobs(&self) -> impl Iterator<Item = (u64, &[CheckpointRecord])> + '_ {
+        let mut rest = self.records.as_slice();
+        self.blob_sizes.iter().map(move |&(first, n)| {
+            let (these, more) =
+                rest.split_at(usize::try_from(n).unwrap_or(usize::MAX).min(rest.len()));
+            rest = more;
+            (first, these)
+        })
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + 16
+                + 8
+                + self.tickets.len() * 16
+                + self.blob_sizes.len() * 12
+                + self.records.len() * CHECKPOINT_RECORD_BYTES
+                + CHECK_BYTES,
+        );
+        let n32 =
+            |n: usize| u32::try_from(n).expect("checkpoint tables hold fewer than 2^32 entries");
+        out.push(CHECKPOINT_FORMAT_V1);
+        out.extend_from_slice(&self.first.to_le_bytes());
+        out.extend_from_slice(&self.last().to_le_bytes());
+        out.extend_from_slice(&n32(self.tickets.len()).to_le_bytes());
+        for t in &self.tickets {
+            let bytes = t.as_str().as_bytes();
+            out.push(u8::try_from(bytes.len()).expect("ticket ids are at most 26 bytes"));
+            out.extend_from_slice(bytes);
+        }
+        out.extend_from_slice(&n32(self.blob_sizes.len()).to_le_bytes());
+        for (first, n) in &self.blob_sizes {
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for r in &self.records {
+            out.extend_from_slice(&r.len.to_le_bytes());
+            out.extend_from_slice(&r.ticket.to_le_bytes());
+            out.extend_from_slice(&r.id.to_le_bytes());
+        }
+        let check = blake3::hash(&out);
+        out.extend_from_slice(check.as_bytes());
+        out
+    }
+
+    /// Decodes and checks a checkpoint: its own hash, its tables and its shape.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+        let body_len = bytes
+            .len()
+            .checked_sub(CHECK_BYTES)
+            .ok_or("checkpoint truncated")?;
+        let (body, check) = bytes.split_at(body_len);
+        if blake3::hash(body).as_bytes() != check {
+            return Err("checkpoint hash does not match its bytes".into());
+        }
+        let mut r = Reader { bytes: body };
+        if r.u8()? != CHECKPOINT_FORMAT_V1 {
+            return Err("unknown checkpoint format".into());
+        }
+        let first = r.u64()?;
+        let last = r.u64()?;
+        if first == 0 || last < first {
+            return Err(format!("checkpoint covers {first}..={last}"));
+        }
+        let mut cp = Checkpoint::new(first);
+        let tickets = r.u32()?;
+        for n in 0..tickets {
+            let len = usize::from(r.u8()?);
+            if len > TICKET_ID_BYTES_MAX {
+                return Err("checkpoint ticket id too long".into());
+            }
+            let name =
+                std::str::from_utf8(r.take(len)?).map_err(|_| "checkpoint ticket id not UTF-8")?;
+            let ticket = TicketId::parse(name).map_err(|e| e.to_string())?;
+            cp.ticket_numbers.insert(ticket.clone(), n);
+            cp.tickets.push(ticket);
+        }
+        let blobs = r.u32()?;
+        let mut next = first;
+        let mut total = 0u64;
+        for _ in 0..blobs {
+            let (blob_first, n) = (r.u64()?, r.u32()?);
+            if blob_first != next || n == 0 {
+                return Err(format!(
+                    "checkpoint blob at {blob_first} where {next} was due"
+                ));
+            }
+            next += u64::from(n);
+            total += u64::from(n);
+            cp.blob_sizes.push((blob_first, n));
+        }
+        if total != last - first + 1 {
+            return Err(format!(
+                "checkpoint has {total} records for {first}..={last}"
+            ));
+        }
+        let expected = usize::try_from(total)
+            .ok()
+            .and_then(|t| t.checked_mul(CHECKPOINT_RECORD_BYTES))
+            .ok_or("checkpoint too large")?;
+        if r.bytes.len() != expected {
+            return Err("checkpoint record table has the wrong length".into());
+        }
+        cp.records.reserve(usize::try_from(total).unwrap_or(0));
+        for _ in 0..total {
+            let len = r.u32()?;
+            let ticket = r.u32()?;
+            let id = u128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short id hash")?);
+            if ticket >= tickets {
+                return Err("checkpoint names an unknown ticket".into());
+            }
+            cp.records.push(CheckpointRecord { len, ticket, id });
+        }
+        Ok(cp)
+    }
+}
+
+/// A bounds-checked cursor over checkpoint bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("checkpoint truncated".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "short u32")?,
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "short u64")?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> TicketId {
+        TicketId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn checkpoint_round_trips_and_rebuilds_the_index() {
+        let mut cp = Checkpoint::new(5);
+        cp.push(5, &t("MC-1"), id_hash("a"), 100);
+        cp.push(5, &t("MC-2"), id_hash("b"), 120);
+        cp.push(7, &t("MC-1"), id_hash("c"), 90);
+        let bytes = cp.encode();
+        let back = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!((back.first, back.last()), (5, 7));
+        assert_eq!(back.records, cp.records);
+        assert_eq!(back.blob_sizes, vec![(5, 2), (7, 1)]);
+
+        let mut index = Index::default();
+        for p in 1..5u64 {
+            index.push(1, &t("MC-9"), id_hash(&format!("x{p}")), 1, 10);
+        }
+        index.apply(&back);
+        assert_eq!(index.stream(&t("MC-1")), &[5, 7]);
+        assert_eq!(
+            index.locate(6),
+            Some(Location {
+                blob_first: 5,
+                offset: 101,
+                len: 120
+            })
+        );
+        assert_eq!(
+            index.id_candidates(id_hash("c")).collect::<Vec<_>>(),
+            vec![7]
+        );
+
+        let mut bad = bytes.clone();
+        bad[20] ^= 1;
+        assert!(Checkpoint::decode(&bad).is_err());
+        assert!(Checkpoint::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_hash_collision_keeps_both_positions() {
+        let mut index = Index::default();
+        index.push(1, &t("MC-1"), 42, 1, 10);
+        index.push(1, &t("MC-1"), 42, 11, 10);
+        assert_eq!(index.id_candidates(42).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(index.entries_upto(2), (1, 2, 2));
+        assert_eq!(index.entries_upto(1), (1, 1, 1));
+    }
+}

@@ -1,0 +1,82 @@
+//! The small storage trait the rest of the system sees. The sled log implements it today; a
+//! PostgreSQL backend for multi-replica deployments can implement it without touching
+//! projections or HTTP handlers.
+//!
+//! Reads and appends are split on purpose: read paths are handed an [`EventReader`], which has
+//! no way to append, so a GET can never write (the seeds' W.7 bug).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::envelope::{NewEvent, RecordedEvent};
+use crate::error::LogError;
+use crate::ids::TicketId;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Events for one ticket stream, appended atomically.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub ticket: TicketId,
+    /// The stream version the caller saw; `Some(0)` means "the stream must not exist yet".
+    pub expected_version: Option<u64>,
+    pub events: Vec<NewEvent>,
+}
+
+/// What an append did. `duplicate` is true when every event id already existed: `events`
+/// are then the originals and nothing was appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub events: Vec<RecordedEvent>,
+    pub duplicate: bool,
+}
+
+impl Appended {
+    pub fn last_position(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.position)
+    }
+    pub fn last_version(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.version)
+    }
+}
+
+/// What `verify` found in a sound log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub tickets: u64,
+    pub head_hash: crate::Hash,
+}
+
+pub trait EventReader: Send + Sync {
+    /// The last durable (acknowledged) position; 0 for an empty log.
+    fn head(&self) -> u64;
+    /// Number of events in a ticket's stream (0 when it has none).
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError>;
+    /// A ticket's events with version in `from_version..=to_version`, at most `limit`.
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+    /// Events with position > `after`, in position order, at most `limit`.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError>;
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError>;
+    /// A receiver of the last durable position: `wait_for(|p| *p > n)` is the cheap way to
+    /// wait for "a position after N was committed".
+    fn subscribe(&self) -> watch::Receiver<u64>;
+    /// Recompute the hash chain and the indexes; the first bad position is an error.
+    fn verify(&self) -> Result<VerifyReport, LogError>;
+}
+
+pub trait EventStore: EventReader {
+    /// Appends atomically; resolves only once the events are durable.
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>>;
+    /// A handle for read paths that cannot append.
+    fn reader(&self) -> Arc<dyn EventReader>;
+}

@@ -1,0 +1,177 @@
+//! Alerts (SPEC §5.5), evaluated against an explicit `now`: what needs a person's attention.
+
+use std::fmt;
+
+use events::{TicketId, Timestamp, Transport};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ledger::{Ledger, Ticket};
+use crate::rules::{NextActionCode, TicketState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    WorkerLost,
+    StaleWorker,
+    RetryLoop,
+    UnansweredQuestion,
+    ReadyToResume,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::WorkerLost => "worker_lost",
+            AlertKind::StaleWorker => "stale_worker",
+            AlertKind::RetryLoop => "retry_loop",
+            AlertKind::UnansweredQuestion => "unanswered_question",
+            AlertKind::ReadyToResume => "ready_to_resume",
+        }
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub ticket: TicketId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    /// When the condition started.
+    pub since: Timestamp,
+    pub detail: String,
+}
+
+const MINUTE_MS: u64 = 60_000;
+
+impl Ledger {
+    /// Every alert at `now`, in ticket id order, then by kind.
+    pub fn alerts(&self, now: Timestamp, cfg: &Config) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for key in &self.order {
+            if let Some(t) = self.tickets.get(&key.id) {
+                self.ticket_alerts(t, now, cfg, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Alerts of one ticket at `now`.
+    pub fn ticket_alerts_at(&self, id: &TicketId, now: Timestamp, cfg: &Config) -> Vec<Alert> {
+        let mut out = Vec::new();
+        if let Some(t) = self.tickets.get(id) {
+            self.ticket_alerts(t, now, cfg, &mut out);
+        }
+        out
+    }
+
+    fn ticket_alerts(&self, t: &Ticket, now: Timestamp, cfg: &Config, out: &mut Vec<Alert>) {
+        if t.closed.is_some() {
+            return;
+        }
+        let status = self.derive(t);
+        let current = self.current_runtime(t);
+        let alert = |kind, runtime_id: Option<&str>, since, detail: String| Alert {
+            kind,
+            ticket: t.id.clone(),
+            runtime_id: runtime_id.map(str::to_owned),
+            since,
+            detail,
+        };
+
+        // Umbrella and waiting tickets expect no worker, so they never raise worker alerts.
+        let worker_expected = !t.umbrella && status.state != TicketState::Waiting;
+        if worker_expected {
+            if let (Some(f), Some(r)) = (&status.failure_reason, current) {
+                if f == "tmux_session_missing" || f == "process_dead" {
+                    let since = r.ended.map_or(r.started_at, |e| e.at);
+                    out.push(alert(AlertKind::WorkerLost, Some(&r.id), since, f.clone()));
+                }
+            }
+            if let Some(r) = current {
+                let watched = matches!(r.transport, Transport::Tmux | Transport::Process);
+                let last_seen = r
+                    .last_activity_at
+                    .map_or(r.turn_started_at, |a| a.max(r.turn_started_at));
+                let silent_ms = now.millis().saturating_sub(last_seen.millis());
+                // Only a worker that should be working can be stale: one that asked a
+                // question or handed in for review is waiting on people, not hung.
+                if r.is_live()
+                    && watched
+                    && status.state == TicketState::InProgress
+                    && silent_ms >= cfg.stale_after_ms
+                {
+                    let detail = format!("no activity for {} min", silent_ms / MINUTE_MS);
+                    out.push(alert(
+                        AlertKind::StaleWorker,
+                        Some(&r.id),
+                        last_seen,
+                        detail,
+                    ));
+                }
+            }
+            let window_start = now.millis().saturating_sub(cfg.retry_window_ms);
+            let mut failed = 0u32;
+            let mut since: Option<Timestamp> = None;
+            let mut latest: Option<&str> = None;
+            for r in t.runtimes.iter().filter_map(|id| self.runtimes.get(id)) {
+                let Some(ended) = r.ended else { continue };
+                let is_failure = r.ended_class().is_some_and(|c| c.is_failure());
+                if !is_failure || ended.at.millis() < window_start || ended.at > now {
+                    continue;
+                }
+                failed += 1;
+                since = Some(since.map_or(ended.at, |s| s.min(ended.at)));
+                latest = Some(&r.id);
+            }
+            if failed >= cfg.retry_loop_failures {
+                let detail = format!(
+                    "{failed} failed attempts within {} min",
+                    cfg.retry_window_ms / MINUTE_MS
+                );
+                out.push(alert(
+                    AlertKind::RetryLoop,
+                    latest,
+                    since.unwrap_or(now),
+                    detail,
+                ));
+            }
+        }
+
+        if status.state == TicketState::NeedsInput {
+            if let Some((r, p)) = current.and_then(|r| r.pending.map(|p| (r, p))) {
+                if now.millis().saturating_sub(p.at.millis()) >= cfg.question_after_ms {
+                    let detail = status.next_action.text.clone();
+                    out.push(alert(
+                        AlertKind::UnansweredQuestion,
+                        Some(&r.id),
+                        p.at,
+                        detail,
+                    ));
+                }
+            }
+        }
+
+        if status.next_action.code == NextActionCode::Resume {
+            let since = self
+                .blockers(t)
+                .closed
+                .iter()
+                .map(|(_, at)| *at)
+                .max()
+                .unwrap_or(now);
+            out.push(alert(
+                AlertKind::ReadyToResume,
+                None,
+                since,
+                status.next_action.text.clone(),
+            ));
+        }
+    }
+}

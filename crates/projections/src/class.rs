@@ -1,0 +1,175 @@
+//! Runtime class (SPEC §5.1): what a runtime is, derived from its terminal facts by rank.
+
+use std::fmt;
+
+use events::{ExitReason, HarvestOutcome, ReapCause, Timestamp, Transport};
+use serde::{Deserialize, Serialize};
+
+/// A runtime's class. Live classes first, then ended classes in §5.1 precedence order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeClass {
+    /// Live, no activity or signal yet.
+    Starting,
+    Live,
+    /// Live websocket console with no activity for `idle_after`.
+    WebsocketIdle,
+    CompletedByController,
+    KilledByController,
+    Cancelled,
+    Completed,
+    Partial,
+    Failed,
+    TmuxMissing,
+    ProcessDead,
+    TimedOut,
+    /// Reaped because the ticket reached a terminal state (`terminal_state`).
+    Closed,
+    LaunchAborted,
+}
+
+impl RuntimeClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeClass::Starting => "starting",
+            RuntimeClass::Live => "live",
+            RuntimeClass::WebsocketIdle => "websocket-idle",
+            RuntimeClass::CompletedByController => "completed-by-controller",
+            RuntimeClass::KilledByController => "killed-by-controller",
+            RuntimeClass::Cancelled => "cancelled",
+            RuntimeClass::Completed => "completed",
+            RuntimeClass::Partial => "partial",
+            RuntimeClass::Failed => "failed",
+            RuntimeClass::TmuxMissing => "tmux-missing",
+            RuntimeClass::ProcessDead => "process-dead",
+            RuntimeClass::TimedOut => "timed-out",
+            RuntimeClass::Closed => "closed",
+            RuntimeClass::LaunchAborted => "launch-aborted",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RuntimeClass::Starting | RuntimeClass::Live | RuntimeClass::WebsocketIdle
+        )
+    }
+
+    /// The classes §5.4 counts as a failure of the worker.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RuntimeClass::TmuxMissing
+                | RuntimeClass::ProcessDead
+                | RuntimeClass::TimedOut
+                | RuntimeClass::Failed
+                | RuntimeClass::LaunchAborted
+        )
+    }
+}
+
+impl fmt::Display for RuntimeClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The last harvest folded for a runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Harvest {
+    pub(crate) outcome: HarvestOutcome,
+    pub(crate) exit_reason: ExitReason,
+    pub(crate) turns: Option<u32>,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) session_id: Option<String>,
+}
+
+/// Terminal facts of one runtime, kept one slot per rank. Because every rank has its own slot
+/// and a later fact only overwrites its own rank, the class never depends on the order in which
+/// facts of different ranks arrive (a reap after a harvest, a harvest after a reap: same class).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TerminalFacts {
+    pub(crate) completed_by_controller: bool,
+    pub(crate) killed: bool,
+    pub(crate) cancelled: bool,
+    pub(crate) harvest: Option<Harvest>,
+    /// Latest reap cause (within one rank the latest event wins).
+    pub(crate) reap: Option<ReapCause>,
+    /// Latest launch-abort reason.
+    pub(crate) launch_aborted: Option<String>,
+}
+
+impl TerminalFacts {
+    /// The ended class by §5.1 precedence, or `None` while no terminal fact is known.
+    pub(crate) fn class(&self) -> Option<RuntimeClass> {
+        if self.completed_by_controller {
+            return Some(RuntimeClass::CompletedByController);
+        }
+        if self.killed {
+            return Some(RuntimeClass::KilledByController);
+        }
+        if self.cancelled {
+            return Some(RuntimeClass::Cancelled);
+        }
+        if let Some(h) = &self.harvest {
+            return Some(match h.outcome {
+                HarvestOutcome::Completed => RuntimeClass::Completed,
+                HarvestOutcome::Partial => RuntimeClass::Partial,
+                HarvestOutcome::Failed => RuntimeClass::Failed,
+            });
+        }
+        if let Some(cause) = self.reap {
+            return Some(match cause {
+                ReapCause::TmuxMissing => RuntimeClass::TmuxMissing,
+                ReapCause::ProcessDead => RuntimeClass::ProcessDead,
+                ReapCause::IdleTimeout => RuntimeClass::TimedOut,
+                ReapCause::TerminalState => RuntimeClass::Closed,
+            });
+        }
+        if self.launch_aborted.is_some() {
+            return Some(RuntimeClass::LaunchAborted);
+        }
+        None
+    }
+
+    /// The §5.4 `failure_reason` value this class would give, if it is a failure class.
+    pub(crate) fn failure_value(&self) -> Option<String> {
+        match self.class()? {
+            RuntimeClass::TmuxMissing => Some("tmux_session_missing".to_owned()),
+            RuntimeClass::ProcessDead => Some("process_dead".to_owned()),
+            RuntimeClass::TimedOut => Some("idle_timeout".to_owned()),
+            RuntimeClass::Failed => {
+                let reason = self
+                    .harvest
+                    .as_ref()
+                    .map_or("error", |h| h.exit_reason.as_str());
+                Some(format!("agent_failed: {reason}"))
+            }
+            RuntimeClass::LaunchAborted => Some(format!(
+                "launch_aborted: {}",
+                self.launch_aborted.as_deref().unwrap_or("")
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Class of a live runtime at `now`: `websocket-idle` beats `starting` because an idle console
+/// that never spoke is still idle, and idleness is what an operator must see.
+pub(crate) fn live_class(
+    transport: Transport,
+    started_at: Timestamp,
+    last_activity_at: Option<Timestamp>,
+    now: Timestamp,
+    idle_after_ms: u64,
+) -> RuntimeClass {
+    let last_seen = last_activity_at.unwrap_or(started_at);
+    let idle_ms = now.millis().saturating_sub(last_seen.millis());
+    if transport == Transport::Websocket && idle_ms >= idle_after_ms {
+        return RuntimeClass::WebsocketIdle;
+    }
+    if last_activity_at.is_none() {
+        return RuntimeClass::Starting;
+    }
+    RuntimeClass::Live
+}

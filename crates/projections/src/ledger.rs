@@ -1,0 +1,579 @@
+//! The projection state and its fold: [`Ledger::apply`] folds one recorded event, never fails
+//! and never panics, whatever the event (unknown runtime, link to an unknown ticket, …).
+//!
+//! The state keeps facts, not conclusions: ticket state, next action, failure_reason and
+//! runtime class are derived on read (see `rules` and `class`), so they can never drift from
+//! the facts they come from.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use events::{
+    EventData, GateVerdict, Priority, ReapCause, RecordedEvent, Relation, Resolution, TaskStatus,
+    TicketId, Timestamp, Transport, Verdict,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::class::{Harvest, RuntimeClass, TerminalFacts};
+use crate::limits::{excerpt, EXCERPT_BYTES_MAX};
+
+/// Where an event sits in the log: its global position and its ticket stream version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventRef {
+    pub position: u64,
+    pub version: u64,
+}
+
+impl EventRef {
+    fn of(e: &RecordedEvent) -> EventRef {
+        EventRef {
+            position: e.position,
+            version: e.version,
+        }
+    }
+}
+
+/// The whole projection: every ticket and runtime, plus the indexes decisions and views need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    position: u64,
+    pub(crate) tickets: HashMap<TicketId, Ticket>,
+    /// Tickets in natural id order (`MC-9` before `MC-10`), for lists and cursors.
+    pub(crate) order: BTreeSet<TicketKey>,
+    pub(crate) runtimes: HashMap<String, Runtime>,
+    /// Runtime ids in dispatch order, for lists and cursors.
+    pub(crate) runtime_order: Vec<String>,
+    /// child_of links by parent. Kept apart from tickets so a link recorded before its target
+    /// was opened (an import out of order) still counts once the target exists.
+    pub(crate) children: HashMap<TicketId, BTreeSet<TicketId>>,
+}
+
+/// Sort key of a ticket id: prefix, then the number as a number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct TicketKey {
+    pub(crate) prefix: String,
+    pub(crate) number: u64,
+    pub(crate) id: TicketId,
+}
+
+impl TicketKey {
+    pub(crate) fn of(id: &TicketId) -> TicketKey {
+        let (prefix, number) = id.as_str().rsplit_once('-').unwrap_or((id.as_str(), ""));
+        TicketKey {
+            prefix: prefix.to_owned(),
+            number: number.parse().unwrap_or(0),
+            id: id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Ticket {
+    pub(crate) id: TicketId,
+    pub(crate) title: String,
+    pub(crate) description: Option<String>,
+    pub(crate) priority: Priority,
+    pub(crate) owner: Option<String>,
+    pub(crate) project: Option<String>,
+    pub(crate) umbrella: bool,
+    pub(crate) labels: Vec<String>,
+    pub(crate) parent: Option<TicketId>,
+    pub(crate) blocked_by: BTreeSet<TicketId>,
+    /// Set by `ticket.parked`; cleared by a dispatch and by a close.
+    pub(crate) park: Option<Park>,
+    pub(crate) closed: Option<Closed>,
+    /// Position of the last `ticket.closed`; survives a reopen (§5.4: "ended after the last
+    /// close").
+    pub(crate) last_close_position: Option<u64>,
+    pub(crate) runtimes: Vec<String>,
+    /// The latest dispatched runtime.
+    pub(crate) current_runtime: Option<String>,
+    pub(crate) dispatch_keys: HashMap<String, String>,
+    /// Every nonce ever issued on this ticket; all but a runtime's current one are stale.
+    pub(crate) nonces: HashSet<String>,
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) gates: Vec<Gate>,
+    pub(crate) comment_count: u64,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) version: u64,
+    pub(crate) position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Park {
+    pub(crate) waiting_on: Vec<String>,
+    pub(crate) reason: String,
+    pub(crate) at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Closed {
+    pub(crate) resolution: Resolution,
+    pub(crate) at: Timestamp,
+    pub(crate) commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub(crate) task_id: String,
+    pub(crate) title: String,
+    pub(crate) status: TaskStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Gate {
+    pub(crate) gate: String,
+    pub(crate) verdict: GateVerdict,
+    pub(crate) commit: Option<String>,
+    pub(crate) actor: String,
+    pub(crate) at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Runtime {
+    pub(crate) id: String,
+    pub(crate) ticket: TicketId,
+    pub(crate) attempt: u32,
+    pub(crate) dispatch_key: String,
+    pub(crate) agent: String,
+    pub(crate) profile: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) transport: Transport,
+    pub(crate) tmux_target: Option<String>,
+    pub(crate) process_id: Option<u32>,
+    pub(crate) cwd: Option<String>,
+    pub(crate) resume_session: Option<String>,
+    /// The current turn nonce (dispatch, then each switch).
+    pub(crate) nonce: String,
+    pub(crate) replaces: Option<String>,
+    pub(crate) replaced_by: Option<String>,
+    pub(crate) dispatched: EventRef,
+    pub(crate) started_at: Timestamp,
+    /// Last `runtime.activity` or signal: what "activity" means for starting/idle/stale.
+    pub(crate) last_activity_at: Option<Timestamp>,
+    /// When the current turn began (dispatch, input, switch): silence before it was someone
+    /// else's wait, so staleness counts from here at the earliest.
+    pub(crate) turn_started_at: Timestamp,
+    /// Last `runtime.activity` event only: the coalescing clock.
+    pub(crate) last_activity_event_at: Option<Timestamp>,
+    pub(crate) signals: Vec<SignalRecord>,
+    /// The verdict of the current turn; a `runtime.input_sent` or a switch starts a new turn.
+    pub(crate) pending: Option<Pending>,
+    pub(crate) facts: TerminalFacts,
+    pub(crate) harvest_ref: Option<EventRef>,
+    pub(crate) reaps: Vec<(ReapCause, EventRef)>,
+    pub(crate) completed_ref: Option<EventRef>,
+    pub(crate) ended: Option<Ended>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SignalRecord {
+    pub(crate) verdict: Verdict,
+    pub(crate) nonce: String,
+    pub(crate) payload: String,
+    pub(crate) at: Timestamp,
+    pub(crate) event: EventRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    pub(crate) verdict: Verdict,
+    pub(crate) at: Timestamp,
+    /// Index into `signals`.
+    pub(crate) signal: usize,
+}
+
+/// When a runtime stopped being live: its first terminal fact.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Ended {
+    pub(crate) at: Timestamp,
+    pub(crate) position: u64,
+    /// §5.4: was a worker expected at that moment (ticket not umbrella, not waiting, not
+    /// closed)? Frozen here because parking or closing later must not rewrite history.
+    pub(crate) worker_expected: bool,
+}
+
+impl Runtime {
+    pub(crate) fn is_live(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    /// The ended class, or `None` while live (the live class needs `now`).
+    pub(crate) fn ended_class(&self) -> Option<RuntimeClass> {
+        self.ended?;
+        // A runtime ends with its first terminal fact, so facts always give a class here;
+        // `closed` is a harmless fallback should a future fact type forget to record itself.
+        Some(self.facts.class().unwrap_or(RuntimeClass::Closed))
+    }
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// Folds events in order into a fresh ledger.
+    pub fn fold<'a, I: IntoIterator<Item = &'a RecordedEvent>>(events: I) -> Ledger {
+        let mut ledger = Ledger::default();
+        for e in events {
+            ledger.apply(e);
+        }
+        ledger
+    }
+
+    /// The position of the last event folded (0 for an empty ledger).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub fn ticket_count(&self) -> usize {
+        self.tickets.len()
+    }
+
+    pub fn runtime_count(&self) -> usize {
+        self.runtimes.len()
+    }
+
+    pub fn contains_ticket(&self, id: &TicketId) -> bool {
+        self.tickets.contains_key(id)
+    }
+
+    /// The ticket stream version (events folded for it), `None` for an unknown ticket.
+    pub fn ticket_version(&self, id: &TicketId) -> Option<u64> {
+        self.tickets.get(id).map(|t| t.version)
+    }
+
+    /// The ticket a runtime belongs to: the stream its events go to.
+    pub fn runtime_ticket(&self, runtime_id: &str) -> Option<&TicketId> {
+        self.runtimes.get(runtime_id).map(|r| &r.ticket)
+    }
+
+    /// Folds one event. Events at or before [`Ledger::position`] are skipped, so replaying an
+    /// overlap after loading a snapshot is harmless. Events for a ticket that was never opened,
+    /// and runtime events for a runtime this ticket never dispatched, change nothing but the
+    /// position: an odd raw append must not be able to break the fold.
+    pub fn apply(&mut self, e: &RecordedEvent) {
+        if self.position > 0 && e.position <= self.position {
+            return;
+        }
+        self.position = e.position;
+
+        if let EventData::TicketOpened(o) = &e.data {
+            if let Some(t) = self.tickets.get_mut(&e.ticket) {
+                // A second open of the same stream: keep the first, count the event.
+                touch(t, e);
+                return;
+            }
+            self.order.insert(TicketKey::of(&e.ticket));
+            self.tickets.insert(
+                e.ticket.clone(),
+                Ticket {
+                    id: e.ticket.clone(),
+                    title: o.title.clone(),
+                    description: o.description.clone(),
+                    priority: o.priority,
+                    owner: o.owner.clone(),
+                    project: o.project.clone(),
+                    umbrella: o.umbrella,
+                    labels: o.labels.clone(),
+                    parent: None,
+                    blocked_by: BTreeSet::new(),
+                    park: None,
+                    closed: None,
+                    last_close_position: None,
+                    runtimes: Vec::new(),
+                    current_runtime: None,
+                    dispatch_keys: HashMap::new(),
+                    nonces: HashSet::new(),
+                    tasks: Vec::new(),
+                    gates: Vec::new(),
+                    comment_count: 0,
+                    created_at: e.recorded_at,
+                    updated_at: e.recorded_at,
+                    version: e.version,
+                    position: e.position,
+                },
+            );
+            return;
+        }
+
+        let Some(t) = self.tickets.get_mut(&e.ticket) else {
+            return;
+        };
+        touch(t, e);
+
+        match &e.data {
+            EventData::TicketOpened(_) => {}
+            EventData::TicketEdited(x) => {
+                if let Some(v) = &x.title {
+                    t.title.clone_from(v);
+                }
+                if let Some(v) = &x.description {
+                    t.description = Some(v.clone());
+                }
+                if let Some(v) = x.priority {
+                    t.priority = v;
+                }
+                if let Some(v) = &x.owner {
+                    t.owner = Some(v.clone());
+                }
+            }
+            EventData::TicketCommented(_) => t.comment_count += 1,
+            EventData::TicketLinked(x) => {
+                let Ok(target) = TicketId::parse(&x.target) else {
+                    return;
+                };
+                match x.relation {
+                    Relation::ChildOf => {
+                        if let Some(old) = t.parent.take() {
+                            if let Some(set) = self.children.get_mut(&old) {
+                                set.remove(&t.id);
+                            }
+                        }
+                        self.children
+                            .entry(target.clone())
+                            .or_default()
+                            .insert(t.id.clone());
+                        t.parent = Some(target);
+                    }
+                    Relation::BlockedBy => {
+                        t.blocked_by.insert(target);
+                    }
+                }
+            }
+            EventData::TicketUnlinked(x) => {
+                let Ok(target) = TicketId::parse(&x.target) else {
+                    return;
+                };
+                match x.relation {
+                    Relation::ChildOf => {
+                        if t.parent.as_ref() == Some(&target) {
+                            t.parent = None;
+                            if let Some(set) = self.children.get_mut(&target) {
+                                set.remove(&t.id);
+                            }
+                        }
+                    }
+                    Relation::BlockedBy => {
+                        t.blocked_by.remove(&target);
+                    }
+                }
+            }
+            EventData::TicketParked(x) => {
+                t.park = Some(Park {
+                    waiting_on: x.waiting_on.clone(),
+                    reason: x.reason.clone(),
+                    at: e.recorded_at,
+                });
+            }
+            EventData::GateRecorded(x) => t.gates.push(Gate {
+                gate: x.gate.clone(),
+                verdict: x.verdict,
+                commit: x.commit.clone(),
+                actor: e.actor.name.clone(),
+                at: e.recorded_at,
+            }),
+            EventData::TicketClosed(x) => {
+                t.closed = Some(Closed {
+                    resolution: x.resolution,
+                    at: e.recorded_at,
+                    commit: x.commit.clone(),
+                });
+                t.last_close_position = Some(e.position);
+                // The wait is over once the ticket is closed; a reopen starts afresh.
+                t.park = None;
+            }
+            EventData::TicketReopened(_) => t.closed = None,
+            EventData::TaskAdded(x) => {
+                if !t.tasks.iter().any(|k| k.task_id == x.task_id) {
+                    t.tasks.push(Task {
+                        task_id: x.task_id.clone(),
+                        title: x.title.clone(),
+                        status: TaskStatus::Open,
+                    });
+                }
+            }
+            EventData::TaskUpdated(x) => {
+                if let Some(k) = t.tasks.iter_mut().find(|k| k.task_id == x.task_id) {
+                    k.status = x.status;
+                }
+            }
+            EventData::RuntimeDispatched(x) => {
+                if self.runtimes.contains_key(&x.runtime_id) {
+                    return;
+                }
+                if let Some(old) = x.replaces.as_deref() {
+                    if let Some(r) = self.runtimes.get_mut(old) {
+                        if r.ticket == t.id && r.replaced_by.is_none() {
+                            r.replaced_by = Some(x.runtime_id.clone());
+                        }
+                    }
+                }
+                t.runtimes.push(x.runtime_id.clone());
+                t.current_runtime = Some(x.runtime_id.clone());
+                t.dispatch_keys
+                    .entry(x.dispatch_key.clone())
+                    .or_insert_with(|| x.runtime_id.clone());
+                t.nonces.insert(x.nonce.clone());
+                t.park = None;
+                self.runtime_order.push(x.runtime_id.clone());
+                self.runtimes.insert(
+                    x.runtime_id.clone(),
+                    Runtime {
+                        id: x.runtime_id.clone(),
+                        ticket: t.id.clone(),
+                        attempt: x.attempt,
+                        dispatch_key: x.dispatch_key.clone(),
+                        agent: x.agent.clone(),
+                        profile: x.profile.clone(),
+                        provider: x.provider.clone(),
+                        model: x.model.clone(),
+                        transport: x.transport,
+                        tmux_target: x.tmux_target.clone(),
+                        process_id: x.process_id,
+                        cwd: x.cwd.clone(),
+                        resume_session: x.resume_session.clone(),
+                        nonce: x.nonce.clone(),
+                        replaces: x.replaces.clone(),
+                        replaced_by: None,
+                        dispatched: EventRef::of(e),
+                        started_at: e.recorded_at,
+                        last_activity_at: None,
+                        turn_started_at: e.recorded_at,
+                        last_activity_event_at: None,
+                        signals: Vec::new(),
+                        pending: None,
+                        facts: TerminalFacts::default(),
+                        harvest_ref: None,
+                        reaps: Vec::new(),
+                        completed_ref: None,
+                        ended: None,
+                    },
+                );
+            }
+            data => {
+                let Some(runtime_id) = data.runtime_id() else {
+                    return;
+                };
+                let Some(r) = self.runtimes.get_mut(runtime_id) else {
+                    return;
+                };
+                if r.ticket != t.id {
+                    // A runtime event filed under another ticket's stream: not this
+                    // runtime's fact as far as the projection is concerned.
+                    return;
+                }
+                let worker_expected = t.closed.is_none() && t.park.is_none() && !t.umbrella;
+                apply_runtime(r, &mut t.nonces, data, e, worker_expected);
+            }
+        }
+    }
+}
+
+fn touch(t: &mut Ticket, e: &RecordedEvent) {
+    t.version = e.version;
+    t.position = e.position;
+    t.updated_at = e.recorded_at;
+}
+
+/// Folds a runtime event other than the dispatch.
+fn apply_runtime(
+    r: &mut Runtime,
+    nonces: &mut HashSet<String>,
+    data: &EventData,
+    e: &RecordedEvent,
+    worker_expected: bool,
+) {
+    let at = e.recorded_at;
+    let terminal = match data {
+        EventData::RuntimeActivity(_) => {
+            r.last_activity_at = Some(at);
+            r.last_activity_event_at = Some(at);
+            false
+        }
+        EventData::RuntimeSignaled(x) => {
+            r.last_activity_at = Some(at);
+            r.signals.push(SignalRecord {
+                verdict: x.verdict,
+                nonce: x.nonce.clone(),
+                payload: excerpt(&x.payload, EXCERPT_BYTES_MAX).to_owned(),
+                at,
+                event: EventRef::of(e),
+            });
+            r.pending = Some(Pending {
+                verdict: x.verdict,
+                at,
+                signal: r.signals.len() - 1,
+            });
+            false
+        }
+        EventData::RuntimeSignalRejected(_) => false,
+        EventData::RuntimeInputSent(_) => {
+            r.pending = None;
+            r.turn_started_at = at;
+            false
+        }
+        EventData::RuntimeSwitched(x) => {
+            if let Some(v) = &x.agent {
+                r.agent.clone_from(v);
+            }
+            if let Some(v) = &x.profile {
+                r.profile = Some(v.clone());
+            }
+            if let Some(v) = &x.model {
+                r.model = Some(v.clone());
+            }
+            r.nonce.clone_from(&x.nonce);
+            r.turn_started_at = at;
+            nonces.insert(x.nonce.clone());
+            r.pending = None;
+            false
+        }
+        EventData::RuntimeHarvested(x) => {
+            r.facts.harvest = Some(Harvest {
+                outcome: x.outcome,
+                exit_reason: x.exit_reason,
+                turns: x.turns,
+                cost_usd: x.cost_usd,
+                session_id: x.session_id.clone(),
+            });
+            r.harvest_ref = Some(EventRef::of(e));
+            true
+        }
+        EventData::RuntimeReaped(x) => {
+            r.facts.reap = Some(x.cause);
+            if !r.reaps.iter().any(|(c, _)| *c == x.cause) {
+                r.reaps.push((x.cause, EventRef::of(e)));
+            }
+            true
+        }
+        EventData::RuntimeKilled(_) => {
+            r.facts.killed = true;
+            true
+        }
+        EventData::RuntimeCancelled(_) => {
+            r.facts.cancelled = true;
+            true
+        }
+        EventData::RuntimeCompletedByController(_) => {
+            r.facts.completed_by_controller = true;
+            if r.completed_ref.is_none() {
+                r.completed_ref = Some(EventRef::of(e));
+            }
+            true
+        }
+        EventData::RuntimeLaunchAborted(x) => {
+            r.facts.launch_aborted = Some(x.reason.clone());
+            true
+        }
+        _ => false,
+    };
+    if terminal && r.ended.is_none() {
+        r.ended = Some(Ended {
+            at,
+            position: e.position,
+            worker_expected,
+        });
+    }
+}

@@ -1,0 +1,37 @@
+//! mc-ledger's pure domain rules: the fold of the event log into a [`Ledger`] (`apply`), the
+//! views read from it (tickets, runtimes, board, alerts, audit timeline) and the command
+//! decisions (`decide`) that turn a request into new events or a named rejection.
+//!
+//! Nothing here does IO or reads the clock: time enters as event `recorded_at` stamps and as
+//! explicit `now` arguments, so a replay of the same log always gives the same answer.
+
+pub mod alerts;
+pub mod audit;
+pub mod class;
+pub mod config;
+pub mod decide;
+pub mod ledger;
+pub mod limits;
+pub mod rules;
+pub mod sim;
+pub mod views;
+
+pub use alerts::{Alert, AlertKind};
+pub use audit::{as_of, timeline, TimelineEntry};
+pub use class::RuntimeClass;
+pub use config::Config;
+pub use decide::{
+    decide, turn_nonce, Append, Command, Context, Decision, Duplicate, HarvestReport, Rejection,
+    RejectionKind,
+};
+pub use ledger::{EventRef, Ledger};
+pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
+pub use views::{
+    Board, BoardCard, ExitView, GateView, Progress, RuntimeFilter, RuntimePage, RuntimeView,
+    TaskCounts, TaskView, Tasks, TicketFilter, TicketPage, TicketView, VerdictView,
+};
+
+/// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
+/// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
+/// of loading an incompatible snapshot.
+pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,197 @@
+//! A tiny HTTP/1.1 client over a real TCP socket, and helpers to run the server: in-process
+//! on port 0, or as the real `mc-ledger` binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Reply {
+    try_request(addr, method, path, body, token).expect("connect")
+}
+
+/// `None` when the server cannot be reached (e.g. while it shuts down).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if method != "GET" {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    Some(parse(&raw))
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut content_type = String::new();
+    let mut chunked = false;
+    for line in head.lines().skip(1) {
+        let (k, v) = line.split_once(':').unwrap_or((line, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = v.trim().to_owned(),
+            "transfer-encoding" => chunked = v.trim().eq_ignore_ascii_case("chunked"),
+            _ => {}
+        }
+    }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, None, None)
+}
+
+pub fn post(addr: SocketAddr, path: &str, body: &Value) -> Reply {
+    request(addr, "POST", path, Some(&body.to_string()), None)
+}
+
+/// A body with the standard actor added.
+pub fn with_actor(mut body: Value, name: &str, kind: &str) -> Value {
+    body["actor"] = serde_json::json!({"name": name, "kind": kind});
+    body
+}
+
+/// An in-process server on a real socket (port 0), on its own runtime thread.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub head: std::sync::Arc<dyn events::EventReader>,
+    _runtime: tokio::runtime::Runtime,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn start_in_process(dir: &Path) -> TestServer {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let opened = api::server::open(dir).expect("opens");
+    let head = opened.state.read.shared.reader.clone();
+    let app = api::server::app(opened.state.clone());
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let _keep = opened;
+        axum::serve(listener, app).await.unwrap();
+    });
+    TestServer {
+        addr,
+        head,
+        _runtime: runtime,
+        _dir: None,
+    }
+}
+
+pub fn start_temp() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_in_process(dir.path());
+    server._dir = Some(dir);
+    server
+}
+
+/// The real binary as a child process.
+pub struct Child {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+pub fn spawn_binary(data_dir: &Path) -> Child {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &addr.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening"), "server said: {line}");
+    Child { child, addr }
+}
+
+pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
+}

@@ -1,0 +1,381 @@
+//! End-to-end over a real socket: the seeds' story, bad input that changes nothing, racing
+//! dispatchers, SSE catch-up then live, and the auth matrix.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn open_ticket(s: &TestServer, id: &str, extra: Value) -> Reply {
+    let mut body = json!({"id": id, "title": format!("ticket {id}")});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    post(s.addr, "/v1/tickets", &with_actor(body, "elmar", "human"))
+}
+
+fn dispatch(s: &TestServer, id: &str, key: &str, transport: &str) -> Reply {
+    post(
+        s.addr,
+        &format!("/v1/tickets/{id}/dispatch"),
+        &with_actor(
+            json!({"dispatch_key": key, "agent": "luci", "transport": transport, "tmux_target": id}),
+            "dispatcher",
+            "system",
+        ),
+    )
+}
+
+fn ticket(s: &TestServer, id: &str) -> Value {
+    let r = get(s.addr, &format!("/v1/tickets/{id}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[test]
+fn mc_4502_story_ends_done_without_a_banner() {
+    let s = start_temp();
+    assert_eq!(
+        open_ticket(&s, "MC-4502", json!({"priority": "high", "owner": "luci"})).status,
+        201
+    );
+    // A launch aborted by a failed model smoke test.
+    let codex = dispatch(&s, "MC-4502", "codex-smoke", "process").json();
+    let rt = codex["runtime_id"].as_str().unwrap();
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/abort"),
+        &with_actor(
+            json!({"reason": "model_smoke_failed", "detail": "gpt-5.5 rejected under ChatGPT OAuth"}),
+            "controller",
+            "controller",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The coder in tmux; a max_turns exit is partial: recover, no failure.
+    let coder = dispatch(&s, "MC-4502", "coder-1", "tmux").json();
+    let rt = coder["runtime_id"].as_str().unwrap().to_owned();
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/harvest"),
+        &with_actor(
+            json!({"outcome": "partial", "exit_reason": "max_turns", "turns": 200, "cost_usd": 14.2}),
+            "controller",
+            "controller",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let t = ticket(&s, "MC-4502");
+    assert_eq!(t["next_action"]["code"], "recover");
+    assert_eq!(t["failure_reason"], Value::Null);
+    // Completed by the controller, then tmux goes away: still no banner.
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/complete"),
+        &with_actor(
+            json!({"reason": "recovered max-turns partial work", "commit": "1bd1c48"}),
+            "controller",
+            "controller",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/reap"),
+        &with_actor(
+            json!({"cause": "tmux_missing", "evidence": "can't find session"}),
+            "watcher",
+            "system",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let again = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/reap"),
+        &with_actor(json!({"cause": "tmux_missing"}), "watcher", "system"),
+    );
+    assert_eq!(
+        (again.status, again.json()["duplicate"].clone()),
+        (200, json!(true))
+    );
+    let t = ticket(&s, "MC-4502");
+    assert_eq!(t["failure_reason"], Value::Null);
+    assert_eq!(t["current_runtime"]["class"], "completed-by-controller");
+    // The validator closes it.
+    let r = post(
+        s.addr,
+        "/v1/tickets/MC-4502/gates",
+        &with_actor(
+            json!({"gate": "validator", "verdict": "passed", "commit": "1bd1c48"}),
+            "validator",
+            "validator",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        s.addr,
+        "/v1/tickets/MC-4502/close",
+        &with_actor(
+            json!({"resolution": "done", "commit": "1bd1c48"}),
+            "validator",
+            "validator",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let t = ticket(&s, "MC-4502");
+    assert_eq!(
+        (t["state"].as_str(), t["failure_reason"].clone()),
+        (Some("done"), Value::Null)
+    );
+    assert_eq!(get(s.addr, "/v1/alerts").json()["alerts"], json!([]));
+    // The audit replay ends with failure_reason null.
+    let timeline = get(s.addr, "/v1/tickets/MC-4502/timeline").json();
+    let last = timeline["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["state"].as_str(), last["failure_reason"].clone()),
+        (Some("done"), Value::Null)
+    );
+    // Time travel: as of the reap the ticket was not done yet.
+    let head = get(s.addr, "/v1/events?after=0&limit=1000").json()["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    let before_close = ticket(&s, &format!("MC-4502?as_of={}", head - 2));
+    assert_ne!(before_close["state"], "done");
+}
+
+#[test]
+fn gets_and_bad_requests_change_nothing() {
+    let s = start_temp();
+    assert_eq!(open_ticket(&s, "MC-1", json!({})).status, 201);
+    let rt = dispatch(&s, "MC-1", "k", "tmux").json()["runtime_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let head = s.head.head();
+    let big = "x".repeat(70 * 1024);
+    let huge = "y".repeat(1100 * 1024);
+    let cases: Vec<(&str, String, Option<String>, u16)> = vec![
+        ("GET", "/v1/tickets".into(), None, 200),
+        ("GET", "/v1/tickets/MC-1".into(), None, 200),
+        ("GET", "/v1/tickets/MC-1/timeline".into(), None, 200),
+        ("GET", "/v1/tickets/MC-1/events".into(), None, 200),
+        ("GET", "/v1/tickets/MC-1/comments".into(), None, 200),
+        ("GET", "/v1/board".into(), None, 200),
+        ("GET", "/v1/alerts".into(), None, 200),
+        ("GET", format!("/v1/runtimes/{rt}"), None, 200),
+        ("GET", "/v1/runtimes".into(), None, 200),
+        ("GET", "/v1/events?after=0&limit=5".into(), None, 200),
+        ("GET", "/metrics".into(), None, 200),
+        ("GET", "/v1/admin/verify".into(), None, 200),
+        ("GET", "/v1/tickets/MC-404".into(), None, 404),
+        ("GET", "/v1/tickets/not-a-ticket".into(), None, 422),
+        ("GET", "/v1/tickets?limit=abc".into(), None, 400),
+        ("GET", "/v1/runtimes/rt_nope".into(), None, 404),
+        ("POST", "/v1/tickets".into(), Some("{not json".into()), 400),
+        ("POST", "/v1/tickets".into(), Some(json!({"id": "MC-2"}).to_string()), 422),
+        ("POST", "/v1/tickets".into(), Some(with_actor(json!({"id": "lower-1", "title": "x"}), "a", "human").to_string()), 422),
+        ("POST", "/v1/tickets".into(), Some(with_actor(json!({"id": "MC-1", "title": "again"}), "a", "human").to_string()), 409),
+        ("POST", "/v1/tickets".into(), Some(with_actor(json!({"id": "MC-3", "title": ""}), "a", "human").to_string()), 422),
+        ("POST", "/v1/tickets/MC-1/comments".into(), Some(with_actor(json!({"body": big}), "a", "human").to_string()), 422),
+        ("POST", "/v1/tickets/MC-1/comments".into(), Some(with_actor(json!({"body": huge}), "a", "human").to_string()), 413),
+        ("POST", "/v1/tickets/MC-9/comments".into(), Some(with_actor(json!({"body": "hi"}), "a", "human").to_string()), 404),
+        ("POST", "/v1/tickets/MC-1/dispatch".into(), Some(with_actor(json!({"dispatch_key": "other", "agent": "x", "transport": "tmux"}), "a", "system").to_string()), 409),
+        ("POST", "/v1/tickets/MC-1/reopen".into(), Some(with_actor(json!({"reason": "x"}), "a", "human").to_string()), 409),
+        ("POST", format!("/v1/runtimes/{rt}/signals"), Some(with_actor(json!({"verdict": "DONE", "nonce": "MC_TICKET_TURN:1:1:00000000", "payload": "x"}), "a", "agent").to_string()), 409),
+        ("POST", "/v1/runtimes/rt_nope/kill".into(), Some(with_actor(json!({"reason": "x"}), "a", "human").to_string()), 404),
+        ("POST", "/v1/nowhere".into(), Some("{}".into()), 404),
+    ];
+    for (method, path, body, want) in cases {
+        let r = request(s.addr, method, &path, body.as_deref(), None);
+        assert_eq!(
+            r.status,
+            want,
+            "{method} {path}: {}",
+            r.body.chars().take(300).collect::<String>()
+        );
+        if r.status >= 400 {
+            assert!(
+                r.content_type.starts_with("application/problem+json"),
+                "{method} {path}: {}",
+                r.content_type
+            );
+            assert!(r.json()["code"].is_string(), "{method} {path}");
+        }
+    }
+    // The unknown-nonce signal is recorded as a fact (runtime.signal_rejected); nothing else.
+    assert_eq!(s.head.head(), head + 1);
+    let last = get(s.addr, &format!("/v1/events?after={head}")).json();
+    assert_eq!(last["events"][0]["type"], "runtime.signal_rejected");
+}
+
+#[test]
+fn sixteen_racing_dispatchers_make_one_runtime() {
+    let s = start_temp();
+    assert_eq!(open_ticket(&s, "MC-4030", json!({})).status, 201);
+    let addr = s.addr;
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = with_actor(json!({"dispatch_key": format!("key-{i}"), "agent": "luci", "transport": "tmux"}), "dispatcher", "system");
+                post(addr, "/v1/tickets/MC-4030/dispatch", &body).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&c| c == 201 || c == 409),
+        "{statuses:?}"
+    );
+    let runtimes = get(s.addr, "/v1/runtimes?ticket=MC-4030").json();
+    assert_eq!(runtimes["runtimes"].as_array().unwrap().len(), 1);
+}
+
+/// Reads SSE frames until `n` events arrived; returns their (id, event) pairs.
+fn read_sse(
+    addr: std::net::SocketAddr,
+    path: &str,
+    last_event_id: Option<u64>,
+    n: usize,
+) -> Vec<(u64, String)> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = last_event_id {
+        head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut out = Vec::new();
+    let (mut id, mut event) = (None, None);
+    let mut line = String::new();
+    while out.len() < n {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let l = line.trim_end();
+        if let Some(v) = l.strip_prefix("id:") {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("event:") {
+            event = Some(v.trim().to_owned());
+        } else if l.starts_with("data:") {
+            if let (Some(i), Some(e)) = (id.take(), event.take()) {
+                out.push((i, e));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sse_catches_up_then_goes_live_and_resumes() {
+    let s = start_temp();
+    for i in 1..=3 {
+        assert_eq!(open_ticket(&s, &format!("MC-{i}"), json!({})).status, 201);
+    }
+    let addr = s.addr;
+    let live = std::thread::spawn(move || read_sse(addr, "/v1/events/stream?after=1", None, 4));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(open_ticket(&s, "MC-4", json!({})).status, 201);
+    assert_eq!(open_ticket(&s, "MC-5", json!({})).status, 201);
+    let got = live.join().unwrap();
+    let ids: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids, vec![2, 3, 4, 5]);
+    assert!(got.iter().all(|(_, e)| e == "ticket.opened"));
+    // Resume with Last-Event-ID.
+    let resumed = read_sse(addr, "/v1/events/stream", Some(3), 2);
+    assert_eq!(
+        resumed.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+}
+
+#[test]
+fn auth_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = api::auth::create_token(dir.path(), api::auth::Scope::Read, "r").unwrap();
+    let write = api::auth::create_token(dir.path(), api::auth::Scope::Write, "w").unwrap();
+    let admin = api::auth::create_token(dir.path(), api::auth::Scope::Admin, "a").unwrap();
+    let s = start_in_process(dir.path());
+    let body = with_actor(json!({"id": "MC-1", "title": "t"}), "a", "human").to_string();
+    let writes = [
+        "/v1/tickets",
+        "/v1/tickets/MC-1/comments",
+        "/v1/tickets/MC-1/links",
+        "/v1/tickets/MC-1/park",
+        "/v1/tickets/MC-1/gates",
+        "/v1/tickets/MC-1/close",
+        "/v1/tickets/MC-1/reopen",
+        "/v1/tickets/MC-1/tasks",
+        "/v1/tickets/MC-1/dispatch",
+        "/v1/runtimes/rt_x/signals",
+        "/v1/runtimes/rt_x/activity",
+        "/v1/runtimes/rt_x/harvest",
+        "/v1/runtimes/rt_x/reap",
+        "/v1/runtimes/rt_x/kill",
+        "/v1/runtimes/rt_x/cancel",
+        "/v1/runtimes/rt_x/switch",
+        "/v1/runtimes/rt_x/retry",
+        "/v1/runtimes/rt_x/complete",
+        "/v1/runtimes/rt_x/input",
+    ];
+    for path in writes {
+        for (token, allowed) in [
+            (None, false),
+            (Some(read.as_str()), false),
+            (Some(write.as_str()), true),
+            (Some(admin.as_str()), true),
+        ] {
+            let r = request(s.addr, "POST", path, Some(&body), token);
+            let want_refused = if token.is_none() { 401 } else { 403 };
+            if allowed {
+                assert!(
+                    r.status != 401 && r.status != 403,
+                    "{path} with {token:?}: {}",
+                    r.status
+                );
+            } else {
+                assert_eq!(r.status, want_refused, "{path} with {token:?}");
+            }
+        }
+    }
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, None).status,
+        401
+    );
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, Some(&read)).status,
+        200
+    );
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, Some("mcl_wrong")).status,
+        401
+    );
+    assert_eq!(
+        request(s.addr, "GET", "/v1/admin/verify", None, Some(&write)).status,
+        403
+    );
+    assert_eq!(
+        request(s.addr, "GET", "/v1/admin/verify", None, Some(&admin)).status,
+        200
+    );
+    assert_eq!(request(s.addr, "GET", "/healthz", None, None).status, 200);
+}

@@ -1,0 +1,637 @@
+//! `mc-ledger watch` and the shell dispatchers' helpers (`signal`, `harvest`), run as the real
+//! binary against the real server binary and a real tmux server on a private socket: a live
+//! session is left alone, a killed one is reaped as tmux_missing with evidence, a dead process
+//! id as process_dead, an umbrella or waiting ticket gets no failure, and a probe that cannot
+//! reach tmux reaps nothing.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A private tmux server (`tmux -L mc-ledger-test-…`), killed when dropped. A `keep` session
+/// holds it up: tmux exits with its last session, and a gone server is a probe error, not death.
+struct Tmux {
+    socket: String,
+    socket_path: String,
+}
+
+impl Tmux {
+    fn start() -> Tmux {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let mut tmux = Tmux {
+            socket: format!("mc-ledger-test-{}-{nanos:x}", std::process::id()),
+            socket_path: String::new(),
+        };
+        tmux.new_session("keep");
+        let out = tmux.run(&["display-message", "-p", "#{socket_path}"]);
+        tmux.socket_path = text(&out.stdout).trim().to_owned();
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .env_remove("TMUX")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux is installed (scripts/test.sh installs it)")
+    }
+
+    fn new_session(&self, name: &str) {
+        let out = self.run(&["new-session", "-d", "-s", name, "sleep 600"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    fn kill_session(&self, name: &str) {
+        let out = self.run(&["kill-session", "-t", &format!("={name}")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+        // tmux leaves its socket file behind.
+        if self.socket_path.contains("mc-ledger-test-") {
+            let _ = std::fs::remove_file(&self.socket_path);
+        }
+    }
+}
+
+/// The server binary on a temporary data directory, killed if a test fails before it stops it.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_binary(dir.path());
+        let url = format!("http://{}", child.addr);
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let r = post(
+            self.child.addr,
+            path,
+            &with_actor(body, "luci", "orchestrator"),
+        );
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+        r.json()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let r = get(self.child.addr, path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    fn open(&self, id: &str, umbrella: bool) {
+        self.post(
+            "/v1/tickets",
+            json!({"id": id, "title": format!("ticket {id}"), "umbrella": umbrella}),
+        );
+    }
+
+    /// Dispatches a runtime on `ticket`; returns its id and nonce.
+    fn dispatch(&self, ticket: &str, worker: Value) -> (String, String) {
+        let mut body = json!({"dispatch_key": format!("pickup-{ticket}"), "agent": "luci"});
+        for (k, v) in worker.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = self.post(&format!("/v1/tickets/{ticket}/dispatch"), body);
+        (
+            r["runtime_id"].as_str().unwrap().to_owned(),
+            r["nonce"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn tmux_runtime(&self, ticket: &str, session: &str) -> String {
+        self.dispatch(ticket, json!({"transport": "tmux", "tmux_target": session}))
+            .0
+    }
+
+    fn runtime(&self, id: &str) -> Value {
+        self.get(&format!("/v1/runtimes/{id}"))
+    }
+
+    fn ticket(&self, id: &str) -> Value {
+        self.get(&format!("/v1/tickets/{id}"))
+    }
+
+    fn alerts_for(&self, ticket: &str) -> Vec<Value> {
+        self.get("/v1/alerts")["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["ticket"] == ticket)
+            .cloned()
+            .collect()
+    }
+
+    fn events_of(&self, ticket: &str, kind: &str) -> Vec<Value> {
+        self.get(&format!("/v1/tickets/{ticket}/events"))["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.child.kill();
+        let _ = self.child.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn mc(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .env_remove("TMUX")
+        .env_remove("MC_LEDGER_TOKEN")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        std::io::Write::write_all(&mut pipe, input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// `watch --once`; asserts it succeeded and returns the summary line and stderr.
+fn watch_once(server: &Server, socket: &str) -> (String, String) {
+    let out = mc(
+        &[
+            "watch",
+            "--once",
+            "--server",
+            &server.url,
+            "--tmux-socket-name",
+            socket,
+            "--confirm-ms",
+            "200",
+        ],
+        None,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "watch failed: {stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    (stdout.trim_end().to_owned(), stderr)
+}
+
+fn summary(probed: u32, alive: u32, reaped: u32, errors: u32, not_probed: u32) -> String {
+    format!(
+        "watch: probed {probed}, alive {alive}, reaped {reaped}, errors {errors}, not probed {not_probed}, already ended 0"
+    )
+}
+
+#[test]
+fn a_killed_tmux_session_is_reaped_with_evidence_and_a_live_one_is_left_alone() {
+    let tmux = Tmux::start();
+    let mut server = Server::start();
+    tmux.new_session("live-1");
+    tmux.new_session("dead-1");
+    for t in ["MC-1", "MC-2", "MC-3"] {
+        server.open(t, false);
+    }
+    let live = server.tmux_runtime("MC-1", "live-1");
+    let dead = server.tmux_runtime("MC-2", "dead-1");
+    // `live` is a prefix of the running `live-1`: tmux would match it, the watcher must not.
+    let prefix = server.tmux_runtime("MC-3", "live");
+
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(3, 2, 1, 0, 0));
+    assert_eq!(server.runtime(&prefix)["class"], "tmux-missing");
+    assert_eq!(server.runtime(&dead)["live"], true);
+
+    tmux.kill_session("dead-1");
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(2, 1, 1, 0, 0));
+    let rt = server.runtime(&dead);
+    assert_eq!(
+        (rt["class"].as_str(), rt["live"].as_bool()),
+        (Some("tmux-missing"), Some(false))
+    );
+    assert_eq!(server.runtime(&live)["live"], true);
+    assert_eq!(
+        server.ticket("MC-2")["failure_reason"],
+        "tmux_session_missing"
+    );
+    let alerts = server.alerts_for("MC-2");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "worker_lost" && a["runtime_id"] == dead),
+        "{alerts:?}"
+    );
+    assert!(server.alerts_for("MC-1").is_empty());
+
+    let reaps = server.events_of("MC-2", "runtime.reaped");
+    assert_eq!(reaps.len(), 1);
+    let reap = &reaps[0];
+    assert_eq!(reap["actor"], json!({"name": "watcher", "kind": "system"}));
+    assert_eq!(reap["data"]["cause"], "tmux_missing");
+    let evidence: Value = serde_json::from_str(reap["data"]["evidence"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        evidence["command"],
+        format!("tmux -L {} has-session -t =dead-1", tmux.socket)
+    );
+    let probes = evidence["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 2, "{evidence}");
+    let mut times = Vec::new();
+    for p in probes {
+        assert_eq!(p["exit"], 1, "{evidence}");
+        assert!(
+            p["output"].as_str().unwrap().contains("can't find session"),
+            "{evidence}"
+        );
+        let at = p["at"].as_str().unwrap();
+        assert!(
+            at.ends_with('Z') && at.len() == "2026-11-02T10:11:12.345Z".len(),
+            "{at}"
+        );
+        times.push(at.to_owned());
+    }
+    assert!(
+        times[0] < times[1],
+        "the confirming probe comes later: {times:?}"
+    );
+
+    // The reaped runtimes are no longer live: the next cycle probes only the live one.
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(1, 1, 0, 0, 0));
+    assert_eq!(sigterm(&mut server.child.child).code(), Some(0));
+}
+
+#[test]
+fn a_dead_or_zombie_process_is_reaped_as_process_dead() {
+    let server = Server::start();
+    for t in ["MC-1", "MC-2", "MC-3"] {
+        server.open(t, false);
+    }
+    let sleep = || Command::new("sleep").arg("600").spawn().unwrap();
+    let mut alive = sleep();
+    let mut dead = sleep();
+    dead.kill().unwrap(); // SIGKILL
+    dead.wait().unwrap(); // and reaped: /proc/<pid> is gone
+    let mut zombie = sleep();
+    zombie.kill().unwrap(); // not waited for: state Z until we do
+    let process = |pid: u32| json!({"transport": "process", "process_id": pid});
+    let alive_rt = server.dispatch("MC-1", process(alive.id())).0;
+    let dead_rt = server.dispatch("MC-2", process(dead.id())).0;
+    let zombie_rt = server.dispatch("MC-3", process(zombie.id())).0;
+
+    let (line, _) = watch_once(&server, "unused");
+    assert_eq!(line, summary(3, 1, 2, 0, 0));
+    assert_eq!(server.runtime(&alive_rt)["live"], true);
+    for (rt, ticket) in [(&dead_rt, "MC-2"), (&zombie_rt, "MC-3")] {
+        assert_eq!(server.runtime(rt)["class"], "process-dead");
+        assert_eq!(server.ticket(ticket)["failure_reason"], "process_dead");
+        let reap = &server.events_of(ticket, "runtime.reaped")[0];
+        assert_eq!(reap["data"]["cause"], "process_dead");
+        let evidence: Value =
+            serde_json::from_str(reap["data"]["evidence"].as_str().unwrap()).unwrap();
+        assert!(
+            evidence["command"]
+                .as_str()
+                .unwrap()
+                .starts_with("read /proc/"),
+            "{evidence}"
+        );
+        assert_eq!(evidence["probes"].as_array().unwrap().len(), 2);
+    }
+    let zombie_reap = &server.events_of("MC-3", "runtime.reaped")[0];
+    assert!(
+        zombie_reap["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(") Z "),
+        "{zombie_reap}"
+    );
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    zombie.wait().unwrap();
+}
+
+#[test]
+fn umbrella_and_waiting_tickets_are_reaped_truthfully_without_failure_or_alert() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    server.open("MC-10", true);
+    server.open("MC-11", false);
+    tmux.new_session("umbrella");
+    tmux.new_session("parked");
+    let umbrella = server.tmux_runtime("MC-10", "umbrella");
+    let parked = server.tmux_runtime("MC-11", "parked");
+    server.post(
+        "/v1/tickets/MC-11/park",
+        json!({"waiting_on": ["Elmar's approval"], "reason": "needs a decision"}),
+    );
+    assert_eq!(server.ticket("MC-11")["state"], "waiting");
+    tmux.kill_session("umbrella");
+    tmux.kill_session("parked");
+
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(2, 0, 2, 0, 0));
+    for (rt, ticket) in [(&umbrella, "MC-10"), (&parked, "MC-11")] {
+        assert_eq!(server.runtime(rt)["class"], "tmux-missing", "{ticket}");
+        assert_eq!(
+            server.ticket(ticket)["failure_reason"],
+            Value::Null,
+            "{ticket}"
+        );
+        assert!(server.alerts_for(ticket).is_empty(), "{ticket}");
+    }
+}
+
+#[test]
+fn a_probe_that_cannot_reach_tmux_reaps_nothing_and_is_reported() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    server.open("MC-1", false);
+    server.open("MC-2", false);
+    let gone = server.tmux_runtime("MC-1", "never-started");
+    let untargeted = server.dispatch("MC-2", json!({"transport": "tmux"})).0;
+
+    // No tmux server listens on this socket: the probe cannot tell, so nothing is reaped.
+    let nobody = format!("{}-nobody", tmux.socket);
+    let (line, stderr) = watch_once(&server, &nobody);
+    assert_eq!(line, summary(1, 0, 0, 2, 1));
+    assert!(
+        stderr.contains("error connecting to") || stderr.contains("no server running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&untargeted) && stderr.contains("no tmux_target"),
+        "{stderr}"
+    );
+    assert_eq!(server.runtime(&gone)["live"], true);
+    assert!(server.events_of("MC-1", "runtime.reaped").is_empty());
+
+    // The right socket answers "can't find session": the same runtime is reaped.
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(1, 0, 1, 1, 1));
+    assert_eq!(server.runtime(&gone)["class"], "tmux-missing");
+    assert_eq!(server.runtime(&untargeted)["live"], true);
+}
+
+#[test]
+fn the_watch_loop_reaps_on_its_own_and_stops_on_sigterm() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    server.open("MC-1", false);
+    tmux.new_session("worker");
+    let rt = server.tmux_runtime("MC-1", "worker");
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .env_remove("TMUX")
+        .args(["watch", "--server", &server.url, "--interval", "1"])
+        .args(["--confirm-ms", "100", "--tmux-socket-name", &tmux.socket])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        server.runtime(&rt)["live"],
+        true,
+        "a live session is left alone"
+    );
+    tmux.kill_session("worker");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.runtime(&rt)["live"] == true {
+        assert!(Instant::now() < deadline, "not reaped within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.runtime(&rt)["class"], "tmux-missing");
+    assert_eq!(sigterm(&mut watcher).code(), Some(0));
+}
+
+#[test]
+fn an_unreachable_server_is_a_nonzero_exit_with_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = mc(
+        &[
+            "watch",
+            "--once",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("mc-ledger: cannot reach the server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn signal_sends_pane_text_and_reports_the_answer() {
+    let server = Server::start();
+    server.open("MC-1", false);
+    let (rt, nonce) = server.dispatch("MC-1", json!({"transport": "tmux", "tmux_target": "w"}));
+    let signal = |pane: &str| {
+        mc(
+            &["signal", "--server", &server.url, "--runtime", &rt],
+            Some(pane),
+        )
+    };
+
+    // A pane with nothing in it that reads as a signal: one clear line, non-zero.
+    let out = signal("$ cargo test\nall green\n");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("mc-ledger: server answered 422"), "{err}");
+    assert!(server.events_of("MC-1", "runtime.signaled").is_empty());
+
+    // A structured signal in the pane, wrapped by the terminal, as seed 000 shows.
+    let pane = format!(
+        "working…\n{{\"mc_signal\": {{\"verdict\": \"REVIEW\", \"nonce\": \"{nonce}\", \"payload\": \"audit done\"}}}}\n$ "
+    );
+    let out = signal(&pane);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("201 appended runtime.signaled REVIEW to MC-1 at position"),
+        "{stdout}"
+    );
+    let signaled = server.events_of("MC-1", "runtime.signaled");
+    assert_eq!(
+        signaled[0]["actor"],
+        json!({"name": "agent", "kind": "agent"})
+    );
+    assert_eq!(signaled[0]["data"]["payload"], "audit done");
+    // The same pane again is a duplicate, not a second verdict.
+    let out = signal(&pane);
+    assert!(
+        text(&out.stdout).starts_with("200 duplicate"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = mc(
+        &["signal", "--server", &server.url, "--runtime", "rt_nope"],
+        Some("DONE: x\n"),
+    );
+    assert!(
+        text(&out.stderr).starts_with("mc-ledger: server answered 404"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn harvest_sends_a_claude_result_or_codex_events() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    server.open("MC-1", false);
+    server.open("MC-2", false);
+    let (claude_rt, _) = server.dispatch("MC-1", json!({"transport": "process", "process_id": 1}));
+    let (codex_rt, _) = server.dispatch("MC-2", json!({"transport": "process", "process_id": 1}));
+
+    let result = dir.path().join("result.json");
+    std::fs::write(
+        &result,
+        json!({"type": "result", "subtype": "error_max_turns", "is_error": false,
+               "num_turns": 200, "total_cost_usd": 4.25, "session_id": "s-1"})
+        .to_string(),
+    )
+    .unwrap();
+    let out = mc(
+        &[
+            "harvest",
+            "--server",
+            &server.url,
+            "--runtime",
+            &claude_rt,
+            "--claude",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "a file is required");
+    let out = mc(
+        &[
+            "harvest",
+            "--server",
+            &server.url,
+            "--runtime",
+            &claude_rt,
+            "--claude",
+            result.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).split(" at position").next(),
+        Some("201 appended runtime.harvested partial/max_turns to MC-1")
+    );
+    let harvested = &server.events_of("MC-1", "runtime.harvested")[0];
+    assert_eq!(
+        harvested["actor"],
+        json!({"name": "controller", "kind": "controller"})
+    );
+    assert_eq!(
+        (
+            harvested["data"]["turns"].as_u64(),
+            harvested["data"]["cost_usd"].as_f64()
+        ),
+        (Some(200), Some(4.25))
+    );
+
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        [
+            json!({"type": "thread.started", "thread_id": "t-1"}),
+            json!({"type": "turn.started"}),
+            json!({"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 5}}),
+        ]
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect::<String>(),
+    )
+    .unwrap();
+    let out = mc(
+        &[
+            "harvest",
+            "--server",
+            &server.url,
+            "--runtime",
+            &codex_rt,
+            "--codex",
+            events.to_str().unwrap(),
+            "--actor",
+            "dispatch.sh",
+            "--actor-kind",
+            "orchestrator",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("201 appended runtime.harvested completed/success to MC-2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let harvested = &server.events_of("MC-2", "runtime.harvested")[0];
+    assert_eq!(
+        harvested["actor"],
+        json!({"name": "dispatch.sh", "kind": "orchestrator"})
+    );
+
+    // A refusal from the server is one clear line and a non-zero exit.
+    let out = mc(
+        &[
+            "harvest",
+            "--server",
+            &server.url,
+            "--runtime",
+            "rt_nope",
+            "--codex",
+            events.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("mc-ledger: server answered 404"), "{err}");
+}
