@@ -5,9 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 max_examples="${1:-${MC_LEDGER_FUZZ_EXAMPLES:-25}}"
+# CPython 3.11 can raise "SystemError: AST constructor recursion depth mismatch" when two threads
+# build ASTs at once (cpython#106905); hypothesis parses lambda sources while describing filters,
+# and that crash failed a CI run. So: one worker, and the newest interpreter this machine has.
+pick_python() {
+  local root candidate
+  root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
+  for candidate in "$root"/versions/3.13*/bin/python3 "$root"/versions/3.12*/bin/python3 \
+    /usr/bin/python3.13 /usr/bin/python3.12 python3; do
+    if "$candidate" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "schemathesis.sh: no python3 found" >&2
+  exit 1
+}
 venv="target/schemathesis-venv"
 if [ ! -x "$venv/bin/schemathesis" ]; then
-  python3 -m venv "$venv"
+  rm -rf "$venv"
+  "$(pick_python)" -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
 cargo build --quiet --bin mc-ledger
@@ -29,7 +46,7 @@ done
   --exclude-checks ignored_auth,positive_data_acceptance \
   --max-examples "$max_examples" \
   --seed "${MC_LEDGER_FUZZ_SEED:-20261122}" \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 20 \
   --suppress-health-check all \
   --no-color
