@@ -51,6 +51,9 @@ pub struct SoakArgs {
     /// Where to put the server's data (a fresh temporary directory by default).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The server's sled page cache (`serve --cache-mib`).
+    #[arg(long, default_value_t = events::log::DEFAULT_CACHE_MIB)]
+    pub cache_mib: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -662,7 +665,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
+fn spawn_server(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -671,6 +674,7 @@ fn spawn_server(data_dir: &Path, log: &Path) -> anyhow::Result<Server> {
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &addr.to_string()])
+        .args(["--cache-mib", &cache_mib.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
@@ -782,7 +786,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     let (dir, _guard) = work_dir(args.dir.clone())?;
     let data_dir = dir.join("data");
     let log_path = dir.join("server.log");
-    let mut server = spawn_server(&data_dir, &log_path)?;
+    let mut server = spawn_server(&data_dir, &log_path, args.cache_mib)?;
     eprintln!(
         "soak: seed {seed}, server pid {} on {}, data in {}, {} s in {} s rows, {} writers, {} readers, {} subscribers",
         server.pid,
@@ -1041,6 +1045,8 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         "writers": args.writers,
         "readers": args.readers,
         "subscribers": args.subscribers,
+        "dashboard_ms": args.dashboard_ms,
+        "cache_mib": args.cache_mib,
         "totals": {
             "requests": all_writes.len() + all_reads.len() + totals.dashboard,
             "writes": totals.writes,

@@ -37,6 +37,9 @@ pub enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
+        /// sled's page cache, in MiB (the projections are extra: they live in memory).
+        #[arg(long, default_value_t = events::log::DEFAULT_CACHE_MIB)]
+        cache_mib: u64,
     },
     /// Load the seeds' stories (MC-4000, MC-4030, MC-4031, MC-4502) into an empty data dir.
     Demo {
@@ -190,13 +193,18 @@ fn init_tracing(json: bool) {
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { data_dir, listen } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            cache_mib,
+        } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(crate::server::serve(crate::server::ServeArgs {
                 data_dir,
                 listen,
+                cache_mib,
             }))
         }
         Command::Demo { data_dir } => crate::demo::run(&data_dir),

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{EventData, EventReader, RecordedEvent, TicketId};
+use events::{EventData, RecordedEvent, TicketId};
 use projections::{RuntimeFilter, TicketFilter, TicketState};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,8 +16,8 @@ use crate::state::{now, ReadState};
 
 pub const PAGE_DEFAULT: usize = 100;
 pub const PAGE_MAX: usize = 1000;
-/// `as_of` and timelines fold the log from position 1; beyond this many events they refuse
-/// rather than pin a core for seconds (an operator can use `mc-ledger replay`).
+/// `as_of` and timelines fold a ticket's related streams from their start; beyond this many
+/// events they refuse rather than pin a core for seconds (an operator can use `mc-ledger replay`).
 const FOLD_EVENTS_MAX: u64 = 2_000_000;
 
 fn page(limit: Option<usize>) -> Result<usize, AppError> {
@@ -81,15 +81,45 @@ pub struct AsOfQuery {
 }
 
 /// Every durable event up to `position`, for folds that start from nothing.
-fn events_up_to(reader: &dyn EventReader, position: u64) -> Result<Vec<RecordedEvent>, AppError> {
-    if position > FOLD_EVENTS_MAX {
+/// The events, up to `position`, of the streams that decide `ticket`'s status (itself and
+/// every ticket a link or park tied to it: `Ledger::sources`), in position order. Folding them
+/// gives the ticket what a fold of the whole log would, at a cost that grows with the ticket's
+/// own history rather than with the log.
+fn related_events(
+    r: &ReadState,
+    ticket: &TicketId,
+    position: u64,
+) -> Result<Vec<RecordedEvent>, AppError> {
+    let reader = r.shared.reader.as_ref();
+    let sources = r.shared.read(|l| l.sources(ticket));
+    let mut total = 0u64;
+    for s in &sources {
+        total = total.saturating_add(reader.stream_version(s)?);
+    }
+    if total > FOLD_EVENTS_MAX {
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "too_expensive",
-            format!("folding {position} events on request is refused; use `mc-ledger replay`"),
+            format!("folding {total} events on request is refused; use `mc-ledger replay`"),
         ));
     }
-    Ok(crate::rebuild::events_up_to(reader, position)?)
+    let mut out = Vec::new();
+    for s in &sources {
+        let mut from = 1;
+        'stream: loop {
+            let batch = reader.read_stream(s, from, u64::MAX, PAGE_MAX)?;
+            let Some(last) = batch.last() else { break };
+            from = last.version + 1;
+            for e in batch {
+                if e.position > position {
+                    break 'stream;
+                }
+                out.push(e);
+            }
+        }
+    }
+    out.sort_unstable_by_key(|e| e.position);
+    Ok(out)
 }
 
 pub async fn get_ticket(
@@ -109,10 +139,15 @@ pub async fn get_ticket(
                     "as_of {p} is past the log head {head}"
                 )));
             }
-            let events = events_up_to(r.shared.reader.as_ref(), p)?;
-            // "now" of a past view is the time of its last event, so live classes are as then.
-            let at = events.last().map_or(now(), |e| e.recorded_at);
-            projections::as_of(&events, p).ticket_view(&ticket, at, cfg)
+            let reader = r.shared.reader.as_ref();
+            let events = related_events(&r, &ticket, p)?;
+            // "now" of a past view is the time of the event at `as_of`, so live classes are
+            // as they were then.
+            let at = match p.checked_sub(1) {
+                Some(before) => reader.read_after(before, 1)?.first().map(|e| e.recorded_at),
+                None => None,
+            };
+            projections::as_of(&events, p).ticket_view(&ticket, at.unwrap_or_else(now), cfg)
         }
     };
     match view {
@@ -205,7 +240,7 @@ pub async fn ticket_timeline(
     fresh(&r)?;
     require_ticket(&r, &ticket)?;
     let head = r.shared.reader.head();
-    let events = events_up_to(r.shared.reader.as_ref(), head)?;
+    let events = related_events(&r, &ticket, head)?;
     let timeline = projections::timeline(&events, &ticket, &r.shared.config);
     Ok(Json(json!({"timeline": timeline})).into_response())
 }

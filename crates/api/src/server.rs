@@ -146,8 +146,13 @@ pub struct Opened {
 }
 
 pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
+    open_with(data_dir, LogConfig::default())
+}
+
+/// [`open`] with a chosen log configuration (e.g. `serve --cache-mib`).
+pub fn open_with(data_dir: &Path, config: LogConfig) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(data_dir)?;
-    let log = Arc::new(Log::open(&data_dir.join("log"), LogConfig::default())?);
+    let log = Arc::new(Log::open(&data_dir.join("log"), config)?);
     let reader: Arc<dyn EventReader> = log.reader();
     let mut ledger = load_projections(reader.as_ref(), data_dir);
     if ledger.position() == 0 && reader.head() > 0 {
@@ -171,10 +176,16 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
 pub struct ServeArgs {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// sled's page cache in MiB (`LogConfig::cache_bytes`).
+    pub cache_mib: u64,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let opened = open(&args.data_dir)?;
+    let config = LogConfig {
+        cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),
+        ..LogConfig::default()
+    };
+    let opened = open_with(&args.data_dir, config)?;
     let state = opened.state.clone();
     if state.auth.is_open() {
         if !args.listen.ip().is_loopback() {

@@ -65,13 +65,16 @@ pub struct LogConfig {
     pub durability: Durability,
 }
 
+/// sled's page cache unless configured (`serve --cache-mib`).
+pub const DEFAULT_CACHE_MIB: u64 = 256;
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             queue_appends_max: 4096,
             batch_appends_max: 1024,
             batch_bytes_max: 4 * 1024 * 1024,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_MIB * 1024 * 1024,
             checkpoint_events: 65_536,
             flushers: 1,
             durability: Durability::Fsync,

@@ -45,6 +45,10 @@ pub struct Ledger {
     /// child_of links by parent. Kept apart from tickets so a link recorded before its target
     /// was opened (an import out of order) still counts once the target exists.
     pub(crate) children: HashMap<TicketId, BTreeSet<TicketId>>,
+    /// For each ticket, every other ticket a link or park has ever tied to it, in either
+    /// direction; never shrinks. The streams of a ticket and of these are all a timeline or
+    /// an `as_of` view of it needs (see [`Ledger::sources`]).
+    pub(crate) related: HashMap<TicketId, BTreeSet<TicketId>>,
 }
 
 /// Sort key of a ticket id: prefix, then the number as a number.
@@ -132,6 +136,8 @@ pub(crate) struct Gate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Runtime {
     pub(crate) id: String,
+    /// Index of this runtime in `Ledger::runtime_order`: makes a list cursor O(1).
+    pub(crate) rank: usize,
     pub(crate) ticket: TicketId,
     pub(crate) attempt: u32,
     pub(crate) dispatch_key: String,
@@ -235,6 +241,18 @@ impl Ledger {
         self.runtimes.len()
     }
 
+    /// The tickets whose streams decide `id`'s status and view at any position: `id` itself
+    /// and every ticket ever linked to it or named in its parks (blockers, children, parent).
+    /// Folding only these streams, in position order, gives `id` the same state, next action,
+    /// failure_reason and runtime classes as folding the whole log (a property test holds this).
+    pub fn sources(&self, id: &TicketId) -> Vec<TicketId> {
+        let mut out = vec![id.clone()];
+        if let Some(set) = self.related.get(id) {
+            out.extend(set.iter().filter(|t| *t != id).cloned());
+        }
+        out
+    }
+
     pub fn contains_ticket(&self, id: &TicketId) -> bool {
         self.tickets.contains_key(id)
     }
@@ -324,6 +342,7 @@ impl Ledger {
                 let Ok(target) = TicketId::parse(&x.target) else {
                     return;
                 };
+                relate(&mut self.related, &t.id, &target);
                 match x.relation {
                     Relation::ChildOf => {
                         if let Some(old) = t.parent.take() {
@@ -361,6 +380,11 @@ impl Ledger {
                 }
             }
             EventData::TicketParked(x) => {
+                for name in &x.waiting_on {
+                    if let Ok(other) = TicketId::parse(name) {
+                        relate(&mut self.related, &t.id, &other);
+                    }
+                }
                 t.park = Some(Park {
                     waiting_on: x.waiting_on.clone(),
                     reason: x.reason.clone(),
@@ -417,11 +441,13 @@ impl Ledger {
                     .or_insert_with(|| x.runtime_id.clone());
                 t.nonces.insert(x.nonce.clone());
                 t.park = None;
+                let rank = self.runtime_order.len();
                 self.runtime_order.push(x.runtime_id.clone());
                 self.runtimes.insert(
                     x.runtime_id.clone(),
                     Runtime {
                         id: x.runtime_id.clone(),
+                        rank,
                         ticket: t.id.clone(),
                         attempt: x.attempt,
                         dispatch_key: x.dispatch_key.clone(),
@@ -576,4 +602,12 @@ fn apply_runtime(
             worker_expected,
         });
     }
+}
+
+fn relate(related: &mut HashMap<TicketId, BTreeSet<TicketId>>, a: &TicketId, b: &TicketId) {
+    if a == b {
+        return;
+    }
+    related.entry(a.clone()).or_default().insert(b.clone());
+    related.entry(b.clone()).or_default().insert(a.clone());
 }

@@ -291,9 +291,10 @@ impl Ledger {
         now: Timestamp,
         cfg: &Config,
     ) -> RuntimePage {
+        // An unknown cursor starts from the beginning, as before.
         let start = after
-            .and_then(|a| self.runtime_order.iter().position(|id| id == a))
-            .map_or(0, |i| i + 1);
+            .and_then(|a| self.runtimes.get(a))
+            .map_or(0, |r| r.rank + 1);
         let mut runtimes = Vec::new();
         let mut next_cursor = None;
         for id in self.runtime_order.iter().skip(start) {

@@ -357,6 +357,32 @@ proptest! {
             prop_assert_eq!(row.failure_reason, status.failure_reason);
         }
     }
+
+    /// Folding only a ticket's sources (its stream and those of every ticket a link or park
+    /// tied to it) gives the same timeline, and the same view as of every position, as
+    /// folding the whole log: what lets the server answer both without reading the log.
+    #[test]
+    fn timeline_from_sources_equals_full_fold(ops in ops(80)) {
+        let (w, history) = play(&ops);
+        let log = &w.sim.log;
+        for name in TICKETS {
+            let id = TicketId::parse(name).unwrap();
+            let sources = w.sim.ledger.sources(&id);
+            let own: Vec<RecordedEvent> =
+                log.iter().filter(|e| sources.contains(&e.ticket)).cloned().collect();
+            prop_assert_eq!(
+                timeline(&own, &id, &w.sim.config),
+                timeline(log, &id, &w.sim.config),
+                "{} with sources {:?}", name, sources
+            );
+            for (i, e) in log.iter().enumerate() {
+                let p = e.position;
+                let part = as_of(&own, p).ticket_view(&id, e.recorded_at, &w.sim.config);
+                let full = history[i + 1].ticket_view(&id, e.recorded_at, &w.sim.config);
+                prop_assert_eq!(part, full, "{} as of {}", name, p);
+            }
+        }
+    }
 }
 
 // ---- class order independence ----
