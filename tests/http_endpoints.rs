@@ -455,6 +455,12 @@ fn every_write_endpoint_happy_path() {
     );
     let board = get(s.addr, "/v1/board").json();
     assert_eq!(board["open"].as_array().unwrap().len(), 3);
+    assert_eq!(board["totals"]["open"], 3);
+    let capped = get(s.addr, "/v1/board?closed_limit=0").json();
+    assert_eq!(
+        capped["totals"], board["totals"],
+        "the cap never changes the totals"
+    );
     let alerts = get(s.addr, "/v1/alerts").json();
     assert!(alerts["alerts"].as_array().is_some());
     let verify = get(s.addr, "/v1/admin/verify").json();

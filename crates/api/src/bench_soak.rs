@@ -722,6 +722,35 @@ fn sigterm(server: &mut Server) -> anyhow::Result<Option<i32>> {
     }
 }
 
+/// RSS of a fresh server on the finished data directory, after it has loaded its snapshot and
+/// served what the run's readers and dashboard ask for: every ticket view once, then five
+/// boards and alert lists. What the ledger's data needs, against which the soak's RSS is
+/// judged (a ledger never forgets, so its memory grows with what it holds).
+fn restart_rss(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<u64> {
+    let mut server = spawn_server(data_dir, log, cache_mib)?;
+    let client = crate::client::Client::new(&format!("http://{}", server.addr))?;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/tickets?limit=1000&cursor={c}"),
+            None => "/v1/tickets?limit=1000".to_owned(),
+        };
+        let page = client.get(&path)?.ok()?;
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    for _ in 0..5 {
+        client.get("/v1/board")?.ok()?;
+        client.get("/v1/alerts")?.ok()?;
+    }
+    let rss = rss_bytes(server.pid)?;
+    let code = sigterm(&mut server)?;
+    anyhow::ensure!(code == Some(0), "the restarted server exited with {code:?}");
+    Ok(rss)
+}
+
 /// Every ticket view, paging `GET /v1/tickets?limit=1000`.
 async fn all_views(s: &Shared) -> anyhow::Result<Vec<Value>> {
     let mut conn = None;
@@ -1014,6 +1043,16 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         String::from_utf8_lossy(&verify.stderr).trim()
     );
 
+    let rss_restart = if verify_ok {
+        Some(restart_rss(
+            &data_dir,
+            &dir.join("restart.log"),
+            args.cache_mib,
+        )?)
+    } else {
+        None
+    };
+
     let mut all_writes = std::mem::take(&mut *lock(&shared.all_writes));
     let mut all_reads = std::mem::take(&mut *lock(&shared.all_reads));
     all_writes.sort_unstable();
@@ -1070,6 +1109,8 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         "minutes": rows,
         "rss_start_bytes": rss_start,
         "rss_first_row_bytes": rss_first_row,
+        "rss_restart_bytes": rss_restart,
+        "rss_end_over_restart": rss_restart.map(|r| rss_end as f64 / (r.max(1) as f64)),
         "rss_max_bytes": rss_max,
         "rss_end_bytes": rss_end,
         "rss_after_rebuild_bytes": rss_after_rebuild,

@@ -231,6 +231,13 @@ const AFTER_POSITION: Param = Param {
     description: "Start after this global position (exclusive); pass the previous `next_cursor`.",
 };
 
+const CLOSED_LIMIT: Param = Param {
+    name: "closed_limit",
+    location: In::Query,
+    ty: Ty::U64,
+    description: "At most this many tickets in each of the `done` and `cancelled` columns, the most recently closed (default 100); `totals` still counts them all.",
+};
+
 const TICKETS_QUERY: &[Param] = &[
     Param {
         name: "state",
@@ -537,7 +544,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some(Scope::Read),
         tag: "tickets",
         summary: "Tickets grouped by state",
-        params: &[],
+        params: &[CLOSED_LIMIT],
         body: None,
         ok: &[json_ok("The board.", "Board")],
         errors: &[401, 403, 408, 500],
@@ -1707,6 +1714,15 @@ fn schemas() -> Map<String, Value> {
         record(json!({
             "open": column(), "in_progress": column(), "needs_input": column(), "review": column(),
             "waiting": column(), "done": column(), "cancelled": column(),
+            "totals": schema_ref("BoardTotals"),
+        })),
+    );
+    let count = || u64_schema(0);
+    put(
+        "BoardTotals",
+        record(json!({
+            "open": count(), "in_progress": count(), "needs_input": count(), "review": count(),
+            "waiting": count(), "done": count(), "cancelled": count(),
         })),
     );
     put(

@@ -80,7 +80,6 @@ pub struct AsOfQuery {
     as_of: Option<u64>,
 }
 
-/// Every durable event up to `position`, for folds that start from nothing.
 /// The events, up to `position`, of the streams that decide `ticket`'s status (itself and
 /// every ticket a link or park tied to it: `Ledger::sources`), in position order. Folding them
 /// gives the ticket what a fold of the whole log would, at a cost that grows with the ticket's
@@ -283,9 +282,26 @@ pub async fn get_runtime(
         })
 }
 
-pub async fn board(State(r): State<ReadState>) -> Result<Response, AppError> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardQuery {
+    closed_limit: Option<u64>,
+}
+
+pub async fn board(
+    State(r): State<ReadState>,
+    Query(q): Query<BoardQuery>,
+) -> Result<Response, AppError> {
     fresh(&r)?;
-    Ok(Json(r.shared.read(|l| l.board(now(), &r.shared.config))).into_response())
+    let closed_limit = q
+        .closed_limit
+        .map_or(projections::BOARD_CLOSED_DEFAULT, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
+    let board = r
+        .shared
+        .read(|l| l.board(now(), &r.shared.config, closed_limit));
+    Ok(Json(board).into_response())
 }
 
 pub async fn alerts(State(r): State<ReadState>) -> Result<Response, AppError> {

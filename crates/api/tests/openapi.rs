@@ -527,6 +527,7 @@ fn query_parameters_match_the_query_structs() {
             fields_of::<api::reads::RuntimesQuery> as Fields,
         ),
         ("listEvents", fields_of::<api::reads::EventsQuery> as Fields),
+        ("board", fields_of::<api::reads::BoardQuery> as Fields),
         ("streamEvents", fields_of::<api::sse::StreamQuery> as Fields),
     ]);
     for route in ROUTES {

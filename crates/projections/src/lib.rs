@@ -27,8 +27,9 @@ pub use decide::{
 pub use ledger::{EventRef, Ledger};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
 pub use views::{
-    Board, BoardCard, ExitView, GateView, Progress, RuntimeFilter, RuntimePage, RuntimeView,
-    TaskCounts, TaskView, Tasks, TicketFilter, TicketPage, TicketView, VerdictView,
+    Board, BoardCard, BoardTotals, ExitView, GateView, Progress, RuntimeFilter, RuntimePage,
+    RuntimeView, TaskCounts, TaskView, Tasks, TicketFilter, TicketPage, TicketView, VerdictView,
+    BOARD_CLOSED_DEFAULT,
 };
 
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the

@@ -179,7 +179,13 @@ pub struct BoardCard {
     pub updated_at: Timestamp,
 }
 
-/// Tickets grouped by state, each column in id order.
+/// Closed tickets per closed column on a board unless asked otherwise (`closed_limit`).
+pub const BOARD_CLOSED_DEFAULT: usize = 100;
+
+/// Tickets grouped by state, each column in id order. The `done` and `cancelled` columns hold
+/// the most recently closed tickets only (at most `closed_limit` each): a ledger never forgets,
+/// so without a cap a board would grow with every ticket ever closed. `totals` counts every
+/// ticket in every column.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Board {
     pub open: Vec<BoardCard>,
@@ -189,6 +195,34 @@ pub struct Board {
     pub waiting: Vec<BoardCard>,
     pub done: Vec<BoardCard>,
     pub cancelled: Vec<BoardCard>,
+    pub totals: BoardTotals,
+}
+
+/// Tickets in each board column, closed ones included beyond the cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BoardTotals {
+    pub open: u64,
+    pub in_progress: u64,
+    pub needs_input: u64,
+    pub review: u64,
+    pub waiting: u64,
+    pub done: u64,
+    pub cancelled: u64,
+}
+
+impl BoardTotals {
+    fn count(&mut self, state: TicketState) {
+        let n = match state {
+            TicketState::Open => &mut self.open,
+            TicketState::InProgress => &mut self.in_progress,
+            TicketState::NeedsInput => &mut self.needs_input,
+            TicketState::Review => &mut self.review,
+            TicketState::Waiting => &mut self.waiting,
+            TicketState::Done => &mut self.done,
+            TicketState::Cancelled => &mut self.cancelled,
+        };
+        *n += 1;
+    }
 }
 
 impl Board {
@@ -319,28 +353,60 @@ impl Ledger {
         }
     }
 
-    pub fn board(&self, now: Timestamp, cfg: &Config) -> Board {
+    /// The board; `closed_limit` caps the `done` and `cancelled` columns at their most
+    /// recently closed tickets (by close position), still shown in id order.
+    pub fn board(&self, now: Timestamp, cfg: &Config, closed_limit: usize) -> Board {
         let mut board = Board::default();
+        // (close position, ticket) of closed tickets, in id order.
+        let mut done = Vec::new();
+        let mut cancelled = Vec::new();
         for key in &self.order {
             let Some(t) = self.tickets.get(&key.id) else {
                 continue;
             };
-            let status = self.derive(t);
-            let card = BoardCard {
-                id: t.id.clone(),
-                title: t.title.clone(),
-                priority: t.priority,
-                owner: t.owner.clone(),
-                umbrella: t.umbrella,
-                next_action: status.next_action,
-                failure_reason: status.failure_reason,
-                runtime_class: self.current_runtime(t).map(|r| class_at(r, now, cfg)),
-                progress: self.umbrella_progress(t),
-                updated_at: t.updated_at,
-            };
-            board.column_mut(status.state).push(card);
+            let state = self.state(t);
+            board.totals.count(state);
+            match state {
+                TicketState::Done => done.push((t.last_close_position, t)),
+                TicketState::Cancelled => cancelled.push((t.last_close_position, t)),
+                _ => {
+                    let card = self.card(t, now, cfg);
+                    board.column_mut(state).push(card);
+                }
+            }
+        }
+        for (state, mut closed) in [
+            (TicketState::Done, done),
+            (TicketState::Cancelled, cancelled),
+        ] {
+            if closed.len() > closed_limit {
+                // Keep the latest closes; `order` restores id order among them.
+                let mut latest: Vec<usize> = (0..closed.len()).collect();
+                latest.sort_unstable_by_key(|&i| std::cmp::Reverse(closed[i].0));
+                latest.truncate(closed_limit);
+                latest.sort_unstable();
+                closed = latest.into_iter().map(|i| closed[i]).collect();
+            }
+            let cards = closed.into_iter().map(|(_, t)| self.card(t, now, cfg));
+            board.column_mut(state).extend(cards);
         }
         board
+    }
+
+    fn card(&self, t: &Ticket, now: Timestamp, cfg: &Config) -> BoardCard {
+        let status = self.derive(t);
+        BoardCard {
+            id: t.id.clone(),
+            title: t.title.clone(),
+            priority: t.priority,
+            owner: t.owner.clone(),
+            umbrella: t.umbrella,
+            next_action: status.next_action,
+            failure_reason: status.failure_reason,
+            runtime_class: self.current_runtime(t).map(|r| class_at(r, now, cfg)),
+            progress: self.umbrella_progress(t),
+            updated_at: t.updated_at,
+        }
     }
 
     fn matches(&self, t: &Ticket, f: &TicketFilter) -> bool {

@@ -640,7 +640,8 @@ proptest! {
         }
         let cfg = Config::default();
         for now in [Timestamp(0), Timestamp(5_000_000)] {
-            let _ = ledger.board(now, &cfg);
+            let _ = ledger.board(now, &cfg, 1);
+            let _ = ledger.board(now, &cfg, usize::MAX);
             let _ = ledger.alerts(now, &cfg);
             let _ = ledger.tickets(&Default::default(), None, 100, now, &cfg);
             let _ = ledger.runtimes(&Default::default(), None, 100, now, &cfg);

@@ -485,7 +485,10 @@ fn ticket_lists_filter_and_page_in_natural_id_order() {
         Vec::<String>::new()
     );
 
-    let board = w.sim.ledger.board(now, &cfg);
+    let board = w
+        .sim
+        .ledger
+        .board(now, &cfg, projections::BOARD_CLOSED_DEFAULT);
     assert_eq!(board.done.len(), 1);
     assert_eq!(board.open.len(), 6);
     assert_eq!(
@@ -609,7 +612,7 @@ fn json_shapes() {
         "runtime_id is left out when absent"
     );
     assert_eq!(alerts[0]["kind"], "ready_to_resume");
-    let board = serde_json::to_value(w.sim.ledger.board(w.sim.now, &w.sim.config)).unwrap();
+    let board = serde_json::to_value(w.sim.ledger.board(w.sim.now, &w.sim.config, 10)).unwrap();
     assert_eq!(
         keys(&board),
         [
@@ -619,9 +622,60 @@ fn json_shapes() {
             "needs_input",
             "open",
             "review",
+            "totals",
             "waiting"
         ]
     );
+}
+
+/// Given tickets closed in a known order, when the board is asked with a closed limit, then
+/// the closed columns keep the latest closes in id order and the totals count every ticket.
+#[test]
+fn board_caps_closed_columns_at_the_latest_closes() {
+    let mut w = World::new();
+    for n in 1..=6 {
+        w.run(&human(), open(&format!("MC-{n}"), "t"));
+    }
+    // Closed in this order: MC-5, MC-2, MC-6 (done), MC-4 (cancelled), then MC-5 reopened
+    // and closed again, which makes it the latest close.
+    w.run(&validator(), close("MC-5", Resolution::Done));
+    w.run(&validator(), close("MC-2", Resolution::Done));
+    w.run(&validator(), close("MC-6", Resolution::Done));
+    w.run(&validator(), close("MC-4", Resolution::Wontfix));
+    w.run(&human(), reopen("MC-5"));
+    w.run(&validator(), close("MC-5", Resolution::Done));
+    let (now, cfg) = (w.sim.now, w.sim.config);
+    let ids = |cards: &[projections::BoardCard]| {
+        cards.iter().map(|c| c.id.to_string()).collect::<Vec<_>>()
+    };
+    let table: &[(usize, &[&str], &[&str])] = &[
+        // closed_limit, done column, cancelled column
+        (0, &[], &[]),
+        (1, &["MC-5"], &["MC-4"]),
+        (2, &["MC-5", "MC-6"], &["MC-4"]),
+        (3, &["MC-2", "MC-5", "MC-6"], &["MC-4"]),
+        (usize::MAX, &["MC-2", "MC-5", "MC-6"], &["MC-4"]),
+    ];
+    for &(limit, done, cancelled) in table {
+        let board = w.sim.ledger.board(now, &cfg, limit);
+        assert_eq!(ids(&board.done), done, "done with closed_limit {limit}");
+        assert_eq!(
+            ids(&board.cancelled),
+            cancelled,
+            "cancelled with closed_limit {limit}"
+        );
+        assert_eq!(
+            ids(&board.open),
+            ["MC-1", "MC-3"],
+            "open columns are never capped"
+        );
+        let t = board.totals;
+        assert_eq!(
+            (t.open, t.done, t.cancelled),
+            (2, 3, 1),
+            "closed_limit {limit}"
+        );
+    }
 }
 
 #[test]
