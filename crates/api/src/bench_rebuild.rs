@@ -207,8 +207,8 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let fold_only = fold_only.elapsed();
     drop(decoded);
     let anchor = crate::state::anchor_hash(&reader, events)?;
-    let snapshot = crate::snapshot::encode(&folded, anchor)?;
-    crate::snapshot::write_atomically(&data_dir, &snapshot)?;
+    crate::snapshot::write_pending(&data_dir, &folded, anchor)?.commit()?;
+    let snapshot_bytes = std::fs::metadata(crate::snapshot::path(&data_dir))?.len();
     drop((again, folded, ledger, reader));
     log.close()?;
     drop(log);
@@ -235,7 +235,7 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
         "warm_events_per_s": per_second(count, warm).round(),
         "fold_only_events_per_s": per_second(count, fold_only).round(),
         "startup_with_snapshot_ms": startup.as_secs_f64() * 1000.0,
-        "snapshot_bytes": snapshot.len(),
+        "snapshot_bytes": snapshot_bytes,
         "memory_per_ticket_bytes": rss_after.saturating_sub(rss_before) / tickets_u.max(1),
         "build_events_per_s": per_second(count, build).round(),
         "machine": machine(),

@@ -379,7 +379,7 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
         }
     };
     let anchor = crate::state::anchor_hash(&reader, events)?;
-    snapshot::write_atomically(data_dir, &snapshot::encode(&ledger, anchor)?)?;
+    snapshot::write_pending(data_dir, &ledger, anchor)?.commit()?;
     let per_s =
         f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9);
     println!(

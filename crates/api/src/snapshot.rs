@@ -6,7 +6,8 @@
 //! "MCLSNAP1" schema:u32le position:u64le anchor:[u8;32] body:bincode-serde(Ledger)
 //! ```
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use events::Hash;
@@ -22,12 +23,17 @@ pub fn path(data_dir: &Path) -> PathBuf {
 
 pub fn encode(ledger: &Ledger, anchor: Hash) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1 << 20);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
-    out.extend_from_slice(&ledger.position().to_le_bytes());
-    out.extend_from_slice(&anchor.0);
-    bincode::serde::encode_into_std_write(ledger, &mut out, bincode::config::standard())?;
+    encode_into(ledger, anchor, &mut out)?;
     Ok(out)
+}
+
+fn encode_into(ledger: &Ledger, anchor: Hash, out: &mut impl Write) -> anyhow::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&SCHEMA_VERSION.to_le_bytes())?;
+    out.write_all(&ledger.position().to_le_bytes())?;
+    out.write_all(&anchor.0)?;
+    bincode::serde::encode_into_std_write(ledger, out, bincode::config::standard())?;
+    Ok(())
 }
 
 /// Why a snapshot was not used; the caller then rebuilds from the log.
@@ -83,15 +89,49 @@ pub fn decode(bytes: &[u8]) -> Result<Loaded, Unusable> {
 
 /// Blue/green: write a new file, fsync it, then rename it over the old one, so a crash leaves
 /// either the old snapshot or the new one, never a torn one.
-pub fn write_atomically(data_dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+pub fn write_atomically(data_dir: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let pending = Pending::create(data_dir, |f| Ok(f.write_all(bytes)?))?;
+    pending.commit()
+}
+
+/// Encodes `ledger` straight into the new snapshot file, with no copy of the encoding in
+/// memory (at a million events that copy was hundreds of MB). The caller holds the
+/// projections only for this; [`Pending::commit`] does the fsync and the rename after.
+pub fn write_pending(data_dir: &Path, ledger: &Ledger, anchor: Hash) -> anyhow::Result<Pending> {
+    Pending::create(data_dir, |f| encode_into(ledger, anchor, f))
+}
+
+/// A snapshot written to its temporary file, not yet durable nor in place.
+pub struct Pending {
+    file: File,
+    tmp: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Pending {
+    fn create(
+        data_dir: &Path,
+        write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Pending> {
+        std::fs::create_dir_all(data_dir)?;
+        let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        write(&mut out)?;
+        let file = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        Ok(Pending {
+            file,
+            tmp,
+            data_dir: data_dir.to_owned(),
+        })
     }
-    std::fs::rename(&tmp, path(data_dir))?;
-    std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(())
+
+    /// fsync the new file, rename it over the old one, fsync the directory.
+    pub fn commit(self) -> anyhow::Result<()> {
+        self.file.sync_all()?;
+        std::fs::rename(&self.tmp, path(&self.data_dir))?;
+        File::open(&self.data_dir)?.sync_all()?;
+        Ok(())
+    }
 }

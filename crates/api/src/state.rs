@@ -18,6 +18,8 @@ pub struct Shared {
     ledger: RwLock<Ledger>,
     /// One catch-up at a time; readers and writers of `ledger` are not blocked by it.
     catch_up: Mutex<()>,
+    /// One snapshot write at a time: they share the temporary file.
+    snapshot: Mutex<()>,
     pub reader: Arc<dyn EventReader>,
     pub config: Config,
     pub metrics: crate::metrics::Metrics,
@@ -34,6 +36,7 @@ impl Shared {
         Shared {
             ledger: RwLock::new(ledger),
             catch_up: Mutex::new(()),
+            snapshot: Mutex::new(()),
             reader,
             config,
             metrics: crate::metrics::Metrics::default(),
@@ -94,11 +97,19 @@ impl Shared {
     }
 
     /// Writes a snapshot of the projections to the data directory.
+    ///
+    /// Position, anchor and body come from one read of the projections: reading the position
+    /// first and encoding later let a fold in between pair a newer body with an older
+    /// anchor, a snapshot the next start would reject. The encoding streams to the file
+    /// under the read lock; the fsync and rename happen after it is released.
     pub fn save_snapshot(&self) -> anyhow::Result<u64> {
-        let position = self.read(|l| l.position());
-        let anchor = anchor_hash(self.reader.as_ref(), position)?;
-        let bytes = self.read(|l| snapshot::encode(l, anchor))?;
-        snapshot::write_atomically(&self.data_dir, &bytes)?;
+        let _one = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let (position, pending) = self.read(|l| {
+            let anchor = anchor_hash(self.reader.as_ref(), l.position())?;
+            let pending = snapshot::write_pending(&self.data_dir, l, anchor)?;
+            Ok::<_, anyhow::Error>((l.position(), pending))
+        })?;
+        pending.commit()?;
         Ok(position)
     }
 }

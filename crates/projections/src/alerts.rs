@@ -54,7 +54,8 @@ impl Ledger {
     /// Every alert at `now`, in ticket id order, then by kind.
     pub fn alerts(&self, now: Timestamp, cfg: &Config) -> Vec<Alert> {
         let mut out = Vec::new();
-        for key in &self.order {
+        // Closed tickets raise no alerts, so only the open ones are walked.
+        for key in &self.active {
             if let Some(t) = self.tickets.get(&key.id) {
                 self.ticket_alerts(t, now, cfg, &mut out);
             }

@@ -5,7 +5,7 @@
 //! runtime class are derived on read (see `rules` and `class`), so they can never drift from
 //! the facts they come from.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use events::{
     EventData, GateVerdict, Priority, ReapCause, RecordedEvent, Relation, Resolution, TaskStatus,
@@ -49,6 +49,12 @@ pub struct Ledger {
     /// direction; never shrinks. The streams of a ticket and of these are all a timeline or
     /// an `as_of` view of it needs (see [`Ledger::sources`]).
     pub(crate) related: HashMap<TicketId, BTreeSet<TicketId>>,
+    /// Tickets not closed, in id order: all the board's open columns and the alerts walk,
+    /// so their cost follows the open work, not every ticket ever closed.
+    pub(crate) active: BTreeSet<TicketKey>,
+    /// Closed tickets by the position of their close, one map per closed board column.
+    pub(crate) closed_done: BTreeMap<u64, TicketId>,
+    pub(crate) closed_cancelled: BTreeMap<u64, TicketId>,
 }
 
 /// Sort key of a ticket id: prefix, then the number as a number.
@@ -284,6 +290,7 @@ impl Ledger {
                 return;
             }
             self.order.insert(TicketKey::of(&e.ticket));
+            self.active.insert(TicketKey::of(&e.ticket));
             self.tickets.insert(
                 e.ticket.clone(),
                 Ticket {
@@ -399,6 +406,21 @@ impl Ledger {
                 at: e.recorded_at,
             }),
             EventData::TicketClosed(x) => {
+                match (&t.closed, t.last_close_position) {
+                    // Closed again (only a raw append can): the earlier close leaves its column.
+                    (Some(_), Some(p)) => {
+                        self.closed_done.remove(&p);
+                        self.closed_cancelled.remove(&p);
+                    }
+                    _ => {
+                        self.active.remove(&TicketKey::of(&t.id));
+                    }
+                }
+                let column = match x.resolution {
+                    Resolution::Done => &mut self.closed_done,
+                    _ => &mut self.closed_cancelled,
+                };
+                column.insert(e.position, t.id.clone());
                 t.closed = Some(Closed {
                     resolution: x.resolution,
                     at: e.recorded_at,
@@ -408,7 +430,15 @@ impl Ledger {
                 // The wait is over once the ticket is closed; a reopen starts afresh.
                 t.park = None;
             }
-            EventData::TicketReopened(_) => t.closed = None,
+            EventData::TicketReopened(_) => {
+                if t.closed.take().is_some() {
+                    if let Some(p) = t.last_close_position {
+                        self.closed_done.remove(&p);
+                        self.closed_cancelled.remove(&p);
+                    }
+                    self.active.insert(TicketKey::of(&t.id));
+                }
+            }
             EventData::TaskAdded(x) => {
                 if !t.tasks.iter().any(|k| k.task_id == x.task_id) {
                     t.tasks.push(Task {

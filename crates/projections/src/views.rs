@@ -354,42 +354,35 @@ impl Ledger {
     }
 
     /// The board; `closed_limit` caps the `done` and `cancelled` columns at their most
-    /// recently closed tickets (by close position), still shown in id order.
+    /// recently closed tickets (by close position), still shown in id order. It walks the
+    /// open tickets and at most `closed_limit` closed ones per column, never the history.
     pub fn board(&self, now: Timestamp, cfg: &Config, closed_limit: usize) -> Board {
         let mut board = Board::default();
-        // (close position, ticket) of closed tickets, in id order.
-        let mut done = Vec::new();
-        let mut cancelled = Vec::new();
-        for key in &self.order {
+        for key in &self.active {
             let Some(t) = self.tickets.get(&key.id) else {
                 continue;
             };
             let state = self.state(t);
             board.totals.count(state);
-            match state {
-                TicketState::Done => done.push((t.last_close_position, t)),
-                TicketState::Cancelled => cancelled.push((t.last_close_position, t)),
-                _ => {
-                    let card = self.card(t, now, cfg);
-                    board.column_mut(state).push(card);
-                }
-            }
+            let card = self.card(t, now, cfg);
+            board.column_mut(state).push(card);
         }
-        for (state, mut closed) in [
-            (TicketState::Done, done),
-            (TicketState::Cancelled, cancelled),
+        for (state, closed) in [
+            (TicketState::Done, &self.closed_done),
+            (TicketState::Cancelled, &self.closed_cancelled),
         ] {
-            if closed.len() > closed_limit {
-                // Keep the latest closes; `order` restores id order among them.
-                let mut latest: Vec<usize> = (0..closed.len()).collect();
-                latest.sort_unstable_by_key(|&i| std::cmp::Reverse(closed[i].0));
-                latest.truncate(closed_limit);
-                latest.sort_unstable();
-                closed = latest.into_iter().map(|i| closed[i]).collect();
-            }
-            let cards = closed.into_iter().map(|(_, t)| self.card(t, now, cfg));
+            let mut latest: Vec<(TicketKey, &Ticket)> = closed
+                .values()
+                .rev()
+                .filter_map(|id| self.tickets.get(id).map(|t| (TicketKey::of(id), t)))
+                .take(closed_limit)
+                .collect();
+            latest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let cards = latest.into_iter().map(|(_, t)| self.card(t, now, cfg));
             board.column_mut(state).extend(cards);
         }
+        board.totals.done = u64::try_from(self.closed_done.len()).unwrap_or(u64::MAX);
+        board.totals.cancelled = u64::try_from(self.closed_cancelled.len()).unwrap_or(u64::MAX);
         board
     }
 

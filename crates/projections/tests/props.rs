@@ -129,6 +129,53 @@ const TRANSPORTS: [Transport; 3] = [Transport::Tmux, Transport::Process, Transpo
 
 /// Plays `ops` through `decide`; returns the world and the ledger as it stood after each
 /// event (position → ledger), for the time-travel property.
+/// The board, built from the open-ticket and closed-column indexes, equals a scan of every
+/// ticket's state: same ids per column (uncapped), totals that count them, and a capped
+/// closed column that keeps `min(cap, total)` of them.
+fn board_matches_a_scan(
+    ledger: &Ledger,
+    now: Timestamp,
+    cfg: &Config,
+) -> Result<(), TestCaseError> {
+    let full = ledger.board(now, cfg, usize::MAX);
+    let capped = ledger.board(now, cfg, 1);
+    let totals = serde_json::to_value(full.totals).unwrap();
+    prop_assert_eq!(&totals, &serde_json::to_value(capped.totals).unwrap());
+    for state in projections::TicketState::ALL {
+        let filter = projections::TicketFilter {
+            state: Some(state),
+            ..Default::default()
+        };
+        let scanned: Vec<String> = ledger
+            .tickets(&filter, None, usize::MAX, now, cfg)
+            .tickets
+            .into_iter()
+            .map(|t| t.id.to_string())
+            .collect();
+        let column: Vec<String> = full
+            .column(state)
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect();
+        prop_assert_eq!(&column, &scanned, "{:?}", state);
+        let name = serde_json::to_value(state).unwrap();
+        prop_assert_eq!(
+            totals[name.as_str().unwrap()].as_u64(),
+            Some(u64::try_from(scanned.len()).unwrap())
+        );
+        let kept = capped.column(state).len();
+        if matches!(
+            state,
+            projections::TicketState::Done | projections::TicketState::Cancelled
+        ) {
+            prop_assert_eq!(kept, scanned.len().min(1), "{:?}", state);
+        } else {
+            prop_assert_eq!(kept, scanned.len(), "{:?}", state);
+        }
+    }
+    Ok(())
+}
+
 fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
     let mut w = World::new();
     let mut issued: Vec<String> = Vec::new();
@@ -356,6 +403,13 @@ proptest! {
             prop_assert_eq!(row.next_action, status.next_action);
             prop_assert_eq!(row.failure_reason, status.failure_reason);
         }
+    }
+
+    /// The board's indexes never drift from the tickets they index.
+    #[test]
+    fn board_equals_a_scan_of_every_ticket(ops in ops(80)) {
+        let (w, _) = play(&ops);
+        board_matches_a_scan(&w.sim.ledger, w.sim.now, &w.sim.config)?;
     }
 
     /// Folding only a ticket's sources (its stream and those of every ticket a link or park
@@ -640,8 +694,8 @@ proptest! {
         }
         let cfg = Config::default();
         for now in [Timestamp(0), Timestamp(5_000_000)] {
-            let _ = ledger.board(now, &cfg, 1);
-            let _ = ledger.board(now, &cfg, usize::MAX);
+            // Odd events too (a close of a closed ticket, a reopen of an open one).
+            board_matches_a_scan(&ledger, now, &cfg)?;
             let _ = ledger.alerts(now, &cfg);
             let _ = ledger.tickets(&Default::default(), None, 100, now, &cfg);
             let _ = ledger.runtimes(&Default::default(), None, 100, now, &cfg);
