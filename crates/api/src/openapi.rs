@@ -547,7 +547,7 @@ pub const ROUTES: &[Route] = &[
         params: &[CLOSED_LIMIT],
         body: None,
         ok: &[json_ok("The board.", "Board")],
-        errors: &[401, 403, 408, 500],
+        errors: &[400, 401, 403, 408, 500],
     },
     Route {
         method: Method::Get,
