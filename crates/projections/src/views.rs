@@ -210,21 +210,6 @@ pub struct BoardTotals {
     pub cancelled: u64,
 }
 
-impl BoardTotals {
-    fn count(&mut self, state: TicketState) {
-        let n = match state {
-            TicketState::Open => &mut self.open,
-            TicketState::InProgress => &mut self.in_progress,
-            TicketState::NeedsInput => &mut self.needs_input,
-            TicketState::Review => &mut self.review,
-            TicketState::Waiting => &mut self.waiting,
-            TicketState::Done => &mut self.done,
-            TicketState::Cancelled => &mut self.cancelled,
-        };
-        *n += 1;
-    }
-}
-
 impl Board {
     pub fn column(&self, state: TicketState) -> &[BoardCard] {
         match state {
@@ -363,10 +348,19 @@ impl Ledger {
                 continue;
             };
             let state = self.state(t);
-            board.totals.count(state);
             let card = self.card(t, now, cfg);
             board.column_mut(state).push(card);
         }
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        board.totals = BoardTotals {
+            open: count(board.open.len()),
+            in_progress: count(board.in_progress.len()),
+            needs_input: count(board.needs_input.len()),
+            review: count(board.review.len()),
+            waiting: count(board.waiting.len()),
+            done: count(self.closed_done.len()),
+            cancelled: count(self.closed_cancelled.len()),
+        };
         for (state, closed) in [
             (TicketState::Done, &self.closed_done),
             (TicketState::Cancelled, &self.closed_cancelled),
@@ -381,8 +375,6 @@ impl Ledger {
             let cards = latest.into_iter().map(|(_, t)| self.card(t, now, cfg));
             board.column_mut(state).extend(cards);
         }
-        board.totals.done = u64::try_from(self.closed_done.len()).unwrap_or(u64::MAX);
-        board.totals.cancelled = u64::try_from(self.closed_cancelled.len()).unwrap_or(u64::MAX);
         board
     }
 
