@@ -731,10 +731,7 @@ fn restart_rss(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<u6
     let client = crate::client::Client::new(&format!("http://{}", server.addr))?;
     let mut cursor: Option<String> = None;
     loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/tickets?limit=1000&cursor={c}"),
-            None => "/v1/tickets?limit=1000".to_owned(),
-        };
+        let path = tickets_page(cursor.as_deref());
         let page = client.get(&path)?.ok()?;
         cursor = page["next_cursor"].as_str().map(str::to_owned);
         if cursor.is_none() {
@@ -751,16 +748,21 @@ fn restart_rss(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<u6
     Ok(rss)
 }
 
+/// One page of every ticket view, after `cursor`.
+fn tickets_page(cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => format!("/v1/tickets?limit=1000&cursor={c}"),
+        None => "/v1/tickets?limit=1000".to_owned(),
+    }
+}
+
 /// Every ticket view, paging `GET /v1/tickets?limit=1000`.
 async fn all_views(s: &Shared) -> anyhow::Result<Vec<Value>> {
     let mut conn = None;
     let mut views = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/tickets?limit=1000&cursor={c}"),
-            None => "/v1/tickets?limit=1000".to_owned(),
-        };
+        let path = tickets_page(cursor.as_deref());
         let (_, page) = s
             .step(&mut conn, Kind::Read, "GET", &path, None, &[200])
             .await

@@ -254,7 +254,7 @@ impl Ledger {
     pub fn sources(&self, id: &TicketId) -> Vec<TicketId> {
         let mut out = vec![id.clone()];
         if let Some(set) = self.related.get(id) {
-            out.extend(set.iter().filter(|t| *t != id).cloned());
+            out.extend(set.iter().cloned()); // `relate` never ties a ticket to itself
         }
         out
     }
@@ -289,8 +289,9 @@ impl Ledger {
                 touch(t, e);
                 return;
             }
-            self.order.insert(TicketKey::of(&e.ticket));
-            self.active.insert(TicketKey::of(&e.ticket));
+            let key = TicketKey::of(&e.ticket);
+            self.order.insert(key.clone());
+            self.active.insert(key);
             self.tickets.insert(
                 e.ticket.clone(),
                 Ticket {
@@ -409,8 +410,7 @@ impl Ledger {
                 match (&t.closed, t.last_close_position) {
                     // Closed again (only a raw append can): the earlier close leaves its column.
                     (Some(_), Some(p)) => {
-                        self.closed_done.remove(&p);
-                        self.closed_cancelled.remove(&p);
+                        forget_close(&mut self.closed_done, &mut self.closed_cancelled, p);
                     }
                     _ => {
                         self.active.remove(&TicketKey::of(&t.id));
@@ -433,8 +433,7 @@ impl Ledger {
             EventData::TicketReopened(_) => {
                 if t.closed.take().is_some() {
                     if let Some(p) = t.last_close_position {
-                        self.closed_done.remove(&p);
-                        self.closed_cancelled.remove(&p);
+                        forget_close(&mut self.closed_done, &mut self.closed_cancelled, p);
                     }
                     self.active.insert(TicketKey::of(&t.id));
                 }
@@ -640,4 +639,15 @@ fn relate(related: &mut HashMap<TicketId, BTreeSet<TicketId>>, a: &TicketId, b: 
     }
     related.entry(a.clone()).or_default().insert(b.clone());
     related.entry(b.clone()).or_default().insert(a.clone());
+}
+
+/// Takes the close at position `p` out of whichever closed column holds it.
+fn forget_close(
+    done: &mut BTreeMap<u64, TicketId>,
+    cancelled: &mut BTreeMap<u64, TicketId>,
+    p: u64,
+) {
+    if done.remove(&p).is_none() {
+        cancelled.remove(&p);
+    }
 }
