@@ -1,5 +1,5 @@
-//! The `mc-ledger` binary: a thin entry point over the `api` crate's command line.
+//! The `mc-ledger` binary: a thin entry point over the `cli` crate.
 
 fn main() -> std::process::ExitCode {
-    api::cli::run()
+    cli::run()
 }

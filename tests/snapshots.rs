@@ -4,13 +4,14 @@
 
 use api::server::{load_projections, open};
 use api::snapshot;
-use events::{EventReader, Log, LogConfig};
 use projections::Ledger;
+use store::EventReader;
+use store_sled::{Log, LogConfig};
 
 /// A data dir with the demo's stories and a current snapshot.
 fn demo_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    api::demo::run(dir.path()).unwrap();
+    cli::demo::run(dir.path()).unwrap();
     dir
 }
 

@@ -122,7 +122,7 @@ pub fn with_actor(mut body: Value, name: &str, kind: &str) -> Value {
 /// An in-process server on a real socket (port 0), on its own runtime thread.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub head: std::sync::Arc<dyn events::EventReader>,
+    pub head: std::sync::Arc<dyn store::EventReader>,
     _runtime: tokio::runtime::Runtime,
     _dir: Option<tempfile::TempDir>,
 }

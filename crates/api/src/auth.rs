@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
@@ -103,8 +101,8 @@ pub fn create_token(data_dir: &Path, scope: Scope, name: &str) -> anyhow::Result
 }
 
 /// The scope a request needs: reads `read`, writes `write`, admin paths `admin`; health
-/// checks need none.
-fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+/// checks need none. `/openapi.json` states it per operation from this same function.
+pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
         return None;
     }

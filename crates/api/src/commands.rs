@@ -9,16 +9,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use events::{
-    Actor, AppendRequest, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, LogError,
-    NewEvent, Priority, ReapCause, RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed,
-    TicketEdited, TicketId, TicketOpened, Transport, Verdict,
+    Actor, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority, ReapCause,
+    RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed, TicketEdited, TicketId,
+    TicketOpened, Transport, Verdict,
 };
 use projections::{decide, turn_nonce, Command, Context, Decision, EventRef, HarvestReport};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use store::{AppendRequest, LogError};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::extract::{ticket_id, Body};
+use crate::extract::{ticket_id, Body, RuntimePath, TaskPath, TicketPath};
+use crate::openapi::{Created, CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
 use crate::state::{new_ulid, now, random_u32, WriteState};
 
 /// Times a command is re-decided after losing a race on its ticket stream.
@@ -60,42 +63,33 @@ pub async fn execute(
                         Err(e) => return Err(e.into()),
                     };
                 shared.catch_up()?;
-                let mut body = result_body(&appended);
-                if let Some(id) = a.runtime_id {
-                    body["runtime_id"] = json!(id);
-                }
-                if let Some(nonce) = a.nonce {
-                    body["nonce"] = json!(nonce);
-                }
+                let body = WriteResult {
+                    runtime_id: a.runtime_id,
+                    nonce: a.nonce,
+                    ..WriteResult::of(appended)
+                };
                 return Ok((StatusCode::CREATED, Json(body)).into_response());
             }
             Decision::Duplicate(d) => {
-                shared
-                    .metrics
-                    .duplicates
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let originals = originals(w, &d.events)?;
-                let position = originals.last().map_or(0, |e| e.position);
-                let mut body = json!({
-                    "duplicate": true,
-                    "position": position,
-                    "version": d.version,
-                    "events": originals,
-                });
-                if let Some(id) = d.runtime_id {
-                    body["runtime_id"] = json!(id);
-                }
-                if let Some(nonce) = d.nonce {
-                    body["nonce"] = json!(nonce);
-                }
+                shared.metrics.duplicates.inc();
+                let events = originals(w, &d.events)?;
+                let body = WriteResult {
+                    duplicate: Some(true),
+                    position: events.last().map_or(0, |e| e.position),
+                    version: d.version,
+                    events,
+                    runtime_id: d.runtime_id,
+                    nonce: d.nonce,
+                };
                 return Ok((StatusCode::OK, Json(body)).into_response());
             }
             Decision::Coalesced { ticket, runtime_id } => {
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(json!({"coalesced": true, "ticket": ticket, "runtime_id": runtime_id})),
-                )
-                    .into_response());
+                let body = Coalesced {
+                    coalesced: true,
+                    ticket,
+                    runtime_id,
+                };
+                return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
             }
             Decision::Refuse {
                 ticket,
@@ -129,7 +123,7 @@ async fn append(
     data: Vec<events::EventData>,
     actor: &Actor,
     at: events::Timestamp,
-) -> Result<events::Appended, LogError> {
+) -> Result<store::Appended, LogError> {
     let started = Instant::now();
     let count = data.len();
     let request = AppendRequest {
@@ -150,12 +144,45 @@ async fn append(
     Ok(appended)
 }
 
-pub fn result_body(appended: &events::Appended) -> Value {
-    json!({
-        "position": appended.last_position(),
-        "version": appended.last_version(),
-        "events": appended.events,
-    })
+/// What a write answers: 201 with what was appended, or 200 with `duplicate: true` and the
+/// original events when the command was already applied.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteResult {
+    /// Present (and true) only on a duplicate: nothing was appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// The global position of the last event.
+    pub position: u64,
+    /// The ticket stream's version after the last event.
+    pub version: u64,
+    pub events: Vec<RecordedEvent>,
+    /// Dispatch and retry: the runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    /// Dispatch and retry: the runtime's turn nonce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+impl WriteResult {
+    pub fn of(appended: store::Appended) -> WriteResult {
+        WriteResult {
+            duplicate: appended.duplicate.then_some(true),
+            position: appended.last_position(),
+            version: appended.last_version(),
+            events: appended.events,
+            runtime_id: None,
+            nonce: None,
+        }
+    }
+}
+
+/// 202: a heartbeat folded into an earlier one; nothing appended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Coalesced {
+    pub coalesced: bool,
+    pub ticket: TicketId,
+    pub runtime_id: String,
 }
 
 fn originals(w: &WriteState, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, AppError> {
@@ -170,37 +197,297 @@ fn originals(w: &WriteState, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, Ap
     Ok(out)
 }
 
-// ---- request bodies (wire types; converted to commands by hand) ----
+// ---- request bodies (wire types) and the command table ----
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenBody {
-    pub id: String,
-    pub title: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub project: Option<String>,
-    #[serde(default)]
-    pub umbrella: Option<bool>,
-    #[serde(default)]
-    pub labels: Option<Vec<String>>,
-    pub actor: Actor,
-    #[serde(default)]
-    pub expected_version: Option<u64>,
+/// Declares a command body: the given fields plus `actor` and `expected_version`. Field
+/// attributes (doc comments, `#[schema(…)]` limits) go into the OpenAPI document.
+macro_rules! body {
+    ($(#[$meta:meta])* $name:ident { $($(#[$attr:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$attr])* #[serde(default)] pub $field: $ty,)*
+            pub actor: Actor,
+            /// The ticket stream version the client saw; another version is 409
+            /// `version_conflict` with `current_version`.
+            #[serde(default)]
+            pub expected_version: Option<u64>,
+        }
+    };
 }
 
+body!(
+    /// Open a ticket. `id` must be new; the title is 1 to 200 characters.
+    OpenBody {
+    #[schema(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
+    id: String,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1)]
+    title: String,
+    description: Option<String>,
+    priority: Option<Priority>,
+    owner: Option<String>,
+    project: Option<String>,
+    umbrella: Option<bool>,
+    #[schema(value_type = Option<Vec<NonEmpty>>)]
+    labels: Option<Vec<String>>,
+});
+body!(
+    /// At least one field; none is 422, no change is 200.
+    EditBody { title: Option<String>, description: Option<String>, priority: Option<Priority>, owner: Option<String> });
+body!(CommentBody {
+    /// At most 64 KiB.
+    #[schema(min_length = 1)]
+    body: String,
+});
+body!(LinkBody {
+    relation: Option<Relation>,
+    /// An existing ticket other than this one.
+    #[schema(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
+    target: String,
+});
+body!(ParkBody {
+    #[schema(value_type = Vec<NonEmpty>)]
+    waiting_on: Vec<String>,
+    /// Why the ticket waits.
+    #[schema(min_length = 1)]
+    reason: String,
+});
+body!(GateBody {
+    /// The gate's name.
+    #[schema(min_length = 1)]
+    gate: String,
+    verdict: Option<GateVerdict>,
+    commit: Option<String>,
+    evidence: Option<String>,
+});
+body!(CloseBody { resolution: Option<Resolution>, commit: Option<String>, evidence: Option<String> });
+body!(ReasonBody {
+    /// Why.
+    #[schema(min_length = 1)]
+    reason: String,
+    /// Recorded by `complete` only.
+    commit: Option<String>,
+});
+body!(TaskBody {
+    /// Chosen by the server when absent.
+    task_id: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(min_length = 1)]
+    title: String,
+});
+body!(TaskPatchBody { status: Option<TaskStatus> });
+body!(DispatchBody {
+    /// The same key again answers the original runtime (200), forever.
+    #[schema(min_length = 1)]
+    dispatch_key: String,
+    #[schema(min_length = 1)]
+    agent: String,
+    transport: Option<Transport>,
+    profile: Option<String>,
+    provider: Option<String>,
+    model: Option<String>,
+    tmux_target: Option<String>,
+    process_id: Option<u32>,
+    cwd: Option<String>,
+    /// Kill the live runtime in the same atomic append.
+    replace: bool,
+});
+body!(ReapBody { cause: Option<ReapCause>, evidence: Option<String> });
+body!(SwitchBody { agent: Option<String>, profile: Option<String>, model: Option<String> });
+body!(RetryBody { resume: bool });
+body!(InputBody {
+    #[schema(min_length = 1)]
+    text: String,
+});
+body!(ActivityBody { note: Option<String> });
+body!(
+    /// Either `{verdict, nonce, payload}` or `{raw}`.
+    SignalBody {
+    verdict: Option<Verdict>,
+    nonce: Option<String>,
+    payload: Option<String>,
+    /// Raw pane text (`tmux capture-pane`, a console log), instead of verdict/nonce/payload.
+    /// The last 256 KiB are read for a `{"mc_signal": …}` object (terminal wraps, ANSI escapes
+    /// and box borders tolerated) or a `DONE:` / `REVIEW:` / `QUESTION:` line (the echoed
+    /// dispatch instruction is not a signal). No signal: 422 `no_signal`, nothing appended.
+    raw: Option<String>,
+});
+body!(
+    /// Exactly one of `{outcome, exit_reason, …}`, `{claude_result}` or `{codex_jsonl}`.
+    HarvestBody {
+    outcome: Option<HarvestOutcome>,
+    exit_reason: Option<ExitReason>,
+    turns: Option<u32>,
+    cost_usd: Option<f64>,
+    session_id: Option<String>,
+    summary: Option<String>,
+    /// The result object of `claude -p --output-format json`.
+    #[schema(value_type = Option<Object>)]
+    claude_result: Option<Value>,
+    /// The JSON lines of `codex exec --json`.
+    codex_jsonl: Option<String>,
+});
+body!(AbortBody {
+    #[schema(min_length = 1)]
+    reason: String,
+    detail: Option<String>,
+});
+
+/// A non-empty string (list items the decision refuses when blank).
+#[derive(ToSchema)]
+#[schema(min_length = 1)]
+pub struct NonEmpty(#[allow(dead_code)] String);
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, AppError> {
+    value.ok_or_else(|| {
+        AppError::invalid(format!("missing field `{field}`")).with(json!({"field": field}))
+    })
+}
+
+/// The command table: one row per write route, from the route to its body type to the
+/// [`Command`] it becomes. Each row makes a handler (documented by `#[utoipa::path]`, so the
+/// route, its body and its answers are in `/openapi.json` with no second edit) that decodes
+/// the body, builds the command and runs [`execute`].
+///
+/// A row reads `METHOD "PATH" handler "operationId" "tag" PathParams, Body, Answers,
+/// |state, path_id, body| command;` where `path_id` is the `{id}` segment (`String`).
+macro_rules! commands {
+    ($(
+        $(#[doc = $doc:literal])*
+        $method:ident $path:literal $name:ident $op:literal $tag:literal
+        $params:ty, $body:ty, $answers:ty,
+        |$w:pat_param, $id:pat_param, $b:ident| $command:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            $method, path = $path, operation_id = $op, tag = $tag,
+            params($params), request_body = $body, responses($answers)
+        )]
+        pub async fn $name(
+            State(w): State<WriteState>,
+            Path(id): Path<$params>,
+            Body($b): Body<$body>,
+        ) -> Result<Response, AppError> {
+            let actor = $b.actor.clone();
+            let expected_version = $b.expected_version;
+            let $w = &w;
+            let $id = id;
+            let command: Command = $command;
+            execute(&w, command, actor, expected_version).await
+        }
+    )*};
+}
+
+commands! {
+    /// Edit title, description, priority or owner; only changed fields are recorded (200 when
+    /// nothing changes).
+    post "/v1/tickets/{id}/edit" edit "editTicket" "tickets" TicketPath, EditBody, CreatedOrDuplicate,
+    |_, p, b| Command::Edit {
+        ticket: ticket_id(&p.id)?,
+        edit: TicketEdited { title: b.title, description: b.description, priority: b.priority, owner: b.owner },
+    };
+    /// Comment on a ticket, closed tickets included.
+    post "/v1/tickets/{id}/comments" comment "addComment" "tickets" TicketPath, CommentBody, Created,
+    |_, p, b| Command::Comment { ticket: ticket_id(&p.id)?, body: b.body };
+    /// Link to another ticket (child_of or blocked_by).
+    post "/v1/tickets/{id}/links" link "linkTicket" "tickets" TicketPath, LinkBody, CreatedOrDuplicate,
+    |_, p, b| Command::Link { ticket: ticket_id(&p.id)?, relation: required(b.relation, "relation")?, target: b.target };
+    /// Remove a link.
+    post "/v1/tickets/{id}/unlink" unlink "unlinkTicket" "tickets" TicketPath, LinkBody, CreatedOrDuplicate,
+    |_, p, b| Command::Unlink { ticket: ticket_id(&p.id)?, relation: required(b.relation, "relation")?, target: b.target };
+    /// Park a ticket waiting on others.
+    post "/v1/tickets/{id}/park" park "parkTicket" "tickets" TicketPath, ParkBody, Created,
+    |_, p, b| Command::Park { ticket: ticket_id(&p.id)?, waiting_on: b.waiting_on, reason: b.reason };
+    /// Record a gate verdict.
+    post "/v1/tickets/{id}/gates" gate "recordGate" "tickets" TicketPath, GateBody, Created,
+    |_, p, b| Command::Gate {
+        ticket: ticket_id(&p.id)?,
+        gate: GateRecorded { gate: b.gate, verdict: required(b.verdict, "verdict")?, commit: b.commit, evidence: b.evidence },
+    };
+    /// Close a ticket; a closed one is 409 `ticket_closed`.
+    post "/v1/tickets/{id}/close" close "closeTicket" "tickets" TicketPath, CloseBody, Created,
+    |_, p, b| Command::Close {
+        ticket: ticket_id(&p.id)?,
+        close: TicketClosed { resolution: required(b.resolution, "resolution")?, commit: b.commit, evidence: b.evidence },
+    };
+    /// Reopen a closed ticket; an open one is 409 `ticket_open` (`commit` is ignored).
+    post "/v1/tickets/{id}/reopen" reopen "reopenTicket" "tickets" TicketPath, ReasonBody, Created,
+    |_, p, b| Command::Reopen { ticket: ticket_id(&p.id)?, reason: b.reason };
+    /// Add a task (the same task id and title again is 200).
+    post "/v1/tickets/{id}/tasks" add_task "addTask" "tasks" TicketPath, TaskBody, CreatedOrDuplicate,
+    |_, p, b| Command::AddTask { ticket: ticket_id(&p.id)?, task_id: b.task_id, title: b.title };
+    /// Set a task's status.
+    patch "/v1/tickets/{id}/tasks/{task_id}" update_task "updateTask" "tasks" TaskPath, TaskPatchBody, CreatedOrDuplicate,
+    |_, p, b| Command::UpdateTask { ticket: ticket_id(&p.id)?, task_id: p.task_id, status: required(b.status, "status")? };
+    /// Dispatch a worker: a new runtime and turn nonce; the same dispatch_key again is 200 with
+    /// the original.
+    post "/v1/tickets/{id}/dispatch" dispatch "dispatch" "runtimes" TicketPath, DispatchBody, RuntimeCreated,
+    |_, p, b| Command::Dispatch {
+        ticket: ticket_id(&p.id)?,
+        dispatch_key: b.dispatch_key,
+        agent: b.agent,
+        transport: required(b.transport, "transport")?,
+        profile: b.profile,
+        provider: b.provider,
+        model: b.model,
+        tmux_target: b.tmux_target,
+        process_id: b.process_id,
+        cwd: b.cwd,
+        replace: b.replace,
+    };
+    /// Record a worker's verdict, structured or read from raw pane text (422 `no_signal` when it
+    /// holds none); a wrong nonce or an ended runtime is 409 and records
+    /// `runtime.signal_rejected` (`recorded_position`).
+    post "/v1/runtimes/{id}/signals" signal "signal" "runtimes" RuntimePath, SignalBody, CreatedOrDuplicate,
+    |w, p, b| signal_command(w, p.id, b)?;
+    /// Heartbeat; at most one `runtime.activity` per runtime per minute, the others are 202.
+    post "/v1/runtimes/{id}/activity" activity "activity" "runtimes" RuntimePath, ActivityBody, CreatedOrCoalesced,
+    |_, p, b| Command::Activity { runtime_id: p.id, note: b.note };
+    /// Record how a runtime exited, structured or classified from a raw Claude result or Codex
+    /// JSONL; a second, different harvest needs expected_version (else 409).
+    post "/v1/runtimes/{id}/harvest" harvest "harvest" "runtimes" RuntimePath, HarvestBody, CreatedOrDuplicate,
+    |_, p, b| harvest_command(p.id, b)?;
+    /// Record that a runtime's process or session is gone; once per cause (repeats are 200).
+    post "/v1/runtimes/{id}/reap" reap "reap" "runtimes" RuntimePath, ReapBody, CreatedOrDuplicate,
+    |_, p, b| Command::Reap { runtime_id: p.id, cause: required(b.cause, "cause")?, evidence: b.evidence };
+    /// Kill a live runtime; an ended one is 409 `runtime_ended` (`commit` is ignored).
+    post "/v1/runtimes/{id}/kill" kill "kill" "runtimes" RuntimePath, ReasonBody, Created,
+    |_, p, b| Command::Kill { runtime_id: p.id, reason: b.reason };
+    /// Cancel a live runtime; an ended one is 409 `runtime_ended` (`commit` is ignored).
+    post "/v1/runtimes/{id}/cancel" cancel "cancel" "runtimes" RuntimePath, ReasonBody, Created,
+    |_, p, b| Command::Cancel { runtime_id: p.id, reason: b.reason };
+    /// Switch a live runtime's agent, profile or model; issues a new turn nonce.
+    post "/v1/runtimes/{id}/switch" switch "switch" "runtimes" RuntimePath, SwitchBody, Created,
+    |_, p, b| Command::Switch { runtime_id: p.id, agent: b.agent, profile: b.profile, model: b.model };
+    /// Retry an ended runtime: a new runtime with attempt + 1; 409 `runtime_live` or
+    /// `ticket_closed`.
+    post "/v1/runtimes/{id}/retry" retry "retry" "runtimes" RuntimePath, RetryBody, RuntimeCreated,
+    |_, p, b| Command::Retry { runtime_id: p.id, resume: b.resume };
+    /// Mark a runtime completed by the controller.
+    post "/v1/runtimes/{id}/complete" complete "complete" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
+    |_, p, b| Command::Complete { runtime_id: p.id, reason: b.reason, commit: b.commit };
+    /// Record input sent to a worker (answers a QUESTION).
+    post "/v1/runtimes/{id}/input" input "input" "runtimes" RuntimePath, InputBody, Created,
+    |_, p, b| Command::Input { runtime_id: p.id, text: b.text };
+    /// Record a failed launch (`runtime.launch_aborted`): the dispatcher's way to say a worker
+    /// never started (a failed model smoke test, as in seed MC-4502). Not in SPEC §7's list.
+    post "/v1/runtimes/{id}/abort" abort_launch "abortLaunch" "runtimes" RuntimePath, AbortBody, Created,
+    |_, p, b| Command::AbortLaunch { runtime_id: p.id, reason: b.reason, detail: b.detail };
+}
+
+/// Open a ticket (`ticket.opened`); an existing id is 409 `ticket_exists`.
+#[utoipa::path(
+    post, path = "/v1/tickets", operation_id = "openTicket", tag = "tickets",
+    request_body = OpenBody, responses(Created)
+)]
 pub async fn open(
     State(w): State<WriteState>,
     Body(b): Body<OpenBody>,
 ) -> Result<Response, AppError> {
-    let ticket = ticket_id(&b.id)?;
     let cmd = Command::Open {
-        ticket,
+        ticket: ticket_id(&b.id)?,
         opened: TicketOpened {
             title: b.title,
             description: b.description,
@@ -214,234 +501,24 @@ pub async fn open(
     execute(&w, cmd, b.actor, b.expected_version).await
 }
 
-/// Declares a body struct with `actor` and `expected_version` plus the given fields.
-macro_rules! body {
-    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            $(#[serde(default)] pub $field: $ty,)*
-            pub actor: Actor,
-            #[serde(default)]
-            pub expected_version: Option<u64>,
-        }
-    };
-}
-
-body!(EditBody { title: Option<String>, description: Option<String>, priority: Option<Priority>, owner: Option<String> });
-body!(CommentBody { body: String });
-body!(LinkBody { relation: Option<Relation>, target: String });
-body!(ParkBody { waiting_on: Vec<String>, reason: String });
-body!(GateBody { gate: String, verdict: Option<GateVerdict>, commit: Option<String>, evidence: Option<String> });
-body!(CloseBody { resolution: Option<Resolution>, commit: Option<String>, evidence: Option<String> });
-body!(ReasonBody { reason: String, commit: Option<String> });
-body!(TaskBody { task_id: Option<String>, title: String });
-body!(TaskPatchBody { status: Option<TaskStatus> });
-body!(DispatchBody {
-    dispatch_key: String, agent: String, transport: Option<Transport>, profile: Option<String>,
-    provider: Option<String>, model: Option<String>, tmux_target: Option<String>,
-    process_id: Option<u32>, cwd: Option<String>, replace: bool,
-});
-body!(ReapBody { cause: Option<ReapCause>, evidence: Option<String> });
-body!(SwitchBody { agent: Option<String>, profile: Option<String>, model: Option<String> });
-body!(RetryBody { resume: bool });
-body!(InputBody { text: String });
-body!(ActivityBody { note: Option<String> });
-body!(SignalBody { verdict: Option<Verdict>, nonce: Option<String>, payload: Option<String>, raw: Option<String> });
-body!(HarvestBody {
-    outcome: Option<HarvestOutcome>, exit_reason: Option<ExitReason>, turns: Option<u32>,
-    cost_usd: Option<f64>, session_id: Option<String>, summary: Option<String>,
-    claude_result: Option<Value>, codex_jsonl: Option<String>,
-});
-
-fn required<T>(value: Option<T>, field: &str) -> Result<T, AppError> {
-    value.ok_or_else(|| {
-        AppError::invalid(format!("missing field `{field}`")).with(json!({"field": field}))
-    })
-}
-
-pub async fn edit(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<EditBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Edit {
-        ticket: ticket_id(&id)?,
-        edit: TicketEdited {
-            title: b.title,
-            description: b.description,
-            priority: b.priority,
-            owner: b.owner,
-        },
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn comment(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<CommentBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Comment {
-        ticket: ticket_id(&id)?,
-        body: b.body,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn link(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<LinkBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Link {
-        ticket: ticket_id(&id)?,
-        relation: required(b.relation, "relation")?,
-        target: b.target,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn unlink(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<LinkBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Unlink {
-        ticket: ticket_id(&id)?,
-        relation: required(b.relation, "relation")?,
-        target: b.target,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn park(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<ParkBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Park {
-        ticket: ticket_id(&id)?,
-        waiting_on: b.waiting_on,
-        reason: b.reason,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn gate(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<GateBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Gate {
-        ticket: ticket_id(&id)?,
-        gate: GateRecorded {
-            gate: b.gate,
-            verdict: required(b.verdict, "verdict")?,
-            commit: b.commit,
-            evidence: b.evidence,
-        },
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn close(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<CloseBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Close {
-        ticket: ticket_id(&id)?,
-        close: TicketClosed {
-            resolution: required(b.resolution, "resolution")?,
-            commit: b.commit,
-            evidence: b.evidence,
-        },
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn reopen(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Reopen {
-        ticket: ticket_id(&id)?,
-        reason: b.reason,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn add_task(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<TaskBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::AddTask {
-        ticket: ticket_id(&id)?,
-        task_id: b.task_id,
-        title: b.title,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn update_task(
-    State(w): State<WriteState>,
-    Path((id, task_id)): Path<(String, String)>,
-    Body(b): Body<TaskPatchBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::UpdateTask {
-        ticket: ticket_id(&id)?,
-        task_id,
-        status: required(b.status, "status")?,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn dispatch(
-    State(w): State<WriteState>,
-    Path(id): Path<String>,
-    Body(b): Body<DispatchBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Dispatch {
-        ticket: ticket_id(&id)?,
-        dispatch_key: b.dispatch_key,
-        agent: b.agent,
-        transport: required(b.transport, "transport")?,
-        profile: b.profile,
-        provider: b.provider,
-        model: b.model,
-        tmux_target: b.tmux_target,
-        process_id: b.process_id,
-        cwd: b.cwd,
-        replace: b.replace,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn signal(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<SignalBody>,
-) -> Result<Response, AppError> {
-    let cmd = match b.raw {
+/// A signal body as a command: structured, or read from raw pane text.
+fn signal_command(w: &WriteState, rt: String, b: SignalBody) -> Result<Command, AppError> {
+    match b.raw {
         Some(raw) => {
             if b.verdict.is_some() || b.nonce.is_some() || b.payload.is_some() {
                 return Err(AppError::invalid(
                     "send either {raw} or {verdict, nonce, payload}, not both",
                 ));
             }
-            raw_signal(&w, rt, &raw)?
+            raw_signal(w, rt, &raw)
         }
-        None => Command::Signal {
+        None => Ok(Command::Signal {
             runtime_id: rt,
             verdict: required(b.verdict, "verdict")?,
             nonce: required(b.nonce, "nonce")?,
             payload: b.payload.unwrap_or_default(),
-        },
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
+        }),
+    }
 }
 
 /// Reads a `{raw}` pane against the runtime's current nonce (`docs/ingest.md`). A bare
@@ -457,7 +534,7 @@ fn raw_signal(w: &WriteState, rt: String, raw: &str) -> Result<Command, AppError
             runtime_id: projections::limits::excerpt(&rt, projections::limits::KEY_BYTES_MAX)
                 .to_owned(),
         })?;
-    let Some(found) = crate::ingest::signal::parse(raw, Some(&current)) else {
+    let Some(found) = projections::ingest::signal::parse(raw, Some(&current)) else {
         w.shared.metrics.rejected("no_signal");
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -474,11 +551,8 @@ fn raw_signal(w: &WriteState, rt: String, raw: &str) -> Result<Command, AppError
     })
 }
 
-pub async fn harvest(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<HarvestBody>,
-) -> Result<Response, AppError> {
+/// A harvest body as a command: structured, or classified from a Claude result or Codex JSONL.
+fn harvest_command(rt: String, b: HarvestBody) -> Result<Command, AppError> {
     let structured = b.outcome.is_some()
         || b.exit_reason.is_some()
         || b.turns.is_some()
@@ -496,9 +570,9 @@ pub async fn harvest(
         ));
     }
     let report = if let Some(result) = &b.claude_result {
-        crate::ingest::harvest::classify_claude(result)
+        projections::ingest::harvest::classify_claude(result)
     } else if let Some(jsonl) = &b.codex_jsonl {
-        let codex = crate::ingest::harvest::classify_codex(jsonl);
+        let codex = projections::ingest::harvest::classify_codex(jsonl);
         if codex.unparseable_lines > 0 {
             tracing::info!(
                 runtime_id = %format_args!("{rt:.64}"),
@@ -519,133 +593,15 @@ pub async fn harvest(
             raw_subtype: None,
         }
     };
-    let cmd = Command::Harvest {
+    Ok(Command::Harvest {
         runtime_id: rt,
         report,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn reap(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<ReapBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Reap {
-        runtime_id: rt,
-        cause: required(b.cause, "cause")?,
-        evidence: b.evidence,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn kill(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Kill {
-        runtime_id: rt,
-        reason: b.reason,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn cancel(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Cancel {
-        runtime_id: rt,
-        reason: b.reason,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn complete(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<ReasonBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Complete {
-        runtime_id: rt,
-        reason: b.reason,
-        commit: b.commit,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn switch(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<SwitchBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Switch {
-        runtime_id: rt,
-        agent: b.agent,
-        profile: b.profile,
-        model: b.model,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn retry(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<RetryBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Retry {
-        runtime_id: rt,
-        resume: b.resume,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn input(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<InputBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Input {
-        runtime_id: rt,
-        text: b.text,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-pub async fn activity(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<ActivityBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Activity {
-        runtime_id: rt,
-        note: b.note,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
-}
-
-body!(AbortBody { reason: String, detail: Option<String> });
-
-/// Not in SPEC §7's list: the dispatcher's way to record `runtime.launch_aborted` (a failed
-/// model smoke test before the worker started, as in seed MC-4502).
-pub async fn abort_launch(
-    State(w): State<WriteState>,
-    Path(rt): Path<String>,
-    Body(b): Body<AbortBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::AbortLaunch {
-        runtime_id: rt,
-        reason: b.reason,
-        detail: b.detail,
-    };
-    execute(&w, cmd, b.actor, b.expected_version).await
+    })
 }
 
 /// One event of a typed raw append: the stored vocabulary, with an optional client id
 /// (import, retries) and time (import keeps the original).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RawEvent {
     #[serde(default)]
     pub id: Option<String>,
@@ -656,16 +612,22 @@ pub struct RawEvent {
     pub data: events::EventData,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAppendBody {
+    /// At least one event; a known id answers the original append (200).
     pub events: Vec<RawEvent>,
+    /// The ticket stream version the client saw; 0 means the stream must not exist yet.
     #[serde(default)]
     pub expected_version: Option<u64>,
 }
 
-/// `POST /v1/tickets/{id}/events` (admin): appends typed events as they are, without a
-/// decision — for import and repair. Event ids make it idempotent.
+/// Append typed events as they are, without a decision (import, repair); event ids make it
+/// idempotent.
+#[utoipa::path(
+    post, path = "/v1/tickets/{id}/events", operation_id = "appendRaw", tag = "admin",
+    params(TicketPath), request_body = RawAppendBody, responses(CreatedOrDuplicate)
+)]
 pub async fn raw_append(
     State(w): State<WriteState>,
     Path(id): Path<String>,
@@ -692,15 +654,27 @@ pub async fn raw_append(
     let appended = w.store.append(request).await?;
     w.shared.catch_up()?;
     if appended.duplicate {
-        let mut body = result_body(&appended);
-        body["duplicate"] = json!(true);
-        return Ok((StatusCode::OK, Json(body)).into_response());
+        return Ok((StatusCode::OK, Json(WriteResult::of(appended))).into_response());
     }
     w.shared.metrics.observe_append(started.elapsed(), count);
-    Ok((StatusCode::CREATED, Json(result_body(&appended))).into_response())
+    Ok((StatusCode::CREATED, Json(WriteResult::of(appended))).into_response())
 }
 
-/// `POST /v1/admin/rebuild` (admin): refold, swap, snapshot, and say what changed.
+/// What a rebuild did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildReport {
+    pub position: u64,
+    pub elapsed_ms: f64,
+    /// Tickets whose view the refold changed (a fold bug or a changed rule).
+    pub differences: Vec<TicketId>,
+}
+
+/// Refold the projections from the log, swap them in, snapshot, and list tickets whose views
+/// changed.
+#[utoipa::path(
+    post, path = "/v1/admin/rebuild", operation_id = "adminRebuild", tag = "admin",
+    responses((status = 200, description = "Rebuilt.", body = RebuildReport))
+)]
 pub async fn admin_rebuild(State(w): State<WriteState>) -> Result<Response, AppError> {
     let shared = w.shared.clone();
     let started = Instant::now();
@@ -708,10 +682,10 @@ pub async fn admin_rebuild(State(w): State<WriteState>) -> Result<Response, AppE
         .await
         .map_err(|e| AppError::internal("rebuild task", e))?
         .map_err(|e| AppError::internal("rebuild", e))?;
-    Ok(Json(json!({
-        "position": position,
-        "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
-        "differences": differences,
-    }))
+    Ok(Json(RebuildReport {
+        position,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        differences,
+    })
     .into_response())
 }

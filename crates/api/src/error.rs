@@ -4,9 +4,9 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use events::LogError;
 use projections::{Rejection, RejectionKind};
 use serde_json::{json, Value};
+use store::LogError;
 
 #[derive(Debug)]
 pub struct AppError {

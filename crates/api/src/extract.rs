@@ -55,3 +55,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 pub fn ticket_id(raw: &str) -> Result<events::TicketId, AppError> {
     events::TicketId::parse(raw).map_err(|e| AppError::invalid(e.to_string()))
 }
+
+/// The `{id}` of a ticket route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TicketPath {
+    /// Ticket id such as `MC-4030`; anything else is 422.
+    #[param(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
+    pub id: String,
+}
+
+/// The `{id}` of a runtime route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RuntimePath {
+    /// Runtime id (`rt_…`), as returned by dispatch and retry.
+    pub id: String,
+}
+
+/// The `{id}` and `{task_id}` of a task route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// Ticket id such as `MC-4030`; anything else is 422.
+    #[param(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
+    pub id: String,
+    /// Task id within the ticket.
+    pub task_id: String,
+}

@@ -1,108 +1,128 @@
-//! Counters for `/metrics` in the Prometheus text format.
+//! `/metrics`: the server's counters in a `prometheus-client` registry, encoded in the
+//! OpenMetrics text format (which Prometheus scrapes natively). Names are stable: dashboards
+//! and alerts rely on them.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Bucket bounds of the append latency histogram, in seconds.
 const BUCKETS_S: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
 pub struct Metrics {
-    pub appends: AtomicU64,
-    pub appended_events: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub sse_clients: AtomicU64,
-    latency_buckets: [AtomicU64; 10],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
-    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    appends: Counter,
+    appended_events: Counter,
+    pub duplicates: Counter,
+    /// Open SSE streams; `inc` answers the count before, which bounds the clients.
+    pub sse_clients: Gauge,
+    append_seconds: Histogram,
+    rejections: Family<CodeLabel, Counter>,
+    projection_lag: Gauge,
+    head_position: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let appends = Counter::default();
+        let appended_events = Counter::default();
+        let duplicates = Counter::default();
+        let sse_clients = Gauge::default();
+        let append_seconds = Histogram::new(BUCKETS_S);
+        let rejections = Family::default();
+        let projection_lag = Gauge::default();
+        let head_position = Gauge::default();
+        // Counters are exposed with the `_total` suffix: `mc_ledger_appends_total`, ….
+        let r = &mut registry;
+        r.register(
+            "mc_ledger_appends",
+            "Appends acknowledged durable",
+            appends.clone(),
+        );
+        r.register(
+            "mc_ledger_appended_events",
+            "Events in acknowledged appends",
+            appended_events.clone(),
+        );
+        r.register(
+            "mc_ledger_duplicate_commands",
+            "Commands answered as duplicates",
+            duplicates.clone(),
+        );
+        r.register(
+            "mc_ledger_append_seconds",
+            "Latency of durable appends",
+            append_seconds.clone(),
+        );
+        r.register(
+            "mc_ledger_rejections",
+            "Commands refused, by stable code",
+            rejections.clone(),
+        );
+        r.register(
+            "mc_ledger_sse_clients",
+            "Open event streams",
+            sse_clients.clone(),
+        );
+        r.register(
+            "mc_ledger_projection_lag_events",
+            "Durable events not yet folded",
+            projection_lag.clone(),
+        );
+        r.register(
+            "mc_ledger_log_head_position",
+            "The last durable position",
+            head_position.clone(),
+        );
+        Metrics {
+            registry,
+            appends,
+            appended_events,
+            duplicates,
+            sse_clients,
+            append_seconds,
+            rejections,
+            projection_lag,
+            head_position,
+        }
+    }
 }
 
 impl Metrics {
     pub fn observe_append(&self, elapsed: Duration, events: usize) {
-        let seconds = elapsed.as_secs_f64();
-        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.appends.inc();
         self.appended_events
-            .fetch_add(u64::try_from(events).unwrap_or(0), Ordering::Relaxed);
-        for (bound, bucket) in BUCKETS_S.iter().zip(&self.latency_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+            .inc_by(u64::try_from(events).unwrap_or(0));
+        self.append_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub fn rejected(&self, code: &'static str) {
-        let mut map = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(code).or_insert(0) += 1;
+        self.rejections.get_or_create(&CodeLabel { code }).inc();
     }
 
+    /// The registry in OpenMetrics text, with the log head and the projections' position.
     pub fn render(&self, head: u64, projected: u64) -> String {
-        use std::fmt::Write;
+        self.head_position
+            .set(i64::try_from(head).unwrap_or(i64::MAX));
+        self.projection_lag
+            .set(i64::try_from(head.saturating_sub(projected)).unwrap_or(i64::MAX));
         let mut out = String::new();
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP mc_ledger_appends_total Appends acknowledged durable."
-        );
-        let _ = writeln!(out, "# TYPE mc_ledger_appends_total counter");
-        let _ = writeln!(out, "mc_ledger_appends_total {}", get(&self.appends));
-        let _ = writeln!(out, "# TYPE mc_ledger_appended_events_total counter");
-        let _ = writeln!(
-            out,
-            "mc_ledger_appended_events_total {}",
-            get(&self.appended_events)
-        );
-        let _ = writeln!(out, "# TYPE mc_ledger_duplicate_commands_total counter");
-        let _ = writeln!(
-            out,
-            "mc_ledger_duplicate_commands_total {}",
-            get(&self.duplicates)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP mc_ledger_append_seconds Latency of durable appends."
-        );
-        let _ = writeln!(out, "# TYPE mc_ledger_append_seconds histogram");
-        for (bound, bucket) in BUCKETS_S.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "mc_ledger_append_seconds_bucket{{le=\"{bound}\"}} {}",
-                get(bucket)
-            );
-        }
-        let count = get(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "mc_ledger_append_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = Duration::from_micros(get(&self.latency_sum_us)).as_secs_f64();
-        let _ = writeln!(out, "mc_ledger_append_seconds_sum {sum}");
-        let _ = writeln!(out, "mc_ledger_append_seconds_count {count}");
-        let _ = writeln!(out, "# TYPE mc_ledger_rejections_total counter");
-        let map = self.rejections.lock().unwrap_or_else(|p| p.into_inner());
-        for (code, n) in map.iter() {
-            let _ = writeln!(out, "mc_ledger_rejections_total{{code=\"{code}\"}} {n}");
-        }
-        let _ = writeln!(out, "# TYPE mc_ledger_sse_clients gauge");
-        let _ = writeln!(out, "mc_ledger_sse_clients {}", get(&self.sse_clients));
-        let _ = writeln!(
-            out,
-            "# HELP mc_ledger_projection_lag_events Durable events not yet folded."
-        );
-        let _ = writeln!(out, "# TYPE mc_ledger_projection_lag_events gauge");
-        let _ = writeln!(
-            out,
-            "mc_ledger_projection_lag_events {}",
-            head.saturating_sub(projected)
-        );
-        let _ = writeln!(out, "# TYPE mc_ledger_log_head_position gauge");
-        let _ = writeln!(out, "mc_ledger_log_head_position {head}");
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
-
-use std::time::Duration;

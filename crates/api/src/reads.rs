@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use events::{EventData, RecordedEvent, TicketId};
 use projections::{RuntimeFilter, TicketFilter, TicketState};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::AppError;
-use crate::extract::{ticket_id, Query};
+use crate::extract::{ticket_id, Query, RuntimePath, TicketPath};
 use crate::state::{now, ReadState};
 
 pub const PAGE_DEFAULT: usize = 100;
@@ -35,18 +35,35 @@ fn fresh(r: &ReadState) -> Result<(), AppError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TicketsQuery {
+    /// Only tickets in this state; an unknown state is 400.
+    #[param(value_type = Option<TicketState>)]
     state: Option<String>,
+    /// Only tickets with this owner.
     owner: Option<String>,
+    /// Only umbrella (true) or only non-umbrella (false) tickets.
     umbrella: Option<bool>,
+    /// Only children of this ticket; an invalid id is 422.
+    #[param(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
     parent: Option<String>,
+    /// Only tickets with (true) or without (false) a failure_reason.
     failing: Option<bool>,
+    /// The previous page's `next_cursor`; an invalid id is 422.
+    #[param(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
     cursor: Option<String>,
+    /// Page size (default 100); values over 1000 are served as 1000; 0 is 400.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
+/// Tickets in natural id order, filtered, with cursor paging.
+#[utoipa::path(
+    get, path = "/v1/tickets", operation_id = "listTickets", tag = "tickets", params(TicketsQuery),
+    responses((status = 200, description = "A page of ticket views.", body = projections::TicketPage))
+)]
 pub async fn list_tickets(
     State(r): State<ReadState>,
     Query(q): Query<TicketsQuery>,
@@ -74,9 +91,11 @@ pub async fn list_tickets(
     Ok(Json(page).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
+    /// The view as of this global position; past the log head is 422.
     as_of: Option<u64>,
 }
 
@@ -121,6 +140,12 @@ fn related_events(
     Ok(out)
 }
 
+/// A ticket's view, now or `as_of` a global position.
+#[utoipa::path(
+    get, path = "/v1/tickets/{id}", operation_id = "getTicket", tag = "tickets",
+    params(TicketPath, AsOfQuery),
+    responses((status = 200, description = "The ticket view.", body = projections::TicketView))
+)]
 pub async fn get_ticket(
     State(r): State<ReadState>,
     Path(id): Path<String>,
@@ -165,14 +190,31 @@ fn require_ticket(r: &ReadState, t: &TicketId) -> Result<u64, AppError> {
         .ok_or_else(|| not_found_ticket(t))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// Stream version to start after (exclusive).
+    /// Start after this stream version (exclusive); pass the previous `next_cursor`.
     after: Option<u64>,
+    /// Page size (default 100); values over 1000 are served as 1000; 0 is 400.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
+/// A page of events; `next_cursor` is a stream version (ticket events) or a global position
+/// (`/v1/events`), null on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<RecordedEvent>,
+    pub next_cursor: Option<u64>,
+}
+
+/// A ticket's events in stream order.
+#[utoipa::path(
+    get, path = "/v1/tickets/{id}/events", operation_id = "listTicketEvents", tag = "events",
+    params(TicketPath, StreamQuery),
+    responses((status = 200, description = "A page of events; `next_cursor` is a stream version.", body = EventPage))
+)]
 pub async fn ticket_events(
     State(r): State<ReadState>,
     Path(id): Path<String>,
@@ -190,12 +232,40 @@ pub async fn ticket_events(
     Ok(Json(stream_page(events, limit)).into_response())
 }
 
-fn stream_page(mut events: Vec<RecordedEvent>, limit: usize) -> serde_json::Value {
+fn stream_page(mut events: Vec<RecordedEvent>, limit: usize) -> EventPage {
     let more = events.len() > limit;
     events.truncate(limit);
-    let next = more.then(|| events.last().map(|e| e.version)).flatten();
-    json!({"events": events, "next_cursor": next})
+    let next_cursor = more.then(|| events.last().map(|e| e.version)).flatten();
+    EventPage {
+        events,
+        next_cursor,
+    }
 }
+
+/// A comment with where it stands in the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Comment {
+    pub position: u64,
+    pub version: u64,
+    pub id: String,
+    pub actor: events::Actor,
+    pub recorded_at: events::Timestamp,
+    pub body: String,
+}
+
+/// A page of comments; `next_cursor` is a stream version, null on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentPage {
+    pub comments: Vec<Comment>,
+    pub next_cursor: Option<u64>,
+}
+
+/// A ticket's comments, oldest first.
+#[utoipa::path(
+    get, path = "/v1/tickets/{id}/comments", operation_id = "listComments", tag = "tickets",
+    params(TicketPath, StreamQuery),
+    responses((status = 200, description = "A page of comments.", body = CommentPage))
+)]
 
 pub async fn ticket_comments(
     State(r): State<ReadState>,
@@ -216,21 +286,39 @@ pub async fn ticket_comments(
         for e in batch {
             if let EventData::TicketCommented(c) = &e.data {
                 if comments.len() == limit {
-                    next = comments
-                        .last()
-                        .map(|c: &serde_json::Value| c["version"].clone());
+                    next = comments.last().map(|c: &Comment| c.version);
                     break 'scan;
                 }
-                comments.push(json!({
-                    "position": e.position, "version": e.version, "id": e.id,
-                    "actor": e.actor, "recorded_at": e.recorded_at, "body": c.body,
-                }));
+                comments.push(Comment {
+                    position: e.position,
+                    version: e.version,
+                    id: e.id.clone(),
+                    actor: e.actor.clone(),
+                    recorded_at: e.recorded_at,
+                    body: c.body.clone(),
+                });
             }
         }
     }
-    Ok(Json(json!({"comments": comments, "next_cursor": next})).into_response())
+    Ok(Json(CommentPage {
+        comments,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
+/// The audit replay of a ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelinePage {
+    pub timeline: Vec<projections::TimelineEntry>,
+}
+
+/// Audit replay: each of the ticket's events with the derived state right after it.
+#[utoipa::path(
+    get, path = "/v1/tickets/{id}/timeline", operation_id = "getTimeline", tag = "tickets",
+    params(TicketPath),
+    responses((status = 200, description = "The timeline.", body = TimelinePage))
+)]
 pub async fn ticket_timeline(
     State(r): State<ReadState>,
     Path(id): Path<String>,
@@ -241,18 +329,31 @@ pub async fn ticket_timeline(
     let head = r.shared.reader.head();
     let events = related_events(&r, &ticket, head)?;
     let timeline = projections::timeline(&events, &ticket, &r.shared.config);
-    Ok(Json(json!({"timeline": timeline})).into_response())
+    Ok(Json(TimelinePage { timeline }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RuntimesQuery {
+    /// Only runtimes of this ticket; an invalid id is 422.
+    #[param(pattern = "^[A-Z][A-Z0-9]{0,15}-[0-9]{1,9}$")]
     ticket: Option<String>,
+    /// Only live (true) or only ended (false) runtimes.
     live: Option<bool>,
+    /// The previous page's `next_cursor` (a runtime id).
     cursor: Option<String>,
+    /// Page size (default 100); values over 1000 are served as 1000; 0 is 400.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
+/// Runtimes in dispatch order, filtered, with cursor paging.
+#[utoipa::path(
+    get, path = "/v1/runtimes", operation_id = "listRuntimes", tag = "runtimes",
+    params(RuntimesQuery),
+    responses((status = 200, description = "A page of runtime views.", body = projections::RuntimePage))
+)]
 pub async fn list_runtimes(
     State(r): State<ReadState>,
     Query(q): Query<RuntimesQuery>,
@@ -269,6 +370,12 @@ pub async fn list_runtimes(
     Ok(Json(page).into_response())
 }
 
+/// A runtime's view.
+#[utoipa::path(
+    get, path = "/v1/runtimes/{id}", operation_id = "getRuntime", tag = "runtimes",
+    params(RuntimePath),
+    responses((status = 200, description = "The runtime view.", body = projections::RuntimeView))
+)]
 pub async fn get_runtime(
     State(r): State<ReadState>,
     Path(id): Path<String>,
@@ -282,12 +389,20 @@ pub async fn get_runtime(
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BoardQuery {
+    /// At most this many tickets in each of the `done` and `cancelled` columns, the most
+    /// recently closed (default 100); `totals` still counts them all.
     closed_limit: Option<u64>,
 }
 
+/// Tickets grouped by state.
+#[utoipa::path(
+    get, path = "/v1/board", operation_id = "board", tag = "tickets", params(BoardQuery),
+    responses((status = 200, description = "The board.", body = projections::Board))
+)]
 pub async fn board(
     State(r): State<ReadState>,
     Query(q): Query<BoardQuery>,
@@ -304,19 +419,45 @@ pub async fn board(
     Ok(Json(board).into_response())
 }
 
+/// Every current alert, in one page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertPage {
+    pub alerts: Vec<projections::Alert>,
+    /// Always null: alerts come in one page.
+    pub next_cursor: Option<String>,
+}
+
+/// What needs a person's attention now.
+#[utoipa::path(
+    get, path = "/v1/alerts", operation_id = "alerts", tag = "tickets",
+    responses((status = 200, description = "Every current alert (one page).", body = AlertPage))
+)]
 pub async fn alerts(State(r): State<ReadState>) -> Result<Response, AppError> {
     fresh(&r)?;
     let alerts = r.shared.read(|l| l.alerts(now(), &r.shared.config));
-    Ok(Json(json!({"alerts": alerts, "next_cursor": null})).into_response())
+    Ok(Json(AlertPage {
+        alerts,
+        next_cursor: None,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Start after this global position (exclusive); pass the previous `next_cursor`.
     after: Option<u64>,
+    /// Page size (default 100); values over 1000 are served as 1000; 0 is 400.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
+/// The global log in position order.
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "listEvents", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "A page of events; `next_cursor` is a global position.", body = EventPage))
+)]
 pub async fn list_events(
     State(r): State<ReadState>,
     Query(q): Query<EventsQuery>,
@@ -328,45 +469,120 @@ pub async fn list_events(
         .read_after(q.after.unwrap_or(0), limit + 1)?;
     let more = events.len() > limit;
     events.truncate(limit);
-    let next = more.then(|| events.last().map(|e| e.position)).flatten();
-    Ok(Json(json!({"events": events, "next_cursor": next})).into_response())
+    let next_cursor = more.then(|| events.last().map(|e| e.position)).flatten();
+    Ok(Json(EventPage {
+        events,
+        next_cursor,
+    })
+    .into_response())
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: String,
+    /// The last durable position.
+    pub head: u64,
+    /// The position the projections have folded.
+    pub projected: u64,
+}
+
+/// Liveness.
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "Serving.", body = Health))
+)]
 pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(Health {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
+/// Readiness: projections caught up with the log.
+#[utoipa::path(
+    get, path = "/readyz", operation_id = "readyz", tag = "health",
+    responses((status = 200, description = "Ready.", body = Ready))
+)]
 pub async fn readyz(State(r): State<ReadState>) -> Result<Response, AppError> {
     let head = r.shared.reader.head();
     let projected = fresh(&r).map(|_| r.shared.read(|l| l.position()))?;
-    Ok(Json(json!({"status": "ready", "head": head, "projected": projected})).into_response())
+    Ok(Json(Ready {
+        status: "ready".into(),
+        head,
+        projected,
+    })
+    .into_response())
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "health",
+    responses((status = 200, description = "OpenMetrics text (Prometheus scrapes it natively).",
+        content_type = "application/openmetrics-text", body = String))
+)]
 pub async fn metrics(State(r): State<ReadState>) -> Response {
     let head = r.shared.reader.head();
     let projected = r.shared.read(|l| l.position());
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
         r.shared.metrics.render(head, projected),
     )
         .into_response()
 }
 
+/// What `verify` found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResult {
+    pub ok: bool,
+    /// When ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_hash: Option<events::Hash>,
+    /// When not ok: the first position whose record or chain is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Recompute the hash chain of the whole log.
+#[utoipa::path(
+    get, path = "/v1/admin/verify", operation_id = "adminVerify", tag = "admin",
+    responses((status = 200, description = "`ok: true` with counts and the head hash, or `ok: false` with the first bad position.", body = VerifyResult))
+)]
 pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
     match r.shared.reader.verify() {
-        Ok(report) => Ok(Json(json!({
-            "ok": true, "events": report.events, "tickets": report.tickets,
-            "head_hash": report.head_hash,
-        }))
+        Ok(report) => Ok(Json(VerifyResult {
+            ok: true,
+            events: Some(report.events),
+            tickets: Some(report.tickets),
+            head_hash: Some(report.head_hash),
+            first_bad_position: None,
+            detail: None,
+        })
         .into_response()),
-        Err(events::LogError::Corruption { position, detail }) => Ok((
-            StatusCode::OK,
-            Json(json!({"ok": false, "first_bad_position": position, "detail": detail})),
-        )
-            .into_response()),
+        Err(store::LogError::Corruption { position, detail }) => Ok(Json(VerifyResult {
+            ok: false,
+            events: None,
+            tickets: None,
+            head_hash: None,
+            first_bad_position: Some(position),
+            detail: Some(detail),
+        })
+        .into_response()),
         Err(e) => Err(e.into()),
     }
 }

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use events::{EventReader, LogError, RecordedEvent, TicketId, Timestamp};
+use events::{RecordedEvent, TicketId, Timestamp};
 use projections::{Config, Ledger, TicketFilter};
+use store::{EventReader, LogError};
 
 const PAGE: usize = 10_000;
 /// Decoded pages the reader thread may run ahead of the fold.
@@ -47,21 +48,14 @@ pub fn catch_up_with(
     }
 }
 
-/// Folds the whole log from nothing, with a progress bar on stderr when `progress`. Reading
-/// and decoding (hash checks included) run on a second thread, one page ahead of the fold, so
-/// a rebuild costs about the slower of the two rather than their sum.
-pub fn fold_all(reader: &dyn EventReader, progress: bool) -> Result<Ledger, LogError> {
-    let bar = if progress {
-        indicatif::ProgressBar::new(reader.head())
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} events, {per_sec}, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+/// Folds the whole log from nothing; `on_page` sees the position reached after each page (the
+/// CLI draws a progress bar with it). Reading and decoding (hash checks included) run on a
+/// second thread, one page ahead of the fold, so a rebuild costs about the slower of the two
+/// rather than their sum.
+pub fn fold_all(
+    reader: &dyn EventReader,
+    mut on_page: impl FnMut(u64),
+) -> Result<Ledger, LogError> {
     let ledger = std::thread::scope(|scope| {
         let (pages, received) = std::sync::mpsc::sync_channel::<Vec<RecordedEvent>>(PAGES_AHEAD);
         let decoder = scope.spawn(move || -> Result<(), LogError> {
@@ -82,14 +76,13 @@ pub fn fold_all(reader: &dyn EventReader, progress: bool) -> Result<Ledger, LogE
             for e in &page {
                 ledger.apply(e);
             }
-            bar.set_position(ledger.position());
+            on_page(ledger.position());
         }
         match decoder.join() {
             Ok(result) => result.map(|()| ledger),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })?;
-    bar.finish_and_clear();
     Ok(ledger)
 }
 

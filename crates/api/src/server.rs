@@ -10,72 +10,74 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use axum::Router;
-use events::{EventReader, EventStore, Log, LogConfig};
 use projections::{Config, Ledger};
+use store::{EventReader, EventStore};
+use store_sled::{Log, LogConfig};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::AppError;
 use crate::state::{anchor_hash, AppState, ReadState, Shared, WriteState};
-use crate::{auth, commands, reads, snapshot, sse};
+use crate::{auth, reads, snapshot, sse};
 
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const CONCURRENT_REQUESTS_MAX: usize = 1024;
 
+/// The router and, from the same registrations, the OpenAPI document: every route is
+/// registered through `routes!`, which reads its handler's `#[utoipa::path]`, so the document
+/// lists exactly the routes served.
+pub fn routes() -> (Router<AppState>, serde_json::Value) {
+    use crate::commands as c;
+    let (router, api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(c::open, reads::list_tickets))
+        .routes(routes!(c::edit))
+        .routes(routes!(c::comment, reads::ticket_comments))
+        .routes(routes!(c::link))
+        .routes(routes!(c::unlink))
+        .routes(routes!(c::park))
+        .routes(routes!(c::gate))
+        .routes(routes!(c::close))
+        .routes(routes!(c::reopen))
+        .routes(routes!(c::add_task))
+        .routes(routes!(c::update_task))
+        .routes(routes!(c::dispatch))
+        .routes(routes!(c::signal))
+        .routes(routes!(c::activity))
+        .routes(routes!(c::harvest))
+        .routes(routes!(c::reap))
+        .routes(routes!(c::kill))
+        .routes(routes!(c::cancel))
+        .routes(routes!(c::switch))
+        .routes(routes!(c::retry))
+        .routes(routes!(c::complete))
+        .routes(routes!(c::input))
+        .routes(routes!(c::abort_launch))
+        .routes(routes!(c::raw_append, reads::ticket_events))
+        .routes(routes!(c::admin_rebuild))
+        .routes(routes!(reads::get_ticket))
+        .routes(routes!(reads::ticket_timeline))
+        .routes(routes!(reads::list_runtimes))
+        .routes(routes!(reads::get_runtime))
+        .routes(routes!(reads::board))
+        .routes(routes!(reads::alerts))
+        .routes(routes!(reads::list_events))
+        .routes(routes!(sse::stream))
+        .routes(routes!(reads::verify))
+        .routes(routes!(reads::healthz))
+        .routes(routes!(reads::readyz))
+        .routes(routes!(reads::metrics))
+        .routes(routes!(crate::openapi::serve))
+        .split_for_parts();
+    (router, crate::openapi::finish(api))
+}
+
 pub fn app(state: AppState) -> Router {
-    let writes = Router::new()
-        .route("/v1/tickets", post(commands::open))
-        .route("/v1/tickets/{id}/edit", post(commands::edit))
-        .route(
-            "/v1/tickets/{id}/comments",
-            post(commands::comment).get(reads::ticket_comments),
-        )
-        .route("/v1/tickets/{id}/links", post(commands::link))
-        .route("/v1/tickets/{id}/unlink", post(commands::unlink))
-        .route("/v1/tickets/{id}/park", post(commands::park))
-        .route("/v1/tickets/{id}/gates", post(commands::gate))
-        .route("/v1/tickets/{id}/close", post(commands::close))
-        .route("/v1/tickets/{id}/reopen", post(commands::reopen))
-        .route("/v1/tickets/{id}/tasks", post(commands::add_task))
-        .route(
-            "/v1/tickets/{id}/tasks/{task_id}",
-            patch(commands::update_task),
-        )
-        .route("/v1/tickets/{id}/dispatch", post(commands::dispatch))
-        .route("/v1/runtimes/{id}/signals", post(commands::signal))
-        .route("/v1/runtimes/{id}/activity", post(commands::activity))
-        .route("/v1/runtimes/{id}/harvest", post(commands::harvest))
-        .route("/v1/runtimes/{id}/reap", post(commands::reap))
-        .route("/v1/runtimes/{id}/kill", post(commands::kill))
-        .route("/v1/runtimes/{id}/cancel", post(commands::cancel))
-        .route("/v1/runtimes/{id}/switch", post(commands::switch))
-        .route("/v1/runtimes/{id}/retry", post(commands::retry))
-        .route("/v1/runtimes/{id}/complete", post(commands::complete))
-        .route("/v1/runtimes/{id}/input", post(commands::input))
-        .route("/v1/runtimes/{id}/abort", post(commands::abort_launch))
-        .route(
-            "/v1/tickets/{id}/events",
-            post(commands::raw_append).get(reads::ticket_events),
-        )
-        .route("/v1/admin/rebuild", post(commands::admin_rebuild));
-    let reads = Router::new()
-        .route("/v1/tickets", get(reads::list_tickets))
-        .route("/v1/tickets/{id}", get(reads::get_ticket))
-        .route("/v1/tickets/{id}/timeline", get(reads::ticket_timeline))
-        .route("/v1/runtimes", get(reads::list_runtimes))
-        .route("/v1/runtimes/{id}", get(reads::get_runtime))
-        .route("/v1/board", get(reads::board))
-        .route("/v1/alerts", get(reads::alerts))
-        .route("/v1/events", get(reads::list_events))
-        .route("/v1/events/stream", get(sse::stream))
-        .route("/v1/admin/verify", get(reads::verify))
-        .route("/healthz", get(reads::healthz))
-        .route("/readyz", get(reads::readyz))
-        .route("/metrics", get(reads::metrics))
-        .route("/openapi.json", get(crate::openapi::serve));
-    writes
-        .merge(reads)
+    let (router, document) = routes();
+    crate::openapi::publish(&document);
+    router
         .fallback(|| async { AppError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(
@@ -157,7 +159,7 @@ pub fn open_with(data_dir: &Path, config: LogConfig) -> anyhow::Result<Opened> {
     let mut ledger = load_projections(reader.as_ref(), data_dir);
     if ledger.position() == 0 && reader.head() > 0 {
         // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
-        ledger = crate::rebuild::fold_all(reader.as_ref(), false)?;
+        ledger = crate::rebuild::fold_all(reader.as_ref(), |_| {})?;
     }
     let shared = Arc::new(Shared::new(reader, ledger, Config::default(), data_dir));
     shared.catch_up()?;

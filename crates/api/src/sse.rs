@@ -3,7 +3,6 @@
 //! and never slows the writers; the number of clients is bounded.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,21 +10,44 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use events::EventReader;
 use serde::Deserialize;
+use store::EventReader;
 
 use crate::error::AppError;
 use crate::extract::Query;
 use crate::state::{ReadState, Shared};
 
-pub const SSE_CLIENTS_MAX: u64 = 256;
+pub const SSE_CLIENTS_MAX: i64 = 256;
 const SSE_PAGE: usize = 256;
 const HEARTBEAT_S: u64 = 15;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Start after this global position (exclusive).
     after: Option<u64>,
+}
+
+/// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ResumeHeader {
+    /// Resume after this position (wins over `after`); not a number is 400.
+    #[param(rename = "Last-Event-ID", pattern = "^[0-9]{1,19}$")]
+    last_event_id: Option<String>,
+}
+
+/// One server-sent event: `id` is the position, `event` the type, `data` the envelope as JSON
+/// text; heartbeats are comments.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SseEvent {
+    #[schema(pattern = "^[0-9]{1,19}$")]
+    id: String,
+    event: String,
+    data: String,
 }
 
 /// Decrements the client gauge when the stream is dropped (client gone).
@@ -33,10 +55,18 @@ struct ClientSlot(Arc<Shared>);
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.0.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.sse_clients.dec();
     }
 }
 
+/// Server-sent events: catch-up after `after` or `Last-Event-ID`, then live; `id` is the
+/// position, `event` the type, `data` the envelope.
+#[utoipa::path(
+    get, path = "/v1/events/stream", operation_id = "streamEvents", tag = "events",
+    params(StreamQuery, ResumeHeader),
+    responses((status = 200, description = "An endless event stream with a `heartbeat` comment every 15 s.",
+        content_type = "text/event-stream", body = SseEvent))
+)]
 pub async fn stream(
     State(r): State<ReadState>,
     headers: HeaderMap,
@@ -53,7 +83,7 @@ pub async fn stream(
     };
     let after = last_event_id.or(q.after).unwrap_or(0);
     let shared = r.shared.clone();
-    let clients = shared.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let clients = shared.metrics.sse_clients.inc();
     let slot = ClientSlot(shared.clone());
     if clients >= SSE_CLIENTS_MAX {
         return Err(AppError::new(

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::FromRef;
-use events::{EventReader, EventStore, LogError, Timestamp};
+use events::Timestamp;
 use projections::{Config, Ledger};
+use store::{EventReader, EventStore, LogError};
 
 use crate::snapshot;
 
@@ -76,7 +77,7 @@ impl Shared {
     /// reads until the swap) and saves a snapshot. Returns the position and the tickets whose
     /// view the refold changed.
     pub fn rebuild(&self) -> anyhow::Result<(u64, Vec<events::TicketId>)> {
-        let mut new = crate::rebuild::fold_all(self.reader.as_ref(), false)?;
+        let mut new = crate::rebuild::fold_all(self.reader.as_ref(), |_| {})?;
         let _one = self.catch_up.lock().unwrap_or_else(|p| p.into_inner());
         let mut old = self.read(Ledger::clone);
         // Bring both to the same position (appends may land meanwhile).

@@ -7,7 +7,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const SEED_000: &str = include_str!("fixtures/seeds/000_b11bb0a0c8a99654.txt");
+const SEED_000: &str =
+    include_str!("../../projections/tests/fixtures/seeds/000_b11bb0a0c8a99654.txt");
 /// Seed 000's nonce as the terminal wrapped it.
 const SEED_WRAPPED_NONCE: &str = "MC_TICKET_TURN:4030:17795196\n68441:c133f12c";
 

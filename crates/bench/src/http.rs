@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::bench::{machine, per_second, percentile, print_result, work_dir, HttpArgs};
+use crate::{machine, per_second, percentile, print_result, work_dir, HttpArgs};
 
 /// One keep-alive HTTP/1.1 connection.
 pub(crate) struct Conn {
@@ -139,8 +139,8 @@ pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let opened = crate::server::open(&dir.join("server"))?;
-    let router = crate::server::app(opened.state.clone());
+    let opened = api::server::open(&dir.join("server"))?;
+    let router = api::server::app(opened.state.clone());
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
@@ -166,7 +166,7 @@ pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
     drop(opened);
 
     // The same event shape appended in process, same concurrency, same run.
-    let baseline = crate::bench::append_rate(
+    let baseline = crate::append_rate(
         &dir.join("inproc"),
         args.writes,
         args.connections,

@@ -2,6 +2,11 @@
 //! always reported beside a baseline measured in the same run, because this machine is
 //! shared and noisy and single absolute timings are not stable.
 
+mod http;
+mod peers;
+mod rebuild;
+mod soak;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use events::{
-    Actor, ActorKind, AppendRequest, EventData, EventReader, Log, LogConfig, NewEvent,
-    TicketCommented, TicketId, Timestamp,
-};
+use events::{Actor, ActorKind, EventData, NewEvent, TicketCommented, TicketId, Timestamp};
 use serde_json::json;
+use store::{AppendRequest, EventReader};
+use store_sled::{Log, LogConfig};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -28,7 +32,7 @@ pub enum BenchCommand {
     /// Refold every projection from a realistic log (cold and warm), and time start-up.
     Rebuild(RebuildArgs),
     /// Sustained mixed load on the real binary: throughput, p99 and RSS per interval.
-    Soak(crate::bench_soak::SoakArgs),
+    Soak(crate::soak::SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,7 +82,7 @@ pub struct RebuildArgs {
     pub json: bool,
 }
 
-/// `--durability`: what an acknowledged append has survived (see `events::durable`).
+/// `--durability`: what an acknowledged append has survived (see `store_sled::durable`).
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
 pub enum DurabilityArg {
     /// sled's flush plus fdatasync: survives power loss (the default, SPEC §8).
@@ -88,11 +92,11 @@ pub enum DurabilityArg {
     SledFlush,
 }
 
-impl From<DurabilityArg> for events::Durability {
-    fn from(d: DurabilityArg) -> events::Durability {
+impl From<DurabilityArg> for store_sled::Durability {
+    fn from(d: DurabilityArg) -> store_sled::Durability {
         match d {
-            DurabilityArg::Fsync => events::Durability::Fsync,
-            DurabilityArg::SledFlush => events::Durability::SledFlush,
+            DurabilityArg::Fsync => store_sled::Durability::Fsync,
+            DurabilityArg::SledFlush => store_sled::Durability::SledFlush,
         }
     }
 }
@@ -131,10 +135,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Append(a) => bench_append(a),
         BenchCommand::Scan(s) => bench_scan(s),
-        BenchCommand::Rebuild(r) => crate::bench_rebuild::run(r),
-        BenchCommand::Http(h) => crate::bench_http::run(h),
-        BenchCommand::Peers(p) => crate::bench_peers::run(p),
-        BenchCommand::Soak(s) => crate::bench_soak::run(s),
+        BenchCommand::Rebuild(r) => crate::rebuild::run(r),
+        BenchCommand::Http(h) => crate::http::run(h),
+        BenchCommand::Peers(p) => crate::peers::run(p),
+        BenchCommand::Soak(s) => crate::soak::run(s),
     }
 }
 
@@ -209,7 +213,7 @@ pub(crate) fn timed_appends(
     events: usize,
     concurrency: usize,
     tickets: usize,
-    durability: events::Durability,
+    durability: store_sled::Durability,
 ) -> anyhow::Result<(Vec<Duration>, Duration, u64)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -241,7 +245,7 @@ pub(crate) fn timed_appends(
                     .await?;
                     mine.push(t.elapsed());
                 }
-                Ok::<_, events::LogError>(mine)
+                Ok::<_, store::LogError>(mine)
             }));
         }
         let mut all = Vec::with_capacity(events);
@@ -271,8 +275,13 @@ pub(crate) fn append_rate(
     concurrency: usize,
     tickets: usize,
 ) -> anyhow::Result<f64> {
-    let (_, elapsed, _) =
-        timed_appends(dir, events, concurrency, tickets, events::Durability::Fsync)?;
+    let (_, elapsed, _) = timed_appends(
+        dir,
+        events,
+        concurrency,
+        tickets,
+        store_sled::Durability::Fsync,
+    )?;
     Ok(per_second(events, elapsed))
 }
 
@@ -304,7 +313,7 @@ fn bench_append(args: AppendArgs) -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
     let record_bytes = values.iter().map(Vec::len).sum::<usize>() / values.len().max(1);
-    let baseline = events::baseline::raw_sled_inserts(
+    let baseline = store_sled::baseline::raw_sled_inserts(
         &dir.join("baseline"),
         &values,
         1000,
@@ -363,7 +372,7 @@ fn bench_scan(args: ScanArgs) -> anyhow::Result<()> {
                         })
                         .await?;
                     }
-                    Ok::<_, events::LogError>(())
+                    Ok::<_, store::LogError>(())
                 }));
             }
             for t in tasks {

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::bench::{
-    machine, payload_body, per_second, percentile, print_result, work_dir, PeersArgs,
-};
+use crate::{machine, payload_body, per_second, percentile, print_result, work_dir, PeersArgs};
 
 /// What one system did.
 struct Run {
@@ -46,12 +44,12 @@ pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
     let (dir, _guard) = work_dir(args.dir.clone())?;
     let mut results = Vec::new();
 
-    let (latencies, elapsed, _) = crate::bench::timed_appends(
+    let (latencies, elapsed, _) = crate::timed_appends(
         &dir.join("embedded"),
         args.events,
         args.concurrency,
         args.streams,
-        events::Durability::Fsync,
+        store_sled::Durability::Fsync,
     )?;
     results.push(Run { latencies, elapsed }.result("mc-ledger", "embedded", args.events));
 
@@ -116,8 +114,8 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let opened = crate::server::open(dir)?;
-    let router = crate::server::app(opened.state.clone());
+    let opened = api::server::open(dir)?;
+    let router = api::server::app(opened.state.clone());
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
@@ -133,7 +131,7 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
             let next = next.clone();
             let (events, streams) = (args.events, args.streams);
             tasks.push(tokio::spawn(async move {
-                let mut conn = crate::bench_http::Conn::open(addr).await?;
+                let mut conn = crate::http::Conn::open(addr).await?;
                 let mut mine = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

@@ -10,8 +10,10 @@ use std::time::Instant;
 use anyhow::Context;
 use events::*;
 use serde_json::json;
+use store::{AppendRequest, EventReader, LogError};
+use store_sled::{Log, LogConfig};
 
-use crate::bench::{machine, per_second, print_result, work_dir, RebuildArgs};
+use crate::{machine, per_second, print_result, work_dir, RebuildArgs};
 
 const EVENTS_PER_TICKET: usize = 20;
 
@@ -191,13 +193,13 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let cold = Instant::now();
     let log = Log::open(&data_dir.join("log"), LogConfig::default())?;
     let reader = log.read_handle();
-    let ledger = crate::rebuild::fold_all(&reader, false)?;
+    let ledger = api::rebuild::fold_all(&reader, |_| {})?;
     let cold = cold.elapsed();
     let rss_after = rss_bytes();
     let events = ledger.position();
     // Warm: the same process folds again with the log pages cached.
     let warm = Instant::now();
-    let again = crate::rebuild::fold_all(&reader, false)?;
+    let again = api::rebuild::fold_all(&reader, |_| {})?;
     let warm = warm.elapsed();
     anyhow::ensure!(again.position() == events, "warm fold saw a different log");
     // Fold alone (events already decoded in memory): the projections' own speed.
@@ -206,16 +208,16 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let folded = projections::Ledger::fold(&decoded);
     let fold_only = fold_only.elapsed();
     drop(decoded);
-    let anchor = crate::state::anchor_hash(&reader, events)?;
-    crate::snapshot::write_pending(&data_dir, &folded, anchor)?.commit()?;
-    let snapshot_bytes = std::fs::metadata(crate::snapshot::path(&data_dir))?.len();
+    let anchor = api::state::anchor_hash(&reader, events)?;
+    api::snapshot::write_pending(&data_dir, &folded, anchor)?.commit()?;
+    let snapshot_bytes = std::fs::metadata(api::snapshot::path(&data_dir))?.len();
     drop((again, folded, ledger, reader));
     log.close()?;
     drop(log);
 
     // Start-up of a server over this log with a current snapshot.
     let startup = Instant::now();
-    let opened = crate::server::open(&data_dir)?;
+    let opened = api::server::open(&data_dir)?;
     let startup = startup.elapsed();
     let served = opened.state.read.shared.read(|l| l.position());
     anyhow::ensure!(

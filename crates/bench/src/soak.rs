@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::bench::{machine, per_second, percentile, print_result, work_dir};
+use crate::{machine, per_second, percentile, print_result, work_dir};
 
 #[derive(Args, Debug)]
 pub struct SoakArgs {
@@ -52,7 +52,7 @@ pub struct SoakArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// The server's sled page cache (`serve --cache-mib`).
-    #[arg(long, default_value_t = events::log::DEFAULT_CACHE_MIB)]
+    #[arg(long, default_value_t = store_sled::log::DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
     #[arg(long)]
     pub json: bool,
@@ -483,7 +483,7 @@ async fn lifecycle(
     post!(
         format!("/v1/tickets/{ticket}/comments"),
         with_actor(
-            json!({"body": crate::bench::payload_body(usize::try_from(n).unwrap_or(0))}),
+            json!({"body": crate::payload_body(usize::try_from(n).unwrap_or(0))}),
             "reviewer",
             "human"
         ),
@@ -728,7 +728,7 @@ fn sigterm(server: &mut Server) -> anyhow::Result<Option<i32>> {
 /// judged (a ledger never forgets, so its memory grows with what it holds).
 fn restart_rss(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<u64> {
     let mut server = spawn_server(data_dir, log, cache_mib)?;
-    let client = crate::client::Client::new(&format!("http://{}", server.addr))?;
+    let client = client::Client::new(&format!("http://{}", server.addr))?;
     let mut cursor: Option<String> = None;
     loop {
         let path = tickets_page(cursor.as_deref());

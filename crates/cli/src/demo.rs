@@ -9,7 +9,7 @@ use axum::http::{Method, Request};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::server::{app, open};
+use api::server::{app, open};
 
 struct Demo {
     router: axum::Router,

@@ -6,12 +6,18 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use events::{EventReader, Log, LogConfig, TicketId};
-use projections::Config;
+pub mod demo;
+pub mod transfer;
+pub mod watch;
 
-use crate::auth::Scope;
-use crate::client::Client;
-use crate::{rebuild, snapshot, transfer};
+use events::TicketId;
+use projections::Config;
+use store::EventReader;
+use store_sled::{Log, LogConfig};
+
+use api::auth::Scope;
+use api::{rebuild, snapshot};
+use client::Client;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,7 +44,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
         /// sled's page cache, in MiB (the projections are extra: they live in memory).
-        #[arg(long, default_value_t = events::log::DEFAULT_CACHE_MIB)]
+        #[arg(long, default_value_t = store_sled::log::DEFAULT_CACHE_MIB)]
         cache_mib: u64,
     },
     /// Load the seeds' stories (MC-4000, MC-4030, MC-4031, MC-4502) into an empty data dir.
@@ -99,7 +105,7 @@ pub enum Command {
     Token(TokenCommand),
     /// Benchmarks (JSON output with --json).
     #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
+    Bench(bench::BenchCommand),
     /// Reap live tmux and process runtimes whose worker is gone (a second probe confirms).
     Watch(crate::watch::WatchArgs),
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
@@ -153,12 +159,30 @@ const ACTOR_KINDS: [&str; 6] = [
     "system",
 ];
 
+/// A token's scope on the command line (`api::auth::Scope` knows nothing of clap).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ScopeArg {
+    Read,
+    Write,
+    Admin,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(s: ScopeArg) -> Scope {
+        match s {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::Write => Scope::Write,
+            ScopeArg::Admin => Scope::Admin,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a token; it is printed once and stored hashed.
     Create {
         #[arg(long, value_enum)]
-        scope: Scope,
+        scope: ScopeArg,
         #[arg(long, default_value = "token")]
         name: String,
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
@@ -201,7 +225,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(crate::server::serve(crate::server::ServeArgs {
+            runtime.block_on(api::server::serve(api::server::ServeArgs {
                 data_dir,
                 listen,
                 cache_mib,
@@ -257,11 +281,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             name,
             data_dir,
         }) => {
-            let token = crate::auth::create_token(&data_dir, scope, &name)?;
+            let token = api::auth::create_token(&data_dir, scope.into(), &name)?;
             println!("{token}");
             eprintln!(
                 "stored hashed in {}; restart the server to use it",
-                crate::auth::tokens_path(&data_dir).display()
+                api::auth::tokens_path(&data_dir).display()
             );
             Ok(())
         }
@@ -303,7 +327,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(b) => crate::bench::run(b),
+        Command::Bench(b) => bench::run(b),
         Command::Watch(args) => crate::watch::run(&args),
         Command::Signal {
             server,
@@ -361,7 +385,15 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
     let log = open_log(data_dir)?;
     let reader = log.read_handle();
     let started = Instant::now();
-    let ledger = rebuild::fold_all(&reader, true)?;
+    let bar = indicatif::ProgressBar::new(reader.head());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} events, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ledger = rebuild::fold_all(&reader, |position| bar.set_position(position))?;
+    bar.finish_and_clear();
     let elapsed = started.elapsed();
     let events = ledger.position();
     let cfg = Config::default();
@@ -378,7 +410,7 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
             Vec::new()
         }
     };
-    let anchor = crate::state::anchor_hash(&reader, events)?;
+    let anchor = api::state::anchor_hash(&reader, events)?;
     snapshot::write_pending(data_dir, &ledger, anchor)?.commit()?;
     let per_s =
         f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9);
@@ -491,8 +523,8 @@ mod helpers {
     use anyhow::{bail, Context};
     use serde_json::{json, Value};
 
-    use crate::client::Client;
     use crate::watch::encode_component;
+    use client::Client;
 
     /// The server's request body limit (SPEC §7).
     const BODY_BYTES_MAX: usize = 1024 * 1024;

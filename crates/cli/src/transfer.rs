@@ -6,10 +6,12 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use events::{AppendRequest, EventReader, Log, NewEvent, RecordedEvent};
+use events::{NewEvent, RecordedEvent};
 use serde_json::{json, Value};
+use store::{AppendRequest, EventReader};
+use store_sled::Log;
 
-use crate::client::Client;
+use client::Client;
 
 const PAGE: usize = 1000;
 const GROUP_EVENTS_MAX: usize = 64;

@@ -13,8 +13,8 @@ use events::{ReapCause, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::client::Client;
-use crate::state::now;
+use api::state::now;
+use client::Client;
 
 /// How long one tmux probe may take before it counts as a probe error: a wedged tmux server
 /// must not stall the watcher.

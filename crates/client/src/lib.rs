@@ -1,19 +1,20 @@
-//! A small blocking HTTP/1.1 client for the CLI's `--server URL` mode (export, import, and the
-//! agents' helpers). Plain `http://host:port` only: the server is meant to sit behind a proxy
-//! for anything else. The token comes from `MC_LEDGER_TOKEN`.
+//! The blocking HTTP client behind every `mc-ledger … --server URL` command (export, import,
+//! rebuild, replay, the watcher and the agents' helpers), on `ureq`: `http://` and `https://`
+//! servers alike. The token comes from `MC_LEDGER_TOKEN`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A whole `GET /v1/events` page of 1000 events fits many times over.
+const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+const TIMEOUT_S: u64 = 60;
 
 pub struct Client {
-    host: String,
+    base: String,
     token: Option<String>,
+    agent: ureq::Agent,
 }
 
 pub struct Response {
@@ -23,96 +24,66 @@ pub struct Response {
 
 impl Client {
     pub fn new(url: &str) -> anyhow::Result<Client> {
-        let rest = url
+        let base = url.trim_end_matches('/');
+        let host = base
             .strip_prefix("http://")
-            .with_context(|| format!("--server must be http://host:port, not {url:?}"))?;
-        let host = rest.trim_end_matches('/').to_owned();
+            .or_else(|| base.strip_prefix("https://"))
+            .with_context(|| {
+                format!("--server must be http://host:port or https://host:port, not {url:?}")
+            })?;
         if host.is_empty() || host.contains('/') {
-            bail!("--server must be http://host:port, not {url:?}");
+            bail!("--server must be http://host:port or https://host:port, not {url:?}");
         }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(TIMEOUT_S)))
+            // A 4xx or 5xx is an answer (a problem+json body), not a transport error.
+            .http_status_as_error(false)
+            .build()
+            .into();
         Ok(Client {
-            host,
+            base: base.to_owned(),
             token: std::env::var("MC_LEDGER_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
+            agent,
         })
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Response> {
-        self.send("GET", path, None)
+        let request = self.agent.get(format!("{}{path}", self.base));
+        let request = match &self.token {
+            Some(t) => request.header("Authorization", format!("Bearer {t}")),
+            None => request,
+        };
+        self.answer(request.call())
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
-        self.send("POST", path, Some(body))
+        let request = self.agent.post(format!("{}{path}", self.base));
+        let request = match &self.token {
+            Some(t) => request.header("Authorization", format!("Bearer {t}")),
+            None => request,
+        };
+        self.answer(
+            request
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
     }
 
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Response> {
-        let mut stream = TcpStream::connect(&self.host)
-            .with_context(|| format!("cannot reach the server at http://{}", self.host))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.host
-        );
-        if let Some(t) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if method != "GET" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        let mut reader = BufReader::new(stream);
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line)?;
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("not an HTTP response: {status_line:?}"))?;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse::<usize>().ok();
-            } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut raw = Vec::new();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                reader.read_line(&mut size)?;
-                let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
-                if n == 0 || raw.len() + n > RESPONSE_BYTES_MAX {
-                    break;
-                }
-                let mut chunk = vec![0; n + 2];
-                reader.read_exact(&mut chunk)?;
-                raw.extend_from_slice(&chunk[..n]);
-            }
-        } else if let Some(n) = length {
-            if n > RESPONSE_BYTES_MAX {
-                bail!("response of {n} bytes is too large");
-            }
-            raw.resize(n, 0);
-            reader.read_exact(&mut raw)?;
-        } else {
-            reader
-                .take(u64::try_from(RESPONSE_BYTES_MAX).unwrap_or(u64::MAX))
-                .read_to_end(&mut raw)?;
-        }
+    fn answer(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Response> {
+        let mut response =
+            sent.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = response.status().as_u16();
+        let raw = response
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of {}", self.base))?;
         let body = if raw.is_empty() {
             Value::Null
         } else {

@@ -125,7 +125,8 @@ pub struct NewEvent {
 }
 
 /// An event as the log holds it: the envelope of SPEC §3.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct RecordedEvent {
     pub position: u64,
     pub ticket: TicketId,

@@ -6,16 +6,21 @@
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Who caused an event. Every write names its actor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Actor {
+    /// 1 to 128 bytes; else 422 `invalid_actor`.
+    #[schema(min_length = 1)]
     pub name: String,
     pub kind: ActorKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     Human,
@@ -26,7 +31,9 @@ pub enum ActorKind {
     System,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -36,14 +43,16 @@ pub enum Priority {
     Urgent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     ChildOf,
     BlockedBy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GateVerdict {
     Passed,
@@ -51,7 +60,7 @@ pub enum GateVerdict {
     ChangesRequested,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     Done,
@@ -60,7 +69,7 @@ pub enum Resolution {
     Wontfix,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Open,
@@ -68,7 +77,9 @@ pub enum TaskStatus {
     Done,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     Tmux,
@@ -77,7 +88,9 @@ pub enum Transport {
 }
 
 /// The verdict an agent gives at the end of a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 pub enum Verdict {
     #[serde(rename = "DONE")]
     Done,
@@ -97,7 +110,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalRejectReason {
     StaleNonce,
@@ -106,7 +119,9 @@ pub enum SignalRejectReason {
     EchoedPrompt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HarvestOutcome {
     Completed,
@@ -114,7 +129,9 @@ pub enum HarvestOutcome {
     Failed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitReason {
     Success,
@@ -140,7 +157,9 @@ impl ExitReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ReapCause {
     TmuxMissing,
@@ -162,7 +181,7 @@ impl ReapCause {
 
 // ---- ticket payloads ----
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketOpened {
     pub title: String,
@@ -180,7 +199,7 @@ pub struct TicketOpened {
     pub labels: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketEdited {
     #[serde(default)]
@@ -193,34 +212,34 @@ pub struct TicketEdited {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketCommented {
     pub body: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketLinked {
     pub relation: Relation,
     pub target: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketUnlinked {
     pub relation: Relation,
     pub target: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketParked {
     pub waiting_on: Vec<String>,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateRecorded {
     pub gate: String,
@@ -231,7 +250,7 @@ pub struct GateRecorded {
     pub evidence: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketClosed {
     pub resolution: Resolution,
@@ -241,20 +260,20 @@ pub struct TicketClosed {
     pub evidence: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketReopened {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskAdded {
     pub task_id: String,
     pub title: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskUpdated {
     pub task_id: String,
@@ -263,7 +282,7 @@ pub struct TaskUpdated {
 
 // ---- runtime payloads (all carry runtime_id) ----
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeDispatched {
     pub runtime_id: String,
@@ -290,7 +309,7 @@ pub struct RuntimeDispatched {
     pub resume_session: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeLaunchAborted {
     pub runtime_id: String,
@@ -299,7 +318,7 @@ pub struct RuntimeLaunchAborted {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeActivity {
     pub runtime_id: String,
@@ -307,7 +326,7 @@ pub struct RuntimeActivity {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSignaled {
     pub runtime_id: String,
@@ -316,7 +335,7 @@ pub struct RuntimeSignaled {
     pub payload: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSignalRejected {
     pub runtime_id: String,
@@ -326,14 +345,14 @@ pub struct RuntimeSignalRejected {
     pub excerpt: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeInputSent {
     pub runtime_id: String,
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHarvested {
     pub runtime_id: String,
@@ -353,7 +372,7 @@ pub struct RuntimeHarvested {
     pub raw_subtype: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeReaped {
     pub runtime_id: String,
@@ -362,14 +381,14 @@ pub struct RuntimeReaped {
     pub evidence: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeKilled {
     pub runtime_id: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeCompletedByController {
     pub runtime_id: String,
@@ -378,14 +397,14 @@ pub struct RuntimeCompletedByController {
     pub commit: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeCancelled {
     pub runtime_id: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSwitched {
     pub runtime_id: String,
@@ -400,7 +419,7 @@ pub struct RuntimeSwitched {
 
 /// One typed payload per event type. The order of variants is part of the stored format
 /// (bincode writes the variant index): add new types at the end, never reorder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum EventData {
     #[serde(rename = "ticket.opened")]

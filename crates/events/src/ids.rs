@@ -94,7 +94,7 @@ pub enum InvalidId {
 }
 
 /// Keep error messages bounded whatever a client sent.
-pub(crate) fn truncate_for_message(s: &str) -> String {
+pub fn truncate_for_message(s: &str) -> String {
     const MAX: usize = 64;
     if s.len() <= MAX {
         return s.to_owned();

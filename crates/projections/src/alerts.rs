@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ledger::{Ledger, Ticket};
 use crate::rules::{NextActionCode, TicketState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     WorkerLost,
@@ -37,7 +37,7 @@ impl fmt::Display for AlertKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub kind: AlertKind,
     pub ticket: TicketId,

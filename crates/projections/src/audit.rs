@@ -23,7 +23,7 @@ pub fn as_of<'a, I: IntoIterator<Item = &'a RecordedEvent>>(events: I, position:
 }
 
 /// One row of an audit replay (`GET /v1/tickets/{id}/timeline`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub event: RecordedEvent,
     pub state: TicketState,

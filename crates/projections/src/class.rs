@@ -6,7 +6,7 @@ use events::{ExitReason, HarvestOutcome, ReapCause, Timestamp, Transport};
 use serde::{Deserialize, Serialize};
 
 /// A runtime's class. Live classes first, then ended classes in §5.1 precedence order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeClass {
     /// Live, no activity or signal yet.

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod class;
 pub mod config;
 pub mod decide;
+pub mod ingest;
 pub mod ledger;
 pub mod limits;
 pub mod rules;

@@ -9,7 +9,19 @@ use crate::class::RuntimeClass;
 use crate::ledger::{Ledger, Runtime, Ticket};
 use crate::limits::excerpt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     Open,
@@ -59,7 +71,7 @@ impl fmt::Display for TicketState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NextActionCode {
     Dispatch,
@@ -92,7 +104,7 @@ impl NextActionCode {
 }
 
 /// What should happen next, for machines (`code`) and people (`text`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NextAction {
     pub code: NextActionCode,
     pub text: String,

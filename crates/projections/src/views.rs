@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::ledger::{Ledger, Runtime, Ticket, TicketKey};
 use crate::rules::{NextAction, TicketState};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TicketView {
     pub id: TicketId,
     pub title: String,
@@ -47,26 +47,26 @@ pub struct TicketView {
     pub position: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tasks {
     pub items: Vec<TaskView>,
     pub counts: TaskCounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub task_id: String,
     pub title: String,
     pub status: TaskStatus,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct TaskCounts {
     pub open: u64,
     pub in_progress: u64,
@@ -74,7 +74,7 @@ pub struct TaskCounts {
     pub total: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GateView {
     pub gate: String,
     pub verdict: GateVerdict,
@@ -83,7 +83,7 @@ pub struct GateView {
     pub at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RuntimeView {
     pub id: String,
     pub ticket: TicketId,
@@ -114,7 +114,7 @@ pub struct RuntimeView {
 
 /// How an ended runtime exited. Fields come from its last harvest and are null when it ended
 /// without one (killed, reaped, aborted).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExitView {
     pub outcome: Option<HarvestOutcome>,
     pub exit_reason: Option<ExitReason>,
@@ -123,7 +123,7 @@ pub struct ExitView {
     pub session_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerdictView {
     pub verdict: Verdict,
     pub nonce: String,
@@ -144,7 +144,7 @@ pub struct TicketFilter {
     pub failing: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TicketPage {
     pub tickets: Vec<TicketView>,
     /// The id to pass as `after` for the next page; null on the last page.
@@ -158,14 +158,14 @@ pub struct RuntimeFilter {
     pub live: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RuntimePage {
     pub runtimes: Vec<RuntimeView>,
     pub next_cursor: Option<String>,
 }
 
 /// A ticket on the board: enough for a card, not the whole view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BoardCard {
     pub id: TicketId,
     pub title: String,
@@ -186,7 +186,7 @@ pub const BOARD_CLOSED_DEFAULT: usize = 100;
 /// the most recently closed tickets only (at most `closed_limit` each): a ledger never forgets,
 /// so without a cap a board would grow with every ticket ever closed. `totals` counts every
 /// ticket in every column.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Board {
     pub open: Vec<BoardCard>,
     pub in_progress: Vec<BoardCard>,
@@ -199,7 +199,7 @@ pub struct Board {
 }
 
 /// Tickets in each board column, closed ones included beyond the cap.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BoardTotals {
     pub open: u64,
     pub in_progress: u64,

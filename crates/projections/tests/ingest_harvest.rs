@@ -1,8 +1,10 @@
-//! The harvest classifiers (`api::ingest::harvest`, SPEC §5.2): one row per Claude Code result
+//! The harvest classifiers (`projections::ingest::harvest`, SPEC §5.2): one row per Claude Code result
 //! subtype (and its quirks), one per Codex stream ending; neither ever panics.
 
-use api::ingest::harvest::{classify_claude, classify_codex, CodexUsage, SUMMARY_BYTES_MAX};
 use events::{ExitReason, HarvestOutcome};
+use projections::ingest::harvest::{
+    classify_claude, classify_codex, CodexUsage, SUMMARY_BYTES_MAX,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

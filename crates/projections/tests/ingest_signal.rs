@@ -1,13 +1,13 @@
-//! The pane-text signal parser (`api::ingest::signal`): tables from the real seed panes and
+//! The pane-text signal parser (`projections::ingest::signal`): tables from the real seed panes and
 //! hand-made ones (decorations, echoes, several signals, terminal noise), then properties:
 //! never a panic, never a signal in text without one, a wrapped object read back at every
 //! width, and a bounded fuzz run with its regressions kept.
 
-use api::ingest::signal::{
+use events::Verdict;
+use projections::ingest::signal::{
     is_turn_nonce, parse, parse_bytes, ParsedSignal, Source, CANDIDATES_MAX, EXCERPT_BYTES_MAX,
     PAYLOAD_BYTES_MAX, SCAN_BYTES_MAX,
 };
-use events::Verdict;
 use proptest::prelude::*;
 
 const SEED_000: &str = include_str!("fixtures/seeds/000_b11bb0a0c8a99654.txt");

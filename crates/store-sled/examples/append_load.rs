@@ -1,14 +1,13 @@
-//! Append load without the api crate: `cargo run --release -p events --example append_load --
+//! Append load without the HTTP server: `cargo run --release -p store-sled --example append_load --
 //! EVENTS CONCURRENCY`, for profiling the log alone (the real benchmark is `mc-ledger bench`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use events::{
-    Actor, ActorKind, AppendRequest, EventData, Log, LogConfig, NewEvent, TicketCommented,
-    TicketId, Timestamp,
-};
+use events::{Actor, ActorKind, EventData, NewEvent, TicketCommented, TicketId, Timestamp};
+use store::AppendRequest;
+use store_sled::{Log, LogConfig};
 
 fn main() {
     let mut args = std::env::args().skip(1);

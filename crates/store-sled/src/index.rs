@@ -7,7 +7,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use crate::ids::{TicketId, TICKET_ID_BYTES_MAX};
+use events::ids::{TicketId, TICKET_ID_BYTES_MAX};
 
 /// A 128-bit hash of an event id: the id index's key, also stored in checkpoints. A hit is
 /// always confirmed by reading the record, so a collision can never merge two ids.

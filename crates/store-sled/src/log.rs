@@ -29,16 +29,16 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::codec;
-use crate::codec::RecordHead;
 use crate::durable::{Durability, SyncTarget};
-use crate::envelope::{Hash, RecordedEvent};
-use crate::error::LogError;
-use crate::ids::{
+use crate::index::{id_hash, Checkpoint, IdHash, Index, Location};
+use events::codec;
+use events::codec::RecordHead;
+use events::envelope::{Hash, RecordedEvent};
+use events::ids::{
     is_event_id, TicketId, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVENT_DATA_BYTES_MAX,
 };
-use crate::index::{id_hash, Checkpoint, IdHash, Index, Location};
-use crate::store::{AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
+use store::LogError;
+use store::{AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
 
 const BLOB_FORMAT_V1: u8 = 1;
 const TAG_LOG: u8 = b'L';
@@ -1281,13 +1281,13 @@ fn validate(append: &AppendRequest) -> Result<(), LogError> {
     Ok(())
 }
 
-fn check_event(event: &crate::envelope::NewEvent) -> Result<(), LogError> {
+fn check_event(event: &events::envelope::NewEvent) -> Result<(), LogError> {
     if !is_event_id(&event.id) {
         return Err(LogError::InvalidEventId {
-            id: crate::ids::truncate_for_message(&event.id),
+            id: events::ids::truncate_for_message(&event.id),
         });
     }
-    if event.recorded_at > crate::Timestamp::MAX {
+    if event.recorded_at > events::Timestamp::MAX {
         return Err(LogError::InvalidTimestamp {
             millis: event.recorded_at.millis(),
         });

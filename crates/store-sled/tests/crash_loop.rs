@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use events::*;
+use store::*;
+use store_sled::*;
 
 const CHILD_DIR: &str = "MC_LEDGER_CRASH_CHILD_DIR";
 const CHILD_ITER: &str = "MC_LEDGER_CRASH_CHILD_ITER";

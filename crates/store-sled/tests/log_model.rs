@@ -8,6 +8,8 @@ use std::sync::Arc;
 use common::*;
 use events::*;
 use proptest::prelude::*;
+use store::*;
+use store_sled::*;
 
 #[derive(Debug, Clone)]
 enum Op {

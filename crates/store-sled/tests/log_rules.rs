@@ -4,6 +4,8 @@ mod common;
 
 use common::*;
 use events::*;
+use store::*;
+use store_sled::*;
 
 fn open(dir: &std::path::Path) -> Log {
     Log::open(dir, LogConfig::default()).expect("opens")

@@ -1,7 +1,7 @@
 //! The log's error type: stable, named variants (a `code()` each) that callers map to
 //! statuses in one place.
 
-use crate::codec::CodecError;
+use events::codec::CodecError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -68,7 +68,7 @@ impl LogError {
         )
     }
 
-    pub(crate) fn corrupt(position: u64, e: impl std::fmt::Display) -> LogError {
+    pub fn corrupt(position: u64, e: impl std::fmt::Display) -> LogError {
         LogError::Corruption {
             position,
             detail: e.to_string(),

@@ -1,6 +1,6 @@
-//! The small storage trait the rest of the system sees. The sled log implements it today; a
-//! PostgreSQL backend for multi-replica deployments can implement it without touching
-//! projections or HTTP handlers.
+//! The small storage traits the rest of the system sees. The sled log (`store-sled`)
+//! implements them; a PostgreSQL backend for multi-replica deployments implements the same
+//! traits without touching projections or HTTP handlers.
 //!
 //! Reads and appends are split on purpose: read paths are handed an [`EventReader`], which has
 //! no way to append, so a GET can never write (the seeds' W.7 bug).
@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::envelope::{NewEvent, RecordedEvent};
-use crate::error::LogError;
-use crate::ids::TicketId;
+use events::{NewEvent, RecordedEvent, TicketId};
+
+pub mod error;
+
+pub use error::LogError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -48,7 +50,7 @@ impl Appended {
 pub struct VerifyReport {
     pub events: u64,
     pub tickets: u64,
-    pub head_hash: crate::Hash,
+    pub head_hash: events::Hash,
 }
 
 pub trait EventReader: Send + Sync {

@@ -24,14 +24,6 @@ pub fn comment(id: &str, body: &str) -> NewEvent {
     }
 }
 
-pub fn append(t: &str, expected: Option<u64>, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest {
-        ticket: ticket(t),
-        expected_version: expected,
-        events,
-    }
-}
-
 fn text() -> impl Strategy<Value = String> {
     "[ -~é✔\n]{0,40}"
 }

@@ -6,9 +6,9 @@
 //! `decide` accepts, so a strange record is still recorded rather than refused. The event
 //! shapes relied on are listed in `docs/ingest.md`.
 
+use crate::limits::{KEY_BYTES_MAX, NAME_BYTES_MAX};
+use crate::HarvestReport;
 use events::{ExitReason, HarvestOutcome};
-use projections::limits::{KEY_BYTES_MAX, NAME_BYTES_MAX};
-use projections::HarvestReport;
 use serde_json::{Map, Value};
 
 use super::bounded;

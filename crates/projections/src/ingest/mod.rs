@@ -7,7 +7,7 @@ pub mod signal;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub(crate) fn bounded(s: &str, max: usize) -> &str {
-    projections::limits::excerpt(s, max)
+    crate::limits::excerpt(s, max)
 }
 
 /// The largest char boundary of `s` at or below `at` (`str::floor_char_boundary` is unstable).
