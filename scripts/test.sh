@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Every test of the workspace. tests/watch.rs drives a real tmux server, so tmux is installed
-# first when it is missing (apt-get; as root or through sudo). Arguments go to `cargo test`.
+# Every test of the workspace. What the tests drive for real is made ready first:
+# - tmux (tests/watch.rs), installed with apt-get when missing;
+# - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a
+#   schema of its own): the local cluster is started when it is down, and installed when there
+#   is none. Another server can be named with MC_LEDGER_TEST_PG (a postgres:// URL).
+# Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v tmux >/dev/null 2>&1; then
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+apt_install() {
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/test.sh: tmux is missing and there is no apt-get; install tmux and re-run" >&2
+    echo "scripts/test.sh: $* missing and there is no apt-get; install it and re-run" >&2
     exit 1
   fi
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y tmux
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$@"
+}
+if ! command -v tmux >/dev/null 2>&1; then
+  apt_install tmux
+fi
+if [ -z "${MC_LEDGER_TEST_PG:-}" ]; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    for version in $(ls /etc/postgresql); do
+      $sudo pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+  fi
+  if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" postgres 2>/dev/null | grep -q 1; then
+    su postgres -c "createdb test" 2>/dev/null || createdb -h 127.0.0.1 -U postgres test
+  fi
 fi
 exec cargo test --workspace "$@"

@@ -83,7 +83,7 @@ impl From<LogError> for AppError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             e if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
-            LogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            LogError::Closed | LogError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => return AppError::internal("log failure", e),
         };
         let extra = match &e {

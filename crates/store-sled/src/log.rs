@@ -34,11 +34,9 @@ use crate::index::{id_hash, Checkpoint, IdHash, Index, Location};
 use events::codec;
 use events::codec::RecordHead;
 use events::envelope::{Hash, RecordedEvent};
-use events::ids::{
-    is_event_id, TicketId, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVENT_DATA_BYTES_MAX,
-};
+use events::ids::{is_event_id, TicketId};
 use store::LogError;
-use store::{AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
+use store::{validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
 
 const BLOB_FORMAT_V1: u8 = 1;
 const TAG_LOG: u8 = b'L';
@@ -777,6 +775,10 @@ impl EventStore for Log {
     fn reader(&self) -> Arc<dyn EventReader> {
         Arc::new(self.reader.clone())
     }
+
+    fn close(&self) -> Result<(), LogError> {
+        Log::close(self)
+    }
 }
 
 impl EventReader for Log {
@@ -1257,52 +1259,4 @@ enum Check {
     /// Not seen before; the stream's current version.
     New(u64),
     Duplicate(Vec<RecordedEvent>),
-}
-
-/// Limits every append is checked against before it reaches the writer.
-fn validate(append: &AppendRequest) -> Result<(), LogError> {
-    if append.events.is_empty() {
-        return Err(LogError::EmptyAppend);
-    }
-    if append.events.len() > EVENTS_PER_APPEND_MAX {
-        return Err(LogError::TooManyEvents {
-            count: append.events.len(),
-            max: EVENTS_PER_APPEND_MAX,
-        });
-    }
-    for (i, event) in append.events.iter().enumerate() {
-        check_event(event)?;
-        if append.events[..i].iter().any(|e| e.id == event.id) {
-            return Err(LogError::DuplicateIdInAppend {
-                id: event.id.clone(),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn check_event(event: &events::envelope::NewEvent) -> Result<(), LogError> {
-    if !is_event_id(&event.id) {
-        return Err(LogError::InvalidEventId {
-            id: events::ids::truncate_for_message(&event.id),
-        });
-    }
-    if event.recorded_at > events::Timestamp::MAX {
-        return Err(LogError::InvalidTimestamp {
-            millis: event.recorded_at.millis(),
-        });
-    }
-    if event.actor.name.is_empty() || event.actor.name.len() > ACTOR_NAME_BYTES_MAX {
-        return Err(LogError::InvalidActor {
-            max: ACTOR_NAME_BYTES_MAX,
-        });
-    }
-    let bytes = codec::data_len(&event.data)?;
-    if bytes > EVENT_DATA_BYTES_MAX {
-        return Err(LogError::EventTooLarge {
-            bytes,
-            max: EVENT_DATA_BYTES_MAX,
-        });
-    }
-    Ok(())
 }

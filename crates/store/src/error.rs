@@ -35,6 +35,8 @@ pub enum LogError {
     Storage(String),
     #[error("the log's writer has stopped after a storage error; restart to recover")]
     Closed,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl LogError {
@@ -54,6 +56,7 @@ impl LogError {
             LogError::Locked(_) => "data_dir_locked",
             LogError::Storage(_) => "storage",
             LogError::Closed => "log_closed",
+            LogError::Unavailable(_) => "store_unavailable",
         }
     }
 
@@ -65,6 +68,7 @@ impl LogError {
                 | LogError::Locked(_)
                 | LogError::Storage(_)
                 | LogError::Closed
+                | LogError::Unavailable(_)
         )
     }
 

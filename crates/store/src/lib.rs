@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use events::codec;
+use events::ids::{is_event_id, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVENT_DATA_BYTES_MAX};
 use events::{NewEvent, RecordedEvent, TicketId};
 
 pub mod error;
@@ -74,6 +76,10 @@ pub trait EventReader: Send + Sync {
     fn subscribe(&self) -> watch::Receiver<u64>;
     /// Recompute the hash chain and the indexes; the first bad position is an error.
     fn verify(&self) -> Result<VerifyReport, LogError>;
+    /// Whether the store can take appends now (`/readyz`); an embedded store always can.
+    fn ready(&self) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 pub trait EventStore: EventReader {
@@ -81,4 +87,57 @@ pub trait EventStore: EventReader {
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>>;
     /// A handle for read paths that cannot append.
     fn reader(&self) -> Arc<dyn EventReader>;
+    /// Answers every queued append, then stops taking new ones and makes everything durable.
+    fn close(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+}
+
+/// Limits every append is checked against before it reaches a store's writer (every store
+/// applies the same ones, so a request is refused the same way whichever store serves it).
+pub fn validate(append: &AppendRequest) -> Result<(), LogError> {
+    if append.events.is_empty() {
+        return Err(LogError::EmptyAppend);
+    }
+    if append.events.len() > EVENTS_PER_APPEND_MAX {
+        return Err(LogError::TooManyEvents {
+            count: append.events.len(),
+            max: EVENTS_PER_APPEND_MAX,
+        });
+    }
+    for (i, event) in append.events.iter().enumerate() {
+        check_event(event)?;
+        if append.events[..i].iter().any(|e| e.id == event.id) {
+            return Err(LogError::DuplicateIdInAppend {
+                id: event.id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_event(event: &NewEvent) -> Result<(), LogError> {
+    if !is_event_id(&event.id) {
+        return Err(LogError::InvalidEventId {
+            id: events::ids::truncate_for_message(&event.id),
+        });
+    }
+    if event.recorded_at > events::Timestamp::MAX {
+        return Err(LogError::InvalidTimestamp {
+            millis: event.recorded_at.millis(),
+        });
+    }
+    if event.actor.name.is_empty() || event.actor.name.len() > ACTOR_NAME_BYTES_MAX {
+        return Err(LogError::InvalidActor {
+            max: ACTOR_NAME_BYTES_MAX,
+        });
+    }
+    let bytes = codec::data_len(&event.data)?;
+    if bytes > EVENT_DATA_BYTES_MAX {
+        return Err(LogError::EventTooLarge {
+            bytes,
+            max: EVENT_DATA_BYTES_MAX,
+        });
+    }
+    Ok(())
 }

@@ -1,0 +1,910 @@
+//! The PostgreSQL store: any number of `serve` replicas share one ledger in one database,
+//! behind the same [`store`] traits as the embedded sled log.
+//!
+//! **Appends.** Each replica has one writer task that takes every append waiting in its queue
+//! and commits them in one transaction (group commit). The transaction first locks the single
+//! `head` row (`SELECT … FOR UPDATE`), so appends from all replicas are serialized in the
+//! database: positions are assigned under that lock from the head's position, the hash chain
+//! is extended from the head's hash inside the transaction, and the head row is updated before
+//! COMMIT. A transaction that waits for the lock reads the head only after the holder has
+//! committed, so position N+1 can only be written — and become visible — after N is committed:
+//! positions are gapless and in commit order (`docs/decisions.md` has the argument). Dedupe
+//! (event id), expected versions and multi-event atomicity are checked against the database
+//! inside the same transaction, so they hold across replicas.
+//!
+//! **Reads.** Every replica keeps the committed log in memory as encoded records (the codec's
+//! format, decoded and hash-checked on read), fed by a follower task woken by LISTEN/NOTIFY
+//! with a poll as backstop, and by its own writer after each COMMIT (read-your-writes: an
+//! append is answered only once its events are in this replica's copy). The trait's reads are
+//! synchronous and never wait for the network, so reads keep serving when the database is
+//! down; writes then answer [`LogError::Unavailable`] and the store reconnects by itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use events::codec::{self, RecordHead};
+use events::{Hash, RecordedEvent, TicketId};
+use store::{
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, VerifyReport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::{Client, NoTls};
+
+mod migrate;
+
+pub use migrate::SCHEMA_VERSION;
+
+/// Appends one transaction may carry.
+const BATCH_APPENDS_MAX: usize = 512;
+/// Appends waiting for the writer before new ones wait for room (back-pressure).
+const QUEUE_MAX: usize = 4096;
+/// Records fetched per query when following the log.
+const FETCH_ROWS: i64 = 10_000;
+/// The follower's backstop poll when no NOTIFY arrives.
+const POLL_MS: u64 = 250;
+/// How long a writer tries to reconnect to learn whether an interrupted COMMIT happened.
+const COMMIT_RECHECK_MS: u64 = 5_000;
+
+/// Where a PostgreSQL ledger lives: a connection URL and a schema of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// `postgres://…` without the `schema` parameter.
+    pub url: String,
+    pub schema: String,
+}
+
+impl PgConfig {
+    /// Parses `postgres://…[?schema=NAME&…]`; `schema` (default `mc_ledger`, or
+    /// `default_schema`) is stripped before connecting.
+    pub fn parse(url: &str, default_schema: Option<&str>) -> Result<PgConfig, LogError> {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, q),
+            None => (url, ""),
+        };
+        let mut schema = default_schema.map(str::to_owned);
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix("schema=") {
+                Some(s) => schema = Some(s.to_owned()),
+                None => kept.push(pair),
+            }
+        }
+        let schema = schema.unwrap_or_else(|| "mc_ledger".to_owned());
+        if !is_schema_name(&schema) {
+            return Err(LogError::Storage(format!(
+                "schema {schema:?}: 1 to 63 characters of a-z 0-9 _, starting with a letter or _"
+            )));
+        }
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| LogError::Storage(format!("bad PostgreSQL URL: {e}")))?;
+        Ok(PgConfig { url, schema })
+    }
+
+    fn connection(&self) -> tokio_postgres::Config {
+        self.url
+            .parse()
+            .expect("the URL was checked when the config was parsed")
+    }
+
+    fn channel(&self) -> String {
+        format!("mc_ledger_{}", self.schema)
+    }
+}
+
+fn is_schema_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A PostgreSQL error as the log's error: a lost connection is "unavailable" (503, retry),
+/// anything else a storage failure.
+fn pg_error(e: tokio_postgres::Error) -> LogError {
+    if e.is_closed() || e.code().is_none() {
+        LogError::Unavailable(e.to_string())
+    } else {
+        LogError::Storage(e.to_string())
+    }
+}
+
+async fn connect(config: &PgConfig) -> Result<Client, LogError> {
+    let (client, connection) = config.connection().connect(NoTls).await.map_err(pg_error)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The committed log as this replica has it: encoded records in position order.
+#[derive(Default)]
+struct Cache {
+    arena: Vec<u8>,
+    /// Start of each record in `arena`; record `p` is at index `p - 1`.
+    starts: Vec<usize>,
+    streams: HashMap<TicketId, Vec<u64>>,
+    ids: HashMap<Box<str>, u64>,
+    hash: Hash,
+}
+
+impl Cache {
+    fn head(&self) -> u64 {
+        count(self.starts.len())
+    }
+
+    /// Adds the record at `position` if it is the next one; records already held are skipped.
+    fn push(&mut self, position: u64, record: &[u8]) -> Result<(), LogError> {
+        if position <= self.head() {
+            return Ok(());
+        }
+        if position != self.head() + 1 {
+            return Err(LogError::corrupt(
+                self.head() + 1,
+                format!("the database skipped to position {position}"),
+            ));
+        }
+        let (event, _) =
+            codec::decode_record(record).map_err(|e| LogError::corrupt(position, e))?;
+        if event.position != position || event.prev_hash != self.hash {
+            return Err(LogError::corrupt(
+                position,
+                "hash chain broken: prev_hash differs",
+            ));
+        }
+        self.starts.push(self.arena.len());
+        self.arena.extend_from_slice(record);
+        self.hash = event.hash;
+        self.streams.entry(event.ticket).or_default().push(position);
+        self.ids.insert(event.id.into_boxed_str(), position);
+        Ok(())
+    }
+
+    fn get(&self, position: u64) -> Result<RecordedEvent, LogError> {
+        let index = usize::try_from(position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let start = *self
+            .starts
+            .get(index)
+            .ok_or_else(|| LogError::corrupt(position, "position is not in this replica"))?;
+        let end = self
+            .starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or(self.arena.len());
+        codec::decode_record(&self.arena[start..end])
+            .map(|(event, _)| event)
+            .map_err(|e| LogError::corrupt(position, e))
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+struct Inner {
+    config: PgConfig,
+    cache: RwLock<Cache>,
+    head: watch::Sender<u64>,
+    /// The follower's connection is up (readiness).
+    following: AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Inner {
+    /// Fetches every committed record after this replica's head, with `client`.
+    async fn fetch_new(&self, client: &Client) -> Result<(), LogError> {
+        let sql = format!(
+            "SELECT position, record FROM {}.events WHERE position > $1 ORDER BY position LIMIT $2",
+            self.config.schema
+        );
+        loop {
+            let after = i64::try_from(self.head()).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&sql, &[&after, &FETCH_ROWS])
+                .await
+                .map_err(pg_error)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            {
+                let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+                for row in &rows {
+                    let position: i64 = row.get(0);
+                    let record: &[u8] = row.get(1);
+                    cache.push(u64::try_from(position).unwrap_or(0), record)?;
+                }
+            }
+            self.head.send_replace(self.head());
+            if i64::try_from(rows.len()).unwrap_or(0) < FETCH_ROWS {
+                return Ok(());
+            }
+        }
+    }
+
+    fn head(&self) -> u64 {
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).head()
+    }
+
+    /// Runs `future` on the store's runtime from any thread, async contexts included.
+    fn block_on<T: Send>(&self, future: impl std::future::Future<Output = T> + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| self.runtime.block_on(future))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
+
+type Reply = oneshot::Sender<Result<Appended, LogError>>;
+
+/// The PostgreSQL store of one replica.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    queue: Mutex<Option<mpsc::Sender<(AppendRequest, Reply)>>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl PgStore {
+    /// Connects, creates or migrates the schema (refusing one newer than this build knows),
+    /// loads the committed log and starts the writer and the follower.
+    pub fn open(config: PgConfig) -> Result<PgStore, LogError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mc-ledger-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| LogError::Storage(format!("runtime: {e}")))?;
+        let (head, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            config,
+            cache: RwLock::new(Cache::default()),
+            head,
+            following: AtomicBool::new(false),
+            runtime: runtime.handle().clone(),
+        });
+        let loaded = Arc::clone(&inner);
+        inner.block_on(async move {
+            let mut client = connect(&loaded.config).await?;
+            migrate::migrate(&mut client, &loaded.config.schema).await?;
+            loaded.fetch_new(&client).await
+        })?;
+        inner.following.store(true, Ordering::Relaxed);
+        let (queue, appends) = mpsc::channel(QUEUE_MAX);
+        runtime.spawn(writer(Arc::clone(&inner), appends));
+        runtime.spawn(follower(Arc::clone(&inner)));
+        Ok(PgStore {
+            inner,
+            queue: Mutex::new(Some(queue)),
+            runtime: Mutex::new(Some(runtime)),
+        })
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.inner.config.schema
+    }
+
+    /// Drops a ledger's schema and everything in it (tests, and an operator starting over).
+    pub fn drop_schema(config: &PgConfig) -> Result<(), LogError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LogError::Storage(format!("runtime: {e}")))?;
+        let config = config.clone();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let client = connect(&config).await?;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
+                    .await
+                    .map_err(pg_error)
+            })
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// Brings this replica's copy up to everything committed now (tests, `copy`).
+    pub fn sync(&self) -> Result<u64, LogError> {
+        let inner = Arc::clone(&self.inner);
+        self.inner.block_on(async move {
+            let client = connect(&inner.config).await?;
+            inner.fetch_new(&client).await?;
+            Ok(inner.head())
+        })
+    }
+
+    fn reader_of(&self) -> PgReader {
+        PgReader {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A read handle on a replica's copy of the log; it cannot append.
+#[derive(Clone)]
+pub struct PgReader {
+    inner: Arc<Inner>,
+}
+
+impl EventReader for PgReader {
+    fn head(&self) -> u64 {
+        self.inner.head()
+    }
+
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
+        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.streams.get(ticket).map_or(0, |s| count(s.len())))
+    }
+
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+        let Some(positions) = cache.streams.get(ticket) else {
+            return Ok(Vec::new());
+        };
+        let from = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
+        let to = usize::try_from(to_version)
+            .unwrap_or(usize::MAX)
+            .min(positions.len());
+        positions
+            .get(from..to.max(from))
+            .unwrap_or(&[])
+            .iter()
+            .take(limit)
+            .map(|p| cache.get(*p))
+            .collect()
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+        let head = cache.head();
+        let end = after.saturating_add(count(limit)).min(head);
+        (after + 1..=end).map(|p| cache.get(p)).collect()
+    }
+
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
+        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.ids.get(id).map(|p| cache.get(*p)).transpose()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    fn verify(&self) -> Result<VerifyReport, LogError> {
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .block_on(async move { verify(&inner.config).await })
+    }
+
+    fn ready(&self) -> Result<(), LogError> {
+        if self.inner.following.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(LogError::Unavailable(
+                "no connection to PostgreSQL; retrying".into(),
+            ))
+        }
+    }
+}
+
+impl EventReader for PgStore {
+    fn head(&self) -> u64 {
+        self.inner.head()
+    }
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
+        self.reader_of().stream_version(ticket)
+    }
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.reader_of()
+            .read_stream(ticket, from_version, to_version, limit)
+    }
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        self.reader_of().read_after(after, limit)
+    }
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
+        self.reader_of().event_by_id(id)
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+    fn verify(&self) -> Result<VerifyReport, LogError> {
+        self.reader_of().verify()
+    }
+    fn ready(&self) -> Result<(), LogError> {
+        self.reader_of().ready()
+    }
+}
+
+impl EventStore for PgStore {
+    fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            validate(&request)?;
+            let queue = queue.ok_or(LogError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            queue
+                .send((request, reply))
+                .await
+                .map_err(|_| LogError::Closed)?;
+            answer.await.map_err(|_| LogError::Closed)?
+        })
+    }
+
+    fn reader(&self) -> Arc<dyn EventReader> {
+        Arc::new(self.reader_of())
+    }
+
+    fn close(&self) -> Result<(), LogError> {
+        // Every append in the queue is answered before the writer sees the channel close;
+        // each answer came after its COMMIT, so nothing is left to flush.
+        drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
+        Ok(())
+    }
+}
+
+/// One append of a batch once it has been checked against the database.
+enum Staged {
+    New { count: usize },
+    Duplicate(Vec<RecordedEvent>),
+    Refused(LogError),
+}
+
+/// A row to insert.
+struct Row {
+    event: RecordedEvent,
+    record: Vec<u8>,
+}
+
+/// The writer: one transaction per batch of waiting appends.
+async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, Reply)>) {
+    let mut client: Option<Client> = None;
+    while let Some(first) = appends.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_APPENDS_MAX {
+            match appends.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match connect(&inner.config).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(e.clone_kind()));
+                    }
+                    continue;
+                }
+            };
+        }
+        let Some(connection) = client.as_mut() else {
+            continue;
+        };
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match commit_batch(&inner, connection, &requests).await {
+            Ok((staged, rows)) => {
+                let mut rows = rows.into_iter().map(|r| r.event);
+                for (reply, staged) in replies.into_iter().zip(staged) {
+                    let answer = match staged {
+                        Staged::New { count, .. } => Ok(Appended {
+                            events: rows.by_ref().take(count).collect(),
+                            duplicate: false,
+                        }),
+                        Staged::Duplicate(events) => Ok(Appended {
+                            events,
+                            duplicate: true,
+                        }),
+                        Staged::Refused(e) => Err(e),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                if matches!(e, LogError::Unavailable(_)) {
+                    client = None;
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone_kind()));
+                }
+            }
+        }
+    }
+}
+
+trait CloneKind {
+    fn clone_kind(&self) -> LogError;
+}
+
+impl CloneKind for LogError {
+    /// The same error for every append of a failed batch.
+    fn clone_kind(&self) -> LogError {
+        match self {
+            LogError::Unavailable(m) => LogError::Unavailable(m.clone()),
+            LogError::Closed => LogError::Closed,
+            LogError::Corruption { position, detail } => LogError::Corruption {
+                position: *position,
+                detail: detail.clone(),
+            },
+            other => LogError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Checks, chains and commits a batch; the rows come back in position order. Answers are
+/// given only after COMMIT and after this replica's copy holds the rows.
+async fn commit_batch(
+    inner: &Inner,
+    client: &mut Client,
+    requests: &[AppendRequest],
+) -> Result<(Vec<Staged>, Vec<Row>), LogError> {
+    let s = &inner.config.schema;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let head_row = tx
+        .query_one(
+            &format!("SELECT position, hash FROM {s}.head FOR UPDATE"),
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut position = u64::try_from(head_row.get::<_, i64>(0)).unwrap_or(0);
+    let mut hash = Hash(
+        head_row
+            .get::<_, &[u8]>(1)
+            .try_into()
+            .map_err(|_| LogError::corrupt(position, "head hash is not 32 bytes"))?,
+    );
+    let ids: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
+        .collect();
+    let tickets: Vec<&str> = requests.iter().map(|r| r.ticket.as_str()).collect();
+    let mut existing: HashMap<String, RecordedEvent> = HashMap::new();
+    for row in tx
+        .query(
+            &format!("SELECT record FROM {s}.events WHERE id = ANY($1)"),
+            &[&ids],
+        )
+        .await
+        .map_err(pg_error)?
+    {
+        let (event, _) = codec::decode_record(row.get(0)).map_err(|e| LogError::corrupt(0, e))?;
+        existing.insert(event.id.clone(), event);
+    }
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for row in tx
+        .query(
+            &format!(
+                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
+            ),
+            &[&tickets],
+        )
+        .await
+        .map_err(pg_error)?
+    {
+        versions.insert(row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut staged = Vec::with_capacity(requests.len());
+    for request in requests {
+        let known: Vec<Option<RecordedEvent>> = request
+            .events
+            .iter()
+            .map(|e| {
+                existing.get(&e.id).cloned().or_else(|| {
+                    rows.iter()
+                        .find(|r| r.event.id == e.id)
+                        .map(|r| r.event.clone())
+                })
+            })
+            .collect();
+        let found = known.iter().filter(|k| k.is_some()).count();
+        if found == request.events.len() {
+            let mut all: Vec<RecordedEvent> = known.into_iter().flatten().collect();
+            if let Some(other) = all.iter().find(|e| e.ticket != request.ticket) {
+                staged.push(Staged::Refused(LogError::IdConflict {
+                    id: other.id.clone(),
+                }));
+            } else {
+                all.sort_by_key(|e| e.position);
+                staged.push(Staged::Duplicate(all));
+            }
+            continue;
+        }
+        if let Some(i) = known.iter().position(Option::is_some) {
+            staged.push(Staged::Refused(LogError::IdConflict {
+                id: request.events[i].id.clone(),
+            }));
+            continue;
+        }
+        let current = versions.get(request.ticket.as_str()).copied().unwrap_or(0);
+        if let Some(expected) = request.expected_version {
+            if expected != current {
+                staged.push(Staged::Refused(LogError::VersionConflict {
+                    ticket: request.ticket.to_string(),
+                    expected,
+                    actual: current,
+                }));
+                continue;
+            }
+        }
+        let mut encoded = Vec::with_capacity(request.events.len());
+        let mut chain = hash;
+        let mut refused = None;
+        for (k, event) in request.events.iter().enumerate() {
+            let head = RecordHead {
+                position: position + count(k) + 1,
+                ticket: &request.ticket,
+                version: current + count(k) + 1,
+                id: &event.id,
+                recorded_at: event.recorded_at,
+                actor: &event.actor,
+            };
+            let mut record = Vec::new();
+            match codec::encode_record(&mut record, &chain, &head, &event.data) {
+                Ok(h) => {
+                    encoded.push(Row {
+                        event: RecordedEvent {
+                            position: head.position,
+                            ticket: request.ticket.clone(),
+                            version: head.version,
+                            id: event.id.clone(),
+                            recorded_at: event.recorded_at,
+                            actor: event.actor.clone(),
+                            data: event.data.clone(),
+                            prev_hash: chain,
+                            hash: h,
+                        },
+                        record,
+                    });
+                    chain = h;
+                }
+                Err(e) => {
+                    refused = Some(LogError::from(e));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = refused {
+            staged.push(Staged::Refused(e));
+            continue;
+        }
+        staged.push(Staged::New {
+            count: encoded.len(),
+        });
+        position += count(encoded.len());
+        hash = chain;
+        versions.insert(request.ticket.to_string(), current + count(encoded.len()));
+        rows.extend(encoded);
+    }
+    if rows.is_empty() {
+        tx.rollback().await.map_err(pg_error)?;
+        return Ok((staged, rows));
+    }
+    let positions: Vec<i64> = rows
+        .iter()
+        .map(|r| i64::try_from(r.event.position).unwrap_or(i64::MAX))
+        .collect();
+    let row_tickets: Vec<&str> = rows.iter().map(|r| r.event.ticket.as_str()).collect();
+    let row_versions: Vec<i64> = rows
+        .iter()
+        .map(|r| i64::try_from(r.event.version).unwrap_or(i64::MAX))
+        .collect();
+    let row_ids: Vec<&str> = rows.iter().map(|r| r.event.id.as_str()).collect();
+    let records: Vec<&[u8]> = rows.iter().map(|r| r.record.as_slice()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO {s}.events (position, ticket, version, id, record) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])"
+        ),
+        &[&positions, &row_tickets, &row_versions, &row_ids, &records],
+    )
+    .await
+    .map_err(pg_error)?;
+    let last = i64::try_from(position).unwrap_or(i64::MAX);
+    tx.execute(
+        &format!("UPDATE {s}.head SET position = $1, hash = $2"),
+        &[&last, &hash.0.as_slice()],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&inner.config.channel(), &last.to_string()],
+    )
+    .await
+    .map_err(pg_error)?;
+    let first_id = rows[0].event.id.clone();
+    if let Err(e) = tx.commit().await {
+        // The COMMIT may or may not have happened: ask the database before answering.
+        if !committed(&inner.config, s, &first_id).await? {
+            return Err(pg_error(e));
+        }
+    }
+    // This replica's copy must hold the rows before anyone is answered (read-your-writes).
+    let fresh = {
+        let mut cache = inner.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.head() + 1 == rows[0].event.position {
+            for row in &rows {
+                cache.push(row.event.position, &row.record)?;
+            }
+            true
+        } else {
+            false
+        }
+    };
+    if fresh {
+        inner.head.send_replace(inner.head());
+    } else {
+        let reader = connect(&inner.config).await?;
+        inner.fetch_new(&reader).await?;
+    }
+    Ok((staged, rows))
+}
+
+/// Whether an event id is in the log, asked on a new connection (after a COMMIT whose answer
+/// was lost). Unreachable for [`COMMIT_RECHECK_MS`] means the outcome is unknown: unavailable.
+async fn committed(config: &PgConfig, schema: &str, id: &str) -> Result<bool, LogError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(COMMIT_RECHECK_MS);
+    loop {
+        if let Ok(client) = connect(config).await {
+            if let Ok(rows) = client
+                .query(
+                    &format!("SELECT 1 FROM {schema}.events WHERE id = $1"),
+                    &[&id],
+                )
+                .await
+            {
+                return Ok(!rows.is_empty());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(LogError::Unavailable(
+                "the connection dropped during COMMIT and PostgreSQL is unreachable; \
+                 the append may or may not have been recorded"
+                    .into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Follows the log: LISTEN for commits of any replica, poll as a backstop, reconnect when the
+/// connection drops.
+async fn follower(inner: Arc<Inner>) {
+    loop {
+        match follow(&inner).await {
+            Ok(()) => return,
+            Err(_) => {
+                // The server reports this through `/readyz`; the store has no logger.
+                inner.following.store(false, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+            }
+        }
+    }
+}
+
+async fn follow(inner: &Inner) -> Result<(), LogError> {
+    let (client, mut connection) = inner
+        .config
+        .connection()
+        .connect(NoTls)
+        .await
+        .map_err(pg_error)?;
+    let (wake, mut woken) = mpsc::channel::<()>(1);
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    let _ = wake.try_send(());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    let result = async {
+        client
+            .batch_execute(&format!("LISTEN {}", inner.config.channel()))
+            .await
+            .map_err(pg_error)?;
+        inner.following.store(true, Ordering::Relaxed);
+        loop {
+            inner.fetch_new(&client).await?;
+            let _ = tokio::time::timeout(Duration::from_millis(POLL_MS), woken.recv()).await;
+            if client.is_closed() {
+                return Err(LogError::Unavailable("follower connection closed".into()));
+            }
+        }
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+/// Recomputes the chain of the whole log from the database.
+async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
+    let s = &config.schema;
+    let client = connect(config).await?;
+    let mut cache = Cache::default();
+    let sql = format!(
+        "SELECT position, record FROM {s}.events WHERE position > $1 ORDER BY position LIMIT $2"
+    );
+    loop {
+        let after = i64::try_from(cache.head()).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&sql, &[&after, &FETCH_ROWS])
+            .await
+            .map_err(pg_error)?;
+        for row in &rows {
+            let position: i64 = row.get(0);
+            let record: &[u8] = row.get(1);
+            let position = u64::try_from(position).unwrap_or(0);
+            cache.push(position, record)?;
+            let event = cache.get(position)?;
+            let version = count(cache.streams.get(&event.ticket).map_or(0, Vec::len));
+            if event.version != version {
+                return Err(LogError::corrupt(
+                    position,
+                    format!(
+                        "ticket {} version {} where {version} was due",
+                        event.ticket, event.version
+                    ),
+                ));
+            }
+        }
+        if i64::try_from(rows.len()).unwrap_or(0) < FETCH_ROWS {
+            break;
+        }
+    }
+    let head = client
+        .query_one(&format!("SELECT position, hash FROM {s}.head"), &[])
+        .await
+        .map_err(pg_error)?;
+    let head_position = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+    if head_position != cache.head() || head.get::<_, &[u8]>(1) != cache.hash.0.as_slice() {
+        return Err(LogError::corrupt(
+            cache.head() + 1,
+            format!(
+                "the head row says {head_position}, the events end at {}",
+                cache.head()
+            ),
+        ));
+    }
+    Ok(VerifyReport {
+        events: cache.head(),
+        tickets: count(cache.streams.len()),
+        head_hash: cache.hash,
+    })
+}
