@@ -166,14 +166,20 @@ pub struct Child {
 }
 
 pub fn spawn_binary(data_dir: &Path) -> Child {
+    let dir = data_dir.to_string_lossy().into_owned();
+    spawn_serve(&["--data-dir", &dir])
+}
+
+/// `mc-ledger serve` with these store arguments, on a free port, once it listens.
+pub fn spawn_serve(store_args: &[&str]) -> Child {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["serve", "--data-dir"])
-        .arg(data_dir)
+        .arg("serve")
+        .args(store_args)
         .args(["--listen", &addr.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -194,4 +200,40 @@ pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
         .unwrap();
     assert!(status.success());
     child.wait().unwrap()
+}
+
+/// The PostgreSQL server the tests use (`MC_LEDGER_TEST_PG`, default the local cluster).
+pub fn test_pg_url() -> String {
+    std::env::var("MC_LEDGER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A schema of its own on the test database for one test, dropped when it ends.
+pub struct PgSchema {
+    pub config: store_pg::PgConfig,
+}
+
+impl PgSchema {
+    pub fn new(name: &str) -> PgSchema {
+        let schema = format!("t_{name}_{}", std::process::id());
+        let config = store_pg::PgConfig::parse(&test_pg_url(), Some(&schema)).expect("url");
+        store_pg::PgStore::drop_schema(&config).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {}: {e}; scripts/test.sh starts it",
+                config.url
+            )
+        });
+        PgSchema { config }
+    }
+
+    /// `--store URL` for the binary.
+    pub fn store_url(&self) -> String {
+        format!("{}?schema={}", self.config.url, self.config.schema)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = store_pg::PgStore::drop_schema(&self.config);
+    }
 }

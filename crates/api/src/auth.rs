@@ -2,7 +2,7 @@
 //! `<data-dir>/tokens.jsonl` and compared in constant time (blake3 hash equality is
 //! constant-time). With no tokens configured the server serves loopback only.
 
-use std::io::Write;
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Request, State};
@@ -34,18 +34,24 @@ pub struct Auth {
     tokens: Vec<(blake3::Hash, Scope)>,
 }
 
+const TOKENS: &str = "tokens.jsonl";
+
 pub fn tokens_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("tokens.jsonl")
+    data_dir.join(TOKENS)
 }
 
 impl Auth {
     pub fn load(data_dir: &Path) -> anyhow::Result<Auth> {
-        let path = tokens_path(data_dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Auth::default()),
-            Err(e) => return Err(e.into()),
+        Auth::load_from(&crate::home::Home::Dir(data_dir.to_owned()))
+    }
+
+    /// The tokens kept in a store's home (a file, or a row every replica shares).
+    pub fn load_from(home: &crate::home::Home) -> anyhow::Result<Auth> {
+        let path = PathBuf::from(TOKENS);
+        let Some(bytes) = home.read(TOKENS)? else {
+            return Ok(Auth::default());
         };
+        let text = String::from_utf8(bytes).context("tokens are not UTF-8")?;
         let mut tokens = Vec::new();
         for (i, line) in text
             .lines()
@@ -80,7 +86,15 @@ impl Auth {
 
 /// Creates a token, stores its hash and returns the token (shown once).
 pub fn create_token(data_dir: &Path, scope: Scope, name: &str) -> anyhow::Result<String> {
-    std::fs::create_dir_all(data_dir)?;
+    create_token_in(&crate::home::Home::Dir(data_dir.to_owned()), scope, name)
+}
+
+/// Creates a token in a store's home; every replica of a PostgreSQL store shares it.
+pub fn create_token_in(
+    home: &crate::home::Home,
+    scope: Scope,
+    name: &str,
+) -> anyhow::Result<String> {
     let token = format!(
         "mcl_{}{}",
         ulid::Ulid::new().to_string().to_lowercase(),
@@ -91,12 +105,7 @@ pub fn create_token(data_dir: &Path, scope: Scope, name: &str) -> anyhow::Result
         scope,
         hash: blake3::hash(token.as_bytes()).to_hex().to_string(),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(tokens_path(data_dir))?;
-    writeln!(f, "{}", serde_json::to_string(&stored)?)?;
-    f.sync_all()?;
+    home.append_line(TOKENS, &serde_json::to_string(&stored)?)?;
     Ok(token)
 }
 

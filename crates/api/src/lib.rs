@@ -7,6 +7,7 @@ pub mod auth;
 pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod home;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;

@@ -128,7 +128,7 @@ pub fn error_description(status: u16) -> &'static str {
         415 => "`unsupported_media_type`: send `Content-Type: application/json`.",
         422 => "`invalid` (with `field` when one field is at fault), an invalid ticket id, `no_signal` (raw pane text with no signal in it; nothing is appended), or another refused value (`invalid_actor`, `invalid_event_id`, `invalid_timestamp`, `empty_append`, `duplicate_event_id`, `too_expensive`).",
         500 => "`internal`: see the server log.",
-        503 => "`log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
+        503 => "`store_unavailable` (the database cannot be reached: nothing was appended; retry), `log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
         _ => "Error.",
     }
 }

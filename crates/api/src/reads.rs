@@ -511,6 +511,7 @@ pub async fn healthz() -> Response {
     responses((status = 200, description = "Ready.", body = Ready))
 )]
 pub async fn readyz(State(r): State<ReadState>) -> Result<Response, AppError> {
+    r.shared.reader.ready()?;
     let head = r.shared.reader.head();
     let projected = fresh(&r).map(|_| r.shared.read(|l| l.position()))?;
     Ok(Json(Ready {

@@ -2,7 +2,7 @@
 //! opens the data directory, loads the projection snapshot, binds, and shuts down gracefully.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use projections::{Config, Ledger};
 use store::{EventReader, EventStore};
-use store_sled::{Log, LogConfig};
+use store_sled::LogConfig;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::AppError;
+use crate::home::{open_store, Home, OpenedStore, StoreUrl};
 use crate::state::{anchor_hash, AppState, ReadState, Shared, WriteState};
 use crate::{auth, reads, snapshot, sse};
 
@@ -116,7 +117,12 @@ async fn request_timeout(request: Request, next: Next) -> Response {
 /// Loads the snapshot if it belongs to this log and this schema; otherwise starts empty
 /// (the caller's catch-up then folds the whole log: a rebuild).
 pub fn load_projections(reader: &dyn EventReader, data_dir: &Path) -> Ledger {
-    match snapshot::read(data_dir) {
+    load_projections_from(reader, &Home::Dir(data_dir.to_owned()))
+}
+
+/// [`load_projections`] from a store's home (a file, or the PostgreSQL store's row).
+pub fn load_projections_from(reader: &dyn EventReader, home: &Home) -> Ledger {
+    match snapshot::load(home) {
         Ok(loaded) => {
             let position = loaded.ledger.position();
             match anchor_hash(reader, position) {
@@ -141,42 +147,49 @@ pub fn load_projections(reader: &dyn EventReader, data_dir: &Path) -> Ledger {
     }
 }
 
-/// Everything a server (or an in-process test) needs, opened from a data directory.
+/// Everything a server (or an in-process test) needs, opened from a store.
 pub struct Opened {
-    pub log: Arc<Log>,
+    pub store: Arc<dyn EventStore>,
     pub state: AppState,
 }
 
+/// Opens the sled store in a data directory.
 pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
     open_with(data_dir, LogConfig::default())
 }
 
 /// [`open`] with a chosen log configuration (e.g. `serve --cache-mib`).
 pub fn open_with(data_dir: &Path, config: LogConfig) -> anyhow::Result<Opened> {
-    std::fs::create_dir_all(data_dir)?;
-    let log = Arc::new(Log::open(&data_dir.join("log"), config)?);
-    let reader: Arc<dyn EventReader> = log.reader();
-    let mut ledger = load_projections(reader.as_ref(), data_dir);
+    open_url(&StoreUrl::Sled(data_dir.to_owned()), config)
+}
+
+/// Opens any store: loads the snapshot from its home, folds what is newer, loads the tokens.
+pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
+    let OpenedStore { store, home } = open_store(url, config)?;
+    let reader: Arc<dyn EventReader> = store.reader();
+    let mut ledger = load_projections_from(reader.as_ref(), &home);
     if ledger.position() == 0 && reader.head() > 0 {
         // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
         ledger = crate::rebuild::fold_all(reader.as_ref(), |_| {})?;
     }
-    let shared = Arc::new(Shared::new(reader, ledger, Config::default(), data_dir));
+    let auth = Arc::new(auth::Auth::load_from(&home)?);
+    let shared = Arc::new(Shared::new(reader, ledger, Config::default(), home));
     shared.catch_up()?;
-    let auth = Arc::new(auth::Auth::load(data_dir)?);
-    let store: Arc<dyn EventStore> = log.clone();
     let state = AppState {
         read: ReadState {
             shared: shared.clone(),
         },
-        write: WriteState { shared, store },
+        write: WriteState {
+            shared,
+            store: store.clone(),
+        },
         auth,
     };
-    Ok(Opened { log, state })
+    Ok(Opened { store, state })
 }
 
 pub struct ServeArgs {
-    pub data_dir: PathBuf,
+    pub store: StoreUrl,
     pub listen: SocketAddr,
     /// sled's page cache in MiB (`LogConfig::cache_bytes`).
     pub cache_mib: u64,
@@ -187,7 +200,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),
         ..LogConfig::default()
     };
-    let opened = open_with(&args.data_dir, config)?;
+    let opened = open_url(&args.store, config)?;
     let state = opened.state.clone();
     if state.auth.is_open() {
         if !args.listen.ip().is_loopback() {
@@ -199,7 +212,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("NO TOKENS CONFIGURED: serving loopback only, without authentication");
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), "mc-ledger serving");
+    tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
     println!("mc-ledger listening on http://{}", listener.local_addr()?);
     let shared = state.read.shared.clone();
     let snapshotter = tokio::spawn(periodic_snapshots(shared.clone()));
@@ -209,7 +222,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     snapshotter.abort();
     // In-flight appends have been answered (graceful shutdown waits for handlers); flush and
     // record where the projections are so the next start folds only what is new.
-    opened.log.close()?;
+    opened.store.close()?;
     shared.catch_up()?;
     let position = shared.save_snapshot()?;
     tracing::info!(position, "shut down cleanly; snapshot saved");

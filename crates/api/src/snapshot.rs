@@ -52,6 +52,40 @@ pub struct Loaded {
     pub anchor: Hash,
 }
 
+/// The snapshot kept in `home`, if it is usable.
+pub fn load(home: &crate::home::Home) -> Result<Loaded, Unusable> {
+    match home.read(FILE_NAME) {
+        Ok(Some(bytes)) => decode(&bytes),
+        Ok(None) => Err(Unusable::Missing),
+        Err(e) => Err(Unusable::Damaged(format!("{e:#}"))),
+    }
+}
+
+/// Saves a snapshot into `home`: streamed to a file for the sled store, one row for the
+/// PostgreSQL store (shared by every replica; any replica's newest one serves all of them,
+/// since the anchor ties it to the log).
+pub fn save(home: &crate::home::Home, ledger: &Ledger, anchor: Hash) -> anyhow::Result<Saving> {
+    match home {
+        crate::home::Home::Dir(dir) => Ok(Saving::File(write_pending(dir, ledger, anchor)?)),
+        crate::home::Home::Pg(pg) => Ok(Saving::Row(pg.clone(), encode(ledger, anchor)?)),
+    }
+}
+
+/// A snapshot encoded under the projections' read lock, made durable after it is released.
+pub enum Saving {
+    File(Pending),
+    Row(std::sync::Arc<store_pg::PgStore>, Vec<u8>),
+}
+
+impl Saving {
+    pub fn commit(self) -> anyhow::Result<()> {
+        match self {
+            Saving::File(pending) => pending.commit(),
+            Saving::Row(pg, bytes) => Ok(pg.put_blob(FILE_NAME, bytes)?),
+        }
+    }
+}
+
 pub fn read(data_dir: &Path) -> Result<Loaded, Unusable> {
     let bytes = match std::fs::read(path(data_dir)) {
         Ok(b) => b,

@@ -2,7 +2,6 @@
 //! *reader*: it has no way to append, so no GET can ever write (the seeds' W.7 bug). Only
 //! command handlers get a [`WriteState`].
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::FromRef;
@@ -24,7 +23,8 @@ pub struct Shared {
     pub reader: Arc<dyn EventReader>,
     pub config: Config,
     pub metrics: crate::metrics::Metrics,
-    pub data_dir: PathBuf,
+    /// Where the snapshot is kept.
+    pub home: crate::home::Home,
 }
 
 impl Shared {
@@ -32,7 +32,7 @@ impl Shared {
         reader: Arc<dyn EventReader>,
         ledger: Ledger,
         config: Config,
-        data_dir: &Path,
+        home: crate::home::Home,
     ) -> Shared {
         Shared {
             ledger: RwLock::new(ledger),
@@ -41,7 +41,7 @@ impl Shared {
             reader,
             config,
             metrics: crate::metrics::Metrics::default(),
-            data_dir: data_dir.to_owned(),
+            home,
         }
     }
 
@@ -107,7 +107,7 @@ impl Shared {
         let _one = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         let (position, pending) = self.read(|l| {
             let anchor = anchor_hash(self.reader.as_ref(), l.position())?;
-            let pending = snapshot::write_pending(&self.data_dir, l, anchor)?;
+            let pending = snapshot::save(&self.home, l, anchor)?;
             Ok::<_, anyhow::Error>((l.position(), pending))
         })?;
         pending.commit()?;

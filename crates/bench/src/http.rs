@@ -161,7 +161,7 @@ pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>((writes, reads))
     })?;
     drop(client_rt);
-    opened.log.close()?;
+    opened.store.close()?;
     drop(server_rt);
     drop(opened);
 

@@ -165,7 +165,7 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     })?;
     let elapsed = started.elapsed();
     drop(client_rt);
-    opened.log.close()?;
+    opened.store.close()?;
     drop(server_rt);
     Ok(Run { latencies, elapsed })
 }

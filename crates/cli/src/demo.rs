@@ -9,7 +9,7 @@ use axum::http::{Method, Request};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use api::server::{app, open};
+use api::server::{app, open_url};
 
 struct Demo {
     router: axum::Router,
@@ -72,15 +72,20 @@ fn s(v: &Value, key: &str) -> String {
 }
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
+    run_url(&api::home::StoreUrl::Sled(data_dir.to_owned()))
+}
+
+/// Loads the demo into any store.
+pub fn run_url(url: &api::home::StoreUrl) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let opened = open(data_dir)?;
+        let opened = open_url(url, store_sled::LogConfig::default())?;
         let demo = Demo { router: app(opened.state.clone()) };
         let (status, _) = demo.call(Method::GET, "/v1/tickets/MC-4000", None).await?;
         if status == 200 {
-            anyhow::bail!("the demo tickets already exist in {}; use an empty --data-dir", data_dir.display());
+            anyhow::bail!("the demo tickets already exist in {}; use an empty store", url.describe());
         }
         let orch = ("luci", "orchestrator");
         let disp = ("mc-dispatcher", "system");
@@ -124,10 +129,14 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         demo.step("MC-4502", "validator gate passed", "/v1/tickets/MC-4502/gates", json!({"gate": "validator", "verdict": "passed", "commit": "1bd1c48"}), ("validator", "validator")).await?;
         demo.step("MC-4502", "validator closes it", "/v1/tickets/MC-4502/close", json!({"resolution": "done", "commit": "1bd1c48"}), ("validator", "validator")).await?;
 
-        opened.log.close()?;
+        opened.store.close()?;
         opened.state.read.shared.catch_up()?;
         opened.state.read.shared.save_snapshot()?;
-        println!("\nloaded into {}. Try: mc-ledger replay MC-4502 --data-dir {}", data_dir.display(), data_dir.display());
+        let store = match url {
+            api::home::StoreUrl::Sled(dir) => format!("--data-dir {}", dir.display()),
+            api::home::StoreUrl::Postgres(_) => "--store …".to_owned(),
+        };
+        println!("\nloaded into {}. Try: mc-ledger replay MC-4502 {store}", url.describe());
         Ok(())
     })
 }

@@ -1,7 +1,7 @@
 //! The `mc-ledger` command line. Errors are one clear line and a non-zero exit.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -10,10 +10,10 @@ pub mod demo;
 pub mod transfer;
 pub mod watch;
 
+use api::home::{open_store, OpenedStore, StoreUrl};
 use events::TicketId;
 use projections::Config;
-use store::EventReader;
-use store_sled::{Log, LogConfig};
+use store_sled::LogConfig;
 
 use api::auth::Scope;
 use api::{rebuild, snapshot};
@@ -37,10 +37,10 @@ const DEFAULT_DATA_DIR: &str = "./mc-ledger-data";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the HTTP API on the embedded sled store.
+    /// Serve the HTTP API (the embedded sled store unless --store names another).
     Serve {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
         /// sled's page cache, in MiB (the projections are extra: they live in memory).
@@ -49,21 +49,21 @@ pub enum Command {
     },
     /// Load the seeds' stories (MC-4000, MC-4030, MC-4031, MC-4502) into an empty data dir.
     Demo {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Recompute the hash chain and the indexes; names the first bad position.
     Verify {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Ask a running server instead (admin token in MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
     },
     /// Refold every projection from position 1 and swap the new snapshot in.
     Rebuild {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Ask a running server to rebuild instead (admin token in MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
@@ -75,8 +75,8 @@ pub enum Command {
         as_of: Option<u64>,
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Read the timeline from a running server instead (token in MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
@@ -85,8 +85,8 @@ pub enum Command {
     Export {
         #[arg(long, default_value_t = 0)]
         after: u64,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Read from a running server instead (token from MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
@@ -94,11 +94,24 @@ pub enum Command {
     /// Append the events of an export file; idempotent (event ids dedupe).
     Import {
         file: PathBuf,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
         /// Write through a running server instead (admin token in MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
+    },
+    /// Copy a whole ledger into an empty store (sled → PostgreSQL and back), keeping positions,
+    /// ids and hashes; `verify` then reports the same head hash on both.
+    Copy {
+        /// sled:PATH or postgres://…
+        #[arg(long)]
+        from: String,
+        /// sled:PATH or postgres://… (empty, or holding a prefix of the source: it resumes)
+        #[arg(long)]
+        to: String,
+        /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
+        #[arg(long)]
+        pg_schema: Option<String>,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -159,6 +172,30 @@ const ACTOR_KINDS: [&str; 6] = [
     "system",
 ];
 
+/// The store a command opens: `--store sled:PATH | postgres://…` (or `MC_LEDGER_STORE`), else
+/// the sled store in `--data-dir`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArg {
+    /// The store: sled:PATH or postgres://USER@HOST:PORT/DB[?schema=NAME].
+    #[arg(long, env = "MC_LEDGER_STORE")]
+    pub store: Option<String>,
+    /// The sled store's data directory (the same as --store sled:PATH).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The PostgreSQL schema (default mc_ledger; `?schema=NAME` in the URL wins).
+    #[arg(long)]
+    pub pg_schema: Option<String>,
+}
+
+impl StoreArg {
+    pub fn url(&self) -> anyhow::Result<StoreUrl> {
+        match &self.store {
+            Some(url) => StoreUrl::parse(url, self.pg_schema.as_deref()),
+            None => Ok(StoreUrl::Sled(self.data_dir.clone())),
+        }
+    }
+}
+
 /// A token's scope on the command line (`api::auth::Scope` knows nothing of clap).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ScopeArg {
@@ -185,8 +222,8 @@ pub enum TokenCommand {
         scope: ScopeArg,
         #[arg(long, default_value = "token")]
         name: String,
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
 }
 
@@ -218,20 +255,21 @@ fn init_tracing(json: bool) {
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve {
-            data_dir,
+            store,
             listen,
             cache_mib,
         } => {
+            let store = store.url()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(api::server::serve(api::server::ServeArgs {
-                data_dir,
+                store,
                 listen,
                 cache_mib,
             }))
         }
-        Command::Demo { data_dir } => crate::demo::run(&data_dir),
+        Command::Demo { store } => crate::demo::run_url(&store.url()?),
         Command::Verify {
             server: Some(url), ..
         } => {
@@ -252,7 +290,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 )
             }
         }
-        Command::Verify { data_dir, .. } => verify(&data_dir),
+        Command::Verify { store, .. } => verify(&store.url()?),
         Command::Rebuild {
             server: Some(url), ..
         } => {
@@ -268,38 +306,36 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             report_differences(&differences);
             Ok(())
         }
-        Command::Rebuild { data_dir, .. } => rebuild(&data_dir),
+        Command::Rebuild { store, .. } => rebuild(&store.url()?),
         Command::Replay {
             ticket,
             as_of,
             json,
-            data_dir,
+            store,
             server,
-        } => replay(&data_dir, server.as_deref(), &ticket, as_of, json),
-        Command::Token(TokenCommand::Create {
-            scope,
-            name,
-            data_dir,
-        }) => {
-            let token = api::auth::create_token(&data_dir, scope.into(), &name)?;
+        } => replay(&store, server.as_deref(), &ticket, as_of, json),
+        Command::Token(TokenCommand::Create { scope, name, store }) => {
+            let url = store.url()?;
+            let opened = open_existing(&url, true)?;
+            let token = api::auth::create_token_in(&opened.home, scope.into(), &name)?;
             println!("{token}");
             eprintln!(
                 "stored hashed in {}; restart the server to use it",
-                api::auth::tokens_path(&data_dir).display()
+                url.describe()
             );
             Ok(())
         }
         Command::Export {
             after,
-            data_dir,
+            store,
             server,
         } => {
             let local;
             let target = match server {
                 Some(url) => transfer::Target::Server(Client::new(&url)?),
                 None => {
-                    local = open_log(&data_dir)?;
-                    transfer::Target::Local(&local)
+                    local = open_existing(&store.url()?, false)?;
+                    transfer::Target::Local(local.store.as_ref())
                 }
             };
             let count = transfer::export(&target, after, &mut std::io::stdout().lock())?;
@@ -308,22 +344,43 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Import {
             file,
-            data_dir,
+            store,
             server,
         } => {
             let local;
             let target = match server {
                 Some(url) => transfer::Target::Server(Client::new(&url)?),
                 None => {
-                    std::fs::create_dir_all(&data_dir)?;
-                    local = Log::open(&data_dir.join("log"), LogConfig::default())?;
-                    transfer::Target::Local(&local)
+                    local = open_existing(&store.url()?, true)?;
+                    transfer::Target::Local(local.store.as_ref())
                 }
             };
             let done = transfer::import(&target, &file)?;
             println!(
                 "imported {} events ({} already present)",
                 done.appended, done.duplicates
+            );
+            Ok(())
+        }
+        Command::Copy {
+            from,
+            to,
+            pg_schema,
+        } => {
+            let from = StoreUrl::parse(&from, pg_schema.as_deref())?;
+            let to = StoreUrl::parse(&to, pg_schema.as_deref())?;
+            anyhow::ensure!(from != to, "--from and --to name the same store");
+            let source = open_existing(&from, false)?;
+            let target = open_existing(&to, true)?;
+            let copied = transfer::copy(source.store.as_ref(), target.store.as_ref())?;
+            let report = target.store.verify()?;
+            target.store.close()?;
+            println!(
+                "copied {copied} events from {} to {}; head {} hash {}",
+                from.describe(),
+                to.describe(),
+                report.events,
+                report.head_hash.to_hex()
             );
             Ok(())
         }
@@ -361,16 +418,19 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn open_log(data_dir: &Path) -> anyhow::Result<Log> {
-    let log_dir = data_dir.join("log");
-    if !log_dir.exists() {
-        anyhow::bail!("no ledger at {} (is --data-dir right?)", data_dir.display());
+/// Opens the store a command names; a sled data directory must already hold a ledger unless
+/// the command creates one.
+fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
+    if let StoreUrl::Sled(dir) = url {
+        if !create && !dir.join("log").exists() {
+            anyhow::bail!("no ledger at {} (is --data-dir right?)", dir.display());
+        }
     }
-    Ok(Log::open(&log_dir, LogConfig::default())?)
+    open_store(url, LogConfig::default())
 }
 
-fn verify(data_dir: &Path) -> anyhow::Result<()> {
-    let log = open_log(data_dir)?;
+fn verify(url: &StoreUrl) -> anyhow::Result<()> {
+    let log = open_existing(url, false)?.store;
     let report = log.verify()?;
     println!(
         "ok: {} events, {} tickets, head hash {}",
@@ -381,9 +441,10 @@ fn verify(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
-    let log = open_log(data_dir)?;
-    let reader = log.read_handle();
+fn rebuild(url: &StoreUrl) -> anyhow::Result<()> {
+    let OpenedStore { store, home } = open_existing(url, false)?;
+    let reader = store.reader();
+    let reader = reader.as_ref();
     let started = Instant::now();
     let bar = indicatif::ProgressBar::new(reader.head());
     bar.set_style(
@@ -392,17 +453,17 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let ledger = rebuild::fold_all(&reader, |position| bar.set_position(position))?;
+    let ledger = rebuild::fold_all(reader, |position| bar.set_position(position))?;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     let events = ledger.position();
     let cfg = Config::default();
-    let differences = match snapshot::read(data_dir) {
+    let differences = match snapshot::load(&home) {
         Ok(previous) => {
             // Bring the previous projections to the same position, then compare views.
             let mut old = previous.ledger;
-            rebuild::catch_up_with(&mut old, &reader, |_| {})?;
-            rebuild::differences(&old, &ledger, rebuild::view_time(&reader, events)?, &cfg)
+            rebuild::catch_up_with(&mut old, reader, |_| {})?;
+            rebuild::differences(&old, &ledger, rebuild::view_time(reader, events)?, &cfg)
         }
         Err(snapshot::Unusable::Missing) => Vec::new(),
         Err(e) => {
@@ -410,8 +471,9 @@ fn rebuild(data_dir: &Path) -> anyhow::Result<()> {
             Vec::new()
         }
     };
-    let anchor = api::state::anchor_hash(&reader, events)?;
-    snapshot::write_pending(data_dir, &ledger, anchor)?.commit()?;
+    let anchor = api::state::anchor_hash(reader, events)?;
+    snapshot::save(&home, &ledger, anchor)?.commit()?;
+    store.close()?;
     let per_s =
         f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9);
     println!(
@@ -436,7 +498,7 @@ pub fn report_differences(differences: &[TicketId]) {
 }
 
 fn replay(
-    data_dir: &Path,
+    store: &StoreArg,
     server: Option<&str>,
     ticket: &str,
     as_of: Option<u64>,
@@ -460,10 +522,11 @@ fn replay(
             (entries, head)
         }
         None => {
-            let log = open_log(data_dir)?;
-            let reader = log.read_handle();
+            let log = open_existing(&store.url()?, false)?.store;
+            let reader = log.reader();
+            let reader = reader.as_ref();
             let head = as_of.unwrap_or(reader.head()).min(reader.head());
-            let events = rebuild::events_up_to(&reader, head)?;
+            let events = rebuild::events_up_to(reader, head)?;
             let timeline = projections::timeline(&events, &ticket, &Config::default());
             let entries = timeline
                 .iter()

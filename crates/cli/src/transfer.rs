@@ -8,8 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use events::{NewEvent, RecordedEvent};
 use serde_json::{json, Value};
-use store::{AppendRequest, EventReader};
-use store_sled::Log;
+use store::{AppendRequest, EventStore};
 
 use client::Client;
 
@@ -18,7 +17,7 @@ const GROUP_EVENTS_MAX: usize = 64;
 
 /// Where the events come from or go to: the data directory, or a running server.
 pub enum Target<'a> {
-    Local(&'a Log),
+    Local(&'a dyn EventStore),
     Server(Client),
 }
 
@@ -125,11 +124,11 @@ fn flush(
                     data: e.data,
                 })
                 .collect();
-            log.append_blocking(AppendRequest {
+            block_on(log.append(AppendRequest {
                 ticket,
                 expected_version: None,
                 events,
-            })?
+            }))??
             .duplicate
         }
         Target::Server(client) => {
@@ -160,4 +159,91 @@ fn flush(
         result.appended += count;
     }
     Ok(())
+}
+
+/// Runs an append from the blocking command line.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future))
+}
+
+/// Copies every event of `from` that `to` lacks, in position order and in the same appends as
+/// import makes them, so positions, versions, ids and hashes come out equal. `to` must be empty
+/// or hold a prefix of `from` (an interrupted copy resumes); anything else is refused before a
+/// single event is written.
+pub fn copy(from: &dyn EventStore, to: &dyn EventStore) -> anyhow::Result<u64> {
+    let done = to.head();
+    if done > from.head() {
+        anyhow::bail!(
+            "the target holds {done} events, more than the source's {}",
+            from.head()
+        );
+    }
+    if done > 0 {
+        let theirs = to.read_after(done - 1, 1)?;
+        let ours = from.read_after(done - 1, 1)?;
+        if theirs.first().map(|e| e.hash) != ours.first().map(|e| e.hash) {
+            anyhow::bail!(
+                "the target's {done} events are not the source's first {done}: refusing to mix two ledgers"
+            );
+        }
+    }
+    let progress = bar(from.head() - done, "events");
+    let mut after = done;
+    let mut copied = 0u64;
+    let mut group: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let page = from.read_after(after, PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for event in page {
+            if group.first().is_some_and(|g| g.ticket != event.ticket)
+                || group.len() == GROUP_EVENTS_MAX
+            {
+                copied += copy_group(to, std::mem::take(&mut group))?;
+                progress.set_position(copied);
+            }
+            group.push(event);
+        }
+    }
+    copied += copy_group(to, group)?;
+    progress.finish_and_clear();
+    Ok(copied)
+}
+
+/// Appends one run of a ticket's events and checks they landed where they stood.
+fn copy_group(to: &dyn EventStore, group: Vec<RecordedEvent>) -> anyhow::Result<u64> {
+    let Some(first) = group.first() else {
+        return Ok(0);
+    };
+    let ticket = first.ticket.clone();
+    let expected: Vec<(u64, events::Hash)> = group.iter().map(|e| (e.position, e.hash)).collect();
+    let events = group
+        .into_iter()
+        .map(|e| NewEvent {
+            id: e.id,
+            recorded_at: e.recorded_at,
+            actor: e.actor,
+            data: e.data,
+        })
+        .collect();
+    let appended = block_on(to.append(AppendRequest {
+        ticket,
+        expected_version: None,
+        events,
+    }))??;
+    let got: Vec<(u64, events::Hash)> = appended
+        .events
+        .iter()
+        .map(|e| (e.position, e.hash))
+        .collect();
+    anyhow::ensure!(
+        got == expected,
+        "copied events landed at {:?}, not where they stood ({:?}): is another writer using the target?",
+        got.first(),
+        expected.first()
+    );
+    Ok(u64::try_from(got.len())?)
 }

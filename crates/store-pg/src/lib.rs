@@ -290,6 +290,61 @@ impl PgStore {
         &self.inner.config.schema
     }
 
+    /// A named blob kept beside the log (the projection snapshot, the tokens), if any.
+    pub fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, LogError> {
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_owned();
+        self.inner.block_on(async move {
+            let client = connect(&inner.config).await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT body FROM {}.blobs WHERE name = $1",
+                        inner.config.schema
+                    ),
+                    &[&name],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    /// Replaces a named blob; the whole body is written in one statement.
+    pub fn put_blob(&self, name: &str, body: Vec<u8>) -> Result<(), LogError> {
+        self.write_blob(name, body, false)
+    }
+
+    /// Appends to a named blob atomically (concurrent appenders never lose a line).
+    pub fn append_blob(&self, name: &str, body: Vec<u8>) -> Result<(), LogError> {
+        self.write_blob(name, body, true)
+    }
+
+    fn write_blob(&self, name: &str, body: Vec<u8>, append: bool) -> Result<(), LogError> {
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_owned();
+        let merge = if append {
+            "blobs.body || EXCLUDED.body"
+        } else {
+            "EXCLUDED.body"
+        };
+        self.inner.block_on(async move {
+            let client = connect(&inner.config).await?;
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {s}.blobs AS blobs (name, body) VALUES ($1, $2) \
+                         ON CONFLICT (name) DO UPDATE SET body = {merge}, updated_at = now()",
+                        s = inner.config.schema
+                    ),
+                    &[&name, &body],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
     /// Drops a ledger's schema and everything in it (tests, and an operator starting over).
     pub fn drop_schema(config: &PgConfig) -> Result<(), LogError> {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -24,10 +24,17 @@ const MIGRATIONS: &[&str] = &[
          record bytea NOT NULL,
          UNIQUE (ticket, version)
      );",
+    // 2: what a server keeps beside the log (the projection snapshot, the tokens), shared by
+    // every replica.
+    "CREATE TABLE {s}.blobs (
+         name text PRIMARY KEY,
+         body bytea NOT NULL,
+         updated_at timestamptz NOT NULL DEFAULT now()
+     );",
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<(), LogError> {
     let tx = client.transaction().await.map_err(pg_error)?;

@@ -49,7 +49,21 @@ impl Backend for Sled {
         "sled"
     }
     fn open(&self) -> Arc<dyn Store> {
-        Arc::new(store_sled::Log::open(self.dir.path(), self.config.clone()).expect("sled opens"))
+        // sled releases its directory lock from its own threads after the last handle is
+        // dropped, so an in-process reopen may have to wait a moment (a new process never
+        // does). FIXME: seen once in a full test run after the suite moved here (the old
+        // sled-only test never showed it); the cause in sled is not pinned down.
+        let mut tries = 0;
+        loop {
+            match store_sled::Log::open(self.dir.path(), self.config.clone()) {
+                Ok(log) => return Arc::new(log),
+                Err(LogError::Locked(_)) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled opens: {e}"),
+            }
+        }
     }
 }
 

@@ -1,0 +1,388 @@
+//! Several `serve` replicas on one PostgreSQL database (SPEC §10), as real processes on real
+//! sockets: writers spread over three replicas while one is SIGKILLed and restarted; an outage
+//! of the database made by cutting a TCP proxy the test runs between a replica and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn actor(body: Value) -> Value {
+    with_actor(body, "tester", "human")
+}
+
+fn open_ticket(addr: SocketAddr, id: &str) {
+    let r = post(addr, "/v1/tickets", &actor(json!({"id": id, "title": id})));
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Every event a replica serves, paging `/v1/events`.
+fn all_events(addr: SocketAddr) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get(addr, &format!("/v1/events?after={after}&limit=1000")).json();
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        out.extend(events);
+        match page["next_cursor"].as_u64() {
+            Some(next) => after = next,
+            None => return out,
+        }
+    }
+}
+
+fn head(addr: SocketAddr) -> u64 {
+    get(addr, "/readyz").json()["head"].as_u64().unwrap_or(0)
+}
+
+/// Waits until `cond` holds, for at most `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Reads an SSE stream from `after` until it has seen position `until`; returns the ids.
+fn sse_ids(addr: SocketAddr, until: Arc<AtomicU64>, done: Arc<AtomicBool>) -> Vec<u64> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut ids = Vec::new();
+    let mut line = String::new();
+    let started = Instant::now();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                if let Some(id) = line.trim_end().strip_prefix("id: ") {
+                    ids.push(id.parse::<u64>().unwrap());
+                }
+            }
+            Err(_) => {}
+        }
+        let target = until.load(Ordering::Relaxed);
+        if done.load(Ordering::Relaxed) && ids.last().copied().unwrap_or(0) >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    ids
+}
+
+/// Three replicas, writers spread over them, one replica SIGKILLed mid-load and restarted:
+/// every acknowledged event is there, positions are gapless, the chain verifies, all replicas
+/// serve equal views, an SSE stream on one replica sees every event in order, and a dispatch
+/// retried on another replica answers the original runtime.
+#[test]
+fn three_replicas_share_one_ledger_through_a_sigkill() {
+    let pg = PgSchema::new("replicas");
+    let url = pg.store_url();
+    let mut replicas: Vec<Child> = (0..3).map(|_| spawn_serve(&["--store", &url])).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let tickets: Vec<String> = (1..=12).map(|i| format!("MC-{i}")).collect();
+    for t in &tickets {
+        open_ticket(addrs[0], t);
+    }
+
+    let until = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let sse = {
+        let (until, done) = (until.clone(), done.clone());
+        let addr = addrs[1];
+        std::thread::spawn(move || sse_ids(addr, until, done))
+    };
+
+    // Writers: each comments on the tickets through one replica and keeps what was acked.
+    let acked: Arc<Mutex<Vec<(u64, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim = Arc::new(Mutex::new(addrs[2]));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (acked, stop, victim) = (acked.clone(), stop.clone(), victim.clone());
+            let addrs = addrs.clone();
+            let tickets = tickets.clone();
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let addr = if w % 3 == 2 {
+                        *victim.lock().unwrap()
+                    } else {
+                        addrs[w % 3]
+                    };
+                    let ticket = &tickets[(w + n) % tickets.len()];
+                    n += 1;
+                    let body = actor(json!({"body": format!("w{w} n{n}")})).to_string();
+                    let path = format!("/v1/tickets/{ticket}/comments");
+                    if let Some(r) = try_request(addr, "POST", &path, Some(&body), None) {
+                        if r.status == 201 {
+                            let v = r.json();
+                            let id = v["events"][0]["id"].as_str().unwrap().to_owned();
+                            acked
+                                .lock()
+                                .unwrap()
+                                .push((v["position"].as_u64().unwrap(), id));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL the third replica mid-load, then start a new one on the same database.
+    replicas[2].child.kill().unwrap();
+    replicas[2].child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    replicas[2] = spawn_serve(&["--store", &url]);
+    *victim.lock().unwrap() = replicas[2].addr;
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+
+    // A dispatch retried on another replica answers the original runtime.
+    let dispatch = actor(json!({"dispatch_key": "k-1", "agent": "claude", "transport": "tmux"}));
+    let first = post(addrs[0], "/v1/tickets/MC-1/dispatch", &dispatch);
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = post(addrs[2], "/v1/tickets/MC-1/dispatch", &dispatch);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["runtime_id"], first.json()["runtime_id"]);
+    assert_eq!(again.json()["duplicate"], true);
+
+    let final_head = head(addrs[0]);
+    until.store(final_head, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
+    for &addr in &addrs {
+        assert!(
+            eventually(Duration::from_secs(2), || head(addr) == final_head),
+            "replica {addr} follows the log within 1 s (head {} of {final_head})",
+            head(addr)
+        );
+    }
+
+    let events = all_events(addrs[1]);
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=final_head).collect::<Vec<_>>(),
+        "gapless, in order"
+    );
+    let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() > 50, "{} appends acknowledged", acked.len());
+    for (position, id) in acked.iter() {
+        assert!(
+            ids.contains(id.as_str()),
+            "acknowledged event {id} at {position} is lost"
+        );
+        assert_eq!(
+            events[usize::try_from(*position - 1).unwrap()]["id"],
+            id.as_str()
+        );
+    }
+
+    let views: Vec<String> = addrs
+        .iter()
+        .map(|&a| get(a, "/v1/tickets?limit=1000").body)
+        .collect();
+    assert_eq!(views[0], views[1], "replicas serve equal views");
+    assert_eq!(
+        views[0], views[2],
+        "the restarted replica serves equal views"
+    );
+
+    let seen = sse.join().unwrap();
+    assert_eq!(
+        seen,
+        (1..=final_head).collect::<Vec<_>>(),
+        "SSE saw every event in order"
+    );
+
+    let verify = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["verify", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(said.contains(&format!("ok: {final_head} events")), "{said}");
+    for mut r in replicas {
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+    }
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut (every connection closed, new ones
+/// refused) and restore.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (up2, generation2) = (up.clone(), generation.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::Relaxed) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let born = generation2.load(Ordering::Relaxed);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let generation = generation2.clone();
+                    std::thread::spawn(move || {
+                        from.set_read_timeout(Some(Duration::from_millis(50)))
+                            .unwrap();
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if generation.load(Ordering::Relaxed) != born {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The database goes away under a replica: writes answer 503 `store_unavailable` and append
+/// nothing, reads keep serving the last folded projections, `/readyz` is 503; when it is back
+/// the replica resumes by itself, and a retried command is appended once.
+#[test]
+fn an_outage_answers_503_serves_reads_and_recovers_without_a_restart() {
+    let pg = PgSchema::new("outage");
+    let target: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = Proxy::start(target);
+    let url = pg
+        .store_url()
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(url, pg.store_url(), "the replica goes through the proxy");
+    let mut replica = spawn_serve(&["--store", &url]);
+    let addr = replica.addr;
+    open_ticket(addr, "MC-1");
+    let comment = |n: u32| actor(json!({"body": format!("comment {n}")}));
+    assert_eq!(
+        post(addr, "/v1/tickets/MC-1/comments", &comment(1)).status,
+        201
+    );
+
+    proxy.cut();
+    let refused = post(addr, "/v1/tickets/MC-1/comments", &comment(2));
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["code"], "store_unavailable");
+    let read = get(addr, "/v1/tickets/MC-1");
+    assert_eq!(read.status, 200, "reads are served from memory");
+    assert_eq!(read.json()["version"], 2);
+    assert!(
+        eventually(Duration::from_secs(3), || get(addr, "/readyz").status
+            == 503),
+        "/readyz says the store is unavailable"
+    );
+    assert_eq!(
+        post(addr, "/v1/tickets/MC-1/comments", &comment(3)).status,
+        503
+    );
+
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(5), || get(addr, "/readyz").status
+            == 200),
+        "the replica recovers by itself"
+    );
+    // The client retries the refused command once the store is back: appended once.
+    let retried = post(addr, "/v1/tickets/MC-1/comments", &comment(2));
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let events = all_events(addr);
+    let bodies: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["data"]["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["comment 1", "comment 2"],
+        "nothing lost, nothing doubled"
+    );
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, vec![1, 2, 3]);
+    let _ = replica.child.kill();
+    let _ = replica.child.wait();
+}
