@@ -223,40 +223,8 @@ pub(crate) fn timed_appends(
         ..LogConfig::default()
     };
     let log = Arc::new(Log::open(log_dir, config)?);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let latencies: Vec<Duration> = runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency.max(1) {
-            let (log, next) = (log.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        break;
-                    }
-                    let t = Instant::now();
-                    log.append_async(AppendRequest {
-                        ticket: ticket(i, tickets),
-                        expected_version: None,
-                        events: vec![event(i, "b")],
-                    })
-                    .await?;
-                    mine.push(t.elapsed());
-                }
-                Ok::<_, store::LogError>(mine)
-            }));
-        }
-        let mut all = Vec::with_capacity(events);
-        for t in tasks {
-            all.extend(t.await.context("appender task")??);
-        }
-        Ok::<_, anyhow::Error>(all)
-    })?;
-    let elapsed = started.elapsed();
-    let mut latencies = latencies;
-    latencies.sort_unstable();
+    let (latencies, elapsed) =
+        runtime.block_on(store_appends(log.clone(), events, concurrency, tickets))?;
     let head = log.head();
     log.close()?;
     let disk = log.size_on_disk();
@@ -266,6 +234,48 @@ pub(crate) fn timed_appends(
         "log holds {head} events, not {events}"
     );
     Ok((latencies, elapsed, disk))
+}
+
+/// One single-event append per `i < events` from `concurrency` tasks, on any store; the
+/// latencies come back sorted.
+pub(crate) async fn store_appends(
+    store: Arc<dyn store::EventStore>,
+    events: usize,
+    concurrency: usize,
+    tickets: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    break;
+                }
+                let t = Instant::now();
+                store
+                    .append(AppendRequest {
+                        ticket: ticket(i, tickets),
+                        expected_version: None,
+                        events: vec![event(i, "b")],
+                    })
+                    .await?;
+                mine.push(t.elapsed());
+            }
+            Ok::<_, store::LogError>(mine)
+        }));
+    }
+    let mut all = Vec::with_capacity(events);
+    for t in tasks {
+        all.extend(t.await.context("appender task")??);
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok((all, elapsed))
 }
 
 /// Durable in-process append rate (events/s) for the HTTP bench's ratio.

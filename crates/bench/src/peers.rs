@@ -53,6 +53,26 @@ pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
     )?;
     results.push(Run { latencies, elapsed }.result("mc-ledger", "embedded", args.events));
 
+    results.push(match pg_store(&args) {
+        Ok(run) => run.result("mc-ledger-pg", "PostgreSQL store in process", args.events),
+        Err(e) => skipped(
+            "mc-ledger-pg",
+            "PostgreSQL store in process",
+            format!("{e:#}"),
+        ),
+    });
+    results.push(match pg_http(&args) {
+        Ok(run) => run.result(
+            "mc-ledger-pg-http",
+            "3 replicas on one PostgreSQL, http loopback",
+            args.events,
+        ),
+        Err(e) => skipped(
+            "mc-ledger-pg-http",
+            "3 replicas on one PostgreSQL, http loopback",
+            format!("{e:#}"),
+        ),
+    });
     results.push(match http(&dir.join("http"), &args) {
         Ok(run) => run.result("mc-ledger-http", "http loopback", args.events),
         Err(e) => skipped("mc-ledger-http", "http loopback", e),
@@ -102,11 +122,73 @@ pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
             "embedded_vs_postgres": ratio("mc-ledger", "postgres"),
             "embedded_vs_sqlite": ratio("mc-ledger", "sqlite"),
             "http_vs_postgres": ratio("mc-ledger-http", "postgres"),
+            "pg_store_vs_postgres": ratio("mc-ledger-pg", "postgres"),
+            "pg_http_vs_postgres": ratio("mc-ledger-pg-http", "postgres"),
         },
         "machine": machine(),
     });
     print_result(&line, args.json);
     Ok(())
+}
+
+/// The PostgreSQL store a bench peer uses: a scratch schema, dropped before and after.
+fn pg_config(args: &PeersArgs, schema: &str) -> anyhow::Result<store_pg::PgConfig> {
+    let config = store_pg::PgConfig::parse(&args.postgres_url, Some(schema))?;
+    store_pg::PgStore::drop_schema(&config)?;
+    Ok(config)
+}
+
+/// mc-ledger's PostgreSQL store in process, one replica: the embedded workload (64 writers,
+/// one event per append), group-committed into shared transactions.
+fn pg_store(args: &PeersArgs) -> anyhow::Result<Run> {
+    let config = pg_config(args, "mc_bench_pg")?;
+    let store = Arc::new(store_pg::PgStore::open(config.clone())?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (latencies, elapsed) = runtime.block_on(crate::store_appends(
+        store.clone(),
+        args.events,
+        args.concurrency,
+        args.streams,
+    ))?;
+    use store::EventReader;
+    anyhow::ensure!(
+        store.head() == u64::try_from(args.events)?,
+        "the store holds {} events",
+        store.head()
+    );
+    drop(store);
+    store_pg::PgStore::drop_schema(&config)?;
+    Ok(Run { latencies, elapsed })
+}
+
+/// Three replicas on one PostgreSQL schema, in process, each with its own store and listener;
+/// the writers are spread over them.
+fn pg_http(args: &PeersArgs) -> anyhow::Result<Run> {
+    let config = pg_config(args, "mc_bench_pg_http")?;
+    let url = api::home::StoreUrl::Postgres(config.clone());
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut addrs = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let opened = api::server::open_url(&url, store_sled::LogConfig::default())?;
+        let router = api::server::app(opened.state.clone());
+        let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        addrs.push(listener.local_addr()?);
+        server_rt.spawn(async move { axum::serve(listener, router).await });
+        replicas.push(opened);
+    }
+    let run = load(&addrs, args)?;
+    for opened in &replicas {
+        opened.store.close()?;
+    }
+    drop(server_rt);
+    drop(replicas);
+    store_pg::PgStore::drop_schema(&config)?;
+    Ok(run)
 }
 
 /// The server in process on its own runtime; writers POST one typed event each.
@@ -119,6 +201,15 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
+    let run = load(&[addr], args)?;
+    opened.store.close()?;
+    drop(server_rt);
+    Ok(run)
+}
+
+/// `args.concurrency` keep-alive connections, spread over `addrs`, each POSTing one typed
+/// event per request until `args.events` are acknowledged.
+fn load(addrs: &[std::net::SocketAddr], args: &PeersArgs) -> anyhow::Result<Run> {
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -127,9 +218,10 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     let started = Instant::now();
     let latencies = client_rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..args.concurrency {
+        for task in 0..args.concurrency {
             let next = next.clone();
             let (events, streams) = (args.events, args.streams);
+            let addr = addrs[task % addrs.len()];
             tasks.push(tokio::spawn(async move {
                 let mut conn = crate::http::Conn::open(addr).await?;
                 let mut mine = Vec::new();
@@ -165,8 +257,6 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     })?;
     let elapsed = started.elapsed();
     drop(client_rt);
-    opened.store.close()?;
-    drop(server_rt);
     Ok(Run { latencies, elapsed })
 }
 

@@ -30,6 +30,7 @@ use store::{
     validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, VerifyReport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 mod migrate;
@@ -542,9 +543,55 @@ struct Row {
     record: Vec<u8>,
 }
 
+/// The writer's statements, prepared once per connection (a query given as text costs a
+/// second round trip to prepare it).
+struct Prepared {
+    head: tokio_postgres::Statement,
+    ids: tokio_postgres::Statement,
+    versions: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+    advance: tokio_postgres::Statement,
+}
+
+impl Prepared {
+    async fn on(client: &Client, s: &str) -> Result<Prepared, LogError> {
+        let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg_error) };
+        Ok(Prepared {
+            head: prepare(format!("SELECT position, hash FROM {s}.head FOR UPDATE")).await?,
+            ids: prepare(format!("SELECT record FROM {s}.events WHERE id = ANY($1)")).await?,
+            versions: prepare(format!(
+                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
+            ))
+            .await?,
+            insert: prepare(format!(
+                "INSERT INTO {s}.events (position, ticket, version, id, record) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])"
+            ))
+            .await?,
+            advance: prepare(format!(
+                "WITH moved AS (UPDATE {s}.head SET position = $1, hash = $2 RETURNING position) \
+                 SELECT pg_notify($3, position::text) FROM moved"
+            ))
+            .await?,
+        })
+    }
+}
+
+/// A writer's connection and its statements.
+struct Connection {
+    client: Client,
+    statements: Prepared,
+}
+
+async fn writer_connection(config: &PgConfig) -> Result<Connection, LogError> {
+    let client = connect(config).await?;
+    let statements = Prepared::on(&client, &config.schema).await?;
+    Ok(Connection { client, statements })
+}
+
 /// The writer: one transaction per batch of waiting appends.
 async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, Reply)>) {
-    let mut client: Option<Client> = None;
+    let mut client: Option<Connection> = None;
     while let Some(first) = appends.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH_APPENDS_MAX {
@@ -553,8 +600,8 @@ async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, R
                 Err(_) => break,
             }
         }
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(&inner.config).await {
+        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
+            client = match writer_connection(&inner.config).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     for (_, reply) in batch {
@@ -621,18 +668,27 @@ impl CloneKind for LogError {
 /// given only after COMMIT and after this replica's copy holds the rows.
 async fn commit_batch(
     inner: &Inner,
-    client: &mut Client,
+    connection: &mut Connection,
     requests: &[AppendRequest],
 ) -> Result<(Vec<Staged>, Vec<Row>), LogError> {
     let s = &inner.config.schema;
+    let Connection { client, statements } = connection;
     let tx = client.transaction().await.map_err(pg_error)?;
-    let head_row = tx
-        .query_one(
-            &format!("SELECT position, hash FROM {s}.head FOR UPDATE"),
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
+    let ids: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
+        .collect();
+    let tickets: Vec<&str> = requests.iter().map(|r| r.ticket.as_str()).collect();
+    // Pipelined: the server runs them in order, so the id and version reads see every commit
+    // that came before this transaction took the head lock.
+    let (id_params, ticket_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&ids], [&tickets]);
+    let (head_row, id_rows, version_rows) = tokio::try_join!(
+        tx.query_one(&statements.head, &[]),
+        tx.query(&statements.ids, &id_params),
+        tx.query(&statements.versions, &ticket_params),
+    )
+    .map_err(pg_error)?;
     let mut position = u64::try_from(head_row.get::<_, i64>(0)).unwrap_or(0);
     let mut hash = Hash(
         head_row
@@ -640,34 +696,13 @@ async fn commit_batch(
             .try_into()
             .map_err(|_| LogError::corrupt(position, "head hash is not 32 bytes"))?,
     );
-    let ids: Vec<&str> = requests
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
-        .collect();
-    let tickets: Vec<&str> = requests.iter().map(|r| r.ticket.as_str()).collect();
     let mut existing: HashMap<String, RecordedEvent> = HashMap::new();
-    for row in tx
-        .query(
-            &format!("SELECT record FROM {s}.events WHERE id = ANY($1)"),
-            &[&ids],
-        )
-        .await
-        .map_err(pg_error)?
-    {
+    for row in id_rows {
         let (event, _) = codec::decode_record(row.get(0)).map_err(|e| LogError::corrupt(0, e))?;
         existing.insert(event.id.clone(), event);
     }
     let mut versions: HashMap<String, u64> = HashMap::new();
-    for row in tx
-        .query(
-            &format!(
-                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
-            ),
-            &[&tickets],
-        )
-        .await
-        .map_err(pg_error)?
-    {
+    for row in version_rows {
         versions.insert(row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
     }
     let mut rows: Vec<Row> = Vec::new();
@@ -778,27 +813,16 @@ async fn commit_batch(
         .collect();
     let row_ids: Vec<&str> = rows.iter().map(|r| r.event.id.as_str()).collect();
     let records: Vec<&[u8]> = rows.iter().map(|r| r.record.as_slice()).collect();
-    tx.execute(
-        &format!(
-            "INSERT INTO {s}.events (position, ticket, version, id, record) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])"
-        ),
-        &[&positions, &row_tickets, &row_versions, &row_ids, &records],
-    )
-    .await
-    .map_err(pg_error)?;
     let last = i64::try_from(position).unwrap_or(i64::MAX);
-    tx.execute(
-        &format!("UPDATE {s}.head SET position = $1, hash = $2"),
-        &[&last, &hash.0.as_slice()],
+    let channel = inner.config.channel();
+    let head_hash = hash.0.as_slice();
+    let insert: [&(dyn ToSql + Sync); 5] =
+        [&positions, &row_tickets, &row_versions, &row_ids, &records];
+    let advance: [&(dyn ToSql + Sync); 3] = [&last, &head_hash, &channel];
+    tokio::try_join!(
+        tx.execute(&statements.insert, &insert),
+        tx.query_one(&statements.advance, &advance),
     )
-    .await
-    .map_err(pg_error)?;
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&inner.config.channel(), &last.to_string()],
-    )
-    .await
     .map_err(pg_error)?;
     let first_id = rows[0].event.id.clone();
     if let Err(e) = tx.commit().await {
@@ -822,8 +846,8 @@ async fn commit_batch(
     if fresh {
         inner.head.send_replace(inner.head());
     } else {
-        let reader = connect(&inner.config).await?;
-        inner.fetch_new(&reader).await?;
+        // Another replica committed in between: fetch up to here on this connection.
+        inner.fetch_new(&*client).await?;
     }
     Ok((staged, rows))
 }
