@@ -109,10 +109,17 @@ fn is_schema_name(s: &str) -> bool {
 /// A PostgreSQL error as the log's error: a lost connection is "unavailable" (503, retry),
 /// anything else a storage failure.
 fn pg_error(e: tokio_postgres::Error) -> LogError {
-    if e.is_closed() || e.code().is_none() {
-        LogError::Unavailable(e.to_string())
+    // SQLSTATE classes 08 (connection exception), 53 (insufficient resources: too many
+    // connections) and 57 (operator intervention: shutdown, crash, starting up) pass.
+    let transient = e.code().is_none_or(|c| {
+        ["08", "53", "57"]
+            .iter()
+            .any(|class| c.code().starts_with(class))
+    });
+    if e.is_closed() || transient {
+        LogError::Unavailable(format!("{e:#}"))
     } else {
-        LogError::Storage(e.to_string())
+        LogError::Storage(format!("{e:#}"))
     }
 }
 
@@ -617,6 +624,15 @@ async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, R
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match commit_batch(&inner, connection, &requests).await {
             Ok((staged, rows)) => {
+                // A version conflict means the database is ahead of this replica's copy
+                // (another replica wrote, or a commit whose answer was lost): catch up before
+                // answering, so the caller's re-decision sees what the check saw.
+                let behind = staged
+                    .iter()
+                    .any(|s| matches!(s, Staged::Refused(LogError::VersionConflict { .. })));
+                if behind {
+                    let _ = inner.fetch_new(&connection.client).await;
+                }
                 let mut rows = rows.into_iter().map(|r| r.event);
                 for (reply, staged) in replies.into_iter().zip(staged) {
                     let answer = match staged {
