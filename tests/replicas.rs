@@ -386,3 +386,57 @@ fn an_outage_answers_503_serves_reads_and_recovers_without_a_restart() {
     let _ = replica.child.kill();
     let _ = replica.child.wait();
 }
+
+/// A token created against the PostgreSQL store works on every replica, and the snapshot a
+/// replica saves on SIGTERM is in the database, where the next replica starts from it.
+#[test]
+fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
+    let pg = PgSchema::new("home");
+    let url = pg.store_url();
+    let made = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args([
+            "token", "create", "--scope", "admin", "--name", "ops", "--store", &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let mut a = spawn_serve(&["--store", &url]);
+    let mut b = spawn_serve(&["--store", &url]);
+    for replica in [&a, &b] {
+        assert_eq!(
+            get(replica.addr, "/v1/tickets").status,
+            401,
+            "tokens are configured"
+        );
+        let r = request(replica.addr, "GET", "/v1/tickets", None, Some(&token));
+        assert_eq!(r.status, 200, "the token works on every replica");
+    }
+    let body = actor(json!({"id": "MC-9", "title": "snapshot me"})).to_string();
+    let r = request(a.addr, "POST", "/v1/tickets", Some(&body), Some(&token));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(sigterm(&mut a.child).success());
+    let store = store_pg::PgStore::open(pg.config.clone()).unwrap();
+    let snapshot = store
+        .get_blob(api::snapshot::FILE_NAME)
+        .unwrap()
+        .expect("a snapshot row after a clean stop");
+    let loaded = api::snapshot::decode(&snapshot).unwrap();
+    assert_eq!(loaded.ledger.position(), 1);
+    let store = std::sync::Arc::new(store);
+    let ledger = api::server::load_projections_from(
+        &store.read_handle(),
+        &api::home::Home::Pg(store.clone()),
+    );
+    assert_eq!(
+        ledger.position(),
+        1,
+        "a new replica starts from the shared snapshot"
+    );
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+}

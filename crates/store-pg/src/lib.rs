@@ -383,6 +383,11 @@ impl PgStore {
         })
     }
 
+    /// A read handle on this replica's copy of the log.
+    pub fn read_handle(&self) -> PgReader {
+        self.reader_of()
+    }
+
     fn reader_of(&self) -> PgReader {
         PgReader {
             inner: Arc::clone(&self.inner),
