@@ -19,7 +19,7 @@
 //! synchronous and never wait for the network, so reads keep serving when the database is
 //! down; writes then answer [`LogError::Unavailable`] and the store reconnects by itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub struct PgConfig {
     /// `postgres://…` without the `schema` parameter.
     pub url: String,
     pub schema: String,
+    /// Records of the log's tail kept in memory (older ones are read from PostgreSQL).
+    pub tail_records: usize,
 }
 
 impl PgConfig {
@@ -85,7 +87,11 @@ impl PgConfig {
         };
         url.parse::<tokio_postgres::Config>()
             .map_err(|e| LogError::Storage(format!("bad PostgreSQL URL: {e}")))?;
-        Ok(PgConfig { url, schema })
+        Ok(PgConfig {
+            url,
+            schema,
+            tail_records: TAIL_RECORDS,
+        })
     }
 
     fn connection(&self) -> tokio_postgres::Config {
@@ -109,6 +115,10 @@ fn is_schema_name(s: &str) -> bool {
 /// A PostgreSQL error as the log's error: a lost connection is "unavailable" (503, retry),
 /// anything else a storage failure.
 fn pg_error(e: tokio_postgres::Error) -> LogError {
+    pg_error_ref(&e)
+}
+
+fn pg_error_ref(e: &tokio_postgres::Error) -> LogError {
     // SQLSTATE classes 08 (connection exception), 53 (insufficient resources: too many
     // connections) and 57 (operator intervention: shutdown, crash, starting up) pass.
     let transient = e.code().is_none_or(|c| {
@@ -131,30 +141,58 @@ async fn connect(config: &PgConfig) -> Result<Client, LogError> {
     Ok(client)
 }
 
-/// The committed log as this replica has it: encoded records in position order.
-#[derive(Default)]
+/// Records of the log's tail a replica keeps in memory by default: the projections' catch-up,
+/// SSE and fresh reads are served from here; older records are read from PostgreSQL on demand.
+pub const TAIL_RECORDS: usize = 20_000;
+
+/// What this replica knows of the committed log: an index of every position (its ticket stream
+/// and its event id's hash) and the encoded records of the tail.
 struct Cache {
-    arena: Vec<u8>,
-    /// Start of each record in `arena`; record `p` is at index `p - 1`.
-    starts: Vec<usize>,
-    streams: HashMap<TicketId, Vec<u64>>,
-    ids: HashMap<Box<str>, u64>,
+    /// The tail's length.
+    tail_max: usize,
+    head: u64,
+    /// The hash of the record at `head`.
     hash: Hash,
+    streams: HashMap<TicketId, Vec<u64>>,
+    /// 64 bits of blake3 of each event id → its position; the rare second id with the same
+    /// hash goes to `id_overflow`. A hit is a candidate, confirmed on the record.
+    ids: HashMap<u64, u64>,
+    id_overflow: Vec<(u64, u64)>,
+    /// The last records, oldest first; the last one is at `head`.
+    tail: VecDeque<Box<[u8]>>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    let bytes = blake3::hash(id.as_bytes());
+    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 impl Cache {
-    fn head(&self) -> u64 {
-        count(self.starts.len())
+    fn new(tail_max: usize) -> Cache {
+        Cache {
+            tail_max: tail_max.max(1),
+            head: 0,
+            hash: Hash::ZERO,
+            streams: HashMap::new(),
+            ids: HashMap::new(),
+            id_overflow: Vec::new(),
+            tail: VecDeque::new(),
+        }
     }
 
-    /// Adds the record at `position` if it is the next one; records already held are skipped.
-    fn push(&mut self, position: u64, record: &[u8]) -> Result<(), LogError> {
-        if position <= self.head() {
-            return Ok(());
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Adds the record at `position` if it is the next one (records already held are
+    /// skipped); answers the decoded event when it was added.
+    fn push(&mut self, position: u64, record: &[u8]) -> Result<Option<RecordedEvent>, LogError> {
+        if position <= self.head {
+            return Ok(None);
         }
-        if position != self.head() + 1 {
+        if position != self.head + 1 {
             return Err(LogError::corrupt(
-                self.head() + 1,
+                self.head + 1,
                 format!("the database skipped to position {position}"),
             ));
         }
@@ -166,29 +204,52 @@ impl Cache {
                 "hash chain broken: prev_hash differs",
             ));
         }
-        self.starts.push(self.arena.len());
-        self.arena.extend_from_slice(record);
+        self.head = position;
         self.hash = event.hash;
-        self.streams.entry(event.ticket).or_default().push(position);
-        self.ids.insert(event.id.into_boxed_str(), position);
-        Ok(())
+        self.streams
+            .entry(event.ticket.clone())
+            .or_default()
+            .push(position);
+        let key = id_hash(&event.id);
+        if let Some(older) = self.ids.insert(key, position) {
+            // Two ids with the same 64-bit hash: the map keeps the newer, the overflow the older.
+            self.id_overflow.push((key, older));
+        }
+        if self.tail.len() == self.tail_max {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(record.into());
+        Ok(Some(event))
     }
 
-    fn get(&self, position: u64) -> Result<RecordedEvent, LogError> {
-        let index = usize::try_from(position.saturating_sub(1)).unwrap_or(usize::MAX);
-        let start = *self
-            .starts
-            .get(index)
-            .ok_or_else(|| LogError::corrupt(position, "position is not in this replica"))?;
-        let end = self
-            .starts
-            .get(index + 1)
-            .copied()
-            .unwrap_or(self.arena.len());
-        codec::decode_record(&self.arena[start..end])
-            .map(|(event, _)| event)
-            .map_err(|e| LogError::corrupt(position, e))
+    /// The record at `position` if it is in the tail.
+    fn tail_record(&self, position: u64) -> Option<&[u8]> {
+        let first = self.head + 1 - count(self.tail.len());
+        let index = usize::try_from(position.checked_sub(first)?).ok()?;
+        self.tail.get(index).map(|r| &r[..])
     }
+
+    /// Positions whose event id may be `id`.
+    fn id_candidates(&self, id: &str) -> Vec<u64> {
+        let key = id_hash(id);
+        self.ids
+            .get(&key)
+            .copied()
+            .into_iter()
+            .chain(
+                self.id_overflow
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, p)| *p),
+            )
+            .collect()
+    }
+}
+
+fn decode_at(position: u64, record: &[u8]) -> Result<RecordedEvent, LogError> {
+    codec::decode_record(record)
+        .map(|(event, _)| event)
+        .map_err(|e| LogError::corrupt(position, e))
 }
 
 fn count(n: usize) -> u64 {
@@ -202,9 +263,77 @@ struct Inner {
     /// The follower's connection is up (readiness).
     following: AtomicBool,
     runtime: tokio::runtime::Handle,
+    /// The connection that reads records older than the tail.
+    reads: tokio::sync::Mutex<Option<Client>>,
 }
 
+/// Positions fetched per query when reading records older than the tail.
+const READ_ROWS: usize = 10_000;
+
 impl Inner {
+    /// The events at `positions`, in that order: from the tail when it holds them, from
+    /// PostgreSQL otherwise.
+    fn records(&self, positions: &[u64]) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut out: Vec<Option<RecordedEvent>> = Vec::with_capacity(positions.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            for (i, &p) in positions.iter().enumerate() {
+                match cache.tail_record(p) {
+                    Some(record) => out.push(Some(decode_at(p, record)?)),
+                    None => {
+                        out.push(None);
+                        missing.push((i, p));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let wanted: Vec<u64> = missing.iter().map(|(_, p)| *p).collect();
+            let mut found = self.block_on(self.fetch_positions(&wanted))?;
+            for (i, p) in missing {
+                out[i] = Some(found.remove(&p).ok_or_else(|| {
+                    LogError::corrupt(p, "the index has it, the database does not")
+                })?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn fetch_positions(
+        &self,
+        positions: &[u64],
+    ) -> Result<HashMap<u64, RecordedEvent>, LogError> {
+        let mut reads = self.reads.lock().await;
+        if reads.as_ref().is_none_or(Client::is_closed) {
+            *reads = Some(connect(&self.config).await?);
+        }
+        let client = reads.as_ref().expect("connected just now");
+        let sql = format!(
+            "SELECT position, record FROM {}.events WHERE position = ANY($1)",
+            self.config.schema
+        );
+        let mut out = HashMap::with_capacity(positions.len());
+        for chunk in positions.chunks(READ_ROWS) {
+            let wanted: Vec<i64> = chunk
+                .iter()
+                .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
+                .collect();
+            let rows = match client.query(&sql, &[&wanted]).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    *reads = None;
+                    return Err(pg_error(e));
+                }
+            };
+            for row in rows {
+                let position = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+                out.insert(position, decode_at(position, row.get(1))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Fetches every committed record after this replica's head, with `client`.
     async fn fetch_new(&self, client: &Client) -> Result<(), LogError> {
         let sql = format!(
@@ -270,11 +399,12 @@ impl PgStore {
             .map_err(|e| LogError::Storage(format!("runtime: {e}")))?;
         let (head, _) = watch::channel(0);
         let inner = Arc::new(Inner {
+            cache: RwLock::new(Cache::new(config.tail_records)),
             config,
-            cache: RwLock::new(Cache::default()),
             head,
             following: AtomicBool::new(false),
             runtime: runtime.handle().clone(),
+            reads: tokio::sync::Mutex::new(None),
         });
         let loaded = Arc::clone(&inner);
         inner.block_on(async move {
@@ -431,33 +561,44 @@ impl EventReader for PgReader {
         to_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
-        let Some(positions) = cache.streams.get(ticket) else {
-            return Ok(Vec::new());
+        let wanted: Vec<u64> = {
+            let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+            let Some(positions) = cache.streams.get(ticket) else {
+                return Ok(Vec::new());
+            };
+            let from = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
+            let to = usize::try_from(to_version)
+                .unwrap_or(usize::MAX)
+                .min(positions.len());
+            positions
+                .get(from..to.max(from))
+                .unwrap_or(&[])
+                .iter()
+                .take(limit)
+                .copied()
+                .collect()
         };
-        let from = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
-        let to = usize::try_from(to_version)
-            .unwrap_or(usize::MAX)
-            .min(positions.len());
-        positions
-            .get(from..to.max(from))
-            .unwrap_or(&[])
-            .iter()
-            .take(limit)
-            .map(|p| cache.get(*p))
-            .collect()
+        self.inner.records(&wanted)
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
-        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
-        let head = cache.head();
-        let end = after.saturating_add(count(limit)).min(head);
-        (after + 1..=end).map(|p| cache.get(p)).collect()
+        let end = after.saturating_add(count(limit)).min(self.inner.head());
+        let wanted: Vec<u64> = (after + 1..=end).collect();
+        self.inner.records(&wanted)
     }
 
     fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
-        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
-        cache.ids.get(id).map(|p| cache.get(*p)).transpose()
+        let candidates = self
+            .inner
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .id_candidates(id);
+        Ok(self
+            .inner
+            .records(&candidates)?
+            .into_iter()
+            .find(|e| e.id == id))
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -559,8 +700,6 @@ struct Row {
 /// second round trip to prepare it).
 struct Prepared {
     head: tokio_postgres::Statement,
-    ids: tokio_postgres::Statement,
-    versions: tokio_postgres::Statement,
     insert: tokio_postgres::Statement,
     advance: tokio_postgres::Statement,
 }
@@ -570,11 +709,6 @@ impl Prepared {
         let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg_error) };
         Ok(Prepared {
             head: prepare(format!("SELECT position, hash FROM {s}.head FOR UPDATE")).await?,
-            ids: prepare(format!("SELECT record FROM {s}.events WHERE id = ANY($1)")).await?,
-            versions: prepare(format!(
-                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
-            ))
-            .await?,
             insert: prepare(format!(
                 "INSERT INTO {s}.events (position, ticket, version, id, record) \
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])"
@@ -692,40 +826,103 @@ async fn commit_batch(
     connection: &mut Connection,
     requests: &[AppendRequest],
 ) -> Result<(Vec<Staged>, Vec<Row>), LogError> {
+    let result = stage_and_commit(inner, connection, requests).await;
+    if matches!(result, Err(Failure::Open(_))) {
+        // The transaction is still open on a live connection: end it.
+        if connection.client.batch_execute("ROLLBACK").await.is_err() {
+            return result.map_err(Failure::into_error).map_err(|e| match e {
+                LogError::Storage(m) => LogError::Unavailable(m),
+                other => other,
+            });
+        }
+    }
+    result.map_err(Failure::into_error)
+}
+
+/// Why a batch failed, and whether its transaction may still be open.
+enum Failure {
+    Open(LogError),
+    Ended(LogError),
+}
+
+impl Failure {
+    fn into_error(self) -> LogError {
+        match self {
+            Failure::Open(e) | Failure::Ended(e) => e,
+        }
+    }
+}
+
+async fn stage_and_commit(
+    inner: &Inner,
+    connection: &mut Connection,
+    requests: &[AppendRequest],
+) -> Result<(Vec<Staged>, Vec<Row>), Failure> {
     let s = &inner.config.schema;
     let Connection { client, statements } = connection;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let ids: Vec<&str> = requests
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
-        .collect();
-    let tickets: Vec<&str> = requests.iter().map(|r| r.ticket.as_str()).collect();
-    // Pipelined: the server runs them in order, so the id and version reads see every commit
-    // that came before this transaction took the head lock.
-    let (id_params, ticket_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-        ([&ids], [&tickets]);
-    let (head_row, id_rows, version_rows) = tokio::try_join!(
-        tx.query_one(&statements.head, &[]),
-        tx.query(&statements.ids, &id_params),
-        tx.query(&statements.versions, &ticket_params),
+    let open = |e: tokio_postgres::Error| Failure::Open(pg_error(e));
+    // BEGIN and the head lock in one round trip.
+    let (_, head_row) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statements.head, &[]),
     )
-    .map_err(pg_error)?;
+    .map_err(open)?;
     let mut position = u64::try_from(head_row.get::<_, i64>(0)).unwrap_or(0);
-    let mut hash = Hash(
-        head_row
-            .get::<_, &[u8]>(1)
-            .try_into()
-            .map_err(|_| LogError::corrupt(position, "head hash is not 32 bytes"))?,
-    );
+    let mut hash =
+        Hash(head_row.get::<_, &[u8]>(1).try_into().map_err(|_| {
+            Failure::Open(LogError::corrupt(position, "head hash is not 32 bytes"))
+        })?);
+    // Nobody else can commit while this transaction holds the head: once this replica's copy
+    // reaches the locked head, checking against the copy is checking against the database.
+    if inner.head() < position {
+        inner.fetch_new(client).await.map_err(Failure::Open)?;
+    }
+    let (candidates, versions) = {
+        let cache = inner.cache.read().unwrap_or_else(|p| p.into_inner());
+        if cache.head() != position || cache.hash != hash {
+            return Err(Failure::Open(LogError::corrupt(
+                cache.head() + 1,
+                format!(
+                    "the head row says {position}, this replica holds {}",
+                    cache.head()
+                ),
+            )));
+        }
+        let candidates: Vec<u64> = requests
+            .iter()
+            .flat_map(|r| r.events.iter())
+            .flat_map(|e| cache.id_candidates(&e.id))
+            .collect();
+        let versions: HashMap<String, u64> = requests
+            .iter()
+            .map(|r| {
+                let v = cache.streams.get(&r.ticket).map_or(0, |p| count(p.len()));
+                (r.ticket.to_string(), v)
+            })
+            .collect();
+        (candidates, versions)
+    };
+    // Id hits are candidates (64-bit hashes): confirm them on their records.
     let mut existing: HashMap<String, RecordedEvent> = HashMap::new();
-    for row in id_rows {
-        let (event, _) = codec::decode_record(row.get(0)).map_err(|e| LogError::corrupt(0, e))?;
-        existing.insert(event.id.clone(), event);
+    if !candidates.is_empty() {
+        let wanted: Vec<i64> = candidates
+            .iter()
+            .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
+            .collect();
+        let rows = client
+            .query(
+                &format!("SELECT position, record FROM {s}.events WHERE position = ANY($1)"),
+                &[&wanted],
+            )
+            .await
+            .map_err(open)?;
+        for row in rows {
+            let p = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
+            existing.insert(event.id.clone(), event);
+        }
     }
-    let mut versions: HashMap<String, u64> = HashMap::new();
-    for row in version_rows {
-        versions.insert(row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
-    }
+    let mut versions = versions;
     let mut rows: Vec<Row> = Vec::new();
     let mut staged = Vec::with_capacity(requests.len());
     for request in requests {
@@ -820,7 +1017,10 @@ async fn commit_batch(
         rows.extend(encoded);
     }
     if rows.is_empty() {
-        tx.rollback().await.map_err(pg_error)?;
+        client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| Failure::Ended(pg_error(e)))?;
         return Ok((staged, rows));
     }
     let positions: Vec<i64> = rows
@@ -840,16 +1040,30 @@ async fn commit_batch(
     let insert: [&(dyn ToSql + Sync); 5] =
         [&positions, &row_tickets, &row_versions, &row_ids, &records];
     let advance: [&(dyn ToSql + Sync); 3] = [&last, &head_hash, &channel];
-    tokio::try_join!(
-        tx.execute(&statements.insert, &insert),
-        tx.query_one(&statements.advance, &advance),
-    )
-    .map_err(pg_error)?;
+    // Insert, move the head (and NOTIFY), COMMIT: one round trip. If the insert or the update
+    // fails, PostgreSQL answers the COMMIT with a ROLLBACK and nothing is written.
+    let (inserted, moved, committing) = tokio::join!(
+        client.execute(&statements.insert, &insert),
+        client.query_one(&statements.advance, &advance),
+        client.batch_execute("COMMIT"),
+    );
     let first_id = rows[0].event.id.clone();
-    if let Err(e) = tx.commit().await {
-        // The COMMIT may or may not have happened: ask the database before answering.
-        if !committed(&inner.config, s, &first_id).await? {
-            return Err(pg_error(e));
+    let lost = |e: &tokio_postgres::Error| matches!(pg_error_ref(e), LogError::Unavailable(_));
+    match (inserted, moved, committing) {
+        (Ok(_), Ok(_), Ok(())) => {}
+        (Err(e), _, _) | (_, Err(e), _) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        (_, _, Err(e)) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        (i, m, c) => {
+            // The connection dropped: the COMMIT may or may not have happened. Ask.
+            let e = [i.err(), m.err(), c.err()].into_iter().flatten().next();
+            if !committed(&inner.config, s, &first_id)
+                .await
+                .map_err(Failure::Ended)?
+            {
+                return Err(Failure::Ended(
+                    e.map_or(LogError::Unavailable("connection lost".into()), pg_error),
+                ));
+            }
         }
     }
     // This replica's copy must hold the rows before anyone is answered (read-your-writes).
@@ -857,7 +1071,9 @@ async fn commit_batch(
         let mut cache = inner.cache.write().unwrap_or_else(|p| p.into_inner());
         if cache.head() + 1 == rows[0].event.position {
             for row in &rows {
-                cache.push(row.event.position, &row.record)?;
+                cache
+                    .push(row.event.position, &row.record)
+                    .map_err(Failure::Ended)?;
             }
             true
         } else {
@@ -868,7 +1084,7 @@ async fn commit_batch(
         inner.head.send_replace(inner.head());
     } else {
         // Another replica committed in between: fetch up to here on this connection.
-        inner.fetch_new(&*client).await?;
+        inner.fetch_new(&*client).await.map_err(Failure::Ended)?;
     }
     Ok((staged, rows))
 }
@@ -957,7 +1173,7 @@ async fn follow(inner: &Inner) -> Result<(), LogError> {
 async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
     let s = &config.schema;
     let client = connect(config).await?;
-    let mut cache = Cache::default();
+    let mut cache = Cache::new(1);
     let sql = format!(
         "SELECT position, record FROM {s}.events WHERE position > $1 ORDER BY position LIMIT $2"
     );
@@ -971,8 +1187,9 @@ async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
             let position: i64 = row.get(0);
             let record: &[u8] = row.get(1);
             let position = u64::try_from(position).unwrap_or(0);
-            cache.push(position, record)?;
-            let event = cache.get(position)?;
+            let event = cache
+                .push(position, record)?
+                .ok_or_else(|| LogError::corrupt(position, "position repeated"))?;
             let version = count(cache.streams.get(&event.ticket).map_or(0, Vec::len));
             if event.version != version {
                 return Err(LogError::corrupt(

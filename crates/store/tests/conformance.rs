@@ -99,11 +99,16 @@ fn test_pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A PostgreSQL place; every other one keeps a tail of two records, so reads go to the
+/// database for the older ones.
 fn pg() -> Pg {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let schema = format!("t_store_{}_{n}", std::process::id());
-    let config = store_pg::PgConfig::parse(&test_pg_url(), Some(&schema)).expect("url");
+    let mut config = store_pg::PgConfig::parse(&test_pg_url(), Some(&schema)).expect("url");
+    if n % 2 == 1 {
+        config.tail_records = 2;
+    }
     let _ = store_pg::PgStore::drop_schema(&config);
     Pg { config }
 }
