@@ -143,7 +143,7 @@ async fn connect(config: &PgConfig) -> Result<Client, LogError> {
 
 /// Records of the log's tail a replica keeps in memory by default: the projections' catch-up,
 /// SSE and fresh reads are served from here; older records are read from PostgreSQL on demand.
-pub const TAIL_RECORDS: usize = 20_000;
+pub const TAIL_RECORDS: usize = 4_096;
 
 /// What this replica knows of the committed log: an index of every position (its ticket stream
 /// and its event id's hash) and the encoded records of the tail.
@@ -198,7 +198,24 @@ impl Cache {
         }
         let (event, _) =
             codec::decode_record(record).map_err(|e| LogError::corrupt(position, e))?;
-        if event.position != position || event.prev_hash != self.hash {
+        if event.position != position {
+            return Err(LogError::corrupt(
+                position,
+                "the record names another position",
+            ));
+        }
+        self.push_decoded(&event, record)?;
+        Ok(Some(event))
+    }
+
+    /// [`Cache::push`] of a record whose event is already known (the writer's own rows, which
+    /// it has just encoded): no second decode.
+    fn push_decoded(&mut self, event: &RecordedEvent, record: &[u8]) -> Result<(), LogError> {
+        let position = event.position;
+        if position <= self.head {
+            return Ok(());
+        }
+        if position != self.head + 1 || event.prev_hash != self.hash {
             return Err(LogError::corrupt(
                 position,
                 "hash chain broken: prev_hash differs",
@@ -219,7 +236,7 @@ impl Cache {
             self.tail.pop_front();
         }
         self.tail.push_back(record.into());
-        Ok(Some(event))
+        Ok(())
     }
 
     /// The record at `position` if it is in the tail.
@@ -1072,7 +1089,7 @@ async fn stage_and_commit(
         if cache.head() + 1 == rows[0].event.position {
             for row in &rows {
                 cache
-                    .push(row.event.position, &row.record)
+                    .push_decoded(&row.event, &row.record)
                     .map_err(Failure::Ended)?;
             }
             true
