@@ -115,15 +115,7 @@ fn flush(
     let count = u64::try_from(group.len())?;
     let duplicate = match target {
         Target::Local(log) => {
-            let events = group
-                .into_iter()
-                .map(|e| NewEvent {
-                    id: e.id,
-                    recorded_at: e.recorded_at,
-                    actor: e.actor,
-                    data: e.data,
-                })
-                .collect();
+            let events = group.into_iter().map(NewEvent::from).collect();
             block_on(log.append(AppendRequest {
                 ticket,
                 expected_version: None,
@@ -220,15 +212,7 @@ fn copy_group(to: &dyn EventStore, group: Vec<RecordedEvent>) -> anyhow::Result<
     };
     let ticket = first.ticket.clone();
     let expected: Vec<(u64, events::Hash)> = group.iter().map(|e| (e.position, e.hash)).collect();
-    let events = group
-        .into_iter()
-        .map(|e| NewEvent {
-            id: e.id,
-            recorded_at: e.recorded_at,
-            actor: e.actor,
-            data: e.data,
-        })
-        .collect();
+    let events = group.into_iter().map(NewEvent::from).collect();
     let appended = block_on(to.append(AppendRequest {
         ticket,
         expected_version: None,

@@ -77,7 +77,7 @@ impl PgConfig {
         let schema = schema.unwrap_or_else(|| "mc_ledger".to_owned());
         if !is_schema_name(&schema) {
             return Err(LogError::Storage(format!(
-                "schema {schema:?}: 1 to 63 characters of a-z 0-9 _, starting with a letter or _"
+                "schema {schema:?}: 1 to 53 characters of a-z 0-9 _, starting with a letter or _"
             )));
         }
         let url = if kept.is_empty() {
@@ -95,9 +95,17 @@ impl PgConfig {
     }
 
     fn connection(&self) -> tokio_postgres::Config {
-        self.url
+        let mut config: tokio_postgres::Config = self
+            .url
             .parse()
-            .expect("the URL was checked when the config was parsed")
+            .expect("the URL was checked when the config was parsed");
+        // A database that stops answering must become "unavailable", not a hang.
+        config
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .tcp_user_timeout(Duration::from_secs(10));
+        config
     }
 
     fn channel(&self) -> String {
@@ -108,7 +116,8 @@ impl PgConfig {
 fn is_schema_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && s.len() <= 63
+        // `mc_ledger_<schema>` names the NOTIFY channel, an identifier of at most 63 bytes.
+        && s.len() <= 53
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
@@ -116,6 +125,15 @@ fn is_schema_name(s: &str) -> bool {
 /// anything else a storage failure.
 fn pg_error(e: tokio_postgres::Error) -> LogError {
     pg_error_ref(&e)
+}
+
+/// An error that means the connection (or the server) went away, as opposed to a statement
+/// the server refused: SQLSTATE class 08, admin/crash shutdown and "starting up" (57P01-03).
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+    }) || e.to_string().contains("connection closed")
 }
 
 fn pg_error_ref(e: &tokio_postgres::Error) -> LogError {
@@ -284,6 +302,8 @@ struct Inner {
     reads: tokio::sync::Mutex<Option<Client>>,
 }
 
+/// How long a read of records older than the tail may wait for PostgreSQL.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Positions fetched per query when reading records older than the tail.
 const READ_ROWS: usize = 10_000;
 
@@ -336,16 +356,30 @@ impl Inner {
                 .iter()
                 .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
                 .collect();
-            let rows = match client.query(&sql, &[&wanted]).await {
-                Ok(rows) => rows,
-                Err(e) => {
+            let asked = tokio::time::timeout(READ_TIMEOUT, client.query(&sql, &[&wanted])).await;
+            let rows = match asked {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
                     *reads = None;
                     return Err(pg_error(e));
+                }
+                Err(_) => {
+                    *reads = None;
+                    return Err(LogError::Unavailable(
+                        "PostgreSQL did not answer a read".into(),
+                    ));
                 }
             };
             for row in rows {
                 let position = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-                out.insert(position, decode_at(position, row.get(1))?);
+                let event = decode_at(position, row.get(1))?;
+                if event.position != position {
+                    return Err(LogError::corrupt(
+                        position,
+                        "the record names another position",
+                    ));
+                }
+                out.insert(position, event);
             }
         }
         Ok(out)
@@ -374,7 +408,7 @@ impl Inner {
                     cache.push(u64::try_from(position).unwrap_or(0), record)?;
                 }
             }
-            self.head.send_replace(self.head());
+            self.publish_head();
             if i64::try_from(rows.len()).unwrap_or(0) < FETCH_ROWS {
                 return Ok(());
             }
@@ -383,6 +417,17 @@ impl Inner {
 
     fn head(&self) -> u64 {
         self.cache.read().unwrap_or_else(|p| p.into_inner()).head()
+    }
+
+    /// Tells subscribers the head moved; never backwards (the writer and the follower may
+    /// publish in either order).
+    fn publish_head(&self) {
+        let head = self.head();
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            *h = (*h).max(head);
+            moved
+        });
     }
 
     /// Runs `future` on the store's runtime from any thread, async contexts included.
@@ -401,6 +446,7 @@ type Reply = oneshot::Sender<Result<Appended, LogError>>;
 pub struct PgStore {
     inner: Arc<Inner>,
     queue: Mutex<Option<mpsc::Sender<(AppendRequest, Reply)>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
@@ -431,11 +477,12 @@ impl PgStore {
         })?;
         inner.following.store(true, Ordering::Relaxed);
         let (queue, appends) = mpsc::channel(QUEUE_MAX);
-        runtime.spawn(writer(Arc::clone(&inner), appends));
+        let writer = runtime.spawn(writer(Arc::clone(&inner), appends));
         runtime.spawn(follower(Arc::clone(&inner)));
         Ok(PgStore {
             inner,
             queue: Mutex::new(Some(queue)),
+            writer: Mutex::new(Some(writer)),
             runtime: Mutex::new(Some(runtime)),
         })
     }
@@ -599,7 +646,11 @@ impl EventReader for PgReader {
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
-        let end = after.saturating_add(count(limit)).min(self.inner.head());
+        let head = self.inner.head();
+        if after >= head || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let end = after.saturating_add(count(limit)).min(head);
         let wanted: Vec<u64> = (after + 1..=end).collect();
         self.inner.records(&wanted)
     }
@@ -693,9 +744,15 @@ impl EventStore for PgStore {
     }
 
     fn close(&self) -> Result<(), LogError> {
-        // Every append in the queue is answered before the writer sees the channel close;
-        // each answer came after its COMMIT, so nothing is left to flush.
+        // The writer answers every append in the queue, then sees the channel close; each
+        // answer came after its COMMIT, so nothing is left to flush. Wait for it.
         drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = self
+                .inner
+                .block_on(async { tokio::time::timeout(Duration::from_secs(30), writer).await });
+        }
         Ok(())
     }
 }
@@ -717,8 +774,7 @@ struct Row {
 /// second round trip to prepare it).
 struct Prepared {
     head: tokio_postgres::Statement,
-    insert: tokio_postgres::Statement,
-    advance: tokio_postgres::Statement,
+    append: tokio_postgres::Statement,
 }
 
 impl Prepared {
@@ -726,14 +782,18 @@ impl Prepared {
         let prepare = |sql: String| async move { client.prepare(&sql).await.map_err(pg_error) };
         Ok(Prepared {
             head: prepare(format!("SELECT position, hash FROM {s}.head FOR UPDATE")).await?,
-            insert: prepare(format!(
-                "INSERT INTO {s}.events (position, ticket, version, id, record) \
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])"
-            ))
-            .await?,
-            advance: prepare(format!(
-                "WITH moved AS (UPDATE {s}.head SET position = $1, hash = $2 RETURNING position) \
-                 SELECT pg_notify($3, position::text) FROM moved"
+            // One statement: if it never reaches the server, the pipelined COMMIT commits
+            // an empty transaction; events and head move together or not at all.
+            append: prepare(format!(
+                "WITH inserted AS ( \
+                     INSERT INTO {s}.events (position, ticket, version, id, record) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bytea[]) \
+                     RETURNING 1), \
+                 moved AS ( \
+                     UPDATE {s}.head SET position = $6, hash = $7 \
+                     WHERE (SELECT count(*) FROM inserted) = cardinality($1::bigint[]) \
+                     RETURNING position) \
+                 SELECT pg_notify($8, position::text) FROM moved"
             ))
             .await?,
         })
@@ -1054,26 +1114,36 @@ async fn stage_and_commit(
     let last = i64::try_from(position).unwrap_or(i64::MAX);
     let channel = inner.config.channel();
     let head_hash = hash.0.as_slice();
-    let insert: [&(dyn ToSql + Sync); 5] =
-        [&positions, &row_tickets, &row_versions, &row_ids, &records];
-    let advance: [&(dyn ToSql + Sync); 3] = [&last, &head_hash, &channel];
-    // Insert, move the head (and NOTIFY), COMMIT: one round trip. If the insert or the update
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &positions,
+        &row_tickets,
+        &row_versions,
+        &row_ids,
+        &records,
+        &last,
+        &head_hash,
+        &channel,
+    ];
+    // Insert + move the head (and NOTIFY), then COMMIT: one round trip. If the statement
     // fails, PostgreSQL answers the COMMIT with a ROLLBACK and nothing is written.
-    let (inserted, moved, committing) = tokio::join!(
-        client.execute(&statements.insert, &insert),
-        client.query_one(&statements.advance, &advance),
+    let (appended, committing) = tokio::join!(
+        client.query(&statements.append, &params),
         client.batch_execute("COMMIT"),
     );
-    let first_id = rows[0].event.id.clone();
-    let lost = |e: &tokio_postgres::Error| matches!(pg_error_ref(e), LogError::Unavailable(_));
-    match (inserted, moved, committing) {
-        (Ok(_), Ok(_), Ok(())) => {}
-        (Err(e), _, _) | (_, Err(e), _) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
-        (_, _, Err(e)) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
-        (i, m, c) => {
+    let lost = |e: &tokio_postgres::Error| e.is_closed() || connection_lost(e);
+    match (appended, committing) {
+        (Ok(moved), Ok(())) if moved.len() == 1 => {}
+        (Ok(_), Ok(())) => {
+            return Err(Failure::Ended(LogError::Storage(
+                "the head did not move with the events; nothing was committed".into(),
+            )))
+        }
+        (Err(e), _) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        (_, Err(e)) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        (a, c) => {
             // The connection dropped: the COMMIT may or may not have happened. Ask.
-            let e = [i.err(), m.err(), c.err()].into_iter().flatten().next();
-            if !committed(&inner.config, s, &first_id)
+            let e = [a.err(), c.err()].into_iter().flatten().next();
+            if !committed(&inner.config, s, rows[0].event.position, &rows[0].record)
                 .await
                 .map_err(Failure::Ended)?
             {
@@ -1098,7 +1168,7 @@ async fn stage_and_commit(
         }
     };
     if fresh {
-        inner.head.send_replace(inner.head());
+        inner.publish_head();
     } else {
         // Another replica committed in between: fetch up to here on this connection.
         inner.fetch_new(&*client).await.map_err(Failure::Ended)?;
@@ -1106,20 +1176,41 @@ async fn stage_and_commit(
     Ok((staged, rows))
 }
 
-/// Whether an event id is in the log, asked on a new connection (after a COMMIT whose answer
-/// was lost). Unreachable for [`COMMIT_RECHECK_MS`] means the outcome is unknown: unavailable.
-async fn committed(config: &PgConfig, schema: &str, id: &str) -> Result<bool, LogError> {
+/// Whether our first record is in the log, asked on a new connection after a COMMIT whose
+/// answer was lost. It first takes the head lock (so the orphaned transaction, if PostgreSQL
+/// still runs it, has ended) and then compares the record at our position byte for byte: a
+/// retry of the same ids through another replica lands at other positions with other hashes
+/// and does not count. Unreachable for [`COMMIT_RECHECK_MS`] means unknown: unavailable.
+async fn committed(
+    config: &PgConfig,
+    schema: &str,
+    position: u64,
+    record: &[u8],
+) -> Result<bool, LogError> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(COMMIT_RECHECK_MS);
+    let position = i64::try_from(position).unwrap_or(i64::MAX);
     loop {
-        if let Ok(client) = connect(config).await {
-            if let Ok(rows) = client
-                .query(
-                    &format!("SELECT 1 FROM {schema}.events WHERE id = $1"),
-                    &[&id],
+        if let Ok(mut client) = connect(config).await {
+            let asked = async {
+                let tx = client.transaction().await?;
+                tx.batch_execute(&format!(
+                    "SET LOCAL lock_timeout = '{COMMIT_RECHECK_MS}ms'; \
+                     SELECT 1 FROM {schema}.head FOR SHARE"
+                ))
+                .await?;
+                let rows = tx
+                    .query(
+                        &format!("SELECT record FROM {schema}.events WHERE position = $1"),
+                        &[&position],
+                    )
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, tokio_postgres::Error>(
+                    rows.first().is_some_and(|r| r.get::<_, &[u8]>(0) == record),
                 )
-                .await
-            {
-                return Ok(!rows.is_empty());
+            };
+            if let Ok(found) = asked.await {
+                return Ok(found);
             }
         }
         if tokio::time::Instant::now() > deadline {

@@ -373,6 +373,11 @@ fn reads_by_stream_range_and_after_position() {
             .collect();
         assert_eq!(a, vec![7, 8, 9]);
         assert!(log.read_after(10, 3).unwrap().is_empty());
+        assert!(
+            log.read_after(u64::MAX, 3).unwrap().is_empty(),
+            "a cursor past the end"
+        );
+        assert!(log.read_after(0, 0).unwrap().is_empty());
         assert_eq!(log.read_after(0, 1000).unwrap().len(), 10);
         let report = log.verify().unwrap();
         assert_eq!((report.events, report.tickets), (10, 2));
