@@ -135,16 +135,7 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
     );
 
     // What the database holds, read by a fresh process: every acknowledged id, a sound chain.
-    let export = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["export", "--store", &url])
-        .output()
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
-    let text = String::from_utf8(export.stdout).unwrap();
+    let text = mc_ledger_ok(&["export", "--store", &url]);
     let stored: std::collections::HashSet<String> = text
         .lines()
         .map(|l| {
@@ -160,15 +151,7 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
             "acknowledged event {id} was lost in the crash"
         );
     }
-    let verify = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["verify", "--store", &url])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    mc_ledger_ok(&["verify", "--store", &url]);
     let _ = replica.child.kill();
     let _ = replica.child.wait();
 }

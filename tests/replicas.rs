@@ -226,16 +226,7 @@ fn three_replicas_share_one_ledger_through_a_sigkill() {
         "SSE saw every event in order"
     );
 
-    let verify = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["verify", "--store", &url])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let said = String::from_utf8_lossy(&verify.stdout);
+    let said = mc_ledger_ok(&["verify", "--store", &url]);
     assert!(said.contains(&format!("ok: {final_head} events")), "{said}");
     for mut r in replicas {
         let _ = r.child.kill();
@@ -393,18 +384,11 @@ fn an_outage_answers_503_serves_reads_and_recovers_without_a_restart() {
 fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
     let pg = PgSchema::new("home");
     let url = pg.store_url();
-    let made = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args([
-            "token", "create", "--scope", "admin", "--name", "ops", "--store", &url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let token = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let token = mc_ledger_ok(&[
+        "token", "create", "--scope", "admin", "--name", "ops", "--store", &url,
+    ])
+    .trim()
+    .to_owned();
     let mut a = spawn_serve(&["--store", &url]);
     let mut b = spawn_serve(&["--store", &url]);
     for replica in [&a, &b] {
@@ -446,15 +430,7 @@ fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
 #[test]
 fn copy_keeps_positions_ids_and_hashes_both_ways() {
     let bin = env!("CARGO_BIN_EXE_mc-ledger");
-    let run = |args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = mc_ledger_ok;
     let source = tempfile::tempdir().unwrap();
     let back = tempfile::tempdir().unwrap();
     let src = source.path().to_str().unwrap().to_owned();

@@ -237,3 +237,18 @@ impl Drop for PgSchema {
         let _ = store_pg::PgStore::drop_schema(&self.config);
     }
 }
+
+/// Runs `mc-ledger ARGS` to its end and answers its stdout; a failure fails the test with
+/// the command's stderr.
+pub fn mc_ledger_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mc-ledger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
