@@ -53,54 +53,40 @@ pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
     )?;
     results.push(Run { latencies, elapsed }.result("mc-ledger", "embedded", args.events));
 
-    results.push(match pg_store(&args) {
-        Ok(run) => run.result("mc-ledger-pg", "PostgreSQL store in process", args.events),
-        Err(e) => skipped(
+    let events = args.events;
+    let peers: [(&str, &str, anyhow::Result<Run>); 5] = [
+        (
             "mc-ledger-pg",
             "PostgreSQL store in process",
-            format!("{e:#}"),
+            pg_store(&args),
         ),
-    });
-    results.push(match pg_http(&args) {
-        Ok(run) => run.result(
+        (
             "mc-ledger-pg-http",
             "3 replicas on one PostgreSQL, http loopback",
-            args.events,
+            pg_http(&args),
         ),
-        Err(e) => skipped(
-            "mc-ledger-pg-http",
-            "3 replicas on one PostgreSQL, http loopback",
-            format!("{e:#}"),
+        (
+            "mc-ledger-http",
+            "http loopback",
+            http(&dir.join("http"), &args),
         ),
-    });
-    results.push(match http(&dir.join("http"), &args) {
-        Ok(run) => run.result("mc-ledger-http", "http loopback", args.events),
-        Err(e) => skipped("mc-ledger-http", "http loopback", e),
-    });
-    results.push(match postgres(&args) {
-        Ok(run) => run.result(
+        (
             "postgres",
             "events table, one transaction per append",
-            args.events,
+            postgres(&args),
         ),
-        Err(e) => skipped(
-            "postgres",
-            "events table, one transaction per append",
-            format!("{e:#}"),
-        ),
-    });
-    results.push(match sqlite(&dir.join("sqlite.db"), &args) {
-        Ok(run) => run.result(
+        (
             "sqlite",
             "WAL, synchronous=FULL, one writer connection",
-            args.events,
+            sqlite(&dir.join("sqlite.db"), &args),
         ),
-        Err(e) => skipped(
-            "sqlite",
-            "WAL, synchronous=FULL, one writer connection",
-            format!("{e:#}"),
-        ),
-    });
+    ];
+    for (system, mode, run) in peers {
+        results.push(match run {
+            Ok(run) => run.result(system, mode, events),
+            Err(e) => skipped(system, mode, format!("{e:#}")),
+        });
+    }
 
     let rate = |system: &str| {
         results
