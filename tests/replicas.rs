@@ -235,11 +235,21 @@ fn three_replicas_share_one_ledger_through_a_sigkill() {
 }
 
 /// A TCP proxy to PostgreSQL that the test can cut (every connection closed, new ones
-/// refused) and restore.
+/// refused) and restore, or set to lose answers: once a client sends a COMMIT in a
+/// transaction whose statements carried a marker, PostgreSQL still gets everything but no
+/// answer reaches any client (a network that fails between COMMIT and its answer).
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    /// Answers are thrown away while set.
+    swallowing: Arc<AtomicBool>,
+    /// The marker that arms the swallowing at the next COMMIT.
+    marker: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Proxy {
@@ -248,7 +258,10 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(AtomicU64::new(0));
+        let swallowing = Arc::new(AtomicBool::new(false));
+        let marker: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
         let (up2, generation2) = (up.clone(), generation.clone());
+        let (swallowing2, marker2) = (swallowing.clone(), marker.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -260,15 +273,22 @@ impl Proxy {
                     continue;
                 };
                 let born = generation2.load(Ordering::Relaxed);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (mut from, mut to, upstream) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
                 ] {
                     let generation = generation2.clone();
+                    let swallowing = swallowing2.clone();
+                    let marker = marker2.clone();
                     std::thread::spawn(move || {
                         from.set_read_timeout(Some(Duration::from_millis(50)))
                             .unwrap();
                         let mut buf = [0u8; 16 * 1024];
+                        let mut marked = false;
                         loop {
                             if generation.load(Ordering::Relaxed) != born {
                                 break;
@@ -276,7 +296,20 @@ impl Proxy {
                             match from.read(&mut buf) {
                                 Ok(0) => break,
                                 Ok(n) => {
-                                    if to.write_all(&buf[..n]).is_err() {
+                                    let chunk = &buf[..n];
+                                    if upstream {
+                                        let armed = marker.lock().unwrap().clone();
+                                        if let Some(m) = armed {
+                                            marked |= contains(chunk, &m);
+                                            if marked && contains(chunk, b"COMMIT\0") {
+                                                // Before PostgreSQL can answer it.
+                                                swallowing.store(true, Ordering::SeqCst);
+                                            }
+                                        }
+                                    } else if swallowing.load(Ordering::SeqCst) {
+                                        continue;
+                                    }
+                                    if to.write_all(chunk).is_err() {
                                         break;
                                     }
                                 }
@@ -299,6 +332,8 @@ impl Proxy {
             addr,
             up,
             generation,
+            swallowing,
+            marker,
         }
     }
 
@@ -307,8 +342,84 @@ impl Proxy {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// From the COMMIT of a transaction carrying `marker` on, answers are lost.
+    fn lose_answers_after(&self, marker: &str) {
+        *self.marker.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
     fn restore(&self) {
+        *self.marker.lock().unwrap() = None;
+        self.swallowing.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The URL of `pg`'s schema through `proxy`.
+fn through(proxy: &Proxy, pg: &PgSchema) -> String {
+    let url = pg
+        .store_url()
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(url, pg.store_url(), "the replica goes through the proxy");
+    url
+}
+
+/// The worst moment of an outage: the COMMIT reaches PostgreSQL and commits, its answer never
+/// comes back, and the database stays unreachable. The replica cannot know and answers 503;
+/// the client sends the command again with the same `Idempotency-Key`, on another replica and
+/// on the first one once the network is back: both answer 200 with the original, and the
+/// comment is in the log once.
+#[test]
+fn a_commit_whose_answer_is_lost_is_applied_once_when_retried() {
+    let pg = PgSchema::new("lost_answer");
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let cut_off = spawn_serve(&["--store", &through(&proxy, &pg)]);
+    let direct = spawn_serve(&["--store", &pg.store_url()]);
+    open_ticket(direct.addr, "MC-1");
+    assert!(eventually(Duration::from_secs(3), || head(cut_off.addr) == 1));
+
+    let body = actor(json!({"body": "marker-7f3a: recorded once"}));
+    proxy.lose_answers_after("marker-7f3a");
+    let first = post_keyed(cut_off.addr, "/v1/tickets/MC-1/comments", &body, "lost-1");
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert_eq!(first.json()["code"], "store_unavailable");
+    assert_eq!(head(direct.addr), 2, "yet the COMMIT happened");
+
+    let elsewhere = post_keyed(direct.addr, "/v1/tickets/MC-1/comments", &body, "lost-1");
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    assert_eq!(elsewhere.json()["duplicate"], true);
+    assert_eq!(elsewhere.json()["position"], 2);
+
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(15), || get(cut_off.addr, "/readyz")
+            .status
+            == 200),
+        "the replica recovers by itself"
+    );
+    let again = post_keyed(cut_off.addr, "/v1/tickets/MC-1/comments", &body, "lost-1");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["position"], 2);
+    for addr in [cut_off.addr, direct.addr] {
+        let bodies: Vec<String> = all_events(addr)
+            .iter()
+            .filter_map(|e| e["data"]["body"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(bodies, vec!["marker-7f3a: recorded once"], "once, on both");
+    }
+    let written = post(
+        cut_off.addr,
+        "/v1/tickets/MC-1/comments",
+        &actor(json!({"body": "after"})),
+    );
+    assert_eq!(
+        written.status, 201,
+        "the replica writes again: {}",
+        written.body
+    );
+    assert_eq!(written.json()["position"], 3);
+    for mut r in [cut_off, direct] {
+        let _ = r.child.kill();
+        let _ = r.child.wait();
     }
 }
 
@@ -320,10 +431,7 @@ fn an_outage_answers_503_serves_reads_and_recovers_without_a_restart() {
     let pg = PgSchema::new("outage");
     let target: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = Proxy::start(target);
-    let url = pg
-        .store_url()
-        .replace("127.0.0.1:5432", &proxy.addr.to_string());
-    assert_ne!(url, pg.store_url(), "the replica goes through the proxy");
+    let url = through(&proxy, &pg);
     let mut replica = spawn_serve(&["--store", &url]);
     let addr = replica.addr;
     open_ticket(addr, "MC-1");

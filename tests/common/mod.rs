@@ -39,6 +39,31 @@ pub fn try_request(
     body: Option<&str>,
     token: Option<&str>,
 ) -> Option<Reply> {
+    try_request_with(addr, method, path, body, token, &[])
+}
+
+/// A POST with an `Idempotency-Key`.
+pub fn post_keyed(addr: SocketAddr, path: &str, body: &Value, key: &str) -> Reply {
+    try_request_with(
+        addr,
+        "POST",
+        path,
+        Some(&body.to_string()),
+        None,
+        &[("Idempotency-Key", key)],
+    )
+    .expect("connect")
+}
+
+/// A request with extra headers; `None` when the server cannot be reached.
+pub fn try_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Option<Reply> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -46,6 +71,9 @@ pub fn try_request(
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
     if method != "GET" {

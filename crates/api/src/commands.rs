@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use events::{
-    Actor, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority, ReapCause,
-    RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed, TicketEdited, TicketId,
-    TicketOpened, Transport, Verdict,
+    Actor, EventData, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority,
+    ReapCause, RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed, TicketEdited,
+    TicketId, TicketOpened, Transport, Verdict,
 };
 use projections::{decide, turn_nonce, Command, Context, Decision, EventRef, HarvestReport};
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,8 @@ use store::{AppendRequest, LogError};
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::extract::{ticket_id, Body, RuntimePath, TaskPath, TicketPath};
-use crate::openapi::{Created, CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
+use crate::extract::{ticket_id, Body, IdempotencyKey, Keyed, RuntimePath, TaskPath, TicketPath};
+use crate::openapi::{CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
 use crate::state::{new_ulid, now, random_u32, WriteState};
 
 /// Times a command is re-decided after losing a race on its ticket stream.
@@ -32,8 +32,17 @@ pub async fn execute(
     command: Command,
     actor: Actor,
     expected_version: Option<u64>,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Response, AppError> {
     let shared = &w.shared;
+    if let Some(key) = key {
+        // Asked before deciding: the first try may have changed what the decision says (a
+        // retried close would be `ticket_closed`).
+        if let Some(events) = keyed_original(w, key)? {
+            shared.metrics.duplicates.inc();
+            return Ok(duplicate(events));
+        }
+    }
     for _ in 0..RACE_RETRIES {
         shared.catch_up()?;
         let at = now();
@@ -56,13 +65,17 @@ pub async fn execute(
         };
         match decision {
             Decision::Append(a) => {
-                let appended =
-                    match append(w, a.ticket, a.expected_version, a.events, &actor, at).await {
-                        Ok(appended) => appended,
-                        Err(LogError::VersionConflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    };
+                let appended = match append(w, &a, key, &actor, at).await {
+                    Ok(appended) => appended,
+                    Err(LogError::VersionConflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 shared.catch_up()?;
+                if appended.duplicate {
+                    // A keyed command whose first try committed while this one was deciding.
+                    shared.metrics.duplicates.inc();
+                    return Ok(duplicate(appended.events));
+                }
                 let body = WriteResult {
                     runtime_id: a.runtime_id,
                     nonce: a.nonce,
@@ -97,7 +110,14 @@ pub async fn execute(
                 record,
                 rejection,
             } => {
-                let recorded = match append(w, ticket, expected_version, record, &actor, at).await {
+                let refusal = projections::Append {
+                    ticket,
+                    expected_version,
+                    events: record,
+                    runtime_id: None,
+                    nonce: None,
+                };
+                let recorded = match append(w, &refusal, key, &actor, at).await {
                     Ok(a) => a,
                     Err(LogError::VersionConflict { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -116,26 +136,28 @@ pub async fn execute(
     ))
 }
 
+/// Appends a decision's events; a keyed command's ids come from its key.
 async fn append(
     w: &WriteState,
-    ticket: TicketId,
-    expected_version: u64,
-    data: Vec<events::EventData>,
+    decided: &projections::Append,
+    key: Option<&IdempotencyKey>,
     actor: &Actor,
     at: events::Timestamp,
 ) -> Result<store::Appended, LogError> {
     let started = Instant::now();
-    let count = data.len();
+    let count = decided.events.len();
     let request = AppendRequest {
-        ticket,
-        expected_version: Some(expected_version),
-        events: data
-            .into_iter()
-            .map(|data| NewEvent {
-                id: new_ulid(),
+        ticket: decided.ticket.clone(),
+        expected_version: Some(decided.expected_version),
+        events: decided
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, data)| NewEvent {
+                id: key.map_or_else(new_ulid, |k| k.event_id(i)),
                 recorded_at: at,
                 actor: actor.clone(),
-                data,
+                data: data.clone(),
             })
             .collect(),
     };
@@ -183,6 +205,50 @@ pub struct Coalesced {
     pub coalesced: bool,
     pub ticket: TicketId,
     pub runtime_id: String,
+}
+
+/// The events a keyed command appended on its first try, in order, if it got that far. A
+/// refused signal's record is not an answer: the command is decided again, and its record is
+/// recognised by id when appended (answering the original refusal).
+fn keyed_original(
+    w: &WriteState,
+    key: &IdempotencyKey,
+) -> Result<Option<Vec<RecordedEvent>>, AppError> {
+    let reader = &w.shared.reader;
+    let Some(first) = reader.event_by_id(&key.event_id(0))? else {
+        return Ok(None);
+    };
+    if matches!(first.data, EventData::RuntimeSignalRejected(_)) {
+        return Ok(None);
+    }
+    let mut events = vec![first];
+    for i in 1..events::ids::EVENTS_PER_APPEND_MAX {
+        match reader.event_by_id(&key.event_id(i))? {
+            Some(e) => events.push(e),
+            None => break,
+        }
+    }
+    Ok(Some(events))
+}
+
+/// 200 with the original events of a command applied before; dispatch, retry and switch
+/// name their runtime and nonce as the first answer did.
+fn duplicate(events: Vec<RecordedEvent>) -> Response {
+    let runtime = events.iter().rev().find_map(|e| match &e.data {
+        EventData::RuntimeDispatched(d) => Some((d.runtime_id.clone(), d.nonce.clone())),
+        EventData::RuntimeSwitched(s) => Some((s.runtime_id.clone(), s.nonce.clone())),
+        _ => None,
+    });
+    let (runtime_id, nonce) = runtime.unzip();
+    let body = WriteResult {
+        duplicate: Some(true),
+        position: events.last().map_or(0, |e| e.position),
+        version: events.last().map_or(0, |e| e.version),
+        events,
+        runtime_id,
+        nonce,
+    };
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 fn originals(w: &WriteState, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, AppError> {
@@ -363,19 +429,19 @@ macro_rules! commands {
         $(#[doc = $doc])*
         #[utoipa::path(
             $method, path = $path, operation_id = $op, tag = $tag,
-            params($params), request_body = $body, responses($answers)
+            params($params, IdempotencyKeyHeader), request_body = $body, responses($answers)
         )]
         pub async fn $name(
             State(w): State<WriteState>,
             Path(id): Path<$params>,
-            Body($b): Body<$body>,
+            Keyed { body: $b, key }: Keyed<$body>,
         ) -> Result<Response, AppError> {
             let actor = $b.actor.clone();
             let expected_version = $b.expected_version;
             let $w = &w;
             let $id = id;
             let command: Command = $command;
-            execute(&w, command, actor, expected_version).await
+            execute(&w, command, actor, expected_version, key.as_ref()).await
         }
     )*};
 }
@@ -389,7 +455,7 @@ commands! {
         edit: TicketEdited { title: b.title, description: b.description, priority: b.priority, owner: b.owner },
     };
     /// Comment on a ticket, closed tickets included.
-    post "/v1/tickets/{id}/comments" comment "addComment" "tickets" TicketPath, CommentBody, Created,
+    post "/v1/tickets/{id}/comments" comment "addComment" "tickets" TicketPath, CommentBody, CreatedOrDuplicate,
     |_, p, b| Command::Comment { ticket: ticket_id(&p.id)?, body: b.body };
     /// Link to another ticket (child_of or blocked_by).
     post "/v1/tickets/{id}/links" link "linkTicket" "tickets" TicketPath, LinkBody, CreatedOrDuplicate,
@@ -398,22 +464,22 @@ commands! {
     post "/v1/tickets/{id}/unlink" unlink "unlinkTicket" "tickets" TicketPath, LinkBody, CreatedOrDuplicate,
     |_, p, b| Command::Unlink { ticket: ticket_id(&p.id)?, relation: required(b.relation, "relation")?, target: b.target };
     /// Park a ticket waiting on others.
-    post "/v1/tickets/{id}/park" park "parkTicket" "tickets" TicketPath, ParkBody, Created,
+    post "/v1/tickets/{id}/park" park "parkTicket" "tickets" TicketPath, ParkBody, CreatedOrDuplicate,
     |_, p, b| Command::Park { ticket: ticket_id(&p.id)?, waiting_on: b.waiting_on, reason: b.reason };
     /// Record a gate verdict.
-    post "/v1/tickets/{id}/gates" gate "recordGate" "tickets" TicketPath, GateBody, Created,
+    post "/v1/tickets/{id}/gates" gate "recordGate" "tickets" TicketPath, GateBody, CreatedOrDuplicate,
     |_, p, b| Command::Gate {
         ticket: ticket_id(&p.id)?,
         gate: GateRecorded { gate: b.gate, verdict: required(b.verdict, "verdict")?, commit: b.commit, evidence: b.evidence },
     };
     /// Close a ticket; a closed one is 409 `ticket_closed`.
-    post "/v1/tickets/{id}/close" close "closeTicket" "tickets" TicketPath, CloseBody, Created,
+    post "/v1/tickets/{id}/close" close "closeTicket" "tickets" TicketPath, CloseBody, CreatedOrDuplicate,
     |_, p, b| Command::Close {
         ticket: ticket_id(&p.id)?,
         close: TicketClosed { resolution: required(b.resolution, "resolution")?, commit: b.commit, evidence: b.evidence },
     };
     /// Reopen a closed ticket; an open one is 409 `ticket_open` (`commit` is ignored).
-    post "/v1/tickets/{id}/reopen" reopen "reopenTicket" "tickets" TicketPath, ReasonBody, Created,
+    post "/v1/tickets/{id}/reopen" reopen "reopenTicket" "tickets" TicketPath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Reopen { ticket: ticket_id(&p.id)?, reason: b.reason };
     /// Add a task (the same task id and title again is 200).
     post "/v1/tickets/{id}/tasks" add_task "addTask" "tasks" TicketPath, TaskBody, CreatedOrDuplicate,
@@ -453,13 +519,13 @@ commands! {
     post "/v1/runtimes/{id}/reap" reap "reap" "runtimes" RuntimePath, ReapBody, CreatedOrDuplicate,
     |_, p, b| Command::Reap { runtime_id: p.id, cause: required(b.cause, "cause")?, evidence: b.evidence };
     /// Kill a live runtime; an ended one is 409 `runtime_ended` (`commit` is ignored).
-    post "/v1/runtimes/{id}/kill" kill "kill" "runtimes" RuntimePath, ReasonBody, Created,
+    post "/v1/runtimes/{id}/kill" kill "kill" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Kill { runtime_id: p.id, reason: b.reason };
     /// Cancel a live runtime; an ended one is 409 `runtime_ended` (`commit` is ignored).
-    post "/v1/runtimes/{id}/cancel" cancel "cancel" "runtimes" RuntimePath, ReasonBody, Created,
+    post "/v1/runtimes/{id}/cancel" cancel "cancel" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Cancel { runtime_id: p.id, reason: b.reason };
     /// Switch a live runtime's agent, profile or model; issues a new turn nonce.
-    post "/v1/runtimes/{id}/switch" switch "switch" "runtimes" RuntimePath, SwitchBody, Created,
+    post "/v1/runtimes/{id}/switch" switch "switch" "runtimes" RuntimePath, SwitchBody, CreatedOrDuplicate,
     |_, p, b| Command::Switch { runtime_id: p.id, agent: b.agent, profile: b.profile, model: b.model };
     /// Retry an ended runtime: a new runtime with attempt + 1; 409 `runtime_live` or
     /// `ticket_closed`.
@@ -469,22 +535,22 @@ commands! {
     post "/v1/runtimes/{id}/complete" complete "complete" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Complete { runtime_id: p.id, reason: b.reason, commit: b.commit };
     /// Record input sent to a worker (answers a QUESTION).
-    post "/v1/runtimes/{id}/input" input "input" "runtimes" RuntimePath, InputBody, Created,
+    post "/v1/runtimes/{id}/input" input "input" "runtimes" RuntimePath, InputBody, CreatedOrDuplicate,
     |_, p, b| Command::Input { runtime_id: p.id, text: b.text };
     /// Record a failed launch (`runtime.launch_aborted`): the dispatcher's way to say a worker
     /// never started (a failed model smoke test, as in seed MC-4502). Not in SPEC §7's list.
-    post "/v1/runtimes/{id}/abort" abort_launch "abortLaunch" "runtimes" RuntimePath, AbortBody, Created,
+    post "/v1/runtimes/{id}/abort" abort_launch "abortLaunch" "runtimes" RuntimePath, AbortBody, CreatedOrDuplicate,
     |_, p, b| Command::AbortLaunch { runtime_id: p.id, reason: b.reason, detail: b.detail };
 }
 
 /// Open a ticket (`ticket.opened`); an existing id is 409 `ticket_exists`.
 #[utoipa::path(
     post, path = "/v1/tickets", operation_id = "openTicket", tag = "tickets",
-    request_body = OpenBody, responses(Created)
+    params(IdempotencyKeyHeader), request_body = OpenBody, responses(CreatedOrDuplicate)
 )]
 pub async fn open(
     State(w): State<WriteState>,
-    Body(b): Body<OpenBody>,
+    Keyed { body: b, key }: Keyed<OpenBody>,
 ) -> Result<Response, AppError> {
     let cmd = Command::Open {
         ticket: ticket_id(&b.id)?,
@@ -498,7 +564,20 @@ pub async fn open(
             labels: b.labels.unwrap_or_default(),
         },
     };
-    execute(&w, cmd, b.actor, b.expected_version).await
+    execute(&w, cmd, b.actor, b.expected_version, key.as_ref()).await
+}
+
+/// The `Idempotency-Key` header every command takes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// The client's name for this request (1 to 128 visible ASCII characters, such as a
+    /// UUID): sent again with the same route and body (after a timeout, a 503 or a lost
+    /// connection), it is applied once and answered 200 with the original result, on any
+    /// replica. The same key with another body is another request.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,128}$")]
+    idempotency_key: Option<String>,
 }
 
 /// A signal body as a command: structured, or read from raw pane text.

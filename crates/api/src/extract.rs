@@ -1,10 +1,12 @@
 //! Extractors whose rejections are problem+json like every other error: a JSON body, a query
 //! string, and validated path ids.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
@@ -16,23 +18,122 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(AppError::invalid(e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(AppError::bad_request(e.body_text())),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send Content-Type: application/json",
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::new(
+        let (body, _) = json_body(req, state).await?;
+        Ok(Body(body))
+    }
+}
+
+/// A command's JSON body and its optional `Idempotency-Key` header.
+pub struct Keyed<T> {
+    pub body: T,
+    pub key: Option<IdempotencyKey>,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let header = match req.headers().get(IDEMPOTENCY_KEY) {
+            None => None,
+            Some(v) => Some(parse_key(v.as_bytes())?.to_vec()),
+        };
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let (body, bytes) = json_body(req, state).await?;
+        let key = header.map(|k| IdempotencyKey::of(&k, &method, &path, &bytes));
+        Ok(Keyed { body, key })
+    }
+}
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The longest `Idempotency-Key` taken (a UUID or a ULID fits many times over).
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+
+fn parse_key(raw: &[u8]) -> Result<&[u8], AppError> {
+    let visible = raw.iter().all(|b| (0x21..=0x7e).contains(b));
+    if raw.is_empty() || raw.len() > IDEMPOTENCY_KEY_BYTES_MAX || !visible {
+        return Err(AppError::bad_request(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} visible ASCII characters"
+        )));
+    }
+    Ok(raw)
+}
+
+/// A client's name for one request, so that sending it again (after a timeout, a 503 or a
+/// lost connection) applies it once. The events a keyed command appends get ids derived from
+/// the key, the route and the body, so a second try is recognised by event id on every store
+/// and every replica; the same key with another body or route is another request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    digest: [u8; 16],
+}
+
+impl IdempotencyKey {
+    pub fn of(key: &[u8], method: &str, path: &str, body: &[u8]) -> IdempotencyKey {
+        let mut h = blake3::Hasher::new();
+        h.update(b"mc-ledger idempotency-key v1\0");
+        for part in [key, method.as_bytes(), path.as_bytes()] {
+            h.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes());
+            h.update(part);
+        }
+        h.update(body);
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        IdempotencyKey { digest }
+    }
+
+    /// The id of the `index`-th event the keyed command appends.
+    pub fn event_id(&self, index: usize) -> String {
+        let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("ik.{hex}.{index}")
+    }
+}
+
+/// Reads a JSON body: the value and the bytes it came from.
+async fn json_body<S: Send + Sync, T: DeserializeOwned>(
+    req: Request,
+    state: &S,
+) -> Result<(T, Bytes), AppError> {
+    if !json_content_type(req.headers()) {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
+    }
+    let bytes = match Bytes::from_request(req, state).await {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(AppError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "request body over 1 MiB",
-            )),
-            Err(e) => Err(AppError::bad_request(e.body_text())),
+            ))
         }
+        Err(e) => return Err(AppError::bad_request(e.body_text())),
+    };
+    match axum::Json::<T>::from_bytes(&bytes) {
+        Ok(axum::Json(v)) => Ok((v, bytes)),
+        Err(JsonRejection::JsonDataError(e)) => Err(AppError::invalid(e.body_text())),
+        Err(e) => Err(AppError::bad_request(e.body_text())),
     }
+}
+
+/// `application/json` or `application/…+json`, parameters allowed (as axum's `Json` takes).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 /// A query string; anything that does not parse is 400.

@@ -99,8 +99,6 @@ const DUPLICATE: &str =
     "Already applied: the original result with `duplicate: true`; nothing appended.";
 
 answers! {
-    /// 201 only.
-    Created { 201 => CREATED, "WriteResult"; }
     /// 201, or 200 for a command already applied.
     CreatedOrDuplicate { 201 => CREATED, "WriteResult"; 200 => DUPLICATE, "WriteResult"; }
     /// Dispatch and retry: 201 with `runtime_id` and `nonce`, or 200 with the original.
@@ -108,9 +106,10 @@ answers! {
         201 => "Appended; `runtime_id` and `nonce` name the new runtime and its turn nonce.", "WriteResult";
         200 => DUPLICATE, "WriteResult";
     }
-    /// Activity: 201, or 202 when folded into an earlier heartbeat.
+    /// Activity: 201, or 202 when folded into an earlier heartbeat (200 for a keyed retry).
     CreatedOrCoalesced {
         201 => CREATED, "WriteResult";
+        200 => DUPLICATE, "WriteResult";
         202 => "Coalesced into an earlier heartbeat; nothing appended.", "Coalesced";
     }
 }
@@ -128,7 +127,7 @@ pub fn error_description(status: u16) -> &'static str {
         415 => "`unsupported_media_type`: send `Content-Type: application/json`.",
         422 => "`invalid` (with `field` when one field is at fault), an invalid ticket id, `no_signal` (raw pane text with no signal in it; nothing is appended), or another refused value (`invalid_actor`, `invalid_event_id`, `invalid_timestamp`, `empty_append`, `duplicate_event_id`, `too_expensive`).",
         500 => "`internal`: see the server log.",
-        503 => "`store_unavailable` (the database cannot be reached: nothing was appended; retry), `log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
+        503 => "`store_unavailable` (the database cannot be reached; retry with the same `Idempotency-Key`, which is applied once even if this try was recorded), `log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
         _ => "Error.",
     }
 }

@@ -1,6 +1,9 @@
 //! The blocking HTTP client behind every `mc-ledger … --server URL` command (export, import,
 //! rebuild, replay, the watcher and the agents' helpers), on `ureq`: `http://` and `https://`
 //! servers alike. The token comes from `MC_LEDGER_TOKEN`.
+//!
+//! Every POST carries a fresh `Idempotency-Key`, and is sent again with the same key when the
+//! answer is a 503 `store_unavailable` or never comes: the server applies it once.
 
 use std::time::Duration;
 
@@ -10,6 +13,8 @@ use serde_json::Value;
 /// A whole `GET /v1/events` page of 1000 events fits many times over.
 const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 const TIMEOUT_S: u64 = 60;
+/// Waits before sending a POST again (after a 503 or a lost answer): about 4 s in all.
+const RETRY_WAITS_MS: [u64; 4] = [250, 500, 1_000, 2_000];
 
 pub struct Client {
     base: String,
@@ -59,16 +64,32 @@ impl Client {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
-        let request = self.agent.post(format!("{}{path}", self.base));
-        let request = match &self.token {
-            Some(t) => request.header("Authorization", format!("Bearer {t}")),
-            None => request,
-        };
-        self.answer(
-            request
-                .content_type("application/json")
-                .send(body.to_string()),
-        )
+        let key = ulid::Ulid::new().to_string();
+        let body = body.to_string();
+        let mut waits = RETRY_WAITS_MS.iter();
+        loop {
+            let request = self
+                .agent
+                .post(format!("{}{path}", self.base))
+                .header("Idempotency-Key", &key);
+            let request = match &self.token {
+                Some(t) => request.header("Authorization", format!("Bearer {t}")),
+                None => request,
+            };
+            let sent = request.content_type("application/json").send(&body);
+            let again = match &sent {
+                Ok(r) => r.status().as_u16() == 503,
+                // Refused: the server never saw it, so it is not worth waiting for.
+                Err(ureq::Error::ConnectionFailed) => false,
+                Err(ureq::Error::Io(e)) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+                Err(ureq::Error::Timeout(_)) => true,
+                Err(_) => false,
+            };
+            match waits.next() {
+                Some(ms) if again => std::thread::sleep(Duration::from_millis(*ms)),
+                _ => return self.answer(sent),
+            }
+        }
     }
 
     fn answer(

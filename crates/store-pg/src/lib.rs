@@ -47,6 +47,8 @@ const FETCH_ROWS: i64 = 10_000;
 const POLL_MS: u64 = 250;
 /// How long a writer tries to reconnect to learn whether an interrupted COMMIT happened.
 const COMMIT_RECHECK_MS: u64 = 5_000;
+/// How long a connection may take, start-up included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a PostgreSQL ledger lives: a connection URL and a schema of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +103,7 @@ impl PgConfig {
             .expect("the URL was checked when the config was parsed");
         // A database that stops answering must become "unavailable", not a hang.
         config
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
             .tcp_user_timeout(Duration::from_secs(10));
@@ -151,8 +153,21 @@ fn pg_error_ref(e: &tokio_postgres::Error) -> LogError {
     }
 }
 
+/// Connects, start-up and authentication included, within [`CONNECT_TIMEOUT`] (the driver's
+/// own connect timeout covers only the TCP connect: a server that accepts and then says
+/// nothing would hang here).
 async fn connect(config: &PgConfig) -> Result<Client, LogError> {
-    let (client, connection) = config.connection().connect(NoTls).await.map_err(pg_error)?;
+    let pg = config.connection();
+    let connecting = pg.connect(NoTls);
+    let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected.map_err(pg_error)?,
+        Err(_) => {
+            return Err(LogError::Unavailable(format!(
+                "PostgreSQL did not complete a connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )))
+        }
+    };
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -304,6 +319,26 @@ struct Inner {
 
 /// How long a read of records older than the tail may wait for PostgreSQL.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a round trip that gets no answer within [`READ_TIMEOUT`] becomes: the database (or
+/// the network to it) stopped answering, though the connection may look open (a proxy or a
+/// NAT that still acknowledges TCP).
+fn no_answer() -> LogError {
+    LogError::Unavailable(format!(
+        "PostgreSQL did not answer within {} s",
+        READ_TIMEOUT.as_secs()
+    ))
+}
+
+/// A round trip bounded by [`READ_TIMEOUT`].
+async fn answered<T>(
+    round_trip: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, LogError> {
+    match tokio::time::timeout(READ_TIMEOUT, round_trip).await {
+        Ok(answer) => answer.map_err(pg_error),
+        Err(_) => Err(no_answer()),
+    }
+}
 /// Positions fetched per query when reading records older than the tail.
 const READ_ROWS: usize = 10_000;
 
@@ -393,10 +428,7 @@ impl Inner {
         );
         loop {
             let after = i64::try_from(self.head()).unwrap_or(i64::MAX);
-            let rows = client
-                .query(&sql, &[&after, &FETCH_ROWS])
-                .await
-                .map_err(pg_error)?;
+            let rows = answered(client.query(&sql, &[&after, &FETCH_ROWS])).await?;
             if rows.is_empty() {
                 return Ok(());
             }
@@ -804,12 +836,18 @@ impl Prepared {
 struct Connection {
     client: Client,
     statements: Prepared,
+    /// A round trip got no answer: the connection is dropped before the next batch.
+    hung: bool,
 }
 
 async fn writer_connection(config: &PgConfig) -> Result<Connection, LogError> {
     let client = connect(config).await?;
     let statements = Prepared::on(&client, &config.schema).await?;
-    Ok(Connection { client, statements })
+    Ok(Connection {
+        client,
+        statements,
+        hung: false,
+    })
 }
 
 /// The writer: one transaction per batch of waiting appends.
@@ -823,7 +861,10 @@ async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, R
                 Err(_) => break,
             }
         }
-        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
+        if client
+            .as_ref()
+            .is_none_or(|c| c.hung || c.client.is_closed())
+        {
             client = match writer_connection(&inner.config).await {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -936,13 +977,25 @@ async fn stage_and_commit(
     requests: &[AppendRequest],
 ) -> Result<(Vec<Staged>, Vec<Row>), Failure> {
     let s = &inner.config.schema;
-    let Connection { client, statements } = connection;
-    let open = |e: tokio_postgres::Error| Failure::Open(pg_error(e));
+    let Connection {
+        client,
+        statements,
+        hung,
+    } = connection;
+    // A round trip that fails leaves the transaction open on a live connection (to be rolled
+    // back); one that gets no answer leaves the connection to be dropped.
+    let open = |e: LogError| match e {
+        LogError::Unavailable(_) => Failure::Ended(e),
+        e => Failure::Open(e),
+    };
     // BEGIN and the head lock in one round trip.
-    let (_, head_row) = tokio::try_join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&statements.head, &[]),
-    )
+    let (_, head_row) = answered(async {
+        tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&statements.head, &[]),
+        )
+    })
+    .await
     .map_err(open)?;
     let mut position = u64::try_from(head_row.get::<_, i64>(0)).unwrap_or(0);
     let mut hash =
@@ -952,7 +1005,7 @@ async fn stage_and_commit(
     // Nobody else can commit while this transaction holds the head: once this replica's copy
     // reaches the locked head, checking against the copy is checking against the database.
     if inner.head() < position {
-        inner.fetch_new(client).await.map_err(Failure::Open)?;
+        inner.fetch_new(client).await.map_err(open)?;
     }
     let (candidates, versions) = {
         let cache = inner.cache.read().unwrap_or_else(|p| p.into_inner());
@@ -986,13 +1039,12 @@ async fn stage_and_commit(
             .iter()
             .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
             .collect();
-        let rows = client
-            .query(
-                &format!("SELECT position, record FROM {s}.events WHERE position = ANY($1)"),
-                &[&wanted],
-            )
-            .await
-            .map_err(open)?;
+        let rows = answered(client.query(
+            &format!("SELECT position, record FROM {s}.events WHERE position = ANY($1)"),
+            &[&wanted],
+        ))
+        .await
+        .map_err(open)?;
         for row in rows {
             let p = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
             let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
@@ -1126,52 +1178,60 @@ async fn stage_and_commit(
     ];
     // Insert + move the head (and NOTIFY), then COMMIT: one round trip. If the statement
     // fails, PostgreSQL answers the COMMIT with a ROLLBACK and nothing is written.
-    let (appended, committing) = tokio::join!(
-        client.query(&statements.append, &params),
-        client.batch_execute("COMMIT"),
-    );
+    let round_trip = tokio::time::timeout(READ_TIMEOUT, async {
+        tokio::join!(
+            client.query(&statements.append, &params),
+            client.batch_execute("COMMIT"),
+        )
+    })
+    .await;
     let lost = |e: &tokio_postgres::Error| e.is_closed() || connection_lost(e);
-    match (appended, committing) {
-        (Ok(moved), Ok(())) if moved.len() == 1 => {}
-        (Ok(_), Ok(())) => {
+    let unanswered = match round_trip {
+        Err(_) => {
+            // No answer to the COMMIT: this connection is done for (the writer reconnects).
+            *hung = true;
+            Some(no_answer())
+        }
+        Ok((Ok(moved), Ok(()))) if moved.len() == 1 => None,
+        Ok((Ok(_), Ok(()))) => {
             return Err(Failure::Ended(LogError::Storage(
                 "the head did not move with the events; nothing was committed".into(),
             )))
         }
-        (Err(e), _) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
-        (_, Err(e)) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
-        (a, c) => {
-            // The connection dropped: the COMMIT may or may not have happened. Ask.
+        Ok((Err(e), _)) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        Ok((_, Err(e))) if !lost(&e) => return Err(Failure::Ended(pg_error(e))),
+        Ok((a, c)) => {
             let e = [a.err(), c.err()].into_iter().flatten().next();
-            if !committed(&inner.config, s, rows[0].event.position, &rows[0].record)
-                .await
-                .map_err(Failure::Ended)?
-            {
-                return Err(Failure::Ended(
-                    e.map_or(LogError::Unavailable("connection lost".into()), pg_error),
-                ));
-            }
+            Some(e.map_or(LogError::Unavailable("connection lost".into()), pg_error))
+        }
+    };
+    if let Some(e) = unanswered {
+        // The COMMIT may or may not have happened. Ask.
+        if !committed(&inner.config, s, rows[0].event.position, &rows[0].record)
+            .await
+            .map_err(Failure::Ended)?
+        {
+            return Err(Failure::Ended(e));
         }
     }
     // This replica's copy must hold the rows before anyone is answered (read-your-writes).
-    let fresh = {
+    // It reached the locked head before the rows were staged, and nobody else could commit
+    // until this COMMIT: only the follower may have added some of these rows already.
+    let pushed = {
         let mut cache = inner.cache.write().unwrap_or_else(|p| p.into_inner());
-        if cache.head() + 1 == rows[0].event.position {
-            for row in &rows {
+        let mut pushed = false;
+        for row in &rows {
+            if row.event.position == cache.head() + 1 {
                 cache
                     .push_decoded(&row.event, &row.record)
                     .map_err(Failure::Ended)?;
+                pushed = true;
             }
-            true
-        } else {
-            false
         }
+        pushed
     };
-    if fresh {
+    if pushed {
         inner.publish_head();
-    } else {
-        // Another replica committed in between: fetch up to here on this connection.
-        inner.fetch_new(&*client).await.map_err(Failure::Ended)?;
     }
     Ok((staged, rows))
 }
@@ -1209,7 +1269,7 @@ async fn committed(
                     rows.first().is_some_and(|r| r.get::<_, &[u8]>(0) == record),
                 )
             };
-            if let Ok(found) = asked.await {
+            if let Ok(Ok(found)) = tokio::time::timeout(READ_TIMEOUT, asked).await {
                 return Ok(found);
             }
         }
@@ -1240,12 +1300,12 @@ async fn follower(inner: Arc<Inner>) {
 }
 
 async fn follow(inner: &Inner) -> Result<(), LogError> {
-    let (client, mut connection) = inner
-        .config
-        .connection()
-        .connect(NoTls)
-        .await
-        .map_err(pg_error)?;
+    let pg = inner.config.connection();
+    let (client, mut connection) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls)).await {
+            Ok(connected) => connected.map_err(pg_error)?,
+            Err(_) => return Err(no_answer()),
+        };
     let (wake, mut woken) = mpsc::channel::<()>(1);
     let driver = tokio::spawn(async move {
         loop {
@@ -1259,10 +1319,7 @@ async fn follow(inner: &Inner) -> Result<(), LogError> {
         }
     });
     let result = async {
-        client
-            .batch_execute(&format!("LISTEN {}", inner.config.channel()))
-            .await
-            .map_err(pg_error)?;
+        answered(client.batch_execute(&format!("LISTEN {}", inner.config.channel()))).await?;
         inner.following.store(true, Ordering::Relaxed);
         loop {
             inner.fetch_new(&client).await?;
