@@ -878,8 +878,13 @@ async fn writer(inner: Arc<Inner>, mut appends: mpsc::Receiver<(AppendRequest, R
         let Some(connection) = client.as_mut() else {
             continue;
         };
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match commit_batch(&inner, connection, &requests).await {
+        let (mut requests, mut replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let late = Late {
+            appends: &mut appends,
+            requests: &mut requests,
+            replies: &mut replies,
+        };
+        match commit_batch(&inner, connection, late).await {
             Ok((staged, rows)) => {
                 // A version conflict means the database is ahead of this replica's copy
                 // (another replica wrote, or a commit whose answer was lost): catch up before
@@ -942,9 +947,9 @@ impl CloneKind for LogError {
 async fn commit_batch(
     inner: &Inner,
     connection: &mut Connection,
-    requests: &[AppendRequest],
+    late: Late<'_>,
 ) -> Result<(Vec<Staged>, Vec<Row>), LogError> {
-    let result = stage_and_commit(inner, connection, requests).await;
+    let result = stage_and_commit(inner, connection, late).await;
     if matches!(result, Err(Failure::Open(_))) {
         // The transaction is still open on a live connection: end it.
         if connection.client.batch_execute("ROLLBACK").await.is_err() {
@@ -955,6 +960,30 @@ async fn commit_batch(
         }
     }
     result.map_err(Failure::into_error)
+}
+
+/// The batch being committed and the queue it came from, to take more appends from once the
+/// head lock is held.
+struct Late<'a> {
+    appends: &'a mut mpsc::Receiver<(AppendRequest, Reply)>,
+    requests: &'a mut Vec<AppendRequest>,
+    replies: &'a mut Vec<Reply>,
+}
+
+impl<'a> Late<'a> {
+    /// Takes what is waiting (up to [`BATCH_APPENDS_MAX`] in all); the batch from then on.
+    fn take(self) -> &'a [AppendRequest] {
+        while self.requests.len() < BATCH_APPENDS_MAX {
+            match self.appends.try_recv() {
+                Ok((request, reply)) => {
+                    self.requests.push(request);
+                    self.replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        self.requests
+    }
 }
 
 /// Why a batch failed, and whether its transaction may still be open.
@@ -974,7 +1003,7 @@ impl Failure {
 async fn stage_and_commit(
     inner: &Inner,
     connection: &mut Connection,
-    requests: &[AppendRequest],
+    late: Late<'_>,
 ) -> Result<(Vec<Staged>, Vec<Row>), Failure> {
     let s = &inner.config.schema;
     let Connection {
@@ -1002,6 +1031,9 @@ async fn stage_and_commit(
         Hash(head_row.get::<_, &[u8]>(1).try_into().map_err(|_| {
             Failure::Open(LogError::corrupt(position, "head hash is not 32 bytes"))
         })?);
+    // Appends that arrived while the lock was asked for join this batch: the writers answered
+    // by the last batch are in it, instead of waiting a whole transaction for the next one.
+    let requests: &[AppendRequest] = late.take();
     // Nobody else can commit while this transaction holds the head: once this replica's copy
     // reaches the locked head, checking against the copy is checking against the database.
     if inner.head() < position {
