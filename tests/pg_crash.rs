@@ -1,7 +1,7 @@
 //! PostgreSQL killed mid-commit (`pg_ctlcluster … stop -m immediate`, which is a crash: no
 //! checkpoint, recovery from the WAL at the next start) under load from a replica: no
-//! acknowledged event is lost, the chain verifies, and the replica recovers without a
-//! restart. Slow (and it stops the local cluster for a moment), so behind
+//! acknowledged event is lost, a command sent again after a 503 (same `Idempotency-Key`) is
+//! recorded once, the chain verifies, and the replica recovers without a restart. Slow (and it stops the local cluster for a moment), so behind
 //! `MC_LEDGER_SLOW_TESTS=1`, which CI sets; it needs the local cluster, not `MC_LEDGER_TEST_PG`.
 
 mod common;
@@ -79,33 +79,40 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let body = with_actor(json!({"body": format!("w{w} {n}")}), "t", "human");
-                    match try_request(
-                        addr,
-                        "POST",
-                        &format!("/v1/tickets/MC-{w}/comments"),
-                        Some(&body.to_string()),
-                        None,
-                    ) {
-                        Some(r) if r.status == 201 => {
-                            let id = r.json()["events"][0]["id"].as_str().unwrap().to_owned();
-                            acked.lock().unwrap().push(id);
+                    let key = format!("w{w}-{n}");
+                    // A client that retries with the same key until it gets an answer.
+                    loop {
+                        let reply = try_request_with(
+                            addr,
+                            "POST",
+                            &format!("/v1/tickets/MC-{w}/comments"),
+                            Some(&body.to_string()),
+                            None,
+                            &[("Idempotency-Key", &key)],
+                        );
+                        match reply {
+                            Some(r) if r.status == 201 || r.status == 200 => {
+                                let id = r.json()["events"][0]["id"].as_str().unwrap().to_owned();
+                                acked.lock().unwrap().push(id);
+                                break;
+                            }
+                            Some(r) => {
+                                assert_eq!(
+                                    r.status, 503,
+                                    "only 503 while the database is down: {}",
+                                    r.body
+                                );
+                                *refused.lock().unwrap() += 1;
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            None => panic!("the replica stays up"),
                         }
-                        Some(r) => {
-                            assert_eq!(
-                                r.status, 503,
-                                "only 503 while the database is down: {}",
-                                r.body
-                            );
-                            *refused.lock().unwrap() += 1;
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        None => panic!("the replica stays up"),
                     }
                 }
+                n
             })
         })
         .collect();
-
     std::thread::sleep(Duration::from_millis(1500));
     let before = acked.lock().unwrap().len();
     let _restart = Restart(version.clone());
@@ -122,9 +129,7 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
+    let sent: Vec<u32> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > before, "appends went on after the crash");
     eprintln!(
@@ -134,8 +139,22 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
         refused.lock().unwrap()
     );
 
-    // What the database holds, read by a fresh process: every acknowledged id, a sound chain.
+    // What the database holds, read by a fresh process: every acknowledged id, every comment
+    // once although refused tries were sent again, a sound chain.
     let text = mc_ledger_ok(&["export", "--store", &url]);
+    let mut bodies: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(b) = e["data"]["body"].as_str() {
+            *bodies.entry(b.to_owned()).or_default() += 1;
+        }
+    }
+    for (w, last) in sent.iter().enumerate() {
+        for n in 1..=*last {
+            let body = format!("w{w} {n}");
+            assert_eq!(bodies.get(&body), Some(&1), "{body:?} is recorded once");
+        }
+    }
     let stored: std::collections::HashSet<String> = text
         .lines()
         .map(|l| {
