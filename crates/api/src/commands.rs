@@ -157,6 +157,7 @@ async fn append(
                 id: key.map_or_else(new_ulid, |k| k.event_id(i)),
                 recorded_at: at,
                 actor: actor.clone(),
+                token_id: None,
                 data: data.clone(),
             })
             .collect(),
@@ -724,6 +725,7 @@ pub async fn raw_append(
                 id: e.id.unwrap_or_else(new_ulid),
                 recorded_at: e.recorded_at.unwrap_or(at),
                 actor: e.actor,
+                token_id: None,
                 data: e.data,
             })
             .collect(),

@@ -170,6 +170,7 @@ fn event(i: usize, run: &str) -> NewEvent {
             name: "bench".into(),
             kind: ActorKind::System,
         },
+        token_id: None,
         data: payload(i),
     }
 }
@@ -318,6 +319,7 @@ fn bench_append(args: AppendArgs) -> anyhow::Result<()> {
                 id: &e.id,
                 recorded_at: e.recorded_at,
                 actor: &e.actor,
+                token_id: None,
             };
             events::codec::encode_record(&mut out, &events::Hash::ZERO, &head, &e.data).map(|_| out)
         })

@@ -129,6 +129,7 @@ fn ticket_story(n: usize) -> (TicketId, Vec<NewEvent>) {
                 name: "luci".into(),
                 kind: ActorKind::Orchestrator,
             },
+            token_id: None,
             data,
         })
         .collect();

@@ -10,7 +10,9 @@
 //! decodes with. To add a field, copy today's payload types into a `v1` module, bump
 //! [`RECORD_FORMAT_CURRENT`], and decode format 1 with the copies followed by a `From`
 //! conversion. `tests/fixtures/records_v1.bin` holds records written by format 1; the test
-//! `fixtures_still_decode` fails the moment a change would break them.
+//! `fixtures_still_decode` fails the moment a change would break them. Format 2 added the
+//! writer's `token_id` to the body (no payload type changed), so format 1 bodies decode with
+//! their own struct and gain `token_id: None`.
 
 use bincode::{Decode, Encode};
 
@@ -19,7 +21,12 @@ use crate::event::{Actor, EventData};
 use crate::ids::{TicketId, RECORD_BYTES_MAX};
 
 pub const RECORD_FORMAT_V1: u8 = 1;
-pub const RECORD_FORMAT_CURRENT: u8 = RECORD_FORMAT_V1;
+/// Format 2 adds the writer's `token_id` after the actor.
+pub const RECORD_FORMAT_V2: u8 = 2;
+/// The newest format; a record is written in the oldest format that holds it (an event with no
+/// token id is written as format 1), so re-encoding an old record — `copy`, `import` — gives
+/// the same bytes and the same hash.
+pub const RECORD_FORMAT_CURRENT: u8 = RECORD_FORMAT_V2;
 /// Bytes before the body: len, format, prev_hash, hash.
 pub const RECORD_HEADER_BYTES: usize = 4 + 1 + 32 + 32;
 
@@ -34,7 +41,19 @@ fn config() -> Config {
 }
 
 #[derive(Encode)]
-struct BodyRef<'a> {
+struct BodyRefV2<'a> {
+    position: u64,
+    ticket: &'a str,
+    version: u64,
+    id: &'a str,
+    recorded_at_ms: u64,
+    actor: &'a Actor,
+    token_id: Option<&'a str>,
+    data: &'a EventData,
+}
+
+#[derive(Encode)]
+struct BodyRefV1<'a> {
     position: u64,
     ticket: &'a str,
     version: u64,
@@ -42,6 +61,18 @@ struct BodyRef<'a> {
     recorded_at_ms: u64,
     actor: &'a Actor,
     data: &'a EventData,
+}
+
+#[derive(Decode)]
+struct BodyV2 {
+    position: u64,
+    ticket: String,
+    version: u64,
+    id: String,
+    recorded_at_ms: u64,
+    actor: Actor,
+    token_id: Option<String>,
+    data: EventData,
 }
 
 #[derive(Decode)]
@@ -81,6 +112,7 @@ pub struct RecordHead<'a> {
     pub id: &'a str,
     pub recorded_at: Timestamp,
     pub actor: &'a Actor,
+    pub token_id: Option<&'a str>,
 }
 
 /// Appends one framed record to `out` and returns its hash.
@@ -90,18 +122,44 @@ pub fn encode_record(
     head: &RecordHead<'_>,
     data: &EventData,
 ) -> Result<Hash, CodecError> {
-    let body = BodyRef {
-        position: head.position,
-        ticket: head.ticket.as_str(),
-        version: head.version,
-        id: head.id,
-        recorded_at_ms: head.recorded_at.millis(),
-        actor: head.actor,
-        data,
-    };
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
-    if let Err(e) = bincode::encode_into_std_write(&body, out, config()) {
+    let (format, encoded) = match head.token_id {
+        None => (
+            RECORD_FORMAT_V1,
+            bincode::encode_into_std_write(
+                BodyRefV1 {
+                    position: head.position,
+                    ticket: head.ticket.as_str(),
+                    version: head.version,
+                    id: head.id,
+                    recorded_at_ms: head.recorded_at.millis(),
+                    actor: head.actor,
+                    data,
+                },
+                out,
+                config(),
+            ),
+        ),
+        Some(token_id) => (
+            RECORD_FORMAT_V2,
+            bincode::encode_into_std_write(
+                BodyRefV2 {
+                    position: head.position,
+                    ticket: head.ticket.as_str(),
+                    version: head.version,
+                    id: head.id,
+                    recorded_at_ms: head.recorded_at.millis(),
+                    actor: head.actor,
+                    token_id: Some(token_id),
+                    data,
+                },
+                out,
+                config(),
+            ),
+        ),
+    };
+    if let Err(e) = encoded {
         out.truncate(start);
         return Err(CodecError::Body(e.to_string()));
     }
@@ -114,10 +172,10 @@ pub fn encode_record(
         });
     }
     let body_start = start + RECORD_HEADER_BYTES;
-    let hash = chain_hash(prev_hash, RECORD_FORMAT_CURRENT, &out[body_start..]);
+    let hash = chain_hash(prev_hash, format, &out[body_start..]);
     let len = u32::try_from(total - 4).expect("record size is bounded by RECORD_BYTES_MAX");
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4] = RECORD_FORMAT_CURRENT;
+    out[start + 4] = format;
     out[start + 5..start + 37].copy_from_slice(&prev_hash.0);
     out[start + 37..start + 69].copy_from_slice(&hash.0);
     Ok(hash)
@@ -184,28 +242,48 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordedEvent, usize), CodecError>
     if chain_hash(&prev_hash, format, body) != hash {
         return Err(CodecError::HashMismatch);
     }
-    let event = match format {
-        RECORD_FORMAT_V1 => {
-            let (b, used): (BodyV1, usize) = bincode::decode_from_slice(body, config())
-                .map_err(|e| CodecError::Body(e.to_string()))?;
-            if used != body.len() {
-                return Err(CodecError::TrailingBytes);
-            }
-            RecordedEvent {
-                position: b.position,
-                ticket: TicketId::try_from(b.ticket).map_err(|_| CodecError::BadTicket)?,
-                version: b.version,
-                id: b.id,
-                recorded_at: Timestamp(b.recorded_at_ms),
-                actor: b.actor,
-                data: b.data,
-                prev_hash,
-                hash,
-            }
-        }
+    let b = match format {
+        RECORD_FORMAT_V2 => decode_body::<BodyV2>(body)?,
+        RECORD_FORMAT_V1 => decode_body::<BodyV1>(body)?.into(),
         other => return Err(CodecError::UnknownFormat(other)),
     };
+    let event = RecordedEvent {
+        position: b.position,
+        ticket: TicketId::try_from(b.ticket).map_err(|_| CodecError::BadTicket)?,
+        version: b.version,
+        id: b.id,
+        recorded_at: Timestamp(b.recorded_at_ms),
+        actor: b.actor,
+        token_id: b.token_id,
+        data: b.data,
+        prev_hash,
+        hash,
+    };
     Ok((event, total))
+}
+
+fn decode_body<B: Decode<()>>(body: &[u8]) -> Result<B, CodecError> {
+    let (b, used): (B, usize) =
+        bincode::decode_from_slice(body, config()).map_err(|e| CodecError::Body(e.to_string()))?;
+    if used != body.len() {
+        return Err(CodecError::TrailingBytes);
+    }
+    Ok(b)
+}
+
+impl From<BodyV1> for BodyV2 {
+    fn from(b: BodyV1) -> BodyV2 {
+        BodyV2 {
+            position: b.position,
+            ticket: b.ticket,
+            version: b.version,
+            id: b.id,
+            recorded_at_ms: b.recorded_at_ms,
+            actor: b.actor,
+            token_id: None,
+            data: b.data,
+        }
+    }
 }
 
 /// Encoded size of an event's data alone, to check the per-event limit before framing.

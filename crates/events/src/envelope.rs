@@ -120,6 +120,9 @@ pub struct NewEvent {
     pub id: String,
     pub recorded_at: Timestamp,
     pub actor: Actor,
+    /// The token the write came with (its id, never the secret); none without tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
     #[serde(flatten)]
     pub data: EventData,
 }
@@ -134,6 +137,10 @@ pub struct RecordedEvent {
     pub id: String,
     pub recorded_at: Timestamp,
     pub actor: Actor,
+    /// The id of the token the write came with (never the secret); absent when the server
+    /// runs without tokens, and on events recorded before tokens named their writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
     #[serde(flatten)]
     pub data: EventData,
     pub prev_hash: Hash,
@@ -154,6 +161,7 @@ impl From<RecordedEvent> for NewEvent {
             id: e.id,
             recorded_at: e.recorded_at,
             actor: e.actor,
+            token_id: e.token_id,
             data: e.data,
         }
     }

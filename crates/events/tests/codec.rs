@@ -16,6 +16,7 @@ fn encode(position: u64, prev: &Hash, data: &EventData, actor: &Actor) -> (Vec<u
         id: &format!("ev-{position}"),
         recorded_at: Timestamp(1_790_000_000_000 + position),
         actor,
+        token_id: None,
     };
     let mut out = Vec::new();
     let hash = encode_record(&mut out, prev, &head, data).expect("encodes");
@@ -149,6 +150,23 @@ fn fixtures_still_decode() {
     while offset < bytes.len() {
         let (event, used) = decode_record(&bytes[offset..]).expect("old record decodes");
         assert_eq!(event.prev_hash, prev, "chain of fixture records");
+        // Written again (as `copy` and `import` do), an old record comes out byte for byte.
+        let head = RecordHead {
+            position: event.position,
+            ticket: &event.ticket,
+            version: event.version,
+            id: &event.id,
+            recorded_at: event.recorded_at,
+            actor: &event.actor,
+            token_id: event.token_id.as_deref(),
+        };
+        let mut again = Vec::new();
+        encode_record(&mut again, &event.prev_hash, &head, &event.data).unwrap();
+        assert_eq!(
+            again,
+            &bytes[offset..offset + used],
+            "re-encoded identically"
+        );
         prev = event.hash;
         offset += used;
         decoded.push(event);
@@ -164,4 +182,30 @@ fn fixtures_still_decode() {
     }
     let names: Vec<&str> = decoded.iter().map(|e| e.type_name()).collect();
     assert_eq!(names, EVENT_TYPES.to_vec());
+}
+
+proptest! {
+    /// Format 2 carries the writer's token id; an event without one is still written as
+    /// format 1, byte for byte what format 1 wrote (so `copy` and `import` keep old hashes).
+    #[test]
+    fn a_token_id_is_kept_and_only_it_needs_format_2(data in event_data(), token in proptest::option::of("tok_[0-9a-f]{16}")) {
+        let t = ticket("MC-4030");
+        let head = RecordHead {
+            position: 7,
+            ticket: &t,
+            version: 3,
+            id: "ev-7",
+            recorded_at: Timestamp(1_790_000_000_007),
+            actor: &actor(),
+            token_id: token.as_deref(),
+        };
+        let mut out = Vec::new();
+        let hash = encode_record(&mut out, &Hash::ZERO, &head, &data).expect("encodes");
+        prop_assert_eq!(out[4], if token.is_some() { 2 } else { 1 });
+        let (event, used) = decode_record(&out).expect("decodes");
+        prop_assert_eq!(used, out.len());
+        prop_assert_eq!(event.hash, hash);
+        prop_assert_eq!(event.token_id, token);
+        prop_assert_eq!(&event.data, &data);
+    }
 }

@@ -98,6 +98,7 @@ impl Sim {
                 id: format!("ev_{position:08}"),
                 recorded_at: self.now,
                 actor: actor.clone(),
+                token_id: None,
                 data,
                 prev_hash: Hash::ZERO,
                 hash: Hash::ZERO,

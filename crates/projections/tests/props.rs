@@ -685,6 +685,7 @@ proptest! {
                 id: format!("e{i}"),
                 recorded_at: Timestamp(at),
                 actor: agent(),
+                token_id: None,
                 data,
                 prev_hash: events::Hash::ZERO,
                 hash: events::Hash::ZERO,

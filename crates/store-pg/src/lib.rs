@@ -1139,6 +1139,7 @@ async fn stage_and_commit(
                 id: &event.id,
                 recorded_at: event.recorded_at,
                 actor: &event.actor,
+                token_id: event.token_id.as_deref(),
             };
             let mut record = Vec::new();
             match codec::encode_record(&mut record, &chain, &head, &event.data) {
@@ -1151,6 +1152,7 @@ async fn stage_and_commit(
                             id: event.id.clone(),
                             recorded_at: event.recorded_at,
                             actor: event.actor.clone(),
+                            token_id: event.token_id.clone(),
                             data: event.data.clone(),
                             prev_hash: chain,
                             hash: h,

@@ -47,6 +47,7 @@ fn main() {
                             name: "bench".into(),
                             kind: ActorKind::System,
                         },
+                        token_id: None,
                         data: EventData::TicketCommented(TicketCommented { body }),
                     };
                     let ticket = TicketId::parse(&format!("BENCH-{}", i % 10_000)).expect("ticket");

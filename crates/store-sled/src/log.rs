@@ -1185,6 +1185,7 @@ impl Writer {
                 id: &event.id,
                 recorded_at: event.recorded_at,
                 actor: &event.actor,
+                token_id: event.token_id.as_deref(),
             };
             let encoded = codec::encode_record(&mut commit.blob, &hash, &head, &event.data)
                 .map_err(LogError::from)
@@ -1231,6 +1232,7 @@ impl Writer {
                 id: event.id,
                 recorded_at: event.recorded_at,
                 actor: event.actor,
+                token_id: event.token_id,
                 data: event.data,
                 prev_hash,
                 hash,

@@ -20,6 +20,7 @@ pub fn comment(id: &str, body: &str) -> NewEvent {
         id: id.into(),
         recorded_at: Timestamp(1_790_000_000_000),
         actor: actor(),
+        token_id: None,
         data: EventData::TicketCommented(TicketCommented { body: body.into() }),
     }
 }
