@@ -312,13 +312,14 @@ fn sse_catches_up_then_goes_live_and_resumes() {
 }
 
 #[test]
-fn auth_matrix() {
+fn scope_matrix() {
     let dir = tempfile::tempdir().unwrap();
     let read = api::auth::create_token(dir.path(), api::auth::Scope::Read, "r").unwrap();
     let write = api::auth::create_token(dir.path(), api::auth::Scope::Write, "w").unwrap();
     let admin = api::auth::create_token(dir.path(), api::auth::Scope::Admin, "a").unwrap();
     let s = start_in_process(dir.path());
-    let body = with_actor(json!({"id": "MC-1", "title": "t"}), "a", "human").to_string();
+    // No body actor: with tokens, the token's actor is recorded.
+    let body = json!({"id": "MC-1", "title": "t"}).to_string();
     let writes = [
         "/v1/tickets",
         "/v1/tickets/MC-1/comments",
@@ -381,4 +382,36 @@ fn auth_matrix() {
         200
     );
     assert_eq!(request(s.addr, "GET", "/healthz", None, None).status, 200);
+}
+
+/// Bad tokens from one address are slowed: 20 a minute are answered 401, then every request
+/// from that address is 429 until the minute is over (a right token too, or it would tell
+/// which guess was right). Requests without a token are not counted.
+#[test]
+fn bad_tokens_are_throttled_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = api::auth::create_token(dir.path(), api::auth::Scope::Read, "r").unwrap();
+    let s = start_in_process(dir.path());
+    for _ in 0..30 {
+        assert_eq!(
+            request(s.addr, "GET", "/v1/tickets", None, None).status,
+            401
+        );
+    }
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, Some(&good)).status,
+        200,
+        "missing tokens are not failures"
+    );
+    for n in 1..=20 {
+        let r = request(s.addr, "GET", "/v1/tickets", None, Some("mcl_guess"));
+        assert_eq!(r.status, 401, "bad token {n}");
+    }
+    let r = request(s.addr, "GET", "/v1/tickets", None, Some("mcl_guess"));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["code"], "too_many_failures");
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, Some(&good)).status,
+        429
+    );
 }

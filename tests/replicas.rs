@@ -486,7 +486,8 @@ fn an_outage_answers_503_serves_reads_and_recovers_without_a_restart() {
     let _ = replica.child.wait();
 }
 
-/// A token created against the PostgreSQL store works on every replica, and the snapshot a
+/// A token created against the PostgreSQL store works on every replica, one created or revoked
+/// while they run is in force on both within a second, and the snapshot a
 /// replica saves on SIGTERM is in the database, where the next replica starts from it.
 #[test]
 fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
@@ -508,9 +509,70 @@ fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
         let r = request(replica.addr, "GET", "/v1/tickets", None, Some(&token));
         assert_eq!(r.status, 200, "the token works on every replica");
     }
-    let body = actor(json!({"id": "MC-9", "title": "snapshot me"})).to_string();
+    // A token created and revoked while the replicas run: in force on both within a second.
+    let late = mc_ledger_ok(&[
+        "token",
+        "create",
+        "--scope",
+        "read",
+        "--name",
+        "late",
+        "--kind",
+        "controller",
+        "--store",
+        &url,
+    ])
+    .trim()
+    .to_owned();
+    let started = Instant::now();
+    for replica in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(3), || request(
+                replica.addr,
+                "GET",
+                "/v1/tickets",
+                None,
+                Some(&late)
+            )
+            .status
+                == 200),
+            "a new token works without a restart"
+        );
+    }
+    eprintln!(
+        "new token accepted by both replicas after {:?}",
+        started.elapsed()
+    );
+    let listed = mc_ledger_ok(&["token", "list", "--json", "--store", &url]);
+    let late_id = listed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|t| t["name"] == "late")
+        .expect("token list shows it")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!listed.contains(&late), "no secret in token list");
+    mc_ledger_ok(&["token", "revoke", &late_id, "--store", &url]);
+    let revoked = Instant::now();
+    for replica in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(3), || {
+                let r = request(replica.addr, "GET", "/v1/tickets", None, Some(&late));
+                r.status == 401 && r.json()["code"] == "token_revoked"
+            }),
+            "a revoked token is refused without a restart"
+        );
+    }
+    eprintln!(
+        "revocation in force on both replicas after {:?}",
+        revoked.elapsed()
+    );
+    // The token's actor is recorded; the body need not name one.
+    let body = json!({"id": "MC-9", "title": "snapshot me"}).to_string();
     let r = request(a.addr, "POST", "/v1/tickets", Some(&body), Some(&token));
     assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["events"][0]["actor"]["name"], "ops");
     assert!(sigterm(&mut a.child).success());
     let store = store_pg::PgStore::open(pg.config.clone()).unwrap();
     let snapshot = store

@@ -170,6 +170,7 @@ pub fn start_in_process(dir: &Path) -> TestServer {
     let addr = listener.local_addr().unwrap();
     runtime.spawn(async move {
         let _keep = opened;
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app).await.unwrap();
     });
     TestServer {

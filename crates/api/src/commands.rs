@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use events::{
     Actor, EventData, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority,
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use store::{AppendRequest, LogError};
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::extract::{ticket_id, Body, IdempotencyKey, Keyed, RuntimePath, TaskPath, TicketPath};
 use crate::openapi::{CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
@@ -27,10 +29,70 @@ use crate::state::{new_ulid, now, random_u32, WriteState};
 /// Times a command is re-decided after losing a race on its ticket stream.
 const RACE_RETRIES: usize = 16;
 
+/// Who a command is written by: the token's actor and id, or (without tokens) the body's actor.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub actor: Actor,
+    pub token_id: Option<String>,
+}
+
+impl Writer {
+    /// Resolves the writer of a command and checks the permission table (SPEC §12) before
+    /// anything is decided: a body actor other than the token's is 403 `actor_mismatch`, an
+    /// action outside the token's kind is 403 `not_permitted` naming the rule. Without tokens
+    /// the body names the actor and nothing is checked, as before tokens named actors.
+    pub fn of(
+        caller: Option<&Caller>,
+        body: Option<Actor>,
+        command: &Command,
+    ) -> Result<Writer, AppError> {
+        let Some(caller) = caller else {
+            let actor = body.ok_or_else(|| {
+                AppError::invalid("missing field `actor`").with(json!({"field": "actor"}))
+            })?;
+            return Ok(Writer {
+                actor,
+                token_id: None,
+            });
+        };
+        if let Some(claimed) = body {
+            if claimed != caller.actor {
+                return Err(AppError::new(
+                    StatusCode::FORBIDDEN,
+                    "actor_mismatch",
+                    format!(
+                        "this token writes as {} ({:?}); leave `actor` out or send that one",
+                        caller.actor.name, caller.actor.kind
+                    ),
+                )
+                .with(json!({"token_actor": caller.actor})));
+            }
+        }
+        let action = command.action();
+        if let Err(refused) = projections::permitted(caller.actor.kind, action) {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_permitted",
+                format!(
+                    "{:?} may not {}: {}",
+                    refused.kind,
+                    action.as_str(),
+                    refused.rule
+                ),
+            )
+            .with(json!({"rule": refused.rule, "action": action.as_str()})));
+        }
+        Ok(Writer {
+            actor: caller.actor.clone(),
+            token_id: Some(caller.token_id.clone()),
+        })
+    }
+}
+
 pub async fn execute(
     w: &WriteState,
     command: Command,
-    actor: Actor,
+    writer: Writer,
     expected_version: Option<u64>,
     key: Option<&IdempotencyKey>,
 ) -> Result<Response, AppError> {
@@ -40,7 +102,7 @@ pub async fn execute(
         // retried close would be `ticket_closed`).
         if let Some(events) = keyed_original(w, key)? {
             shared.metrics.duplicates.inc();
-            return Ok(duplicate(events));
+            return answer(w, &command, StatusCode::OK, duplicate(events));
         }
     }
     for _ in 0..RACE_RETRIES {
@@ -65,7 +127,7 @@ pub async fn execute(
         };
         match decision {
             Decision::Append(a) => {
-                let appended = match append(w, &a, key, &actor, at).await {
+                let appended = match append(w, &a, key, &writer, at).await {
                     Ok(appended) => appended,
                     Err(LogError::VersionConflict { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -74,14 +136,14 @@ pub async fn execute(
                 if appended.duplicate {
                     // A keyed command whose first try committed while this one was deciding.
                     shared.metrics.duplicates.inc();
-                    return Ok(duplicate(appended.events));
+                    return answer(w, &command, StatusCode::OK, duplicate(appended.events));
                 }
                 let body = WriteResult {
                     runtime_id: a.runtime_id,
                     nonce: a.nonce,
                     ..WriteResult::of(appended)
                 };
-                return Ok((StatusCode::CREATED, Json(body)).into_response());
+                return answer(w, &command, StatusCode::CREATED, body);
             }
             Decision::Duplicate(d) => {
                 shared.metrics.duplicates.inc();
@@ -93,8 +155,9 @@ pub async fn execute(
                     events,
                     runtime_id: d.runtime_id,
                     nonce: d.nonce,
+                    runtime_token: None,
                 };
-                return Ok((StatusCode::OK, Json(body)).into_response());
+                return answer(w, &command, StatusCode::OK, body);
             }
             Decision::Coalesced { ticket, runtime_id } => {
                 let body = Coalesced {
@@ -117,7 +180,7 @@ pub async fn execute(
                     runtime_id: None,
                     nonce: None,
                 };
-                let recorded = match append(w, &refusal, key, &actor, at).await {
+                let recorded = match append(w, &refusal, key, &writer, at).await {
                     Ok(a) => a,
                     Err(LogError::VersionConflict { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -141,7 +204,7 @@ async fn append(
     w: &WriteState,
     decided: &projections::Append,
     key: Option<&IdempotencyKey>,
-    actor: &Actor,
+    writer: &Writer,
     at: events::Timestamp,
 ) -> Result<store::Appended, LogError> {
     let started = Instant::now();
@@ -156,8 +219,8 @@ async fn append(
             .map(|(i, data)| NewEvent {
                 id: key.map_or_else(new_ulid, |k| k.event_id(i)),
                 recorded_at: at,
-                actor: actor.clone(),
-                token_id: None,
+                actor: writer.actor.clone(),
+                token_id: writer.token_id.clone(),
                 data: data.clone(),
             })
             .collect(),
@@ -185,6 +248,11 @@ pub struct WriteResult {
     /// Dispatch and retry: the runtime's turn nonce.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Dispatch and retry, when the server has tokens: the token a worker acts with (as the
+    /// runtime's agent, on that runtime and its ticket only, until the runtime ends). Put it in
+    /// the worker's environment as `MC_LEDGER_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_token: Option<String>,
 }
 
 impl WriteResult {
@@ -196,6 +264,7 @@ impl WriteResult {
             events: appended.events,
             runtime_id: None,
             nonce: None,
+            runtime_token: None,
         }
     }
 }
@@ -234,22 +303,44 @@ fn keyed_original(
 
 /// 200 with the original events of a command applied before; dispatch, retry and switch
 /// name their runtime and nonce as the first answer did.
-fn duplicate(events: Vec<RecordedEvent>) -> Response {
+fn duplicate(events: Vec<RecordedEvent>) -> WriteResult {
     let runtime = events.iter().rev().find_map(|e| match &e.data {
         EventData::RuntimeDispatched(d) => Some((d.runtime_id.clone(), d.nonce.clone())),
         EventData::RuntimeSwitched(s) => Some((s.runtime_id.clone(), s.nonce.clone())),
         _ => None,
     });
     let (runtime_id, nonce) = runtime.unzip();
-    let body = WriteResult {
+    WriteResult {
         duplicate: Some(true),
         position: events.last().map_or(0, |e| e.position),
         version: events.last().map_or(0, |e| e.version),
         events,
         runtime_id,
         nonce,
-    };
-    (StatusCode::OK, Json(body)).into_response()
+        runtime_token: None,
+    }
+}
+
+/// A write's answer; a dispatch or retry also carries the new runtime's token (duplicates
+/// included: the token is derived from the runtime) when the server has tokens.
+fn answer(
+    w: &WriteState,
+    command: &Command,
+    status: StatusCode,
+    mut body: WriteResult,
+) -> Result<Response, AppError> {
+    let mints = matches!(command, Command::Dispatch { .. } | Command::Retry { .. });
+    if let (true, Some(runtime_id)) = (mints, &body.runtime_id) {
+        if !w.auth.is_open() {
+            let token = w
+                .auth
+                .runtime_tokens
+                .token_for(&w.shared.home, runtime_id)
+                .map_err(|e| AppError::internal("runtime token", e))?;
+            body.runtime_token = Some(token);
+        }
+    }
+    Ok((status, Json(body)).into_response())
 }
 
 fn originals(w: &WriteState, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, AppError> {
@@ -275,7 +366,10 @@ macro_rules! body {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$attr])* #[serde(default)] pub $field: $ty,)*
-            pub actor: Actor,
+            /// Who writes. Required without tokens; with a token it may be left out (the
+            /// token's actor is recorded), and a different one is 403 `actor_mismatch`.
+            #[serde(default)]
+            pub actor: Option<Actor>,
             /// The ticket stream version the client saw; another version is 409
             /// `version_conflict` with `current_version`.
             #[serde(default)]
@@ -434,6 +528,7 @@ macro_rules! commands {
         )]
         pub async fn $name(
             State(w): State<WriteState>,
+            caller: Option<Extension<Caller>>,
             Path(id): Path<$params>,
             Keyed { body: $b, key }: Keyed<$body>,
         ) -> Result<Response, AppError> {
@@ -442,7 +537,8 @@ macro_rules! commands {
             let $w = &w;
             let $id = id;
             let command: Command = $command;
-            execute(&w, command, actor, expected_version, key.as_ref()).await
+            let writer = Writer::of(caller.as_deref(), actor, &command)?;
+            execute(&w, command, writer, expected_version, key.as_ref()).await
         }
     )*};
 }
@@ -551,6 +647,7 @@ commands! {
 )]
 pub async fn open(
     State(w): State<WriteState>,
+    caller: Option<Extension<Caller>>,
     Keyed { body: b, key }: Keyed<OpenBody>,
 ) -> Result<Response, AppError> {
     let cmd = Command::Open {
@@ -565,7 +662,8 @@ pub async fn open(
             labels: b.labels.unwrap_or_default(),
         },
     };
-    execute(&w, cmd, b.actor, b.expected_version, key.as_ref()).await
+    let writer = Writer::of(caller.as_deref(), b.actor, &cmd)?;
+    execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
 }
 
 /// The `Idempotency-Key` header every command takes.

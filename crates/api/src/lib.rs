@@ -3,6 +3,7 @@
 //! wire; the rules it applies are the pure `projections` crate's, and it stores events only
 //! through the `store` traits.
 
+pub mod admin;
 pub mod auth;
 pub mod commands;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod reads;
 pub mod rebuild;
+pub mod runtime_token;
 pub mod server;
 pub mod snapshot;
 pub mod sse;

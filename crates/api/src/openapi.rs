@@ -118,8 +118,9 @@ answers! {
 pub fn error_description(status: u16) -> &'static str {
     match status {
         400 => "`malformed`: JSON syntax error, or a query string or header that does not parse (unknown parameter, wrong type, `limit=0`, unknown `state`).",
-        401 => "`unauthorized`: no valid bearer token (only when tokens are configured).",
-        403 => "`forbidden`: the token's scope is too low for this request.",
+        401 => "`unauthorized` (no token, or an unknown one), `token_revoked`, `token_expired` (its expiry passed, or a runtime token's runtime ended). Only when tokens are configured.",
+        403 => "`forbidden` (the token's scope is too low), `actor_mismatch` (the body's `actor` is not the token's), `not_permitted` (the token's actor kind may not take this action, or a runtime token acts outside its runtime; `rule` names the rule).",
+        429 => "`too_many_failures`: more than 20 bad tokens from this client address this minute; every request from it waits for the next minute.",
         404 => "`ticket_not_found`, `runtime_not_found`, `task_not_found`, or `no_route` (e.g. an empty path segment).",
         408 => "The request took longer than 30 s (code `timeout`).",
         409 => "A conflict with the current state, named by `code`: `ticket_exists`, `ticket_closed`, `ticket_open`, `runtime_live`, `runtime_ended` (with `class`), `stale_nonce`, `unknown_nonce`, `task_exists`, `version_conflict` (with `current_version`), `event_id_conflict`. A refused signal also carries `recorded_position`.",
@@ -137,11 +138,11 @@ fn error_statuses(method: &Method, path: &str, takes_body: bool) -> &'static [u1
     match (method, path) {
         (_, "/healthz" | "/openapi.json") => &[408],
         (_, "/readyz") => &[408, 500, 503],
-        (_, "/metrics") => &[401, 403, 408],
-        (&Method::POST, "/v1/admin/rebuild") => &[401, 403, 408, 500, 503],
-        (&Method::GET, _) => &[400, 401, 403, 404, 408, 422, 500, 503],
-        _ if takes_body => &[400, 401, 403, 404, 408, 409, 413, 415, 422, 500, 503],
-        _ => &[400, 401, 403, 404, 408, 409, 422, 500, 503],
+        (_, "/metrics") => &[401, 403, 408, 429],
+        (&Method::POST, "/v1/admin/rebuild") => &[401, 403, 408, 429, 500, 503],
+        (&Method::GET, _) => &[400, 401, 403, 404, 408, 422, 429, 500, 503],
+        _ if takes_body => &[400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503],
+        _ => &[400, 401, 403, 404, 408, 409, 422, 429, 500, 503],
     }
 }
 
@@ -218,8 +219,9 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> Value {
         "bearer": {
             "type": "http",
             "scheme": "bearer",
-            "description": "A token from `mc-ledger token create --scope read|write|admin`; \
-                scopes are ordered read < write < admin.",
+            "description": "A token from `mc-ledger token create --name N --kind K --scope read|write|admin` \
+                or `POST /v1/admin/tokens`, or a dispatch's `runtime_token`; scopes are ordered \
+                read < write < admin, and the token's actor kind decides which commands it may write.",
         }
     });
     if let Some(paths) = doc["paths"].as_object_mut() {

@@ -58,6 +58,11 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(c::abort_launch))
         .routes(routes!(c::raw_append, reads::ticket_events))
         .routes(routes!(c::admin_rebuild))
+        .routes(routes!(
+            crate::admin::list_tokens,
+            crate::admin::create_token
+        ))
+        .routes(routes!(crate::admin::revoke_token))
         .routes(routes!(reads::get_ticket))
         .routes(routes!(reads::ticket_timeline))
         .routes(routes!(reads::list_runtimes))
@@ -88,7 +93,7 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
+            state.clone(),
             auth::middleware,
         ))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -172,7 +177,7 @@ pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
         // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
         ledger = crate::rebuild::fold_all(reader.as_ref(), |_| {})?;
     }
-    let auth = Arc::new(auth::Auth::load_from(&home)?);
+    let auth = auth::Auth::watch(&home)?;
     let shared = Arc::new(Shared::new(reader, ledger, Config::default(), home));
     shared.catch_up()?;
     let state = AppState {
@@ -182,6 +187,7 @@ pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
         write: WriteState {
             shared,
             store: store.clone(),
+            auth: auth.clone(),
         },
         auth,
     };
@@ -216,7 +222,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("mc-ledger listening on http://{}", listener.local_addr()?);
     let shared = state.read.shared.clone();
     let snapshotter = tokio::spawn(periodic_snapshots(shared.clone()));
-    axum::serve(listener, app(state))
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     snapshotter.abort();

@@ -140,6 +140,8 @@ pub struct ReadState {
 pub struct WriteState {
     pub shared: Arc<Shared>,
     pub store: Arc<dyn EventStore>,
+    /// For minting runtime tokens at dispatch and retry.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 #[derive(Clone)]

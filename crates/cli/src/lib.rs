@@ -214,14 +214,60 @@ impl From<ScopeArg> for Scope {
     }
 }
 
+/// The actor kind a token writes as (SPEC §12's permission table).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Human,
+    Agent,
+    Orchestrator,
+    Controller,
+    Validator,
+    System,
+}
+
+impl From<KindArg> for events::ActorKind {
+    fn from(k: KindArg) -> events::ActorKind {
+        use events::ActorKind as K;
+        match k {
+            KindArg::Human => K::Human,
+            KindArg::Agent => K::Agent,
+            KindArg::Orchestrator => K::Orchestrator,
+            KindArg::Controller => K::Controller,
+            KindArg::Validator => K::Validator,
+            KindArg::System => K::System,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Create a token; it is printed once and stored hashed.
+    /// Create a token bound to an actor (name and kind), a scope and an optional expiry; the
+    /// secret is printed once and stored hashed. Every server on the store uses it within 1 s.
     Create {
         #[arg(long, value_enum)]
         scope: ScopeArg,
+        /// The actor name the token writes as.
         #[arg(long, default_value = "token")]
         name: String,
+        #[arg(long, value_enum, default_value = "human")]
+        kind: KindArg,
+        /// A duration such as 90s, 12h, 30d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// List tokens (never their secrets): id, actor, scope, expiry, revocation.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Revoke a token by id; every server refuses it within 1 s (401 token_revoked).
+    Revoke {
+        id: String,
         #[command(flatten)]
         store: StoreArg,
     },
@@ -314,17 +360,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             store,
             server,
         } => replay(&store, server.as_deref(), &ticket, as_of, json),
-        Command::Token(TokenCommand::Create { scope, name, store }) => {
-            let url = store.url()?;
-            let opened = open_existing(&url, true)?;
-            let token = api::auth::create_token_in(&opened.home, scope.into(), &name)?;
-            println!("{token}");
-            eprintln!(
-                "stored hashed in {}; restart the server to use it",
-                url.describe()
-            );
-            Ok(())
-        }
+        Command::Token(command) => token(command),
         Command::Export {
             after,
             store,
@@ -420,6 +456,75 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 
 /// Opens the store a command names; a sled data directory must already hold a ledger unless
 /// the command creates one.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            scope,
+            name,
+            kind,
+            expires_in,
+            store,
+        } => {
+            let expires_in = expires_in
+                .as_deref()
+                .map(api::admin::parse_expires_in)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let url = store.url()?;
+            let opened = open_existing(&url, true)?;
+            let new = api::auth::NewToken {
+                name,
+                kind: kind.into(),
+                scope: scope.into(),
+                expires_in,
+            };
+            let (info, secret) = api::auth::create_token_in(&opened.home, &new, now_ms())?;
+            println!("{secret}");
+            eprintln!(
+                "token {} stored hashed in {}; servers use it within a second",
+                info.id,
+                url.describe()
+            );
+            Ok(())
+        }
+        TokenCommand::List { json, store } => {
+            let opened = open_existing(&store.url()?, false)?;
+            let now = now_ms();
+            for t in api::auth::list_tokens_in(&opened.home)? {
+                if json {
+                    println!("{}", serde_json::to_string(&t)?);
+                    continue;
+                }
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked".to_owned(),
+                    (None, Some(at)) if at <= now => "expired".to_owned(),
+                    (None, Some(at)) => format!("expires in {}s", (at - now) / 1000),
+                    (None, None) => "valid".to_owned(),
+                };
+                println!(
+                    "{}  {} ({:?})  {:?}  {state}",
+                    t.id, t.name, t.kind, t.scope
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { id, store } => {
+            let opened = open_existing(&store.url()?, false)?;
+            if !api::auth::revoke_token_in(&opened.home, &id, now_ms())? {
+                anyhow::bail!("no token has the id {id:?} (see `mc-ledger token list`)");
+            }
+            println!("revoked {id}; servers refuse it within a second");
+            Ok(())
+        }
+    }
+}
+
 fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
     if let StoreUrl::Sled(dir) = url {
         if !create && !dir.join("log").exists() {

@@ -268,6 +268,24 @@ impl Ledger {
         self.tickets.get(id).map(|t| t.version)
     }
 
+    /// Runtime ids in dispatch order from the `from`-th on (an index can follow new runtimes
+    /// without walking the old ones again).
+    pub fn runtime_ids_from(&self, from: usize) -> &[String] {
+        self.runtime_order.get(from..).unwrap_or(&[])
+    }
+
+    /// The `index`-th runtime dispatched.
+    pub fn runtime_id_at(&self, index: usize) -> Option<&str> {
+        self.runtime_order.get(index).map(String::as_str)
+    }
+
+    /// A runtime's ticket, agent and whether it is live (no terminal fact yet).
+    pub fn runtime_owner(&self, runtime_id: &str) -> Option<(&TicketId, &str, bool)> {
+        self.runtimes
+            .get(runtime_id)
+            .map(|r| (&r.ticket, r.agent.as_str(), r.is_live()))
+    }
+
     /// The ticket a runtime belongs to: the stream its events go to.
     pub fn runtime_ticket(&self, runtime_id: &str) -> Option<&TicketId> {
         self.runtimes.get(runtime_id).map(|r| &r.ticket)

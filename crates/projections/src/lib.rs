@@ -13,6 +13,7 @@ pub mod decide;
 pub mod ingest;
 pub mod ledger;
 pub mod limits;
+pub mod permissions;
 pub mod rules;
 pub mod sim;
 pub mod views;
@@ -26,6 +27,7 @@ pub use decide::{
     RejectionKind,
 };
 pub use ledger::{EventRef, Ledger};
+pub use permissions::{permitted, Action, NotPermitted};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
 pub use views::{
     Board, BoardCard, BoardTotals, ExitView, GateView, Progress, RuntimeFilter, RuntimePage,

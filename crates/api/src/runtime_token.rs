@@ -1,0 +1,195 @@
+//! Runtime tokens (SPEC §12): a dispatch or retry answers `runtime_token`, which acts as the
+//! runtime's agent (`{name: <agent>, kind: agent}`), may only signal, post activity or input on
+//! that runtime and comment on its ticket, and stops working the moment the runtime ends.
+//!
+//! A runtime token is `mcr_` + hex(blake3 keyed with the ledger's runtime-token key, of the
+//! runtime id). The key is 256 bits from the CSPRNG, kept in the store's home beside the tokens
+//! (the first line of `runtime-tokens.key`, so replicas that create it at once agree), so every
+//! replica derives the same token for a runtime: a duplicate dispatch answers the same one, and
+//! nothing is written per runtime or per check. Whether the runtime still lives is read from
+//! the projections when the token is presented. The token holds no timestamp and no id: a
+//! per-server index from the token's first 64 bits to the runtime follows new runtimes.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use events::{Actor, ActorKind};
+
+use crate::auth::{accepted, unknown, Caller, Scope, TokenVerdict};
+use crate::error::AppError;
+use crate::home::Home;
+use crate::state::AppState;
+
+pub const PREFIX: &str = "mcr_";
+const KEY: &str = "runtime-tokens.key";
+
+/// The key and the index of the runtimes seen so far.
+#[derive(Default)]
+pub struct RuntimeTokens {
+    key: OnceLock<[u8; 32]>,
+    creating: Mutex<()>,
+    index: Mutex<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    /// Runtimes (in dispatch order) already in `by_prefix`.
+    scanned: usize,
+    /// The first 8 bytes of a runtime's token → its place in dispatch order.
+    by_prefix: HashMap<u64, Vec<u32>>,
+}
+
+fn prefix_of(mac: &blake3::Hash) -> u64 {
+    let b = mac.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+impl RuntimeTokens {
+    /// The ledger's key: read from the home, or created there on first use.
+    fn key(&self, home: &Home) -> anyhow::Result<[u8; 32]> {
+        if let Some(k) = self.key.get() {
+            return Ok(*k);
+        }
+        let _one = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = self.key.get() {
+            return Ok(*k);
+        }
+        let first = |bytes: Option<Vec<u8>>| -> Option<[u8; 32]> {
+            let text = String::from_utf8(bytes?).ok()?;
+            unhex(text.lines().next()?.trim())
+        };
+        let key = match first(home.read(KEY)?) {
+            Some(k) => k,
+            None => {
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                home.append_line(KEY, &hex(&fresh))?;
+                // Another replica may have written its key first: the first line wins.
+                first(home.read(KEY)?)
+                    .ok_or_else(|| anyhow::anyhow!("{KEY} holds no key after writing one"))?
+            }
+        };
+        let _ = self.key.set(key);
+        Ok(key)
+    }
+
+    /// The runtime token of a runtime.
+    pub fn token_for(&self, home: &Home, runtime_id: &str) -> anyhow::Result<String> {
+        let key = self.key(home)?;
+        Ok(format!(
+            "{PREFIX}{}",
+            blake3::keyed_hash(&key, runtime_id.as_bytes()).to_hex()
+        ))
+    }
+}
+
+/// The id recorded on events a runtime token writes.
+pub fn token_id(runtime_id: &str) -> String {
+    format!("rtk_{runtime_id}")
+}
+
+/// Who a presented `mcr_…` token is, if anyone.
+pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
+    let Some(presented) = secret.strip_prefix(PREFIX).and_then(unhex) else {
+        return unknown();
+    };
+    let presented = blake3::Hash::from_bytes(presented);
+    let shared = &app.read.shared;
+    let tokens = &app.auth.runtime_tokens;
+    let Ok(key) = tokens.key(&shared.home) else {
+        return unknown();
+    };
+    let found = shared.read(|ledger| {
+        let mut index = tokens.index.lock().unwrap_or_else(|p| p.into_inner());
+        let from = index.scanned;
+        let new = ledger.runtime_ids_from(from);
+        for (k, id) in new.iter().enumerate() {
+            let mac = blake3::keyed_hash(&key, id.as_bytes());
+            let place = u32::try_from(from + k).unwrap_or(u32::MAX);
+            index
+                .by_prefix
+                .entry(prefix_of(&mac))
+                .or_default()
+                .push(place);
+        }
+        index.scanned = from + new.len();
+        let candidates = index.by_prefix.get(&prefix_of(&presented)).cloned();
+        drop(index);
+        candidates?.into_iter().find_map(|place| {
+            let id = ledger.runtime_id_at(usize::try_from(place).ok()?)?;
+            // A full comparison (constant-time) of the candidate's token.
+            if blake3::keyed_hash(&key, id.as_bytes()) != presented {
+                return None;
+            }
+            let (ticket, agent, live) = ledger.runtime_owner(id)?;
+            Some((id.to_owned(), ticket.clone(), agent.to_owned(), live))
+        })
+    });
+    let Some((runtime_id, _ticket, agent, live)) = found else {
+        return unknown();
+    };
+    if !live {
+        return crate::auth::TokenVerdict::Expired(format!(
+            "{} (runtime {runtime_id} has ended)",
+            token_id(&runtime_id)
+        ));
+    }
+    accepted(Caller {
+        token_id: token_id(&runtime_id),
+        actor: Actor {
+            name: agent,
+            kind: ActorKind::Agent,
+        },
+        scope: Scope::Write,
+        runtime: Some(runtime_id),
+    })
+}
+
+/// A runtime token may read, signal, post activity or input on its runtime, and comment on its
+/// runtime's ticket; nothing else.
+pub(crate) fn confine(app: &AppState, runtime_id: &str, request: &Request) -> Result<(), AppError> {
+    let method = request.method();
+    if method == Method::GET || method == Method::HEAD {
+        return Ok(());
+    }
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let allowed = match segments.as_slice() {
+        ["v1", "runtimes", id, "signals" | "activity" | "input"] => *id == runtime_id,
+        ["v1", "tickets", ticket, "comments"] => app
+            .read
+            .shared
+            .read(|l| l.runtime_ticket(runtime_id).map(|t| t.as_str() == *ticket))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if allowed && method == Method::POST {
+        return Ok(());
+    }
+    Err(AppError::new(
+        StatusCode::FORBIDDEN,
+        "not_permitted",
+        format!(
+            "a runtime token may only signal, post activity or input on its runtime \
+             ({runtime_id}) and comment on its ticket"
+        ),
+    )
+    .with(serde_json::json!({"rule": "runtime tokens are confined to their runtime"})))
+}
