@@ -153,3 +153,143 @@ fn a_held_data_dir_says_so_and_server_mode_works() {
     );
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
 }
+
+/// A dispatcher with a controller token starts a worker; the worker's helper
+/// (`mc-ledger signal`) sends its pane with the dispatch's runtime token in `MC_LEDGER_TOKEN`:
+/// the signal is recorded as the runtime's agent with the runtime token's id, and the same token
+/// may not harvest (an agent may not) or touch another ticket.
+#[test]
+fn a_worker_signals_with_its_runtime_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let create = |name: &str, kind: &str, scope: &str| {
+        let out = mc(&[
+            "token",
+            "create",
+            "--name",
+            name,
+            "--kind",
+            kind,
+            "--scope",
+            scope,
+            "--data-dir",
+            d,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    let ops = create("ops", "orchestrator", "write");
+    let dispatcher = create("dispatcher", "controller", "write");
+    let server = spawn_serve(&["--data-dir", d]);
+    let addr = server.addr;
+    let open = serde_json::json!({"id": "MC-7", "title": "worker"}).to_string();
+    let r = request(addr, "POST", "/v1/tickets", Some(&open), Some(&ops));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let dispatch = serde_json::json!({"dispatch_key": "k", "agent": "claude", "transport": "tmux"})
+        .to_string();
+    let r = request(
+        addr,
+        "POST",
+        "/v1/tickets/MC-7/dispatch",
+        Some(&dispatch),
+        Some(&dispatcher),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    let runtime = v["runtime_id"].as_str().unwrap().to_owned();
+    let token = v["runtime_token"].as_str().unwrap().to_owned();
+
+    let url = format!("http://{addr}");
+    let helper = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+            .args(args)
+            .env("MC_LEDGER_TOKEN", &token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = helper(
+        &["signal", "--server", &url, "--runtime", &runtime],
+        "working…\nREVIEW: ready for a look\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events = get(addr, "/v1/events?limit=100");
+    assert_eq!(events.status, 401, "reads need a token too");
+    let r = request(addr, "GET", "/v1/events?limit=100", None, Some(&ops));
+    let signaled = r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "runtime.signaled")
+        .cloned()
+        .expect("the signal is recorded");
+    assert_eq!(
+        signaled["actor"],
+        serde_json::json!({"name": "claude", "kind": "agent"})
+    );
+    assert_eq!(signaled["token_id"], format!("rtk_{runtime}"));
+
+    let result = dir.path().join("result.json");
+    std::fs::write(
+        &result,
+        r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"ok","session_id":"s","total_cost_usd":0.01}"#,
+    )
+    .unwrap();
+    let out = helper(
+        &[
+            "harvest",
+            "--server",
+            &url,
+            "--runtime",
+            &runtime,
+            "--claude",
+            result.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!out.status.success(), "an agent may not harvest");
+    assert!(
+        text(&out.stderr).contains("not_permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The token commands work while the server holds the data directory, and a revoke is in
+    // force without a restart.
+    let listed = mc(&["token", "list", "--json", "--data-dir", d]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let id = text(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|t| t["name"] == "dispatcher")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = mc(&["token", "revoke", &id, "--data-dir", d]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let started = std::time::Instant::now();
+    loop {
+        let r = request(addr, "GET", "/v1/tickets", None, Some(&dispatcher));
+        if r.status == 401 {
+            assert_eq!(r.json()["code"], "token_revoked");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "revoked in time"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!("revocation in force after {:?}", started.elapsed());
+}

@@ -384,9 +384,8 @@ fn scope_matrix() {
     assert_eq!(request(s.addr, "GET", "/healthz", None, None).status, 200);
 }
 
-/// Bad tokens from one address are slowed: 20 a minute are answered 401, then every request
-/// from that address is 429 until the minute is over (a right token too, or it would tell
-/// which guess was right). Requests without a token are not counted.
+/// Unknown tokens from one address are slowed: 20 a minute are answered 401, then 429 until the
+/// minute is over. Requests without a token are not counted, and a right token still works.
 #[test]
 fn bad_tokens_are_throttled_per_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -412,6 +411,33 @@ fn bad_tokens_are_throttled_per_address() {
     assert_eq!(r.json()["code"], "too_many_failures");
     assert_eq!(
         request(s.addr, "GET", "/v1/tickets", None, Some(&good)).status,
-        429
+        200,
+        "a right token is never throttled"
+    );
+}
+
+/// Once a server has seen a token it never serves without one: deleting `tokens.jsonl` under
+/// it keeps the tokens it last read. The file is owner-only.
+#[test]
+fn a_deleted_token_file_does_not_open_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = api::auth::create_token(dir.path(), api::auth::Scope::Read, "r").unwrap();
+    let file = dir.path().join("tokens.jsonl");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let s = start_in_process(dir.path());
+    std::fs::remove_file(&file).unwrap();
+    // Longer than the 250 ms between reloads.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, None).status,
+        401
+    );
+    assert_eq!(
+        request(s.addr, "GET", "/v1/tickets", None, Some(&good)).status,
+        200
     );
 }

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use common::*;
 use serde_json::{json, Value};
 
-/// When `key` (or no key) sends `body` to `path`, then the answer is `status`, the log grows
+/// When `key` (or no key) sends `body` to `path` (`{rt}`: the dispatched runtime, `{rt2}`: its
+/// retry), then the answer is `status`, the log grows
 /// by `appended` events, and a row naming `same_as` answers that row's position.
 struct Row {
     when: &'static str,
@@ -117,13 +118,13 @@ fn run_rows(addr: SocketAddr) {
         ),
         row(
             "a keyed kill",
-            "/v1/runtimes/RT/kill",
+            "/v1/runtimes/{rt}/kill",
             json!({"reason": "stuck"}),
             Some("k-kill"),
         ),
         row(
             "the kill again (deciding it again says runtime_ended)",
-            "/v1/runtimes/RT/kill",
+            "/v1/runtimes/{rt}/kill",
             json!({"reason": "stuck"}),
             Some("k-kill"),
         )
@@ -131,13 +132,13 @@ fn run_rows(addr: SocketAddr) {
         .same_as("a keyed kill"),
         row(
             "a keyed retry",
-            "/v1/runtimes/RT/retry",
+            "/v1/runtimes/{rt}/retry",
             json!({}),
             Some("k-retry"),
         ),
         row(
             "the retry again (deciding it again says runtime_live)",
-            "/v1/runtimes/RT/retry",
+            "/v1/runtimes/{rt}/retry",
             json!({}),
             Some("k-retry"),
         )
@@ -145,14 +146,14 @@ fn run_rows(addr: SocketAddr) {
         .same_as("a keyed retry"),
         row(
             "a signal with a nonce that is not the runtime's",
-            "/v1/runtimes/RT2/signals",
+            "/v1/runtimes/{rt2}/signals",
             json!({"verdict": "DONE", "nonce": "MC_TICKET_TURN:1:1:deadbeef", "payload": "x"}),
             Some("k-stale"),
         )
         .answers(409, 1),
         row(
             "the refused signal again",
-            "/v1/runtimes/RT2/signals",
+            "/v1/runtimes/{rt2}/signals",
             json!({"verdict": "DONE", "nonce": "MC_TICKET_TURN:1:1:deadbeef", "payload": "x"}),
             Some("k-stale"),
         )
@@ -185,7 +186,7 @@ fn run_rows(addr: SocketAddr) {
     let mut retried = String::new();
     let mut retried_nonce = String::new();
     for r in rows {
-        let path = r.path.replace("RT2", &retried).replace("RT", &runtime);
+        let path = r.path.replace("{rt2}", &retried).replace("{rt}", &runtime);
         let body = with_actor(r.body.clone(), "tester", "human");
         let before = head(addr);
         let reply = match r.key {

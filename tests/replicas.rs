@@ -573,6 +573,11 @@ fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
     let r = request(a.addr, "POST", "/v1/tickets", Some(&body), Some(&token));
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["events"][0]["actor"]["name"], "ops");
+    let said = mc_ledger_ok(&["replay", "MC-9", "--store", &url]);
+    assert!(
+        said.contains("by ops (human) with tok_"),
+        "replay shows who wrote it: {said}"
+    );
     assert!(sigterm(&mut a.child).success());
     let store = store_pg::PgStore::open(pg.config.clone()).unwrap();
     let snapshot = store

@@ -45,7 +45,7 @@ pub struct CreatedToken {
     pub name: String,
     pub kind: ActorKind,
     pub scope: Scope,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Milliseconds since the epoch; null: no expiry.
     pub expires_at: Option<u64>,
 }
 

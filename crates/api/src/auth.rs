@@ -155,6 +155,9 @@ pub struct Auth {
     seen: Mutex<Option<blake3::Hash>>,
     /// Failed tokens per client address: (minute, count).
     failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
+    /// A token has been seen: from then on the server never serves without tokens, whatever
+    /// happens to the file (deleted, emptied, restored from an old backup).
+    configured: std::sync::atomic::AtomicBool,
     pub runtime_tokens: crate::runtime_token::RuntimeTokens,
 }
 
@@ -165,6 +168,7 @@ impl Default for Auth {
             tokens: RwLock::new(Arc::new(Tokens::default())),
             seen: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
+            configured: std::sync::atomic::AtomicBool::new(false),
             runtime_tokens: crate::runtime_token::RuntimeTokens::default(),
         }
     }
@@ -225,6 +229,16 @@ impl Auth {
             return Ok(());
         }
         let tokens = Tokens::parse(&bytes)?;
+        use std::sync::atomic::Ordering;
+        if tokens.list.is_empty() && self.configured.load(Ordering::SeqCst) {
+            anyhow::bail!(
+                "{TOKENS} is missing or empty although tokens were configured; keeping the \
+                 last tokens read (the server never falls back to serving without tokens)"
+            );
+        }
+        if !tokens.list.is_empty() {
+            self.configured.store(true, Ordering::SeqCst);
+        }
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
         *seen = Some(digest);
         Ok(())
@@ -237,9 +251,9 @@ impl Auth {
             .clone()
     }
 
-    /// No token was ever created: loopback mode, without authentication.
+    /// No token was ever seen: loopback mode, without authentication.
     pub fn is_open(&self) -> bool {
-        self.current().list.is_empty()
+        !self.configured.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every token, without secrets, oldest first.
@@ -436,16 +450,6 @@ pub async fn middleware(State(app): State<AppState>, mut request: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if ip.is_some_and(|ip| auth.throttled(ip, minute)) {
-        return AppError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            format!(
-                "more than {FAILURES_PER_MINUTE_MAX} bad tokens from this address this minute; wait"
-            ),
-        )
-        .into_response();
-    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -462,8 +466,22 @@ pub async fn middleware(State(app): State<AppState>, mut request: Request, next:
     let caller = match verdict {
         Verdict::Accepted(c) => c,
         failure => {
-            // A bad token counts against its address; no token at all is only a 401.
-            if let (Some(ip), Some(_)) = (ip, presented) {
+            // Guesses are what is slowed: an unknown token counts against its address; a
+            // revoked or expired one (a worker whose runtime ended, say) is only a 401, and no
+            // token at all is only a 401. A right token is never throttled: with 256-bit
+            // secrets, answering it says nothing an attacker could use.
+            if let (Some(ip), Some(_), Verdict::Unknown) = (ip, presented, &failure) {
+                if auth.throttled(ip, minute) {
+                    return AppError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_failures",
+                        format!(
+                            "more than {FAILURES_PER_MINUTE_MAX} unknown tokens from this address \
+                             this minute; wait"
+                        ),
+                    )
+                    .into_response();
+                }
                 auth.failed(ip, minute);
             }
             return match failure {

@@ -783,6 +783,9 @@ fn harvest_command(rt: String, b: HarvestBody) -> Result<Command, AppError> {
 pub struct RawEvent {
     #[serde(default)]
     pub id: Option<String>,
+    /// The token id to keep (import); absent: the id of the token this request came with.
+    #[serde(default)]
+    pub token_id: Option<String>,
     #[serde(default)]
     pub recorded_at: Option<events::Timestamp>,
     pub actor: Actor,
@@ -808,10 +811,28 @@ pub struct RawAppendBody {
 )]
 pub async fn raw_append(
     State(w): State<WriteState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Body(b): Body<RawAppendBody>,
 ) -> Result<Response, AppError> {
     let ticket = ticket_id(&id)?;
+    // Events as they are, actors included (import and repair keep history as it was): only a
+    // human may do that, and its token's id is recorded on what it wrote.
+    let caller_token = match caller.as_deref() {
+        None => None,
+        Some(c) if c.actor.kind == events::ActorKind::Human => Some(c.token_id.clone()),
+        Some(c) => {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_permitted",
+                format!(
+                    "{:?} may not append raw events: raw appends (import, repair) are for humans",
+                    c.actor.kind
+                ),
+            )
+            .with(json!({"rule": "raw appends are for humans", "action": "raw_append"})))
+        }
+    };
     let at = now();
     let request = AppendRequest {
         ticket,
@@ -823,7 +844,7 @@ pub async fn raw_append(
                 id: e.id.unwrap_or_else(new_ulid),
                 recorded_at: e.recorded_at.unwrap_or(at),
                 actor: e.actor,
-                token_id: None,
+                token_id: e.token_id.or_else(|| caller_token.clone()),
                 data: e.data,
             })
             .collect(),

@@ -39,8 +39,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
         };
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
+        // The writer is part of the request: another token's same key is another request.
+        let writer = req
+            .extensions()
+            .get::<crate::auth::Caller>()
+            .map(|c| c.token_id.clone())
+            .unwrap_or_default();
         let (body, bytes) = json_body(req, state).await?;
-        let key = header.map(|k| IdempotencyKey::of(&k, &method, &path, &bytes));
+        let key = header.map(|k| IdempotencyKey::of(&k, &writer, &method, &path, &bytes));
         Ok(Keyed { body, key })
     }
 }
@@ -61,7 +67,7 @@ fn parse_key(raw: &[u8]) -> Result<&[u8], AppError> {
 
 /// A client's name for one request, so that sending it again (after a timeout, a 503 or a
 /// lost connection) applies it once. The events a keyed command appends get ids derived from
-/// the key, the route and the body, so a second try is recognised by event id on every store
+/// the key, the writer's token, the route and the body, so a second try is recognised by event id on every store
 /// and every replica; the same key with another body or route is another request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
@@ -69,10 +75,10 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn of(key: &[u8], method: &str, path: &str, body: &[u8]) -> IdempotencyKey {
+    pub fn of(key: &[u8], writer: &str, method: &str, path: &str, body: &[u8]) -> IdempotencyKey {
         let mut h = blake3::Hasher::new();
         h.update(b"mc-ledger idempotency-key v1\0");
-        for part in [key, method.as_bytes(), path.as_bytes()] {
+        for part in [key, writer.as_bytes(), method.as_bytes(), path.as_bytes()] {
             h.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes());
             h.update(part);
         }

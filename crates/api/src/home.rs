@@ -75,10 +75,12 @@ impl Home {
         match self {
             Home::Dir(dir) => {
                 std::fs::create_dir_all(dir)?;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(name))?;
+                // Owner-only: these are token hashes and the runtime-token key.
+                let mut options = std::fs::OpenOptions::new();
+                options.create(true).append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut f = options.open(dir.join(name))?;
                 writeln!(f, "{line}")?;
                 f.sync_all()?;
                 Ok(())

@@ -51,7 +51,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -112,6 +112,11 @@ pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
     };
     let presented = blake3::Hash::from_bytes(presented);
     let shared = &app.read.shared;
+    // What this replica knows must include everything committed (another replica may have
+    // ended the runtime, or dispatched it a moment ago).
+    if shared.catch_up().is_err() {
+        return unknown();
+    }
     let tokens = &app.auth.runtime_tokens;
     let Ok(key) = tokens.key(&shared.home) else {
         return unknown();

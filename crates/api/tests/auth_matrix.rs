@@ -56,10 +56,10 @@ async fn send(
     )
 }
 
-/// Every write route: method, path (`RT` is replaced by a runtime id), body, action.
+/// Every write route: method, path (`{rt}` is replaced by a runtime id), body, action.
 fn routes() -> Vec<(&'static str, String, Value, Action)> {
     let t = "/v1/tickets/MC-1";
-    let r = "/v1/runtimes/RT";
+    let r = "/v1/runtimes/{rt}";
     vec![
         (
             "POST",
@@ -267,7 +267,7 @@ async fn every_write_route_times_every_kind() {
     for kind in KINDS {
         let secret = &f.kinds[&kind_name(kind)];
         for (method, path, body, action) in routes() {
-            let path = path.replace("RT", "rt_nowhere");
+            let path = path.replace("{rt}", "rt_nowhere");
             let (status, answer) = send(&f.app, method, &path, Some(body), Some(secret)).await;
             let allowed = permitted(kind, action).is_ok();
             if allowed {
@@ -379,7 +379,7 @@ async fn revoked_and_expired_tokens_are_refused_on_every_route() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for (secret, code) in [(&revoked, "token_revoked"), (&expired, "token_expired")] {
         for (method, path, body, _) in routes() {
-            let path = path.replace("RT", "rt_nowhere");
+            let path = path.replace("{rt}", "rt_nowhere");
             let (status, answer) = send(&f.app, method, &path, Some(body), Some(secret)).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
             assert_eq!(answer["code"], code, "{method} {path}");
@@ -484,7 +484,7 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     assert_eq!(b["events"][0]["token_id"], format!("rtk_{mine}"));
     // Every route of another runtime, and every ticket route but its own ticket's comments.
     for (method, path, body, action) in routes() {
-        let path = path.replace("RT", other);
+        let path = path.replace("{rt}", other);
         let (status, answer) = send(&f.app, method, &path, Some(body), Some(token)).await;
         let own_comment = action == Action::Comment;
         if own_comment {
@@ -509,11 +509,36 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     assert_eq!(s, StatusCode::FORBIDDEN, "another ticket");
     // An ended runtime's token: refused everywhere.
     for (method, path, body, _) in routes() {
-        let path = path.replace("RT", ended);
+        let path = path.replace("{rt}", ended);
         let (status, answer) = send(&f.app, method, &path, Some(body), Some(ended_token)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
         assert_eq!(answer["code"], "token_expired");
     }
+    // A retry of the ended runtime answers the new runtime's token, which works on it.
+    let (s, b) = send(
+        &f.app,
+        "POST",
+        &format!("/v1/runtimes/{ended}/retry"),
+        Some(json!({})),
+        admin,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let retried = b["runtime_id"].as_str().unwrap().to_owned();
+    let fresh = b["runtime_token"]
+        .as_str()
+        .expect("a retry answers runtime_token")
+        .to_owned();
+    assert_ne!(&fresh, ended_token);
+    let (s, b) = send(
+        &f.app,
+        "POST",
+        &format!("/v1/runtimes/{retried}/activity"),
+        Some(json!({})),
+        Some(&fresh),
+    )
+    .await;
+    assert!(!matches!(s.as_u16(), 401 | 403), "{s} {b}");
     // The signal ends nothing; a kill does, and the token stops working at once.
     let signal = json!({"verdict": "REVIEW", "nonce": nonce, "payload": "p"});
     let (s, b) = send(

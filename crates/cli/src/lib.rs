@@ -129,7 +129,8 @@ pub enum Command {
         /// The runtime's id (`rt_…`).
         #[arg(long)]
         runtime: String,
-        /// The actor's name recorded on the event.
+        /// The actor's name recorded on the event (without a token; with `MC_LEDGER_TOKEN` the
+        /// token's actor is recorded).
         #[arg(long, default_value = "agent")]
         actor: String,
         #[arg(long, default_value = "agent", value_parser = ACTOR_KINDS)]
@@ -477,14 +478,14 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--{e}"))?;
             let url = store.url()?;
-            let opened = open_existing(&url, true)?;
+            let home = open_home(&url, true)?;
             let new = api::auth::NewToken {
                 name,
                 kind: kind.into(),
                 scope: scope.into(),
                 expires_in,
             };
-            let (info, secret) = api::auth::create_token_in(&opened.home, &new, now_ms())?;
+            let (info, secret) = api::auth::create_token_in(&home, &new, now_ms())?;
             println!("{secret}");
             eprintln!(
                 "token {} stored hashed in {}; servers use it within a second",
@@ -494,9 +495,9 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::List { json, store } => {
-            let opened = open_existing(&store.url()?, false)?;
+            let home = open_home(&store.url()?, false)?;
             let now = now_ms();
-            for t in api::auth::list_tokens_in(&opened.home)? {
+            for t in api::auth::list_tokens_in(&home)? {
                 if json {
                     println!("{}", serde_json::to_string(&t)?);
                     continue;
@@ -515,13 +516,29 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { id, store } => {
-            let opened = open_existing(&store.url()?, false)?;
-            if !api::auth::revoke_token_in(&opened.home, &id, now_ms())? {
+            let home = open_home(&store.url()?, false)?;
+            if !api::auth::revoke_token_in(&home, &id, now_ms())? {
                 anyhow::bail!("no token has the id {id:?} (see `mc-ledger token list`)");
             }
             println!("revoked {id}; servers refuse it within a second");
             Ok(())
         }
+    }
+}
+
+/// Where a store keeps its tokens, without opening its log: a sled data directory is only a
+/// directory here, so `token …` works while a server holds the log.
+fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<api::home::Home> {
+    match url {
+        StoreUrl::Sled(dir) => {
+            if create {
+                std::fs::create_dir_all(dir)?;
+            } else if !dir.join("log").exists() {
+                anyhow::bail!("no ledger at {} (is --data-dir right?)", dir.display());
+            }
+            Ok(api::home::Home::Dir(dir.clone()))
+        }
+        StoreUrl::Postgres(_) => Ok(open_existing(url, create)?.home),
     }
 }
 
@@ -656,8 +673,12 @@ fn replay(
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
     for entry in &timeline {
         let e = &entry["event"];
+        let token = e["token_id"]
+            .as_str()
+            .map(|t| format!(" with {t}"))
+            .unwrap_or_default();
         println!(
-            "#{:<6} v{:<4} {}  {:<32} by {} ({})",
+            "#{:<6} v{:<4} {}  {:<32} by {} ({}){token}",
             e["position"],
             e["version"],
             text(&e["recorded_at"]),

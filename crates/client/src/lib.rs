@@ -2,7 +2,8 @@
 //! rebuild, replay, the watcher and the agents' helpers), on `ureq`: `http://` and `https://`
 //! servers alike. The token comes from `MC_LEDGER_TOKEN`.
 //!
-//! Every POST carries a fresh `Idempotency-Key`, and is sent again with the same key when the
+//! With a token, a body's `actor` is left out (the server records the token's). Every POST
+//! carries a fresh `Idempotency-Key`, and is sent again with the same key when the
 //! answer is a 503 `store_unavailable` or never comes: the server applies it once.
 
 use std::time::Duration;
@@ -65,7 +66,16 @@ impl Client {
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
         let key = ulid::Ulid::new().to_string();
-        let body = body.to_string();
+        // With a token the server records the token's actor; a body actor naming anyone else
+        // would be refused (403 actor_mismatch), so the tools' default actors are left out.
+        let body = match (&self.token, body) {
+            (Some(_), Value::Object(fields)) if fields.contains_key("actor") => {
+                let mut fields = fields.clone();
+                fields.remove("actor");
+                Value::Object(fields).to_string()
+            }
+            _ => body.to_string(),
+        };
         let mut waits = RETRY_WAITS_MS.iter();
         loop {
             let request = self

@@ -19,6 +19,8 @@ pub enum LogError {
     InvalidEventId { id: String },
     #[error("invalid actor name: 1 to {max} bytes")]
     InvalidActor { max: usize },
+    #[error("invalid token id {id:?}: 1 to 64 characters of A-Z a-z 0-9 _ . : -")]
+    InvalidTokenId { id: String },
     #[error("recorded_at of {millis} ms is past 9999-12-31")]
     InvalidTimestamp { millis: u64 },
     #[error("an append needs at least one event")]
@@ -48,6 +50,7 @@ impl LogError {
             LogError::DuplicateIdInAppend { .. } => "duplicate_event_id",
             LogError::InvalidEventId { .. } => "invalid_event_id",
             LogError::InvalidActor { .. } => "invalid_actor",
+            LogError::InvalidTokenId { .. } => "invalid_token_id",
             LogError::InvalidTimestamp { .. } => "invalid_timestamp",
             LogError::EmptyAppend => "empty_append",
             LogError::TooManyEvents { .. } => "too_many_events",

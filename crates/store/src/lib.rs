@@ -122,6 +122,13 @@ fn check_event(event: &NewEvent) -> Result<(), LogError> {
             id: events::ids::truncate_for_message(&event.id),
         });
     }
+    if let Some(token_id) = &event.token_id {
+        if !is_event_id(token_id) {
+            return Err(LogError::InvalidTokenId {
+                id: events::ids::truncate_for_message(token_id),
+            });
+        }
+    }
     if event.recorded_at > events::Timestamp::MAX {
         return Err(LogError::InvalidTimestamp {
             millis: event.recorded_at.millis(),
