@@ -123,7 +123,7 @@ impl Ledger {
             let mut latest: Option<&str> = None;
             for r in t.runtimes.iter().filter_map(|id| self.runtimes.get(id)) {
                 let Some(ended) = r.ended else { continue };
-                let is_failure = r.ended_class().is_some_and(|c| c.is_failure());
+                let is_failure = r.failed();
                 if !is_failure || ended.at.millis() < window_start || ended.at > now {
                     continue;
                 }

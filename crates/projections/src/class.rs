@@ -55,6 +55,14 @@ impl RuntimeClass {
         )
     }
 
+    /// The classes a reap gives (the worker's session or process was found gone).
+    pub fn is_reaped(self) -> bool {
+        matches!(
+            self,
+            RuntimeClass::TmuxMissing | RuntimeClass::ProcessDead | RuntimeClass::TimedOut
+        )
+    }
+
     /// The classes §5.4 counts as a failure of the worker.
     pub fn is_failure(self) -> bool {
         matches!(

@@ -211,6 +211,19 @@ impl Runtime {
         self.ended.is_none()
     }
 
+    /// Ended by a failure of the worker (§5.4): a failure class, unless a reap came after the
+    /// worker had handed off.
+    pub(crate) fn failed(&self) -> bool {
+        self.ended_class()
+            .is_some_and(|c| c.is_failure() && !(c.is_reaped() && self.handed_off()))
+    }
+
+    /// The current turn ended in DONE or REVIEW: the worker handed its work off (§5.4).
+    pub(crate) fn handed_off(&self) -> bool {
+        self.pending
+            .is_some_and(|p| matches!(p.verdict, Verdict::Done | Verdict::Review))
+    }
+
     /// The ended class, or `None` while live (the live class needs `now`).
     pub(crate) fn ended_class(&self) -> Option<RuntimeClass> {
         self.ended?;

@@ -198,6 +198,12 @@ impl Ledger {
         if t.last_close_position.is_some_and(|c| ended.position <= c) {
             return None;
         }
+        // The hand-off rule: a worker that said DONE or REVIEW on its current turn is done
+        // talking; its session going away afterwards (a reap) is expected, not a failure. A
+        // QUESTION still expects it back, and a harvest's own `failed` still counts.
+        if !r.failed() {
+            return None;
+        }
         r.facts.failure_value()
     }
 

@@ -806,3 +806,87 @@ fn fold_throughput_smoke() {
     println!("folded {n} events in {elapsed:?} ({rate:.0} events/s)");
     let _ = Timestamp(0);
 }
+
+/// The hand-off rule (SPEC §5.4 amended): given a worker's last word on its current turn, when
+/// its runtime ends this way, then the banner and the worker alerts are (or are not) raised.
+#[test]
+fn a_reap_after_done_or_review_is_a_hand_off_not_a_failure() {
+    type Ending = fn(&str) -> projections::Command;
+    let rows: &[(&str, Option<Verdict>, bool, Ending, Option<&str>)] = &[
+        // (given, last verdict, input sent after it, ending, failure_reason)
+        (
+            "REVIEW, then its tmux session goes",
+            Some(Verdict::Review),
+            false,
+            |rt| reap(rt, R::TmuxMissing),
+            None,
+        ),
+        (
+            "DONE, then its process dies",
+            Some(Verdict::Done),
+            false,
+            |rt| reap(rt, R::ProcessDead),
+            None,
+        ),
+        (
+            "REVIEW, then idle until reaped",
+            Some(Verdict::Review),
+            false,
+            |rt| reap(rt, R::IdleTimeout),
+            None,
+        ),
+        (
+            "a QUESTION is still waiting for an answer",
+            Some(Verdict::Question),
+            false,
+            |rt| reap(rt, R::TmuxMissing),
+            Some("tmux_session_missing"),
+        ),
+        (
+            "REVIEW, then input starts a new turn",
+            Some(Verdict::Review),
+            true,
+            |rt| reap(rt, R::TmuxMissing),
+            Some("tmux_session_missing"),
+        ),
+        (
+            "no verdict at all",
+            None,
+            false,
+            |rt| reap(rt, R::TmuxMissing),
+            Some("tmux_session_missing"),
+        ),
+        (
+            "REVIEW, then a harvest that failed",
+            Some(Verdict::Review),
+            false,
+            |rt| harvest(rt, H::Failed, X::Error),
+            Some("agent_failed: error"),
+        ),
+    ];
+    for (given, verdict, input_after, ending, want) in rows {
+        let mut w = World::new();
+        let rt = working(&mut w);
+        if let Some(v) = verdict {
+            let n = w.nonce("MC-1");
+            w.run(&agent(), signal(&rt, *v, &n, "words"));
+        }
+        if *input_after {
+            w.run(&controller(), input(&rt, "one more thing"));
+        }
+        w.wait_min(45);
+        w.run(&watcher(), ending(&rt));
+        assert_eq!(w.failure("MC-1").as_deref(), *want, "given {given}");
+        let worker_alerts: Vec<String> = w
+            .alert_kinds()
+            .into_iter()
+            .filter(|k| k.starts_with("worker_lost") || k.starts_with("stale_worker"))
+            .collect();
+        let lost = *want == Some("tmux_session_missing");
+        assert_eq!(
+            !worker_alerts.is_empty(),
+            lost,
+            "given {given}: {worker_alerts:?}"
+        );
+    }
+}
