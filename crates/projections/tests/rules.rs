@@ -812,7 +812,15 @@ fn fold_throughput_smoke() {
 #[test]
 fn a_reap_after_done_or_review_is_a_hand_off_not_a_failure() {
     type Ending = fn(&str) -> projections::Command;
-    let rows: &[(&str, Option<Verdict>, bool, Ending, Option<&str>)] = &[
+    /// (given, last verdict, input sent after it, ending, failure_reason)
+    type Row = (
+        &'static str,
+        Option<Verdict>,
+        bool,
+        Ending,
+        Option<&'static str>,
+    );
+    let rows: &[Row] = &[
         // (given, last verdict, input sent after it, ending, failure_reason)
         (
             "REVIEW, then its tmux session goes",
