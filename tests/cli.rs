@@ -293,3 +293,45 @@ fn a_worker_signals_with_its_runtime_token() {
     }
     eprintln!("revocation in force after {:?}", started.elapsed());
 }
+
+/// `harvest --claude FILE` recognises `--output-format stream-json` output and sends it as
+/// `claude_stream`; the server classifies it by its last `result` line.
+#[test]
+fn harvest_takes_a_claude_stream_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = spawn_serve(&["--data-dir", d]);
+    let addr = server.addr;
+    let body = |v: serde_json::Value| with_actor(v, "ops", "human");
+    let r = post(
+        addr,
+        "/v1/tickets",
+        &body(serde_json::json!({"id": "MC-8", "title": "s"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        addr,
+        "/v1/tickets/MC-8/dispatch",
+        &body(serde_json::json!({"dispatch_key": "k", "agent": "claude", "transport": "process"})),
+    );
+    let runtime = r.json()["runtime_id"].as_str().unwrap().to_owned();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/projections/tests/fixtures/claude/stream_success.jsonl"
+    );
+    let url = format!("http://{addr}");
+    let out = mc(&[
+        "harvest",
+        "--server",
+        &url,
+        "--runtime",
+        &runtime,
+        "--claude",
+        fixture,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let view = get(addr, &format!("/v1/runtimes/{runtime}")).json();
+    assert_eq!(view["exit"]["outcome"], "completed", "{view}");
+    assert_eq!(view["exit"]["turns"], 6);
+    assert_eq!(view["exit"]["cost_usd"], 0.4123);
+}

@@ -476,7 +476,8 @@ body!(
     raw: Option<String>,
 });
 body!(
-    /// Exactly one of `{outcome, exit_reason, …}`, `{claude_result}` or `{codex_jsonl}`.
+    /// Exactly one of `{outcome, exit_reason, …}`, `{claude_result}`, `{claude_stream}` or
+    /// `{codex_jsonl}`.
     HarvestBody {
     outcome: Option<HarvestOutcome>,
     exit_reason: Option<ExitReason>,
@@ -487,6 +488,9 @@ body!(
     /// The result object of `claude -p --output-format json`.
     #[schema(value_type = Option<Object>)]
     claude_result: Option<Value>,
+    /// The JSON lines of `claude -p --output-format stream-json` (the last `result` line
+    /// decides).
+    claude_stream: Option<String>,
     /// The JSON lines of `codex exec --json`.
     codex_jsonl: Option<String>,
 });
@@ -740,15 +744,18 @@ fn harvest_command(rt: String, b: HarvestBody) -> Result<Command, AppError> {
     let forms = [
         structured,
         b.claude_result.is_some(),
+        b.claude_stream.is_some(),
         b.codex_jsonl.is_some(),
     ];
     if forms.iter().filter(|f| **f).count() > 1 {
         return Err(AppError::invalid(
-            "send exactly one of {outcome, exit_reason, …}, {claude_result} or {codex_jsonl}",
+            "send exactly one of {outcome, exit_reason, …}, {claude_result}, {claude_stream} or {codex_jsonl}",
         ));
     }
     let report = if let Some(result) = &b.claude_result {
         projections::ingest::harvest::classify_claude(result)
+    } else if let Some(jsonl) = &b.claude_stream {
+        projections::ingest::harvest::classify_claude_stream(jsonl)
     } else if let Some(jsonl) = &b.codex_jsonl {
         let codex = projections::ingest::harvest::classify_codex(jsonl);
         if codex.unparseable_lines > 0 {

@@ -767,7 +767,7 @@ mod helpers {
     ) -> anyhow::Result<()> {
         let client = Client::new(server)?;
         let mut body = match source {
-            Harvest::Claude(path) => json!({"claude_result": claude_result(path)?}),
+            Harvest::Claude(path) => claude_body(path)?,
             Harvest::Codex(path) => {
                 let text = read_text(path)?;
                 // The first line names the thread (`thread.started`); the outcome is in the
@@ -797,6 +797,31 @@ mod helpers {
             .read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// What to send for a Claude file: `{claude_stream}` for `--output-format stream-json`
+    /// output (one JSON message per line; the tail is sent, the `result` line is the last),
+    /// `{claude_result}` for the single object or the `--verbose` array.
+    fn claude_body(path: &Path) -> anyhow::Result<Value> {
+        let text = read_text(path)?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let is_stream = lines.len() > 1
+            && serde_json::from_str::<Value>(text.trim()).is_err()
+            && lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| v.get("type").is_some());
+        if !is_stream {
+            return Ok(json!({"claude_result": claude_result(path)?}));
+        }
+        let (jsonl, dropped) = tail_within(&text, 0, PAYLOAD_BYTES_MAX);
+        if dropped > 0 {
+            eprintln!(
+                "{} is over the server's 1 MiB body limit: sent its last lines ({dropped} lines left out)",
+                path.display()
+            );
+        }
+        Ok(json!({"claude_stream": jsonl}))
     }
 
     /// Claude's `-p --output-format json` writes one result object; with `--verbose` it writes

@@ -352,7 +352,7 @@ proptest! {
             jsonl.push('\n');
         }
         jsonl.push_str(&junk);
-        let reports = [classify_claude(&Value::Array(values.clone())), classify_codex(&jsonl).report]
+        let reports = [classify_claude(&Value::Array(values.clone())), classify_codex(&jsonl).report, projections::ingest::harvest::classify_claude_stream(&jsonl)]
             .into_iter()
             .chain(values.iter().map(classify_claude));
         for r in reports {
@@ -369,4 +369,67 @@ proptest! {
             prop_assert!(r.raw_subtype.as_ref().is_none_or(|s| s.len() <= 128));
         }
     }
+}
+
+/// Claude `--output-format stream-json`: given each fixture (Agent SDK message lines), then the
+/// last `result` line decides, like the single result object.
+#[test]
+fn claude_stream_json_fixtures() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/claude");
+    /// (fixture, outcome, exit reason, turns, cost)
+    type Row = (
+        &'static str,
+        HarvestOutcome,
+        ExitReason,
+        Option<u32>,
+        Option<f64>,
+    );
+    let rows: &[Row] = &[
+        (
+            "stream_success.jsonl",
+            HarvestOutcome::Completed,
+            ExitReason::Success,
+            Some(6),
+            Some(0.4123),
+        ),
+        (
+            "stream_max_turns.jsonl",
+            HarvestOutcome::Partial,
+            ExitReason::MaxTurns,
+            Some(2),
+            Some(0.05),
+        ),
+        (
+            "stream_cut_off.jsonl",
+            HarvestOutcome::Failed,
+            ExitReason::NoResult,
+            None,
+            None,
+        ),
+    ];
+    for (file, outcome, exit_reason, turns, cost) in rows {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        let r = projections::ingest::harvest::classify_claude_stream(&text);
+        assert_eq!(
+            (r.outcome, r.exit_reason),
+            (*outcome, *exit_reason),
+            "given {file}"
+        );
+        assert_eq!((r.turns, r.cost_usd), (*turns, *cost), "given {file}");
+    }
+    // The last result wins over an earlier one (a resumed session appends to the file).
+    let two = "{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true}\n\
+               {\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":1}\n";
+    let r = projections::ingest::harvest::classify_claude_stream(two);
+    assert_eq!(
+        (r.outcome, r.exit_reason),
+        (HarvestOutcome::Completed, ExitReason::Success)
+    );
+    // An API error arrives as success with is_error.
+    let api = "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true}";
+    let r = projections::ingest::harvest::classify_claude_stream(api);
+    assert_eq!(
+        (r.outcome, r.exit_reason),
+        (HarvestOutcome::Failed, ExitReason::ApiError)
+    );
 }

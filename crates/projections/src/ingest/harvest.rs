@@ -1,5 +1,6 @@
 //! Classifies a worker's exit record (SPEC §5.2): a Claude Code `-p --output-format json`
-//! result object, or the JSON lines of `codex exec --json`, into a [`HarvestReport`].
+//! result object, its `stream-json` lines, or the JSON lines of `codex exec --json`, into a
+//! [`HarvestReport`].
 //!
 //! Both classifiers are total: any JSON value and any text gives a report (at worst
 //! failed/no_result or failed/error), never a panic. Every kept string is bounded to what
@@ -49,6 +50,29 @@ fn cost(v: Option<&Value>) -> Option<f64> {
 fn turns(v: Option<&Value>) -> Option<u32> {
     v.and_then(Value::as_u64)
         .and_then(|n| u32::try_from(n).ok())
+}
+
+/// Claude Code's `-p --output-format stream-json` output: one JSON message per line (`system`
+/// init, `assistant`, `user`, … as the Agent SDK's `SDKMessage` types), the last `result`
+/// line deciding like the single object. Lines that are not JSON objects (a cut first line, a
+/// stray log line) are skipped; no `result` line at all is failed/no_result.
+pub fn classify_claude_stream(jsonl: &str) -> HarvestReport {
+    let last_result =
+        jsonl
+            .lines()
+            .rev()
+            .find_map(|line| match serde_json::from_str::<Value>(line.trim()) {
+                Ok(v @ Value::Object(_))
+                    if v.get("type").and_then(Value::as_str) == Some("result") =>
+                {
+                    Some(v)
+                }
+                _ => None,
+            });
+    match last_result {
+        Some(result) => classify_claude(&result),
+        None => report(HarvestOutcome::Failed, ExitReason::NoResult),
+    }
 }
 
 /// Claude Code's result: `{"type": "result", "subtype": …, "is_error": …, "num_turns": …,
