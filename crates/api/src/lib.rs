@@ -9,6 +9,7 @@ pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod home;
+pub mod hooks;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;

@@ -167,8 +167,8 @@ pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
     })
 }
 
-/// A runtime token may read, signal, post activity or input on its runtime, and comment on its
-/// runtime's ticket; nothing else.
+/// A runtime token may read, signal, post activity, input or its agent's hooks on its runtime,
+/// and comment on its runtime's ticket; nothing else.
 pub(crate) fn confine(app: &AppState, runtime_id: &str, request: &Request) -> Result<(), AppError> {
     let method = request.method();
     if method == Method::GET || method == Method::HEAD {
@@ -177,7 +177,8 @@ pub(crate) fn confine(app: &AppState, runtime_id: &str, request: &Request) -> Re
     let path = request.uri().path();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let allowed = match segments.as_slice() {
-        ["v1", "runtimes", id, "signals" | "activity" | "input"] => *id == runtime_id,
+        ["v1", "runtimes", id, "signals" | "activity" | "input"]
+        | ["v1", "runtimes", id, "hooks", "claude" | "codex"] => *id == runtime_id,
         ["v1", "tickets", ticket, "comments"] => app
             .read
             .shared

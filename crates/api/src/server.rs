@@ -63,6 +63,8 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
             crate::admin::create_token
         ))
         .routes(routes!(crate::admin::revoke_token))
+        .routes(routes!(crate::hooks::claude))
+        .routes(routes!(crate::hooks::codex))
         .routes(routes!(reads::get_ticket))
         .routes(routes!(reads::ticket_timeline))
         .routes(routes!(reads::list_runtimes))

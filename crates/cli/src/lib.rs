@@ -116,6 +116,11 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Forward an agent's hook event to the ledger (for Claude Code's hooks and Codex's
+    /// `notify`). Server, token and runtime come from MC_LEDGER_SERVER, MC_LEDGER_TOKEN and
+    /// MC_LEDGER_RUNTIME. Never fails the agent: exits 0 within 2 s, saying why on stderr.
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Benchmarks (JSON output with --json).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -241,6 +246,16 @@ impl From<KindArg> for events::ActorKind {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// A Claude Code hook: the hook's JSON on stdin (`"command": "mc-ledger hook claude"` in
+    /// `.claude/settings.json`, for Stop, SubagentStop, Notification and SessionEnd).
+    Claude,
+    /// Codex's notify program: the JSON as the last argument (`notify = ["mc-ledger", "hook",
+    /// "codex"]` in `~/.codex/config.toml`).
+    Codex { json: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a token bound to an actor (name and kind), a scope and an optional expiry; the
     /// secret is printed once and stored hashed. Every server on the store uses it within 1 s.
@@ -362,6 +377,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             server,
         } => replay(&store, server.as_deref(), &ticket, as_of, json),
         Command::Token(command) => token(command),
+        Command::Hook(command) => {
+            hook(command);
+            Ok(())
+        }
         Command::Export {
             after,
             store,
@@ -457,6 +476,54 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
 
 /// Opens the store a command names; a sled data directory must already hold a ledger unless
 /// the command creates one.
+/// How long a hook may take, start to end.
+const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Forwards one hook event; any failure is one line on stderr, never a non-zero exit.
+fn hook(command: HookCommand) {
+    if let Err(e) = try_hook(command) {
+        eprintln!("mc-ledger hook: not recorded: {e:#}");
+    }
+}
+
+fn try_hook(command: HookCommand) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Read;
+    let (agent, raw) = match command {
+        HookCommand::Claude => {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(1024 * 1024)
+                .read_to_string(&mut text)
+                .map_err(|e| anyhow::anyhow!("reading the hook's stdin: {e}"))?;
+            ("claude", text)
+        }
+        HookCommand::Codex { json } => ("codex", json),
+    };
+    let body: serde_json::Value =
+        serde_json::from_str(&raw).context("the hook's input is not JSON")?;
+    let runtime = std::env::var("MC_LEDGER_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .context("MC_LEDGER_RUNTIME is not set (the dispatcher puts the runtime id there)")?;
+    let server = std::env::var("MC_LEDGER_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:7171".to_owned());
+    let client = Client::with_timeout(&server, HOOK_TIMEOUT)?;
+    let path = format!(
+        "/v1/runtimes/{}/hooks/{agent}",
+        watch::encode_component(&runtime)
+    );
+    let answer = client.post_once(&path, &body)?;
+    if answer.status >= 300 {
+        let code = answer.body["code"].as_str().unwrap_or("error");
+        let detail = answer.body["detail"].as_str().unwrap_or("");
+        anyhow::bail!("server answered {} {code}: {detail}", answer.status);
+    }
+    Ok(())
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

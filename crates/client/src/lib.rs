@@ -30,6 +30,12 @@ pub struct Response {
 
 impl Client {
     pub fn new(url: &str) -> anyhow::Result<Client> {
+        Client::with_timeout(url, Duration::from_secs(TIMEOUT_S))
+    }
+
+    /// A client whose every request gives up after `timeout` (an agent's hook must not hold
+    /// the agent up).
+    pub fn with_timeout(url: &str, timeout: Duration) -> anyhow::Result<Client> {
         let base = url.trim_end_matches('/');
         let host = base
             .strip_prefix("http://")
@@ -41,7 +47,7 @@ impl Client {
             bail!("--server must be http://host:port or https://host:port, not {url:?}");
         }
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(TIMEOUT_S)))
+            .timeout_global(Some(timeout))
             // A 4xx or 5xx is an answer (a problem+json body), not a transport error.
             .http_status_as_error(false)
             .build()
@@ -100,6 +106,20 @@ impl Client {
                 _ => return self.answer(sent),
             }
         }
+    }
+
+    /// One POST of a raw JSON body, no retry: for agents' hooks, which must finish quickly.
+    pub fn post_once(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        let request = self.agent.post(format!("{}{path}", self.base));
+        let request = match &self.token {
+            Some(t) => request.header("Authorization", format!("Bearer {t}")),
+            None => request,
+        };
+        self.answer(
+            request
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
     }
 
     fn answer(

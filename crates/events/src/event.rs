@@ -417,6 +417,28 @@ pub struct RuntimeSwitched {
     pub nonce: String,
 }
 
+/// The worker waits for a person (Claude Code's `Notification` hook: a permission prompt, or
+/// idle at its prompt). An `input` ends the wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeInputRequested {
+    pub runtime_id: String,
+    /// `permission_prompt`, `idle_prompt`, or what the agent named it.
+    pub kind: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The agent's session ended (Claude Code's `SessionEnd` hook): a terminal fact ranked with
+/// the reaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSessionEnded {
+    pub runtime_id: String,
+    /// `clear`, `logout`, `prompt_input_exit`, `other`, … as the agent reports it.
+    pub reason: String,
+}
+
 /// One typed payload per event type. The order of variants is part of the stored format
 /// (bincode writes the variant index): add new types at the end, never reorder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
@@ -468,10 +490,14 @@ pub enum EventData {
     RuntimeCancelled(RuntimeCancelled),
     #[serde(rename = "runtime.switched")]
     RuntimeSwitched(RuntimeSwitched),
+    #[serde(rename = "runtime.input_requested")]
+    RuntimeInputRequested(RuntimeInputRequested),
+    #[serde(rename = "runtime.session_ended")]
+    RuntimeSessionEnded(RuntimeSessionEnded),
 }
 
 /// Every event type name, in variant order (the stored discriminant).
-pub const EVENT_TYPES: [&str; 23] = [
+pub const EVENT_TYPES: [&str; 25] = [
     "ticket.opened",
     "ticket.edited",
     "ticket.commented",
@@ -495,7 +521,12 @@ pub const EVENT_TYPES: [&str; 23] = [
     "runtime.completed_by_controller",
     "runtime.cancelled",
     "runtime.switched",
+    "runtime.input_requested",
+    "runtime.session_ended",
 ];
+
+/// The event types format 1 knew when its fixtures were written (wave 1).
+pub const EVENT_TYPES_WAVE_1: usize = 23;
 
 impl EventData {
     /// The event type name as it appears in JSON and in SSE `event:` lines.
@@ -528,6 +559,8 @@ impl EventData {
             EventData::RuntimeCompletedByController(_) => 20,
             EventData::RuntimeCancelled(_) => 21,
             EventData::RuntimeSwitched(_) => 22,
+            EventData::RuntimeInputRequested(_) => 23,
+            EventData::RuntimeSessionEnded(_) => 24,
         }
     }
 
@@ -546,6 +579,8 @@ impl EventData {
             EventData::RuntimeCompletedByController(e) => &e.runtime_id,
             EventData::RuntimeCancelled(e) => &e.runtime_id,
             EventData::RuntimeSwitched(e) => &e.runtime_id,
+            EventData::RuntimeInputRequested(e) => &e.runtime_id,
+            EventData::RuntimeSessionEnded(e) => &e.runtime_id,
             _ => return None,
         };
         Some(id)

@@ -146,13 +146,22 @@ impl Ledger {
         }
 
         if status.state == TicketState::NeedsInput {
-            if let Some((r, p)) = current.and_then(|r| r.pending.map(|p| (r, p))) {
-                if now.millis().saturating_sub(p.at.millis()) >= cfg.question_after_ms {
+            // Waiting since the input request (a permission or idle prompt), else the QUESTION.
+            let waiting = current.and_then(|r| {
+                let since = r
+                    .input_requested
+                    .as_ref()
+                    .map(|w| w.at)
+                    .or(r.pending.map(|p| p.at))?;
+                Some((r, since))
+            });
+            if let Some((r, since)) = waiting {
+                if now.millis().saturating_sub(since.millis()) >= cfg.question_after_ms {
                     let detail = status.next_action.text.clone();
                     out.push(alert(
                         AlertKind::UnansweredQuestion,
                         Some(&r.id),
-                        p.at,
+                        since,
                         detail,
                     ));
                 }

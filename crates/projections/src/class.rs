@@ -26,6 +26,8 @@ pub enum RuntimeClass {
     /// Reaped because the ticket reached a terminal state (`terminal_state`).
     Closed,
     LaunchAborted,
+    /// The agent reported its session ended (`runtime.session_ended`), ranked with the reaps.
+    SessionEnded,
 }
 
 impl RuntimeClass {
@@ -45,6 +47,7 @@ impl RuntimeClass {
             RuntimeClass::TimedOut => "timed-out",
             RuntimeClass::Closed => "closed",
             RuntimeClass::LaunchAborted => "launch-aborted",
+            RuntimeClass::SessionEnded => "session-ended",
         }
     }
 
@@ -59,7 +62,10 @@ impl RuntimeClass {
     pub fn is_reaped(self) -> bool {
         matches!(
             self,
-            RuntimeClass::TmuxMissing | RuntimeClass::ProcessDead | RuntimeClass::TimedOut
+            RuntimeClass::TmuxMissing
+                | RuntimeClass::ProcessDead
+                | RuntimeClass::TimedOut
+                | RuntimeClass::SessionEnded
         )
     }
 
@@ -72,6 +78,7 @@ impl RuntimeClass {
                 | RuntimeClass::TimedOut
                 | RuntimeClass::Failed
                 | RuntimeClass::LaunchAborted
+                | RuntimeClass::SessionEnded
         )
     }
 }
@@ -105,6 +112,10 @@ pub(crate) struct TerminalFacts {
     pub(crate) reap: Option<ReapCause>,
     /// Latest launch-abort reason.
     pub(crate) launch_aborted: Option<String>,
+    /// Latest session-end reason (the agent's own report, ranked with the reaps).
+    pub(crate) session_ended: Option<String>,
+    /// The session end came after the latest reap (within one rank the latest wins).
+    pub(crate) session_end_is_latest: bool,
 }
 
 impl TerminalFacts {
@@ -125,6 +136,9 @@ impl TerminalFacts {
                 HarvestOutcome::Partial => RuntimeClass::Partial,
                 HarvestOutcome::Failed => RuntimeClass::Failed,
             });
+        }
+        if self.session_ended.is_some() && (self.session_end_is_latest || self.reap.is_none()) {
+            return Some(RuntimeClass::SessionEnded);
         }
         if let Some(cause) = self.reap {
             return Some(match cause {
@@ -156,6 +170,10 @@ impl TerminalFacts {
             RuntimeClass::LaunchAborted => Some(format!(
                 "launch_aborted: {}",
                 self.launch_aborted.as_deref().unwrap_or("")
+            )),
+            RuntimeClass::SessionEnded => Some(format!(
+                "session_ended: {}",
+                self.session_ended.as_deref().unwrap_or("")
             )),
             _ => None,
         }

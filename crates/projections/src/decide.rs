@@ -13,10 +13,11 @@ use std::fmt;
 use events::{
     EventData, ExitReason, GateRecorded, HarvestOutcome, ReapCause, Relation, RuntimeActivity,
     RuntimeCancelled, RuntimeCompletedByController, RuntimeDispatched, RuntimeHarvested,
-    RuntimeInputSent, RuntimeKilled, RuntimeLaunchAborted, RuntimeReaped, RuntimeSignalRejected,
-    RuntimeSignaled, RuntimeSwitched, SignalRejectReason, TaskAdded, TaskStatus, TaskUpdated,
-    TicketClosed, TicketCommented, TicketEdited, TicketId, TicketLinked, TicketOpened,
-    TicketParked, TicketReopened, TicketUnlinked, Timestamp, Transport, Verdict,
+    RuntimeInputRequested, RuntimeInputSent, RuntimeKilled, RuntimeLaunchAborted, RuntimeReaped,
+    RuntimeSessionEnded, RuntimeSignalRejected, RuntimeSignaled, RuntimeSwitched,
+    SignalRejectReason, TaskAdded, TaskStatus, TaskUpdated, TicketClosed, TicketCommented,
+    TicketEdited, TicketId, TicketLinked, TicketOpened, TicketParked, TicketReopened,
+    TicketUnlinked, Timestamp, Transport, Verdict,
 };
 
 use crate::class::RuntimeClass;
@@ -200,6 +201,17 @@ pub enum Command {
         reason: String,
         detail: Option<String>,
     },
+    /// The worker waits for a person (an agent's permission or idle prompt).
+    RequestInput {
+        runtime_id: String,
+        kind: String,
+        message: Option<String>,
+    },
+    /// The agent's session ended (a terminal fact ranked with the reaps).
+    EndSession {
+        runtime_id: String,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -236,7 +248,9 @@ impl Command {
             | Command::Complete { runtime_id, .. }
             | Command::Input { runtime_id, .. }
             | Command::Activity { runtime_id, .. }
-            | Command::AbortLaunch { runtime_id, .. } => Target::Runtime(runtime_id),
+            | Command::AbortLaunch { runtime_id, .. }
+            | Command::RequestInput { runtime_id, .. }
+            | Command::EndSession { runtime_id, .. } => Target::Runtime(runtime_id),
         }
     }
 }
@@ -473,6 +487,12 @@ pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision,
             cause,
             evidence,
         } => reap(ledger, runtime_id, *cause, evidence, ctx),
+        Command::RequestInput {
+            runtime_id,
+            kind,
+            message,
+        } => request_input(ledger, runtime_id, kind, message.as_deref(), ctx),
+        Command::EndSession { runtime_id, reason } => end_session(ledger, runtime_id, reason, ctx),
         Command::Kill { runtime_id, reason } => {
             end_live(ledger, runtime_id, reason, ctx, Ending::Kill)
         }
@@ -1411,6 +1431,57 @@ fn complete(
                 commit: commit.clone(),
             },
         )],
+    )
+}
+
+/// A live runtime's worker waits for a person; the same kind of wait again (an idle prompt
+/// repeats) is a duplicate, not a new event.
+fn request_input(
+    ledger: &Ledger,
+    runtime_id: &str,
+    kind: &str,
+    message: Option<&str>,
+    ctx: &Context,
+) -> Result<Decision, Rejection> {
+    let (r, t) = find_runtime(ledger, runtime_id)?;
+    required("kind", kind, KEY_BYTES_MAX)?;
+    optional("message", message, TEXT_BYTES_MAX)?;
+    check_version(t, ctx)?;
+    if !r.is_live() {
+        return Err(ended(r));
+    }
+    if let Some(w) = r.input_requested.as_ref().filter(|w| w.kind == kind) {
+        return already(t, vec![w.event]);
+    }
+    append(
+        t,
+        vec![EventData::RuntimeInputRequested(RuntimeInputRequested {
+            runtime_id: r.id.clone(),
+            kind: kind.to_owned(),
+            message: message.map(str::to_owned),
+        })],
+    )
+}
+
+/// Recorded once per runtime; after another ending it is recorded and changes no class.
+fn end_session(
+    ledger: &Ledger,
+    runtime_id: &str,
+    reason: &str,
+    ctx: &Context,
+) -> Result<Decision, Rejection> {
+    let (r, t) = find_runtime(ledger, runtime_id)?;
+    required("reason", reason, REASON_BYTES_MAX)?;
+    if let Some(at) = r.session_end_ref {
+        return already(t, vec![at]);
+    }
+    check_version(t, ctx)?;
+    append(
+        t,
+        vec![EventData::RuntimeSessionEnded(RuntimeSessionEnded {
+            runtime_id: r.id.clone(),
+            reason: reason.to_owned(),
+        })],
     )
 }
 

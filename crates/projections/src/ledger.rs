@@ -177,6 +177,19 @@ pub(crate) struct Runtime {
     pub(crate) reaps: Vec<(ReapCause, EventRef)>,
     pub(crate) completed_ref: Option<EventRef>,
     pub(crate) ended: Option<Ended>,
+    /// The worker waits for a person (`runtime.input_requested`) since this; an input, a
+    /// switch or a signal ends the wait.
+    pub(crate) input_requested: Option<InputRequest>,
+    /// The first `runtime.session_ended` (recorded once).
+    pub(crate) session_end_ref: Option<EventRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct InputRequest {
+    pub(crate) kind: String,
+    pub(crate) message: Option<String>,
+    pub(crate) at: Timestamp,
+    pub(crate) event: EventRef,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -535,6 +548,8 @@ impl Ledger {
                         reaps: Vec::new(),
                         completed_ref: None,
                         ended: None,
+                        input_requested: None,
+                        session_end_ref: None,
                     },
                 );
             }
@@ -592,11 +607,13 @@ fn apply_runtime(
                 at,
                 signal: r.signals.len() - 1,
             });
+            r.input_requested = None;
             false
         }
         EventData::RuntimeSignalRejected(_) => false,
         EventData::RuntimeInputSent(_) => {
             r.pending = None;
+            r.input_requested = None;
             r.turn_started_at = at;
             false
         }
@@ -614,6 +631,7 @@ fn apply_runtime(
             r.turn_started_at = at;
             nonces.insert(x.nonce.clone());
             r.pending = None;
+            r.input_requested = None;
             false
         }
         EventData::RuntimeHarvested(x) => {
@@ -627,8 +645,28 @@ fn apply_runtime(
             r.harvest_ref = Some(EventRef::of(e));
             true
         }
+        EventData::RuntimeInputRequested(x) => {
+            r.last_activity_at = Some(at);
+            r.input_requested = Some(InputRequest {
+                kind: excerpt(&x.kind, EXCERPT_BYTES_MAX).to_owned(),
+                message: x
+                    .message
+                    .as_deref()
+                    .map(|m| excerpt(m, EXCERPT_BYTES_MAX).to_owned()),
+                at,
+                event: EventRef::of(e),
+            });
+            false
+        }
+        EventData::RuntimeSessionEnded(x) => {
+            r.session_end_ref.get_or_insert(EventRef::of(e));
+            r.facts.session_ended = Some(excerpt(&x.reason, EXCERPT_BYTES_MAX).to_owned());
+            r.facts.session_end_is_latest = true;
+            true
+        }
         EventData::RuntimeReaped(x) => {
             r.facts.reap = Some(x.cause);
+            r.facts.session_end_is_latest = false;
             if !r.reaps.iter().any(|(c, _)| *c == x.cause) {
                 r.reaps.push((x.cause, EventRef::of(e)));
             }

@@ -38,4 +38,4 @@ pub use views::{
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
 /// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
 /// of loading an incompatible snapshot.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;

@@ -115,6 +115,8 @@ impl Command {
             Command::Complete { .. } => Action::Complete,
             Command::Input { .. } => Action::Input,
             Command::AbortLaunch { .. } => Action::Abort,
+            // What an agent's hooks report about itself: activity, in the table's terms.
+            Command::RequestInput { .. } | Command::EndSession { .. } => Action::Activity,
         }
     }
 }

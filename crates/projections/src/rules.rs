@@ -174,6 +174,9 @@ impl Ledger {
         let Some(r) = self.current_runtime(t) else {
             return TicketState::Open;
         };
+        if r.is_live() && r.input_requested.is_some() {
+            return TicketState::NeedsInput;
+        }
         match r.pending.map(|p| p.verdict) {
             // A question only waits for an answer while someone can receive it: a dead
             // runtime's question falls through to retry/dispatch instead of blocking forever.
@@ -368,6 +371,15 @@ fn pending_text(r: Option<&Runtime>) -> String {
     let Some(r) = r else {
         return String::new();
     };
+    if let Some(w) = r.input_requested.as_ref().filter(|_| r.is_live()) {
+        let message = w.message.as_deref().unwrap_or("the worker waits");
+        return format!(
+            "{} ({}): {}",
+            r.agent,
+            w.kind,
+            excerpt(message, TEXT_EXCERPT_BYTES)
+        );
+    }
     let Some(p) = r.pending else {
         return String::new();
     };

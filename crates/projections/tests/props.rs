@@ -60,6 +60,9 @@ enum Op {
     Input(usize),
     Activity(usize),
     Abort(usize),
+    /// runtime, permission (true) or idle prompt
+    RequestInput(usize, bool),
+    EndSession(usize),
     Wait(u16),
 }
 
@@ -85,7 +88,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => r.clone().prop_map(Op::Complete),
         1 => r.clone().prop_map(Op::Input),
         1 => r.clone().prop_map(Op::Activity),
-        1 => r.prop_map(Op::Abort),
+        1 => r.clone().prop_map(Op::Abort),
+        1 => (r.clone(), any::<bool>()).prop_map(|(a, p)| Op::RequestInput(a, p)),
+        1 => r.prop_map(Op::EndSession),
         2 => (0u16..90).prop_map(Op::Wait),
     ]
 }
@@ -265,6 +270,20 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
             Op::Input(i) => rt(*i).map(|id| input(&id, "answer")),
             Op::Activity(i) => rt(*i).map(|id| activity(&id)),
             Op::Abort(i) => rt(*i).map(|id| abort_launch(&id, "smoke")),
+            Op::RequestInput(i, permission) => rt(*i).map(|id| Command::RequestInput {
+                runtime_id: id,
+                kind: if *permission {
+                    "permission_prompt"
+                } else {
+                    "idle_prompt"
+                }
+                .into(),
+                message: Some("waiting".into()),
+            }),
+            Op::EndSession(i) => rt(*i).map(|id| Command::EndSession {
+                runtime_id: id,
+                reason: "other".into(),
+            }),
             Op::Wait(m) => {
                 w.sim.advance_ms(u64::from(*m) * MIN);
                 None
@@ -288,7 +307,8 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
 
 /// Position of the first terminal fact of a runtime in the log.
 fn ended_position(log: &[RecordedEvent], runtime_id: &str) -> Option<u64> {
-    const TERMINAL: [&str; 6] = [
+    const TERMINAL: [&str; 7] = [
+        "runtime.session_ended",
         "runtime.harvested",
         "runtime.reaped",
         "runtime.killed",
@@ -749,7 +769,9 @@ fn command_builders_cover_every_command() {
             | Command::Complete { .. }
             | Command::Input { .. }
             | Command::Activity { .. }
-            | Command::AbortLaunch { .. } => true,
+            | Command::AbortLaunch { .. }
+            | Command::RequestInput { .. }
+            | Command::EndSession { .. } => true,
         }
     }
     assert!(covered(&comment("MC-1", "x")));

@@ -898,3 +898,86 @@ fn a_reap_after_done_or_review_is_a_hand_off_not_a_failure() {
         );
     }
 }
+
+fn end_session(rt: &str) -> projections::Command {
+    projections::Command::EndSession {
+        runtime_id: rt.into(),
+        reason: "other".into(),
+    }
+}
+
+/// `runtime.session_ended` ranks with the reaps: given the facts in order, then the class and
+/// the banner (§5.1, §5.4).
+#[test]
+fn a_session_end_ranks_with_the_reaps() {
+    type Step = fn(&str) -> projections::Command;
+    let rows: &[(&str, &[Step], &str, Option<&str>)] = &[
+        (
+            "the session ends, nothing said",
+            &[end_session],
+            "session-ended",
+            Some("session_ended: other"),
+        ),
+        (
+            "a harvest, then the session ends",
+            &[|rt| harvest(rt, H::Completed, X::Success), end_session],
+            "completed",
+            None,
+        ),
+        (
+            "the session ends, then a harvest",
+            &[end_session, |rt| harvest(rt, H::Completed, X::Success)],
+            "completed",
+            None,
+        ),
+        (
+            "a reap, then the session ends",
+            &[|rt| reap(rt, R::TmuxMissing), end_session],
+            "session-ended",
+            Some("session_ended: other"),
+        ),
+        (
+            "killed, then the session ends",
+            &[kill, end_session],
+            "killed-by-controller",
+            None,
+        ),
+    ];
+    for (given, steps, class, failure) in rows {
+        let mut w = World::new();
+        let rt = working(&mut w);
+        for step in *steps {
+            w.run(&controller(), step(&rt));
+        }
+        assert_eq!(w.class(&rt), *class, "given {given}");
+        assert_eq!(w.failure("MC-1").as_deref(), *failure, "given {given}");
+    }
+}
+
+#[test]
+fn an_input_request_is_answered_by_input() {
+    let mut w = World::new();
+    let rt = working(&mut w);
+    let ask = projections::Command::RequestInput {
+        runtime_id: rt.clone(),
+        kind: "idle_prompt".into(),
+        message: Some("Claude is waiting for your input".into()),
+    };
+    w.run(&agent(), ask.clone());
+    assert_eq!(
+        (w.state("MC-1"), w.next("MC-1")),
+        (S::NeedsInput, "answer".to_owned())
+    );
+    assert!(
+        matches!(w.run(&agent(), ask), projections::Decision::Duplicate(_)),
+        "the same wait again"
+    );
+    w.wait_min(31);
+    assert!(w
+        .alert_kinds()
+        .iter()
+        .any(|k| k.starts_with("unanswered_question")));
+    w.run(&controller(), input(&rt, "go on"));
+    assert_eq!(w.state("MC-1"), S::InProgress);
+    assert!(w.alert_kinds().is_empty(), "{:?}", w.alert_kinds());
+}

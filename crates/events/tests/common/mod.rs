@@ -332,6 +332,16 @@ pub fn event_data() -> impl Strategy<Value = EventData> {
                 }
             )
         ),
+        (rt(), text(), opt_text()).prop_map(|(runtime_id, kind, message)| {
+            EventData::RuntimeInputRequested(RuntimeInputRequested {
+                runtime_id,
+                kind,
+                message,
+            })
+        }),
+        (rt(), text()).prop_map(|(runtime_id, reason)| EventData::RuntimeSessionEnded(
+            RuntimeSessionEnded { runtime_id, reason }
+        )),
     ]
 }
 
@@ -461,11 +471,20 @@ pub fn one_of_each() -> Vec<EventData> {
             reason: "operator".into(),
         }),
         EventData::RuntimeSwitched(RuntimeSwitched {
-            runtime_id: rt,
+            runtime_id: rt.clone(),
             agent: Some("codex".into()),
             profile: None,
             model: Some("gpt-5.5".into()),
             nonce: "MC_TICKET_TURN:4030:1779519668999:0badf00d".into(),
+        }),
+        EventData::RuntimeInputRequested(RuntimeInputRequested {
+            runtime_id: rt.clone(),
+            kind: "permission_prompt".into(),
+            message: Some("Claude needs your permission to use Bash".into()),
+        }),
+        EventData::RuntimeSessionEnded(RuntimeSessionEnded {
+            runtime_id: rt,
+            reason: "other".into(),
         }),
     ]
 }

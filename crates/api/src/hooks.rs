@@ -1,0 +1,187 @@
+//! Agents as sources (SPEC §13): Claude Code's hook input and Codex's `notify` JSON, posted as
+//! they come (`mc-ledger hook claude|codex` does it for the agent). Each known event becomes
+//! the commands it means; anything else is accepted and ignored (202), so a new agent version
+//! never gets a 4xx that would break it.
+//!
+//! Claude Code (hook input on stdin, per its hooks reference): `Stop` / `SubagentStop` with
+//! `last_assistant_message` → activity, and that message's signal if it holds one (the raw
+//! rules of §6, against the runtime's current nonce); `Notification` with `notification_type`
+//! `permission_prompt` or `idle_prompt` → `runtime.input_requested`; `SessionEnd {reason}` →
+//! `runtime.session_ended`. Codex (`notify` program argument): `agent-turn-complete` with
+//! `last-assistant-message` → activity and its signal.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use events::{Actor, ActorKind};
+use projections::Command;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::commands::{execute, Writer};
+use crate::error::AppError;
+use crate::extract::{Body, RuntimePath};
+use crate::state::{now, WriteState};
+
+/// 202: a hook event this server does not act on; nothing appended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ignored {
+    pub ignored: bool,
+    /// The event's name as the agent sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+fn ignored(event: Option<&str>) -> Response {
+    let body = Ignored {
+        ignored: true,
+        event: event.map(|e| projections::limits::excerpt(e, 64).to_owned()),
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// The writer of a hook's events: the token's actor, or (without tokens) the runtime's agent.
+fn writer(
+    w: &WriteState,
+    caller: Option<&Caller>,
+    runtime_id: &str,
+    command: &Command,
+) -> Result<Writer, AppError> {
+    let agent = w
+        .shared
+        .read(|l| l.runtime_owner(runtime_id).map(|(_, a, _)| a.to_owned()));
+    let actor = match (caller, agent) {
+        (Some(_), _) => None,
+        (None, Some(name)) => Some(Actor {
+            name,
+            kind: ActorKind::Agent,
+        }),
+        (None, None) => {
+            return Err(projections::Rejection::RuntimeNotFound {
+                runtime_id: projections::limits::excerpt(runtime_id, 128).to_owned(),
+            }
+            .into())
+        }
+    };
+    Writer::of(caller, actor, command)
+}
+
+async fn run(
+    w: &WriteState,
+    caller: Option<&Caller>,
+    runtime_id: &str,
+    command: Command,
+) -> Result<Response, AppError> {
+    let writer = writer(w, caller, runtime_id, &command)?;
+    execute(w, command, writer, None, None).await
+}
+
+/// A turn ended: activity, then the message's signal when it holds one.
+async fn turn_ended(
+    w: &WriteState,
+    caller: Option<&Caller>,
+    runtime_id: &str,
+    message: Option<&str>,
+) -> Result<Response, AppError> {
+    let activity = Command::Activity {
+        runtime_id: runtime_id.to_owned(),
+        note: None,
+    };
+    let answered = run(w, caller, runtime_id, activity).await?;
+    let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
+        return Ok(answered);
+    };
+    w.shared.catch_up()?;
+    let current = w
+        .shared
+        .read(|l| l.runtime_view(runtime_id, now(), &w.shared.config))
+        .map(|v| v.nonce);
+    let Some(found) = projections::ingest::signal::parse(message, current.as_deref()) else {
+        return Ok(answered);
+    };
+    let signal = Command::Signal {
+        runtime_id: runtime_id.to_owned(),
+        verdict: found.verdict,
+        nonce: found.nonce.or(current).unwrap_or_default(),
+        payload: found.payload,
+    };
+    run(w, caller, runtime_id, signal).await
+}
+
+/// Claude Code hook input, as the hook receives it on stdin.
+#[utoipa::path(
+    post, path = "/v1/runtimes/{id}/hooks/claude", operation_id = "claudeHook", tag = "runtimes",
+    params(RuntimePath), request_body(content = Object, description = "The hook's stdin JSON (`hook_event_name`, …)."),
+    responses(
+        (status = 201, description = "Recorded.", body = crate::commands::WriteResult),
+        (status = 200, description = "Already recorded.", body = crate::commands::WriteResult),
+        (status = 202, description = "Not acted on: `{ignored: true, event}` for an unknown event, or a heartbeat coalesced into an earlier one (`{coalesced: true, …}`).", body = Object),
+    )
+)]
+pub async fn claude(
+    State(w): State<WriteState>,
+    caller: Option<Extension<Caller>>,
+    Path(p): Path<RuntimePath>,
+    Body(hook): Body<Value>,
+) -> Result<Response, AppError> {
+    let caller = caller.as_deref();
+    let event = text(&hook, "hook_event_name");
+    match event {
+        Some("Stop" | "SubagentStop") => {
+            turn_ended(&w, caller, &p.id, text(&hook, "last_assistant_message")).await
+        }
+        Some("Notification") => match text(&hook, "notification_type") {
+            Some(kind @ ("permission_prompt" | "idle_prompt")) => {
+                let command = Command::RequestInput {
+                    runtime_id: p.id.clone(),
+                    kind: kind.to_owned(),
+                    message: text(&hook, "message")
+                        .map(|m| projections::limits::excerpt(m, 4096).to_owned()),
+                };
+                run(&w, caller, &p.id, command).await
+            }
+            _ => Ok(ignored(event)),
+        },
+        Some("SessionEnd") => {
+            let reason = text(&hook, "reason").unwrap_or("other");
+            let command = Command::EndSession {
+                runtime_id: p.id.clone(),
+                reason: projections::limits::excerpt(reason, 128).to_owned(),
+            };
+            run(&w, caller, &p.id, command).await
+        }
+        _ => Ok(ignored(event)),
+    }
+}
+
+/// Codex `notify` JSON, as Codex passes it to its notify program.
+#[utoipa::path(
+    post, path = "/v1/runtimes/{id}/hooks/codex", operation_id = "codexNotify", tag = "runtimes",
+    params(RuntimePath), request_body(content = Object, description = "The notify JSON (`type`, `last-assistant-message`, …)."),
+    responses(
+        (status = 201, description = "Recorded.", body = crate::commands::WriteResult),
+        (status = 200, description = "Already recorded.", body = crate::commands::WriteResult),
+        (status = 202, description = "Not acted on: `{ignored: true, event}` for an unknown type, or a heartbeat coalesced into an earlier one (`{coalesced: true, …}`).", body = Object),
+    )
+)]
+pub async fn codex(
+    State(w): State<WriteState>,
+    caller: Option<Extension<Caller>>,
+    Path(p): Path<RuntimePath>,
+    Body(notify): Body<Value>,
+) -> Result<Response, AppError> {
+    let caller = caller.as_deref();
+    match text(&notify, "type") {
+        Some("agent-turn-complete") => {
+            turn_ended(&w, caller, &p.id, text(&notify, "last-assistant-message")).await
+        }
+        other => Ok(ignored(other)),
+    }
+}

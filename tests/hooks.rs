@@ -1,0 +1,263 @@
+//! Agents' hooks (SPEC §13): given each Claude Code hook event and Codex notify JSON, posted
+//! the way `mc-ledger hook …` posts them, then the answer and what lands in the ledger. Hook
+//! shapes follow Claude Code's hooks reference (hook input: `hook_event_name`, `session_id`,
+//! `transcript_path`, `cwd`; Stop: `stop_hook_active`, `last_assistant_message`; Notification:
+//! `message`, `notification_type`; SessionEnd: `reason`) and Codex's notify payload
+//! (`type: agent-turn-complete`, `thread-id`, `turn-id`, `input-messages`,
+//! `last-assistant-message`, as in openai/codex's config docs).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn ledger_types(addr: std::net::SocketAddr) -> Vec<String> {
+    get(addr, "/v1/events?limit=1000").json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn dispatched(addr: std::net::SocketAddr, ticket: &str) -> (String, String) {
+    let body = |v: Value| with_actor(v, "ops", "human");
+    let r = post(
+        addr,
+        "/v1/tickets",
+        &body(json!({"id": ticket, "title": "hooks"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        addr,
+        &format!("/v1/tickets/{ticket}/dispatch"),
+        &body(json!({"dispatch_key": "k", "agent": "claude", "transport": "tmux"})),
+    );
+    let v = r.json();
+    (
+        v["runtime_id"].as_str().unwrap().to_owned(),
+        v["nonce"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn common_fields(event: &str) -> Value {
+    json!({
+        "session_id": "5f0c2a7e-1b1d-4a57-9a0e-3c2b8d1e7f10",
+        "transcript_path": "/home/w/.claude/projects/x/5f0c.jsonl",
+        "cwd": "/work/mc-4030",
+        "hook_event_name": event,
+    })
+}
+
+fn merged(mut a: Value, b: Value) -> Value {
+    for (k, v) in b.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    a
+}
+
+#[test]
+fn every_claude_hook_event_and_codex_notify() {
+    let s = start_temp();
+    let (rt, nonce) = dispatched(s.addr, "MC-1");
+    let claude = format!("/v1/runtimes/{rt}/hooks/claude");
+    let codex = format!("/v1/runtimes/{rt}/hooks/codex");
+    // (when, route, body, status, event types appended)
+    let rows: Vec<(&str, &str, Value, u16, Vec<&str>)> = vec![
+        (
+            "a Stop with no verdict in the message",
+            &claude,
+            merged(
+                common_fields("Stop"),
+                json!({"stop_hook_active": false, "last_assistant_message": "Reading the files."}),
+            ),
+            201,
+            vec!["runtime.activity"],
+        ),
+        (
+            "a Notification: permission prompt",
+            &claude,
+            merged(
+                common_fields("Notification"),
+                json!({"message": "Claude needs your permission to use Bash", "notification_type": "permission_prompt"}),
+            ),
+            201,
+            vec!["runtime.input_requested"],
+        ),
+        (
+            "the same prompt again",
+            &claude,
+            merged(
+                common_fields("Notification"),
+                json!({"message": "Claude needs your permission to use Bash", "notification_type": "permission_prompt"}),
+            ),
+            200,
+            vec![],
+        ),
+        (
+            "a Notification of another type",
+            &claude,
+            merged(
+                common_fields("Notification"),
+                json!({"message": "auth ok", "notification_type": "auth_success"}),
+            ),
+            202,
+            vec![],
+        ),
+        (
+            "an event this server does not know, with new fields",
+            &claude,
+            merged(
+                common_fields("PreCompact"),
+                json!({"trigger": "auto", "brand_new_field": [1, 2]}),
+            ),
+            202,
+            vec![],
+        ),
+        (
+            "a SubagentStop whose message says REVIEW",
+            &claude,
+            merged(
+                common_fields("SubagentStop"),
+                json!({"last_assistant_message": format!("{{\"mc_signal\": {{\"verdict\": \"REVIEW\", \"nonce\": \"{nonce}\", \"payload\": \"audit done\"}}}}")}),
+            ),
+            201,
+            vec!["runtime.signaled"],
+        ),
+        (
+            "a Codex notify of another type",
+            &codex,
+            json!({"type": "approval-requested", "thread-id": "t"}),
+            202,
+            vec![],
+        ),
+        (
+            "a SessionEnd",
+            &claude,
+            merged(common_fields("SessionEnd"), json!({"reason": "other"})),
+            201,
+            vec!["runtime.session_ended"],
+        ),
+        (
+            "the SessionEnd again",
+            &claude,
+            merged(common_fields("SessionEnd"), json!({"reason": "other"})),
+            200,
+            vec![],
+        ),
+    ];
+    for (when, route, body, status, appended) in rows {
+        let before = ledger_types(s.addr).len();
+        let r = post(s.addr, route, &body);
+        assert_eq!(r.status, status, "when {when}: {}", r.body);
+        let after = ledger_types(s.addr);
+        let new: Vec<&str> = after[before..].iter().map(String::as_str).collect();
+        assert_eq!(new, appended, "when {when}");
+    }
+    // The hand-off rule: REVIEW, then the session ended: in review, no banner, no alert.
+    let view = get(s.addr, "/v1/tickets/MC-1").json();
+    assert_eq!(view["state"], "review", "{view}");
+    assert_eq!(view["failure_reason"], Value::Null);
+    assert_eq!(view["current_runtime"]["class"], "session-ended");
+
+    // Codex: a finished turn is activity and, when it says so, the signal.
+    let (rt2, _) = dispatched(s.addr, "MC-2");
+    let done = json!({
+        "type": "agent-turn-complete",
+        "thread-id": "0199a213-81c0-7800-8aa1-bbab2a035a53",
+        "turn-id": "12",
+        "cwd": "/work/mc-2",
+        "input-messages": ["fix the bug"],
+        "last-assistant-message": "All tests pass.\nDONE: fixed the off-by-one",
+    });
+    let r = post(s.addr, &format!("/v1/runtimes/{rt2}/hooks/codex"), &done);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["events"][0]["type"], "runtime.signaled");
+    assert_eq!(get(s.addr, "/v1/tickets/MC-2").json()["state"], "review");
+}
+
+#[test]
+fn a_permission_prompt_waits_for_an_answer() {
+    let s = start_temp();
+    let (rt, _) = dispatched(s.addr, "MC-3");
+    let prompt = merged(
+        common_fields("Notification"),
+        json!({"message": "Claude needs your permission to use Bash", "notification_type": "permission_prompt"}),
+    );
+    assert_eq!(
+        post(s.addr, &format!("/v1/runtimes/{rt}/hooks/claude"), &prompt).status,
+        201
+    );
+    let view = get(s.addr, "/v1/tickets/MC-3").json();
+    assert_eq!(view["state"], "needs_input");
+    assert_eq!(view["next_action"]["code"], "answer");
+    let answer = with_actor(json!({"text": "yes, run it"}), "ops", "human");
+    assert_eq!(
+        post(s.addr, &format!("/v1/runtimes/{rt}/input"), &answer).status,
+        201
+    );
+    assert_eq!(
+        get(s.addr, "/v1/tickets/MC-3").json()["state"],
+        "in_progress"
+    );
+}
+
+/// `mc-ledger hook claude` posts stdin to the server named by the environment; with the
+/// server down it still exits 0, within 2 s, saying why on stderr.
+#[test]
+fn the_hook_command_never_fails_the_agent() {
+    let s = start_temp();
+    let (rt, _) = dispatched(s.addr, "MC-4");
+    let run = |server: &str, stdin: &Value| {
+        use std::io::Write;
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+            .args(["hook", "claude"])
+            .env("MC_LEDGER_SERVER", server)
+            .env("MC_LEDGER_RUNTIME", &rt)
+            .env_remove("MC_LEDGER_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out, started.elapsed())
+    };
+    let end = merged(
+        common_fields("SessionEnd"),
+        json!({"reason": "prompt_input_exit"}),
+    );
+    let (out, _) = run(&format!("http://{}", s.addr), &end);
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout: Claude Code reads it"
+    );
+    assert!(ledger_types(s.addr).contains(&"runtime.session_ended".to_owned()));
+
+    // A server that is not there (a port nobody listens on).
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", unused.local_addr().unwrap());
+    drop(unused);
+    let (out, took) = run(&dead, &end);
+    assert!(out.status.success(), "exit 0 with the server down");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not recorded"));
+    eprintln!("hook with the server down returned after {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A server that accepts and never answers: the hook gives up in time.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (out, took) = run(&format!("http://{}", hung.local_addr().unwrap()), &end);
+    assert!(out.status.success(), "exit 0 with the server hung");
+    eprintln!("hook with the server hung returned after {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
