@@ -157,6 +157,11 @@ fn every_claude_hook_event_and_codex_notify() {
         let new: Vec<&str> = after[before..].iter().map(String::as_str).collect();
         assert_eq!(new, appended, "when {when}");
     }
+    // A body that is not a JSON object is no hook input.
+    for route in [&claude, &codex] {
+        let r = post(s.addr, route, &json!([null, null]));
+        assert_eq!(r.status, 422, "{}", r.body);
+    }
     // The hand-off rule: REVIEW, then the session ended: in review, no banner, no alert.
     let view = get(s.addr, "/v1/tickets/MC-1").json();
     assert_eq!(view["state"], "review", "{view}");

@@ -8,7 +8,7 @@
 //! rules of §6, against the runtime's current nonce); `Notification` with `notification_type`
 //! `permission_prompt` or `idle_prompt` → `runtime.input_requested`; `SessionEnd {reason}` →
 //! `runtime.session_ended`. Codex (`notify` program argument): `agent-turn-complete` with
-//! `last-assistant-message` → activity and its signal.
+//! `last-assistant-message` → activity and its signal. A body that is not a JSON object is 422.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -129,8 +129,9 @@ pub async fn claude(
     State(w): State<WriteState>,
     caller: Option<Extension<Caller>>,
     Path(p): Path<RuntimePath>,
-    Body(hook): Body<Value>,
+    Body(hook): Body<serde_json::Map<String, Value>>,
 ) -> Result<Response, AppError> {
+    let hook = Value::Object(hook);
     let caller = caller.as_deref();
     let event = text(&hook, "hook_event_name");
     match event {
@@ -175,8 +176,9 @@ pub async fn codex(
     State(w): State<WriteState>,
     caller: Option<Extension<Caller>>,
     Path(p): Path<RuntimePath>,
-    Body(notify): Body<Value>,
+    Body(notify): Body<serde_json::Map<String, Value>>,
 ) -> Result<Response, AppError> {
+    let notify = Value::Object(notify);
     let caller = caller.as_deref();
     match text(&notify, "type") {
         Some("agent-turn-complete") => {
