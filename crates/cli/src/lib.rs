@@ -525,9 +525,7 @@ fn try_hook(command: HookCommand) -> anyhow::Result<()> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    api::state::now().millis()
 }
 
 fn token(command: TokenCommand) -> anyhow::Result<()> {
@@ -575,9 +573,13 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                     (None, Some(at)) => format!("expires in {}s", (at - now) / 1000),
                     (None, None) => "valid".to_owned(),
                 };
+                let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
                 println!(
-                    "{}  {} ({:?})  {:?}  {state}",
-                    t.id, t.name, t.kind, t.scope
+                    "{}  {} ({})  {}  {state}",
+                    t.id,
+                    t.name,
+                    name(serde_json::to_value(t.kind)?),
+                    name(serde_json::to_value(t.scope)?)
                 );
             }
             Ok(())
