@@ -1,8 +1,9 @@
 //! `mc-ledger watch` and the shell dispatchers' helpers (`signal`, `harvest`), run as the real
 //! binary against the real server binary and a real tmux server on a private socket: a live
 //! session is left alone, a killed one is reaped as tmux_missing with evidence, a dead process
-//! id as process_dead, an umbrella or waiting ticket gets no failure, and a probe that cannot
-//! reach tmux reaps nothing.
+//! id as process_dead, an umbrella or waiting ticket gets no failure, a gone tmux server takes
+//! its sessions with it, a crashed agent's leftover shell is process_dead, a reused pid is not
+//! the dispatched process, and a cycle that would reap most of the board reaps none.
 
 mod common;
 
@@ -13,7 +14,7 @@ use common::*;
 use serde_json::{json, Value};
 
 /// A private tmux server (`tmux -L mc-ledger-test-…`), killed when dropped. A `keep` session
-/// holds it up: tmux exits with its last session, and a gone server is a probe error, not death.
+/// holds it up (tmux exits with its last session, which takes every session with it).
 struct Tmux {
     socket: String,
     socket_path: String,
@@ -21,18 +22,54 @@ struct Tmux {
 
 impl Tmux {
     fn start() -> Tmux {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let mut tmux = Tmux {
-            socket: format!("mc-ledger-test-{}-{nanos:x}", std::process::id()),
-            socket_path: String::new(),
-        };
+        let mut tmux = Tmux::bare();
         tmux.new_session("keep");
         let out = tmux.run(&["display-message", "-p", "#{socket_path}"]);
         tmux.socket_path = text(&out.stdout).trim().to_owned();
         tmux
+    }
+
+    /// A socket name with no server yet; the first session starts it. Its path is where tmux
+    /// puts it: `$TMUX_TMPDIR` (or /tmp) `/tmux-<uid>/<name>`.
+    fn bare() -> Tmux {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let socket = format!("mc-ledger-test-{}-{nanos:x}", std::process::id());
+        let dir = std::env::var("TMUX_TMPDIR")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "/tmp".to_owned());
+        let uid = text(&Command::new("id").arg("-u").output().unwrap().stdout);
+        let socket_path = format!("{dir}/tmux-{}/{socket}", uid.trim());
+        Tmux {
+            socket,
+            socket_path,
+        }
+    }
+
+    /// Waits up to 10 s until the session's pane runs `command`.
+    fn wait_for_command(&self, session: &str, command: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.run(&[
+                "display-message",
+                "-p",
+                "-t",
+                &format!("={session}:"),
+                "#{pane_current_command}",
+            ]);
+            if text(&out.stdout).trim() == command {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{session} runs {:?}, not {command}",
+                text(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -190,19 +227,22 @@ fn mc(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// `watch --once`; asserts it succeeded and returns the summary line and stderr.
 fn watch_once(server: &Server, socket: &str) -> (String, String) {
-    let out = mc(
-        &[
-            "watch",
-            "--once",
-            "--server",
-            &server.url,
-            "--tmux-socket-name",
-            socket,
-            "--confirm-ms",
-            "200",
-        ],
-        None,
-    );
+    watch_once_with(server, socket, &[])
+}
+
+fn watch_once_with(server: &Server, socket: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "watch",
+        "--once",
+        "--server",
+        &server.url,
+        "--tmux-socket-name",
+        socket,
+        "--confirm-ms",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    let out = mc(&args, None);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "watch failed: {stdout}{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -375,34 +415,191 @@ fn umbrella_and_waiting_tickets_are_reaped_truthfully_without_failure_or_alert()
 }
 
 #[test]
-fn a_probe_that_cannot_reach_tmux_reaps_nothing_and_is_reported() {
-    let tmux = Tmux::start();
+fn the_last_session_of_a_tmux_server_takes_the_server_with_it_and_is_reaped() {
+    // No `keep` session: tmux exits with its last session, and its socket goes or refuses.
+    let tmux = Tmux::bare();
     let server = Server::start();
     server.open("MC-1", false);
     server.open("MC-2", false);
-    let gone = server.tmux_runtime("MC-1", "never-started");
+    tmux.new_session("solo");
+    let solo = server.tmux_runtime("MC-1", "solo");
     let untargeted = server.dispatch("MC-2", json!({"transport": "tmux"})).0;
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(1, 1, 0, 1, 1));
 
-    // No tmux server listens on this socket: the probe cannot tell, so nothing is reaped.
-    let nobody = format!("{}-nobody", tmux.socket);
-    let (line, stderr) = watch_once(&server, &nobody);
-    assert_eq!(line, summary(1, 0, 0, 2, 1));
-    assert!(
-        stderr.contains("error connecting to") || stderr.contains("no server running"),
-        "{stderr}"
-    );
+    tmux.kill_session("solo");
+    let (line, stderr) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(1, 0, 1, 1, 1), "{stderr}");
     assert!(
         stderr.contains(&untargeted) && stderr.contains("no tmux_target"),
         "{stderr}"
     );
-    assert_eq!(server.runtime(&gone)["live"], true);
-    assert!(server.events_of("MC-1", "runtime.reaped").is_empty());
-
-    // The right socket answers "can't find session": the same runtime is reaped.
-    let (line, _) = watch_once(&server, &tmux.socket);
-    assert_eq!(line, summary(1, 0, 1, 1, 1));
-    assert_eq!(server.runtime(&gone)["class"], "tmux-missing");
+    assert_eq!(server.runtime(&solo)["class"], "tmux-missing");
+    let reap = &server.events_of("MC-1", "runtime.reaped")[0];
+    let evidence: Value = serde_json::from_str(reap["data"]["evidence"].as_str().unwrap()).unwrap();
+    for probe in evidence["probes"].as_array().unwrap() {
+        let output = probe["output"].as_str().unwrap();
+        assert!(
+            output.contains("no server running") || output.contains("error connecting to"),
+            "{evidence}"
+        );
+        assert_eq!(probe["socket"]["path"], tmux.socket_path, "{evidence}");
+        assert!(
+            ["absent", "refusing"].contains(&probe["socket"]["state"].as_str().unwrap()),
+            "{evidence}"
+        );
+    }
     assert_eq!(server.runtime(&untargeted)["live"], true);
+}
+
+#[test]
+fn a_crashed_agents_leftover_shell_is_process_dead_and_a_fresh_shell_is_not() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    server.open("MC-1", false);
+    server.open("MC-2", false);
+    // The dispatcher's way: a shell in the pane, the agent typed into it.
+    for session in ["worker", "fresh"] {
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "bash --norc --noprofile",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    tmux.run(&["send-keys", "-t", "=worker:", "sleep 600", "Enter"]);
+    tmux.wait_for_command("worker", "sleep");
+    let worker = server.tmux_runtime("MC-1", "worker");
+    // Heard from: from now on an idle shell in its pane means its agent is gone.
+    server.post(&format!("/v1/runtimes/{worker}/activity"), json!({}));
+    // Dispatched a moment ago and never heard from: the agent may not be started yet.
+    let fresh = server.tmux_runtime("MC-2", "fresh");
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(2, 2, 0, 0, 0));
+
+    // The agent crashes; the shell stays.
+    tmux.run(&["send-keys", "-t", "=worker:", "C-c"]);
+    tmux.wait_for_command("worker", "bash");
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(2, 1, 1, 0, 0));
+    assert_eq!(server.runtime(&worker)["class"], "process-dead");
+    assert_eq!(server.runtime(&fresh)["live"], true);
+    let reap = &server.events_of("MC-1", "runtime.reaped")[0];
+    assert_eq!(reap["data"]["cause"], "process_dead");
+    let evidence: Value = serde_json::from_str(reap["data"]["evidence"].as_str().unwrap()).unwrap();
+    let pane = &evidence["probes"][1]["pane"];
+    assert_eq!(pane["pane_current_command"], "bash", "{evidence}");
+    assert_eq!(pane["pane_dead"], false, "{evidence}");
+    assert_eq!(pane["children"], json!([]), "{evidence}");
+    assert!(pane["pane_pid"].as_u64().unwrap() > 1, "{evidence}");
+    assert!(
+        pane["command"]
+            .as_str()
+            .unwrap()
+            .contains("display-message"),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn more_than_half_dead_reaps_none_unless_allowed() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    let mut runtimes = Vec::new();
+    for n in 1..=5 {
+        let ticket = format!("MC-{n}");
+        server.open(&ticket, false);
+        // Sessions that do not exist: what a watcher pointed at the wrong server sees.
+        runtimes.push(server.tmux_runtime(&ticket, &format!("never-{n}")));
+    }
+    let (line, stderr) = watch_once(&server, &tmux.socket);
+    assert_eq!(
+        line,
+        format!(
+            "{}; suspected probe failure: 5 of 5 look dead, none reaped (--allow-mass-reap reaps them)",
+            summary(5, 0, 0, 0, 0)
+        )
+    );
+    assert!(stderr.contains("suspected probe failure"), "{stderr}");
+    for rt in &runtimes {
+        assert_eq!(server.runtime(rt)["live"], true);
+    }
+    let (line, _) = watch_once_with(&server, &tmux.socket, &["--allow-mass-reap"]);
+    assert_eq!(line, summary(5, 0, 5, 0, 0));
+    for rt in &runtimes {
+        assert_eq!(server.runtime(rt)["class"], "tmux-missing");
+    }
+}
+
+#[test]
+fn a_worker_that_handed_off_is_reaped_without_a_failure_or_alert() {
+    let tmux = Tmux::start();
+    let server = Server::start();
+    server.open("MC-1", false);
+    tmux.new_session("handoff");
+    let (rt, nonce) = server.dispatch(
+        "MC-1",
+        json!({"transport": "tmux", "tmux_target": "handoff"}),
+    );
+    server.post(
+        &format!("/v1/runtimes/{rt}/signals"),
+        json!({"verdict": "REVIEW", "nonce": nonce, "payload": "ready for review"}),
+    );
+    tmux.kill_session("handoff");
+    let (line, _) = watch_once(&server, &tmux.socket);
+    assert_eq!(line, summary(1, 0, 1, 0, 0));
+    let t = server.ticket("MC-1");
+    assert_eq!(server.runtime(&rt)["class"], "tmux-missing");
+    assert_eq!(
+        (t["state"].as_str(), &t["failure_reason"]),
+        (Some("review"), &Value::Null)
+    );
+    assert!(
+        server.alerts_for("MC-1").is_empty(),
+        "{:?}",
+        server.alerts_for("MC-1")
+    );
+}
+
+#[test]
+fn a_reused_pid_is_not_the_dispatched_process() {
+    let server = Server::start();
+    server.open("MC-1", false);
+    let mut sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    // A runtime dispatched an hour ago with this pid: the process holding it now started
+    // later, so it is another process that got the number.
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 3_600_000;
+    let at = events::Timestamp(u64::try_from(hour_ago).unwrap()).to_rfc3339();
+    let raw = json!({"events": [{
+        "id": "dispatch-hour-ago", "recorded_at": at, "actor": {"name": "import", "kind": "human"},
+        "type": "runtime.dispatched",
+        "data": {"runtime_id": "rt_reused", "dispatch_key": "old", "attempt": 1, "agent": "codex",
+                 "transport": "process", "process_id": sleeper.id(),
+                 "nonce": "MC_TICKET_TURN:1:1:00000000"}
+    }]});
+    let r = post(server.child.addr, "/v1/tickets/MC-1/events", &raw);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (line, _) = watch_once(&server, "unused");
+    assert_eq!(line, summary(1, 0, 1, 0, 0));
+    assert_eq!(server.runtime("rt_reused")["class"], "process-dead");
+    let reap = &server.events_of("MC-1", "runtime.reaped")[0];
+    let evidence: Value = serde_json::from_str(reap["data"]["evidence"].as_str().unwrap()).unwrap();
+    assert!(
+        evidence["probes"][1]["output"]
+            .as_str()
+            .unwrap()
+            .contains("the pid was reused"),
+        "{evidence}"
+    );
+    assert_eq!(evidence["probes"][1]["process"]["pid"], sleeper.id());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
 }
 
 #[test]
@@ -607,7 +804,7 @@ fn harvest_sends_a_claude_result_or_codex_events() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("201 appended runtime.harvested completed/success to MC-2"),
+        text(&out.stdout).starts_with("201 appended runtime.harvested completed/success, runtime.usage_recorded 10 input and 5 output tokens to MC-2"),
         "{}",
         text(&out.stdout)
     );

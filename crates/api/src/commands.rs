@@ -485,6 +485,8 @@ body!(
     cost_usd: Option<f64>,
     session_id: Option<String>,
     summary: Option<String>,
+    /// Tokens and cost by model, with the structured form.
+    usage: Option<Vec<events::ModelUsage>>,
     /// The result object of `claude -p --output-format json`.
     #[schema(value_type = Option<Object>)]
     claude_result: Option<Value>,
@@ -740,7 +742,8 @@ fn harvest_command(rt: String, b: HarvestBody) -> Result<Command, AppError> {
         || b.turns.is_some()
         || b.cost_usd.is_some()
         || b.session_id.is_some()
-        || b.summary.is_some();
+        || b.summary.is_some()
+        || b.usage.is_some();
     let forms = [
         structured,
         b.claude_result.is_some(),
@@ -776,6 +779,7 @@ fn harvest_command(rt: String, b: HarvestBody) -> Result<Command, AppError> {
             session_id: b.session_id,
             summary: b.summary,
             raw_subtype: None,
+            usage: b.usage.unwrap_or_default(),
         }
     };
     Ok(Command::Harvest {

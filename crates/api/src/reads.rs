@@ -419,6 +419,28 @@ pub async fn board(
     Ok(Json(board).into_response())
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CostsQuery {
+    /// `agent` (default), `model`, `owner` or `day` (UTC, the day of each runtime's harvest).
+    group_by: Option<projections::CostGroupBy>,
+}
+
+/// What the runs cost, in tokens and dollars, grouped (SPEC §13).
+#[utoipa::path(
+    get, path = "/v1/costs", operation_id = "costs", tag = "runtimes", params(CostsQuery),
+    responses((status = 200, description = "Every runtime's spend, grouped, and the total.", body = projections::CostReport))
+)]
+pub async fn costs(
+    State(r): State<ReadState>,
+    Query(q): Query<CostsQuery>,
+) -> Result<Response, AppError> {
+    fresh(&r)?;
+    let report = r.shared.read(|l| l.costs(q.group_by.unwrap_or_default()));
+    Ok(Json(report).into_response())
+}
+
 /// Every current alert, in one page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertPage {

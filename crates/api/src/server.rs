@@ -71,6 +71,7 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(reads::get_runtime))
         .routes(routes!(reads::board))
         .routes(routes!(reads::alerts))
+        .routes(routes!(reads::costs))
         .routes(routes!(reads::list_events))
         .routes(routes!(sse::stream))
         .routes(routes!(reads::verify))

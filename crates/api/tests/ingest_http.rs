@@ -315,3 +315,108 @@ async fn raw_harvests() {
     }
     assert_eq!(c.head().await, head);
 }
+
+/// Cost over HTTP: given a Claude stream and a Codex run harvested on two tickets under an
+/// umbrella, then the ticket views, the umbrella's total, the board's cards and
+/// `GET /v1/costs` show what they spent; a bad `group_by` is 400 and changes nothing.
+#[tokio::test]
+async fn harvests_cost_shows_on_tickets_board_and_costs() {
+    let c = Client::new();
+    let (status, _) = c
+        .post(
+            "/v1/tickets",
+            json!({"id": "MC-6000", "title": "umbrella", "umbrella": true, "owner": "luci"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let stream = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../projections/tests/fixtures/claude/stream_success.jsonl"
+    ))
+    .expect("fixture");
+    let (claude_rt, _) = c.dispatch("MC-6001").await;
+    let (status, answer) = c
+        .post(
+            &format!("/v1/runtimes/{claude_rt}/harvest"),
+            json!({ "claude_stream": stream }),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let types: Vec<&str> = answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types, ["runtime.harvested", "runtime.usage_recorded"]);
+    let (codex_rt, _) = c.dispatch("MC-6002").await;
+    let codex = [
+        r#"{"type":"thread.started","thread_id":"t-1"}"#,
+        r#"{"type":"turn.started"}"#,
+        r#"{"type":"turn.completed","usage":{"input_tokens":4700,"cached_input_tokens":3000,"output_tokens":8}}"#,
+    ]
+    .join("\n");
+    let (status, answer) = c
+        .post(
+            &format!("/v1/runtimes/{codex_rt}/harvest"),
+            json!({ "codex_jsonl": codex }),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    for child in ["MC-6001", "MC-6002"] {
+        let (status, _) = c
+            .post(
+                &format!("/v1/tickets/{child}/links"),
+                json!({"relation": "child_of", "target": "MC-6000"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+
+    let (_, t) = c.call("GET", "/v1/tickets/MC-6001", None).await;
+    assert_eq!(
+        t["cost"],
+        json!({"usd": 0.4123, "input_tokens": 3100, "cached_input_tokens": 0, "output_tokens": 36, "runtimes": 1})
+    );
+    assert_eq!(t["cost_total"], Value::Null);
+    let (_, t) = c.call("GET", "/v1/tickets/MC-6002", None).await;
+    assert_eq!(
+        t["cost"],
+        json!({"usd": null, "input_tokens": 4700, "cached_input_tokens": 3000, "output_tokens": 8, "runtimes": 1}),
+        "Codex reports tokens, no dollars"
+    );
+    let (_, u) = c.call("GET", "/v1/tickets/MC-6000", None).await;
+    let total = json!({"usd": 0.4123, "input_tokens": 7800, "cached_input_tokens": 3000, "output_tokens": 44, "runtimes": 2});
+    assert_eq!(u["cost_total"], total);
+    let (_, board) = c.call("GET", "/v1/board", None).await;
+    let card = board["open"]
+        .as_array()
+        .expect("open column")
+        .iter()
+        .find(|c| c["id"] == "MC-6000")
+        .expect("umbrella card")
+        .clone();
+    assert_eq!(card["cost"], total);
+
+    let (status, costs) = c.call("GET", "/v1/costs?group_by=model", None).await;
+    assert_eq!(status, 200, "{costs}");
+    assert_eq!(costs["group_by"], "model");
+    assert_eq!(
+        costs["groups"],
+        json!([
+            {"key": "claude-sonnet-4-5", "usd": 0.4123, "input_tokens": 3100, "cached_input_tokens": 0, "output_tokens": 36, "runtimes": 1},
+            {"key": "unknown", "usd": null, "input_tokens": 4700, "cached_input_tokens": 3000, "output_tokens": 8, "runtimes": 1},
+        ]),
+        "Codex names no model and none was dispatched"
+    );
+    assert_eq!(costs["total"], total);
+    let (_, by_agent) = c.call("GET", "/v1/costs", None).await;
+    assert_eq!(by_agent["group_by"], "agent", "the default");
+    assert_eq!(by_agent["groups"].as_array().map(Vec::len), Some(1));
+    let head = c.head().await;
+    for bad in ["/v1/costs?group_by=ticket", "/v1/costs?group=agent"] {
+        let (status, problem) = c.call("GET", bad, None).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+    }
+    assert_eq!(c.head().await, head);
+}

@@ -973,6 +973,25 @@ mod helpers {
         Ok(())
     }
 
+    /// `4700 input and 8 output tokens, $0.0065` over a usage event's models.
+    fn usage_words(models: &Value) -> String {
+        let models = models.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let sum = |k: &str| models.iter().filter_map(|m| m[k].as_u64()).sum::<u64>();
+        let usd: Vec<f64> = models
+            .iter()
+            .filter_map(|m| m["cost_usd"].as_f64())
+            .collect();
+        let mut words = format!(
+            "{} input and {} output tokens",
+            sum("input_tokens"),
+            sum("output_tokens")
+        );
+        if !usd.is_empty() {
+            words.push_str(&format!(", ${:.4}", usd.iter().sum::<f64>()));
+        }
+        words
+    }
+
     /// `201 appended runtime.signaled REVIEW to MC-4030 at position 42 (version 7)`.
     pub(super) fn describe(status: u16, body: &Value) -> String {
         let events = body["events"].as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -987,6 +1006,7 @@ mod helpers {
                         d["outcome"].as_str().unwrap_or("?"),
                         d["exit_reason"].as_str().unwrap_or("?")
                     )),
+                    Some("runtime.usage_recorded") => Some(usage_words(&d["models"])),
                     _ => None,
                 };
                 let kind = e["type"].as_str().unwrap_or("event");

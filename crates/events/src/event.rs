@@ -439,6 +439,35 @@ pub struct RuntimeSessionEnded {
     pub reason: String,
 }
 
+/// Tokens and cost one model spent in a runtime, as the agent's own record reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelUsage {
+    /// The model as the agent named it; absent when its record names none (Codex's
+    /// `turn.completed`), which reads as the runtime's dispatched model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Every input token the model read, cached ones included.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Of `input_tokens`, those read from the prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+}
+
+/// What a harvested run spent, model by model (SPEC §13 cost), appended with the harvest
+/// that read it. It states the runtime's whole spend: a later one replaces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeUsageRecorded {
+    pub runtime_id: String,
+    pub models: Vec<ModelUsage>,
+}
+
 /// One typed payload per event type. The order of variants is part of the stored format
 /// (bincode writes the variant index): add new types at the end, never reorder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
@@ -494,10 +523,12 @@ pub enum EventData {
     RuntimeInputRequested(RuntimeInputRequested),
     #[serde(rename = "runtime.session_ended")]
     RuntimeSessionEnded(RuntimeSessionEnded),
+    #[serde(rename = "runtime.usage_recorded")]
+    RuntimeUsageRecorded(RuntimeUsageRecorded),
 }
 
 /// Every event type name, in variant order (the stored discriminant).
-pub const EVENT_TYPES: [&str; 25] = [
+pub const EVENT_TYPES: [&str; 26] = [
     "ticket.opened",
     "ticket.edited",
     "ticket.commented",
@@ -523,6 +554,7 @@ pub const EVENT_TYPES: [&str; 25] = [
     "runtime.switched",
     "runtime.input_requested",
     "runtime.session_ended",
+    "runtime.usage_recorded",
 ];
 
 /// The event types format 1 knew when its fixtures were written (wave 1).
@@ -561,6 +593,7 @@ impl EventData {
             EventData::RuntimeSwitched(_) => 22,
             EventData::RuntimeInputRequested(_) => 23,
             EventData::RuntimeSessionEnded(_) => 24,
+            EventData::RuntimeUsageRecorded(_) => 25,
         }
     }
 
@@ -581,6 +614,7 @@ impl EventData {
             EventData::RuntimeSwitched(e) => &e.runtime_id,
             EventData::RuntimeInputRequested(e) => &e.runtime_id,
             EventData::RuntimeSessionEnded(e) => &e.runtime_id,
+            EventData::RuntimeUsageRecorded(e) => &e.runtime_id,
             _ => return None,
         };
         Some(id)

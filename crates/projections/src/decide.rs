@@ -11,13 +11,13 @@
 use std::fmt;
 
 use events::{
-    EventData, ExitReason, GateRecorded, HarvestOutcome, ReapCause, Relation, RuntimeActivity,
-    RuntimeCancelled, RuntimeCompletedByController, RuntimeDispatched, RuntimeHarvested,
-    RuntimeInputRequested, RuntimeInputSent, RuntimeKilled, RuntimeLaunchAborted, RuntimeReaped,
-    RuntimeSessionEnded, RuntimeSignalRejected, RuntimeSignaled, RuntimeSwitched,
-    SignalRejectReason, TaskAdded, TaskStatus, TaskUpdated, TicketClosed, TicketCommented,
-    TicketEdited, TicketId, TicketLinked, TicketOpened, TicketParked, TicketReopened,
-    TicketUnlinked, Timestamp, Transport, Verdict,
+    EventData, ExitReason, GateRecorded, HarvestOutcome, ModelUsage, ReapCause, Relation,
+    RuntimeActivity, RuntimeCancelled, RuntimeCompletedByController, RuntimeDispatched,
+    RuntimeHarvested, RuntimeInputRequested, RuntimeInputSent, RuntimeKilled, RuntimeLaunchAborted,
+    RuntimeReaped, RuntimeSessionEnded, RuntimeSignalRejected, RuntimeSignaled, RuntimeSwitched,
+    RuntimeUsageRecorded, SignalRejectReason, TaskAdded, TaskStatus, TaskUpdated, TicketClosed,
+    TicketCommented, TicketEdited, TicketId, TicketLinked, TicketOpened, TicketParked,
+    TicketReopened, TicketUnlinked, Timestamp, Transport, Verdict,
 };
 
 use crate::class::RuntimeClass;
@@ -27,7 +27,7 @@ use crate::ledger::{Ledger, Runtime, Ticket};
 use crate::limits::{
     excerpt, EVIDENCE_BYTES_MAX, KEY_BYTES_MAX, LABELS_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX,
     REASON_BYTES_MAX, REJECTED_EXCERPT_BYTES_MAX, TASKS_PER_TICKET_MAX, TEXT_BYTES_MAX,
-    TITLE_CHARS_MAX, WAITING_ON_MAX,
+    TITLE_CHARS_MAX, USAGE_MODELS_MAX, WAITING_ON_MAX,
 };
 
 /// What the pure core may not invent: the time, fresh ids, and what the client last saw.
@@ -80,6 +80,9 @@ pub struct HarvestReport {
     pub session_id: Option<String>,
     pub summary: Option<String>,
     pub raw_subtype: Option<String>,
+    /// Tokens and cost by model (SPEC §13 cost); empty when the record told none. Recorded as
+    /// a `runtime.usage_recorded` beside the harvest.
+    pub usage: Vec<ModelUsage>,
 }
 
 /// Every command of SPEC §6. Ticket commands name the ticket; runtime commands name the
@@ -1202,12 +1205,14 @@ fn harvest(
     optional("session_id", h.session_id.as_deref(), KEY_BYTES_MAX)?;
     optional("summary", h.summary.as_deref(), TEXT_BYTES_MAX)?;
     optional("raw_subtype", h.raw_subtype.as_deref(), NAME_BYTES_MAX)?;
+    usage_is_valid(&h.usage)?;
     if let Some(prev) = &r.facts.harvest {
         let same = prev.outcome == h.outcome
             && prev.exit_reason == h.exit_reason
             && prev.turns == h.turns
             && prev.cost_usd == h.cost_usd
-            && prev.session_id == h.session_id;
+            && prev.session_id == h.session_id
+            && (h.usage.is_empty() || r.usage == h.usage);
         if same {
             return already(t, r.harvest_ref.into_iter().collect());
         }
@@ -1221,19 +1226,53 @@ fn harvest(
         }
     }
     check_version(t, ctx)?;
-    append(
-        t,
-        vec![EventData::RuntimeHarvested(RuntimeHarvested {
+    let mut events = vec![EventData::RuntimeHarvested(RuntimeHarvested {
+        runtime_id: r.id.clone(),
+        outcome: h.outcome,
+        exit_reason: h.exit_reason,
+        turns: h.turns,
+        cost_usd: h.cost_usd,
+        session_id: h.session_id.clone(),
+        summary: h.summary.clone(),
+        raw_subtype: h.raw_subtype.clone(),
+    })];
+    if !h.usage.is_empty() {
+        events.push(EventData::RuntimeUsageRecorded(RuntimeUsageRecorded {
             runtime_id: r.id.clone(),
-            outcome: h.outcome,
-            exit_reason: h.exit_reason,
-            turns: h.turns,
-            cost_usd: h.cost_usd,
-            session_id: h.session_id.clone(),
-            summary: h.summary.clone(),
-            raw_subtype: h.raw_subtype.clone(),
-        })],
-    )
+            models: h.usage.clone(),
+        }));
+    }
+    append(t, events)
+}
+
+/// A harvest's usage: a bounded list of models, each named within bounds, at most once, with
+/// a cost that is a finite, non-negative number.
+fn usage_is_valid(usage: &[ModelUsage]) -> Result<(), Rejection> {
+    if usage.len() > USAGE_MODELS_MAX {
+        return Err(Rejection::invalid(
+            "usage",
+            format!("at most {USAGE_MODELS_MAX} models"),
+        ));
+    }
+    for (i, m) in usage.iter().enumerate() {
+        optional("usage.model", m.model.as_deref(), NAME_BYTES_MAX)?;
+        if m.cost_usd.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return Err(Rejection::invalid(
+                "usage.cost_usd",
+                "must be a finite, non-negative number",
+            ));
+        }
+        if m.cached_input_tokens > m.input_tokens {
+            return Err(Rejection::invalid(
+                "usage.cached_input_tokens",
+                "cannot exceed input_tokens (which counts cached tokens too)",
+            ));
+        }
+        if usage[..i].iter().any(|o| o.model == m.model) {
+            return Err(Rejection::invalid("usage.model", "each model at most once"));
+        }
+    }
+    Ok(())
 }
 
 fn reap(

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use events::{
-    EventData, GateVerdict, Priority, ReapCause, RecordedEvent, Relation, Resolution, TaskStatus,
-    TicketId, Timestamp, Transport, Verdict,
+    EventData, GateVerdict, ModelUsage, Priority, ReapCause, RecordedEvent, Relation, Resolution,
+    TaskStatus, TicketId, Timestamp, Transport, Verdict,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::class::{Harvest, RuntimeClass, TerminalFacts};
-use crate::limits::{excerpt, EXCERPT_BYTES_MAX};
+use crate::limits::{excerpt, EXCERPT_BYTES_MAX, USAGE_MODELS_MAX};
 
 /// Where an event sits in the log: its global position and its ticket stream version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -182,6 +182,11 @@ pub(crate) struct Runtime {
     pub(crate) input_requested: Option<InputRequest>,
     /// The first `runtime.session_ended` (recorded once).
     pub(crate) session_end_ref: Option<EventRef>,
+    /// What the run spent by model: the latest `runtime.usage_recorded` (it states the whole
+    /// spend, so it replaces).
+    pub(crate) usage: Vec<ModelUsage>,
+    /// When the latest harvest or usage was recorded: the day its cost counts on.
+    pub(crate) cost_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -550,6 +555,8 @@ impl Ledger {
                         ended: None,
                         input_requested: None,
                         session_end_ref: None,
+                        usage: Vec::new(),
+                        cost_at: None,
                     },
                 );
             }
@@ -643,7 +650,13 @@ fn apply_runtime(
                 session_id: x.session_id.clone(),
             });
             r.harvest_ref = Some(EventRef::of(e));
+            r.cost_at = Some(at);
             true
+        }
+        EventData::RuntimeUsageRecorded(x) => {
+            r.usage = x.models.iter().take(USAGE_MODELS_MAX).cloned().collect();
+            r.cost_at = Some(at);
+            false
         }
         EventData::RuntimeInputRequested(x) => {
             r.last_activity_at = Some(at);

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod audit;
 pub mod class;
 pub mod config;
+pub mod cost;
 pub mod decide;
 pub mod ingest;
 pub mod ledger;
@@ -22,6 +23,7 @@ pub use alerts::{Alert, AlertKind};
 pub use audit::{as_of, timeline, TimelineEntry};
 pub use class::RuntimeClass;
 pub use config::Config;
+pub use cost::{CostGroup, CostGroupBy, CostReport, CostView};
 pub use decide::{
     decide, turn_nonce, Append, Command, Context, Decision, Duplicate, HarvestReport, Rejection,
     RejectionKind,
@@ -38,4 +40,4 @@ pub use views::{
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
 /// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
 /// of loading an incompatible snapshot.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;

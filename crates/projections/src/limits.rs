@@ -18,6 +18,8 @@ pub const KEY_BYTES_MAX: usize = 256;
 /// Paths and tmux targets.
 pub const PATH_BYTES_MAX: usize = 4096;
 pub const LABELS_MAX: usize = 32;
+/// Models in one harvest's usage (Claude's `modelUsage` names one per model it called).
+pub const USAGE_MODELS_MAX: usize = 16;
 pub const WAITING_ON_MAX: usize = 32;
 pub const TASKS_PER_TICKET_MAX: usize = 500;
 /// Signal payloads and questions kept in the projection (the full text stays in the log).

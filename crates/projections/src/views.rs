@@ -5,13 +5,14 @@
 use std::ops::Bound;
 
 use events::{
-    ExitReason, GateVerdict, HarvestOutcome, Priority, Resolution, TaskStatus, TicketId, Timestamp,
-    Transport, Verdict,
+    ExitReason, GateVerdict, HarvestOutcome, ModelUsage, Priority, Resolution, TaskStatus,
+    TicketId, Timestamp, Transport, Verdict,
 };
 use serde::Serialize;
 
 use crate::class::{live_class, RuntimeClass};
 use crate::config::Config;
+use crate::cost::CostView;
 use crate::ledger::{Ledger, Runtime, Ticket, TicketKey};
 use crate::rules::{NextAction, TicketState};
 
@@ -41,6 +42,10 @@ pub struct TicketView {
     pub comment_count: u64,
     /// Children closed / total; present for umbrella tickets only.
     pub progress: Option<Progress>,
+    /// What this ticket's runtimes spent (SPEC §13).
+    pub cost: CostView,
+    /// An umbrella's cost with every descendant's; null for other tickets.
+    pub cost_total: Option<CostView>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: u64,
@@ -110,6 +115,10 @@ pub struct RuntimeView {
     /// The current turn nonce; every earlier nonce of the ticket is stale.
     pub nonce: String,
     pub resume_session: Option<String>,
+    /// What the run spent, summed over its models.
+    pub cost: CostView,
+    /// Its spend model by model, as its harvest reported it.
+    pub usage: Vec<ModelUsage>,
 }
 
 /// How an ended runtime exited. Fields come from its last harvest and are null when it ended
@@ -165,7 +174,7 @@ pub struct RuntimePage {
 }
 
 /// A ticket on the board: enough for a card, not the whole view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BoardCard {
     pub id: TicketId,
     pub title: String,
@@ -176,6 +185,8 @@ pub struct BoardCard {
     pub failure_reason: Option<String>,
     pub runtime_class: Option<RuntimeClass>,
     pub progress: Option<Progress>,
+    /// The ticket's cost; for an umbrella, with its descendants' (its `cost_total`).
+    pub cost: CostView,
     pub updated_at: Timestamp,
 }
 
@@ -186,7 +197,7 @@ pub const BOARD_CLOSED_DEFAULT: usize = 100;
 /// the most recently closed tickets only (at most `closed_limit` each): a ledger never forgets,
 /// so without a cap a board would grow with every ticket ever closed. `totals` counts every
 /// ticket in every column.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Board {
     pub open: Vec<BoardCard>,
     pub in_progress: Vec<BoardCard>,
@@ -390,6 +401,7 @@ impl Ledger {
             failure_reason: status.failure_reason,
             runtime_class: self.current_runtime(t).map(|r| class_at(r, now, cfg)),
             progress: self.umbrella_progress(t),
+            cost: self.cost_total(t).unwrap_or_else(|| self.ticket_cost(t)),
             updated_at: t.updated_at,
         }
     }
@@ -502,6 +514,8 @@ impl Ledger {
                 .collect(),
             comment_count: t.comment_count,
             progress: self.umbrella_progress(t),
+            cost: self.ticket_cost(t),
+            cost_total: self.cost_total(t),
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,
@@ -568,5 +582,7 @@ pub(crate) fn runtime_view(r: &Runtime, now: Timestamp, cfg: &Config) -> Runtime
         replaced_by: r.replaced_by.clone(),
         nonce: r.nonce.clone(),
         resume_session: r.resume_session.clone(),
+        cost: Ledger::runtime_cost(r),
+        usage: r.usage.clone(),
     }
 }

@@ -259,12 +259,104 @@ fn codex_keeps_usage_turns_and_counts_what_it_ignores() {
     assert_eq!(
         h.usage,
         Some(CodexUsage {
-            input_tokens: 2 * 24763,
-            cached_input_tokens: 2 * 24448,
-            output_tokens: 244
-        })
+            input_tokens: 24763,
+            cached_input_tokens: 24448,
+            output_tokens: 122
+        }),
+        "turn.completed reports the thread's running total: the last one is the run's"
     );
     assert_eq!(h.report.cost_usd, None, "Codex reports tokens, not cost");
+}
+
+/// Claude's spend: given a result with `modelUsage`, or with `usage` only, or neither, then
+/// these usage lines (input counts cache reads and writes; a cut name that collides merges).
+#[test]
+fn claude_usage_by_model() {
+    use events::ModelUsage as U;
+    let long = "m".repeat(200);
+    let rows: Vec<(&str, Value, Vec<U>)> = vec![
+        (
+            "two models",
+            json!({"type": "result", "subtype": "success", "total_cost_usd": 0.3,
+            "modelUsage": {
+                "claude-sonnet-4-5": {"inputTokens": 10, "outputTokens": 5, "cacheReadInputTokens": 100, "cacheCreationInputTokens": 20, "costUSD": 0.25, "contextWindow": 200000},
+                "claude-haiku-4-5": {"inputTokens": 7, "outputTokens": 3, "costUSD": 0.05}
+            }}),
+            vec![
+                U {
+                    model: Some("claude-haiku-4-5".into()),
+                    input_tokens: 7,
+                    cached_input_tokens: 0,
+                    output_tokens: 3,
+                    cost_usd: Some(0.05),
+                },
+                U {
+                    model: Some("claude-sonnet-4-5".into()),
+                    input_tokens: 130,
+                    cached_input_tokens: 100,
+                    output_tokens: 5,
+                    cost_usd: Some(0.25),
+                },
+            ],
+        ),
+        (
+            "usage only",
+            json!({"type": "result", "subtype": "success",
+                "usage": {"input_tokens": 4, "cache_read_input_tokens": 13613, "cache_creation_input_tokens": 6198, "output_tokens": 5}}),
+            vec![U {
+                model: None,
+                input_tokens: 19815,
+                cached_input_tokens: 13613,
+                output_tokens: 5,
+                cost_usd: None,
+            }],
+        ),
+        (
+            "neither",
+            json!({"type": "result", "subtype": "success"}),
+            vec![],
+        ),
+        (
+            "names cut to 128 bytes merge",
+            json!({"type": "result", "subtype": "success", "modelUsage": {
+                format!("{long}a"): {"inputTokens": 1, "outputTokens": 1, "costUSD": 0.5},
+                format!("{long}b"): {"inputTokens": 2, "outputTokens": 2},
+                "bad": "not an object",
+                "negative": {"inputTokens": -5, "costUSD": -1.0}
+            }}),
+            vec![
+                U {
+                    model: Some("m".repeat(128)),
+                    input_tokens: 3,
+                    cached_input_tokens: 0,
+                    output_tokens: 3,
+                    cost_usd: Some(0.5),
+                },
+                U {
+                    model: Some("negative".into()),
+                    input_tokens: 0,
+                    cached_input_tokens: 0,
+                    output_tokens: 0,
+                    cost_usd: None,
+                },
+            ],
+        ),
+    ];
+    for (name, result, usage) in rows {
+        assert_eq!(classify_claude(&result).usage, usage, "{name}");
+    }
+    // Codex: the last turn.completed's usage, with no model name (the runtime's applies).
+    let h = classify_codex(&stream(&[THREAD, TURN, COMPLETED]));
+    assert_eq!(
+        h.report.usage,
+        vec![U {
+            model: None,
+            input_tokens: 24763,
+            cached_input_tokens: 24448,
+            output_tokens: 122,
+            cost_usd: None
+        }]
+    );
 }
 
 #[test]
@@ -367,6 +459,13 @@ proptest! {
             prop_assert!(r.summary.as_ref().is_none_or(|s| s.len() <= SUMMARY_BYTES_MAX));
             prop_assert!(r.session_id.as_ref().is_none_or(|s| s.len() <= 256));
             prop_assert!(r.raw_subtype.as_ref().is_none_or(|s| s.len() <= 128));
+            prop_assert!(r.usage.len() <= 16);
+            for (i, m) in r.usage.iter().enumerate() {
+                prop_assert!(m.model.as_ref().is_none_or(|s| s.len() <= 128));
+                prop_assert!(m.cost_usd.is_none_or(|c| c.is_finite() && c >= 0.0));
+                prop_assert!(m.cached_input_tokens <= m.input_tokens);
+                prop_assert!(r.usage[..i].iter().all(|o| o.model != m.model), "each model once");
+            }
         }
     }
 }
@@ -417,6 +516,18 @@ fn claude_stream_json_fixtures() {
         );
         assert_eq!((r.turns, r.cost_usd), (*turns, *cost), "given {file}");
     }
+    // Its spend, model by model (the fixture's modelUsage).
+    let text = std::fs::read_to_string(format!("{dir}/stream_success.jsonl")).unwrap();
+    assert_eq!(
+        projections::ingest::harvest::classify_claude_stream(&text).usage,
+        vec![events::ModelUsage {
+            model: Some("claude-sonnet-4-5".into()),
+            input_tokens: 3100,
+            cached_input_tokens: 0,
+            output_tokens: 36,
+            cost_usd: Some(0.4123),
+        }]
+    );
     // The last result wins over an earlier one (a resumed session appends to the file).
     let two = "{\"type\":\"result\",\"subtype\":\"error_during_execution\",\"is_error\":true}\n\
                {\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":1}\n";

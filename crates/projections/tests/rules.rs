@@ -531,6 +531,8 @@ fn json_shapes() {
             "blocked_by",
             "children",
             "comment_count",
+            "cost",
+            "cost_total",
             "created_at",
             "current_runtime",
             "description",
@@ -565,6 +567,11 @@ fn json_shapes() {
         v["tasks"]["counts"],
         serde_json::json!({"open": 0, "in_progress": 0, "done": 0, "total": 0})
     );
+    assert_eq!(
+        v["cost"],
+        serde_json::json!({"usd": 3.25, "input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "runtimes": 1}),
+        "a harvest's cost without usage still counts"
+    );
     let r = &v["current_runtime"];
     assert_eq!(
         keys(r),
@@ -572,6 +579,7 @@ fn json_shapes() {
             "agent",
             "attempt",
             "class",
+            "cost",
             "cwd",
             "dispatch_key",
             "ended_at",
@@ -591,6 +599,7 @@ fn json_shapes() {
             "ticket",
             "tmux_target",
             "transport",
+            "usage",
             "verdicts",
         ]
     );

@@ -342,6 +342,44 @@ pub fn event_data() -> impl Strategy<Value = EventData> {
         (rt(), text()).prop_map(|(runtime_id, reason)| EventData::RuntimeSessionEnded(
             RuntimeSessionEnded { runtime_id, reason }
         )),
+        (
+            rt(),
+            proptest::collection::vec(
+                (
+                    opt_text(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    proptest::option::of(0.0f64..1e6)
+                ),
+                0..4
+            )
+        )
+            .prop_map(|(runtime_id, models)| EventData::RuntimeUsageRecorded(
+                RuntimeUsageRecorded {
+                    runtime_id,
+                    models: models
+                        .into_iter()
+                        .map(
+                            |(
+                                model,
+                                input_tokens,
+                                cached_input_tokens,
+                                output_tokens,
+                                cost_usd,
+                            )| {
+                                ModelUsage {
+                                    model,
+                                    input_tokens,
+                                    cached_input_tokens,
+                                    output_tokens,
+                                    cost_usd,
+                                }
+                            }
+                        )
+                        .collect(),
+                }
+            )),
     ]
 }
 
@@ -483,8 +521,18 @@ pub fn one_of_each() -> Vec<EventData> {
             message: Some("Claude needs your permission to use Bash".into()),
         }),
         EventData::RuntimeSessionEnded(RuntimeSessionEnded {
-            runtime_id: rt,
+            runtime_id: rt.clone(),
             reason: "other".into(),
+        }),
+        EventData::RuntimeUsageRecorded(RuntimeUsageRecorded {
+            runtime_id: rt,
+            models: vec![ModelUsage {
+                model: Some("claude-sonnet-4-5".into()),
+                input_tokens: 48_211,
+                cached_input_tokens: 40_960,
+                output_tokens: 3_107,
+                cost_usd: Some(0.0842),
+            }],
         }),
     ]
 }

@@ -7,9 +7,9 @@
 //! `decide` accepts, so a strange record is still recorded rather than refused. The event
 //! shapes relied on are listed in `docs/ingest.md`.
 
-use crate::limits::{KEY_BYTES_MAX, NAME_BYTES_MAX};
+use crate::limits::{KEY_BYTES_MAX, NAME_BYTES_MAX, USAGE_MODELS_MAX};
 use crate::HarvestReport;
-use events::{ExitReason, HarvestOutcome};
+use events::{ExitReason, HarvestOutcome, ModelUsage};
 use serde_json::{Map, Value};
 
 use super::bounded;
@@ -26,6 +26,7 @@ fn report(outcome: HarvestOutcome, exit_reason: ExitReason) -> HarvestReport {
         session_id: None,
         summary: None,
         raw_subtype: None,
+        usage: Vec::new(),
     }
 }
 
@@ -113,11 +114,77 @@ pub fn classify_claude(value: &Value) -> HarvestReport {
     // `cost_usd` was the field's name in early CLI versions.
     r.cost_usd = cost(result.get("total_cost_usd")).or_else(|| cost(result.get("cost_usd")));
     r.session_id = session_id(result.get("session_id"));
+    r.usage = claude_usage(result);
     r.summary = match result.get("result") {
         Some(Value::String(text)) => summary(text),
         _ => errors_text(result.get("errors")),
     };
     r
+}
+
+/// A token count; anything else (absent, negative, a string) is 0.
+fn tokens(m: &Map<String, Value>, key: &str) -> u64 {
+    m.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Claude's spend: `modelUsage {<model>: {inputTokens, outputTokens, cacheReadInputTokens,
+/// cacheCreationInputTokens, costUSD, …}}`, model by model; without it, the session's
+/// `usage {input_tokens, output_tokens, cache_read_input_tokens,
+/// cache_creation_input_tokens}` under no model name. Input counts cache reads and writes
+/// too, as Codex's does. At most [`USAGE_MODELS_MAX`] models, names bounded, each once.
+fn claude_usage(result: &Map<String, Value>) -> Vec<ModelUsage> {
+    if let Some(Value::Object(models)) = result.get("modelUsage") {
+        let mut usage: Vec<ModelUsage> = Vec::new();
+        for (name, m) in models {
+            let Value::Object(m) = m else { continue };
+            let cached = tokens(m, "cacheReadInputTokens");
+            let line = ModelUsage {
+                model: Some(bounded(name, NAME_BYTES_MAX).to_owned()),
+                input_tokens: tokens(m, "inputTokens")
+                    .saturating_add(cached)
+                    .saturating_add(tokens(m, "cacheCreationInputTokens")),
+                cached_input_tokens: cached,
+                output_tokens: tokens(m, "outputTokens"),
+                cost_usd: cost(m.get("costUSD")),
+            };
+            add_model(&mut usage, line);
+        }
+        if !usage.is_empty() {
+            return usage;
+        }
+    }
+    match result.get("usage") {
+        Some(Value::Object(u)) => {
+            let cached = tokens(u, "cache_read_input_tokens");
+            vec![ModelUsage {
+                model: None,
+                input_tokens: tokens(u, "input_tokens")
+                    .saturating_add(cached)
+                    .saturating_add(tokens(u, "cache_creation_input_tokens")),
+                cached_input_tokens: cached,
+                output_tokens: tokens(u, "output_tokens"),
+                cost_usd: None,
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Adds a model's line, merging it into one of the same (bounded) name, up to the limit.
+fn add_model(usage: &mut Vec<ModelUsage>, line: ModelUsage) {
+    if let Some(same) = usage.iter_mut().find(|u| u.model == line.model) {
+        same.input_tokens = same.input_tokens.saturating_add(line.input_tokens);
+        same.cached_input_tokens = same
+            .cached_input_tokens
+            .saturating_add(line.cached_input_tokens);
+        same.output_tokens = same.output_tokens.saturating_add(line.output_tokens);
+        same.cost_usd = match (same.cost_usd, line.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+    } else if usage.len() < USAGE_MODELS_MAX {
+        usage.push(line);
+    }
 }
 
 /// An object that is (or claims to be) a result rather than some other message.
@@ -143,7 +210,7 @@ fn errors_text(v: Option<&Value>) -> Option<String> {
     summary(&text.join("; "))
 }
 
-/// Token usage summed over a Codex stream's completed turns.
+/// Token usage of a Codex run: its last `turn.completed`, which reports the thread's total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CodexUsage {
     pub input_tokens: u64,
@@ -220,14 +287,14 @@ pub fn classify_codex(jsonl: &str) -> CodexHarvest {
             "turn.completed" | "task_complete" => {
                 end = Some(TurnEnd::Completed);
                 open = false;
+                // The thread's running total (codex-rs exec `usage_from_last_total`), not the
+                // turn's: the last one is the whole run's.
                 if let Some(Value::Object(u)) = event.get("usage") {
-                    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    let total = usage.get_or_insert_with(CodexUsage::default);
-                    total.input_tokens = total.input_tokens.saturating_add(n("input_tokens"));
-                    total.cached_input_tokens = total
-                        .cached_input_tokens
-                        .saturating_add(n("cached_input_tokens"));
-                    total.output_tokens = total.output_tokens.saturating_add(n("output_tokens"));
+                    usage = Some(CodexUsage {
+                        input_tokens: tokens(u, "input_tokens"),
+                        cached_input_tokens: tokens(u, "cached_input_tokens"),
+                        output_tokens: tokens(u, "output_tokens"),
+                    });
                 }
                 if let Some(text) = str_field("last_agent_message") {
                     last_message = Some(text.to_owned());
@@ -296,6 +363,17 @@ pub fn classify_codex(jsonl: &str) -> CodexHarvest {
     r.turns = (turns_started > 0).then_some(turns_started);
     r.session_id = thread_id;
     r.cost_usd = cost_usd;
+    // Codex counts cached tokens inside input_tokens already.
+    r.usage = usage
+        .map(|u| ModelUsage {
+            model: None,
+            input_tokens: u.input_tokens,
+            cached_input_tokens: u.cached_input_tokens.min(u.input_tokens),
+            output_tokens: u.output_tokens,
+            cost_usd: None,
+        })
+        .into_iter()
+        .collect();
     r.summary = match end {
         Some(TurnEnd::Failed) => last_error.or(last_message),
         _ => last_message,

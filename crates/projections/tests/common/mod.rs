@@ -244,6 +244,7 @@ pub(crate) fn harvest(
             session_id: Some("sess-1".to_owned()),
             summary: None,
             raw_subtype: None,
+            usage: Vec::new(),
         },
     }
 }
