@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the workspace. What the tests drive for real is made ready first:
 # - tmux (tests/watch.rs), installed with apt-get when missing;
+# - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
+#   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
+#   when missing), and curl for the dispatcher script they run under;
 # - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a
 #   schema of its own): the local cluster is started when it is down, and installed when there
 #   is none. Another server can be named with MC_LEDGER_TEST_PG (a postgres:// URL).
@@ -33,5 +36,11 @@ if [ -z "${MC_LEDGER_TEST_PG:-}" ]; then
   if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" postgres 2>/dev/null | grep -q 1; then
     su postgres -c "createdb test" 2>/dev/null || createdb -h 127.0.0.1 -U postgres test
   fi
+fi
+if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
+  if ! command -v curl >/dev/null 2>&1; then
+    apt_install curl
+  fi
+  scripts/install-agents.sh target/agents >&2
 fi
 exec cargo test --workspace "$@"

@@ -1,0 +1,291 @@
+//! The real agent CLIs, end to end (issue 13): Claude Code and Codex from npm
+//! (`scripts/install-agents.sh`, which `scripts/test.sh` runs with the slow tests) against the
+//! scripted model API of `tests/agents/model-api.mjs` on loopback, each started by
+//! `scripts/dispatch-agent.sh` in a real tmux session with its hooks (`settings.json`) or its
+//! `notify` wired to `mc-ledger hook …`, and harvested at exit. What lands in the ledger is
+//! checked: the signal from the hook, the session's end, the harvest and its cost. Behind
+//! `MC_LEDGER_SLOW_TESTS=1` (CI sets it).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const REPLY: &str = "The fix is in.\nREVIEW: patched the launcher, tests pass";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The scripted model API, killed when dropped.
+struct ModelApi {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ModelApi {
+    fn start() -> ModelApi {
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/agents/model-api.mjs"))
+            .args(["0", REPLY])
+            // Fixed counts, so the cost is exact: 1200 in, 8 out, 3000 cache reads, 500 writes.
+            .env("MODEL_INPUT_TOKENS", "1200")
+            .env("MODEL_OUTPUT_TOKENS", "8")
+            .env("MODEL_CACHE_READ_TOKENS", "3000")
+            .env("MODEL_CACHE_CREATION_TOKENS", "500")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs (scripts/install-agents.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .expect(&line)
+            .to_owned();
+        ModelApi {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ModelApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .output();
+    }
+}
+
+fn events(addr: std::net::SocketAddr, ticket: &str) -> Vec<Value> {
+    get(addr, &format!("/v1/tickets/{ticket}/events")).json()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs the dispatcher script for `agent` on `ticket`; returns the runtime id and its output.
+fn dispatch(agent: &str, model: &str, ticket: &str, env: &[(&str, String)]) -> (String, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/dispatch-agent.sh"))
+        .args([agent, ticket, "Fix the launcher"])
+        .env_remove("TMUX")
+        .env_remove("MC_LEDGER_TOKEN")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AGENT_MODEL", model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{agent}: {stdout}{stderr}");
+    let rt = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("runtime line")
+        .to_owned();
+    (rt, stdout)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn bin(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join("node_modules/.bin").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: scripts/test.sh installs the agents with the slow tests (scripts/install-agents.sh)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
+    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (runs the real Claude Code and Codex CLIs)");
+        return;
+    }
+    let agents = std::env::var_os("MC_LEDGER_AGENTS_DIR")
+        .map_or_else(|| repo().join("target/agents"), PathBuf::from);
+    let (claude, codex) = (bin(&agents, "claude"), bin(&agents, "codex"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_binary(&dir.path().join("data"));
+    let api = ModelApi::start();
+    let tmux = Tmux(format!("mc-ledger-agents-{}", std::process::id()));
+    // A long-lived session holds the tmux server up between the agents' sessions.
+    let keep = Command::new("tmux")
+        .env_remove("TMUX")
+        .args([
+            "-L",
+            &tmux.0,
+            "new-session",
+            "-d",
+            "-s",
+            "keep",
+            "sleep 600",
+        ])
+        .output()
+        .unwrap();
+    assert!(keep.status.success());
+    let home = dir.path().join("home");
+    let codex_home = dir.path().join("codex-home");
+    let work = dir.path().join("work");
+    for d in [&home, &codex_home, &work] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "model = \"gpt-5.5\"\nmodel_provider = \"mock\"\n\n[model_providers.mock]\nname = \"Mock\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"OPENAI_API_KEY\"\n\n[features]\nplugins = false\n\n[analytics]\nenabled = false\n",
+            api.url
+        ),
+    )
+    .unwrap();
+    let url = format!("http://{}", server.addr);
+    let env = vec![
+        ("MC_LEDGER_SERVER", url.clone()),
+        ("MC_LEDGER_BIN", env!("CARGO_BIN_EXE_mc-ledger").to_owned()),
+        ("CLAUDE_BIN", claude.display().to_string()),
+        ("CODEX_BIN", codex.display().to_string()),
+        ("TMUX_SOCKET_NAME", tmux.0.clone()),
+        ("WORKDIR", work.display().to_string()),
+        ("HOME", home.display().to_string()),
+        (
+            "CLAUDE_CONFIG_DIR",
+            home.join(".claude").display().to_string(),
+        ),
+        ("ANTHROPIC_BASE_URL", api.url.clone()),
+        ("ANTHROPIC_API_KEY", "sk-ant-mock".to_owned()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
+        ("CLAUDE_CODE_SESSIONEND_HOOKS_TIMEOUT_MS", "5000".to_owned()),
+        ("DISABLE_AUTOUPDATER", "1".to_owned()),
+        ("DISABLE_TELEMETRY", "1".to_owned()),
+        ("CODEX_HOME", codex_home.display().to_string()),
+        ("OPENAI_API_KEY", "mock".to_owned()),
+    ];
+    for t in ["MC-1", "MC-2"] {
+        let r = post(
+            server.addr,
+            "/v1/tickets",
+            &json!({"id": t, "title": "launcher fix", "owner": "luci", "actor": {"name": "luci", "kind": "orchestrator"}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    // Claude Code: Stop carries the signal, SessionEnd ends the session, the stream is harvested.
+    let (rt, stdout) = dispatch("claude", "claude-sonnet-4-5", "MC-1", &env);
+    assert!(
+        stdout.contains("201 appended runtime.harvested completed/success, runtime.usage_recorded"),
+        "{stdout}"
+    );
+    let ev = events(server.addr, "MC-1");
+    let kinds = types(&ev);
+    for kind in [
+        "runtime.dispatched",
+        "runtime.signaled",
+        "runtime.session_ended",
+        "runtime.harvested",
+        "runtime.usage_recorded",
+    ] {
+        assert!(kinds.contains(&kind.to_owned()), "{kind} in {kinds:?}");
+    }
+    let signal = ev.iter().find(|e| e["type"] == "runtime.signaled").unwrap();
+    assert_eq!(signal["data"]["verdict"], "REVIEW");
+    assert_eq!(signal["actor"], json!({"name": "claude", "kind": "agent"}));
+    let ended = ev
+        .iter()
+        .find(|e| e["type"] == "runtime.session_ended")
+        .unwrap();
+    assert_eq!(ended["data"]["reason"], "other");
+    let usage = ev
+        .iter()
+        .find(|e| e["type"] == "runtime.usage_recorded")
+        .unwrap();
+    let model = &usage["data"]["models"][0];
+    assert_eq!(model["model"], "claude-sonnet-4-5", "{usage}");
+    assert_eq!(model["cached_input_tokens"], 3000, "{usage}");
+    let t = get(server.addr, "/v1/tickets/MC-1").json();
+    assert_eq!(t["state"], "review", "{t}");
+    assert_eq!(t["failure_reason"], Value::Null, "the hand-off rule: {t}");
+    assert_eq!(t["cost"]["runtimes"], 1, "{t}");
+    // Sonnet's prices: 1200 in at $3/M, 8 out at $15/M, 3000 cache reads at 0.1x, 500 writes
+    // at 1.25x, as Claude Code itself computed them.
+    assert_eq!(t["cost"]["usd"], 0.006495, "{t}");
+    assert_eq!(t["cost"]["output_tokens"], 8, "{t}");
+    assert_eq!(t["current_runtime"]["id"], rt.as_str());
+
+    // Codex: notify (after the turn, without waiting) carries the signal; the JSONL is harvested.
+    let (rt, stdout) = dispatch("codex", "gpt-5.5", "MC-2", &env);
+    assert!(
+        stdout.contains("201 appended runtime.harvested completed/success, runtime.usage_recorded"),
+        "{stdout}"
+    );
+    wait_until("codex's notify", || {
+        types(&events(server.addr, "MC-2")).contains(&"runtime.signaled".to_owned())
+    });
+    let ev = events(server.addr, "MC-2");
+    let signal = ev.iter().find(|e| e["type"] == "runtime.signaled").unwrap();
+    assert_eq!(signal["data"]["verdict"], "REVIEW");
+    assert_eq!(signal["data"]["runtime_id"], rt.as_str());
+    let t = get(server.addr, "/v1/tickets/MC-2").json();
+    assert_eq!(t["state"], "review", "{t}");
+    assert_eq!(
+        t["cost"]["usd"],
+        Value::Null,
+        "Codex reports no dollars: {t}"
+    );
+    assert!(t["cost"]["input_tokens"].as_u64().unwrap() >= 1200, "{t}");
+
+    let by_agent = get(server.addr, "/v1/costs?group_by=agent").json();
+    let keys: Vec<&str> = by_agent["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["claude", "codex"], "{by_agent}");
+    let by_model = get(server.addr, "/v1/costs?group_by=model").json();
+    let keys: Vec<&str> = by_model["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["key"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["claude-sonnet-4-5", "gpt-5.5"],
+        "Claude names its model; Codex's is the dispatch's: {by_model}"
+    );
+    assert_eq!(sigterm(&mut server.child).code(), Some(0));
+}
