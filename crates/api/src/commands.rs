@@ -179,6 +179,7 @@ pub async fn execute(
                     events: record,
                     runtime_id: None,
                     nonce: None,
+                    also: Vec::new(),
                 };
                 let recorded = match append(w, &refusal, key, &writer, at).await {
                     Ok(a) => a,
@@ -208,22 +209,40 @@ async fn append(
     at: events::Timestamp,
 ) -> Result<store::Appended, LogError> {
     let started = Instant::now();
-    let count = decided.events.len();
+    let count = decided.events.len() + decided.also.iter().map(|a| a.events.len()).sum::<usize>();
+    // A keyed command's ids are numbered across every stream of the append.
+    let mut n = 0;
+    let mut events = |datas: &[EventData]| -> Vec<NewEvent> {
+        datas
+            .iter()
+            .map(|data| {
+                let i = n;
+                n += 1;
+                NewEvent {
+                    id: key.map_or_else(new_ulid, |k| k.event_id(i)),
+                    recorded_at: at,
+                    actor: writer.actor.clone(),
+                    token_id: writer.token_id.clone(),
+                    data: data.clone(),
+                }
+            })
+            .collect()
+    };
+    let first = events(&decided.events);
+    let also = decided
+        .also
+        .iter()
+        .map(|a| store::StreamAppend {
+            ticket: a.ticket.clone(),
+            expected_version: Some(a.expected_version),
+            events: events(&a.events),
+        })
+        .collect();
     let request = AppendRequest {
+        also,
         ticket: decided.ticket.clone(),
         expected_version: Some(decided.expected_version),
-        events: decided
-            .events
-            .iter()
-            .enumerate()
-            .map(|(i, data)| NewEvent {
-                id: key.map_or_else(new_ulid, |k| k.event_id(i)),
-                recorded_at: at,
-                actor: writer.actor.clone(),
-                token_id: writer.token_id.clone(),
-                data: data.clone(),
-            })
-            .collect(),
+        events: first,
     };
     let appended = w.store.append(request).await?;
     w.shared.metrics.observe_append(started.elapsed(), count);
@@ -257,10 +276,22 @@ pub struct WriteResult {
 
 impl WriteResult {
     pub fn of(appended: store::Appended) -> WriteResult {
+        // A multi-stream append (a dispatch into a pool) answers the first stream's version.
+        let version = appended
+            .events
+            .first()
+            .and_then(|first| {
+                appended
+                    .events
+                    .iter()
+                    .rev()
+                    .find(|e| e.ticket == first.ticket)
+            })
+            .map_or(0, |e| e.version);
         WriteResult {
             duplicate: appended.duplicate.then_some(true),
             position: appended.last_position(),
-            version: appended.last_version(),
+            version,
             events: appended.events,
             runtime_id: None,
             nonce: None,
@@ -454,10 +485,27 @@ body!(DispatchBody {
     cwd: Option<String>,
     /// Kill the live runtime in the same atomic append.
     replace: bool,
+    /// Take a slot of this pool (409 `pool_full` with the holders when none is free); a
+    /// replacing dispatch passes the replaced runtime's slot on.
+    pool: Option<String>,
 });
 body!(ReapBody { cause: Option<ReapCause>, evidence: Option<String> });
 body!(SwitchBody { agent: Option<String>, profile: Option<String>, model: Option<String> });
-body!(RetryBody { resume: bool });
+body!(RetryBody {
+    resume: bool,
+    /// The new runtime's pool; absent: the retried runtime's, if it had one.
+    pool: Option<String>,
+});
+body!(
+    /// Create a pool or change its capacity (orchestrators and humans).
+    PoolBody {
+    /// 1 to 64 characters of A-Z a-z 0-9 _ . -
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    name: String,
+    /// Slots: 0 to 10000. Shrinking below the holders keeps them; new ones wait for room.
+    #[schema(maximum = 10000)]
+    capacity: Option<u32>,
+});
 body!(InputBody {
     #[schema(min_length = 1)]
     text: String,
@@ -605,6 +653,7 @@ commands! {
         process_id: b.process_id,
         cwd: b.cwd,
         replace: b.replace,
+        pool: b.pool,
     };
     /// Record a worker's verdict, structured or read from raw pane text (422 `no_signal` when it
     /// holds none); a wrong nonce or an ended runtime is 409 and records
@@ -633,7 +682,7 @@ commands! {
     /// Retry an ended runtime: a new runtime with attempt + 1; 409 `runtime_live` or
     /// `ticket_closed`.
     post "/v1/runtimes/{id}/retry" retry "retry" "runtimes" RuntimePath, RetryBody, RuntimeCreated,
-    |_, p, b| Command::Retry { runtime_id: p.id, resume: b.resume };
+    |_, p, b| Command::Retry { runtime_id: p.id, resume: b.resume, pool: b.pool };
     /// Mark a runtime completed by the controller.
     post "/v1/runtimes/{id}/complete" complete "complete" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Complete { runtime_id: p.id, reason: b.reason, commit: b.commit };
@@ -667,6 +716,24 @@ pub async fn open(
             umbrella: b.umbrella.unwrap_or(false),
             labels: b.labels.unwrap_or_default(),
         },
+    };
+    let writer = Writer::of(caller.as_deref(), b.actor, &cmd)?;
+    execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
+}
+
+/// Create a pool or change its capacity (`pool.configured`); the same capacity again is 200.
+#[utoipa::path(
+    post, path = "/v1/pools", operation_id = "configurePool", tag = "pools",
+    params(IdempotencyKeyHeader), request_body = PoolBody, responses(CreatedOrDuplicate)
+)]
+pub async fn configure_pool(
+    State(w): State<WriteState>,
+    caller: Option<Extension<Caller>>,
+    Keyed { body: b, key }: Keyed<PoolBody>,
+) -> Result<Response, AppError> {
+    let cmd = Command::ConfigurePool {
+        name: b.name,
+        capacity: required(b.capacity, "capacity")?,
     };
     let writer = Writer::of(caller.as_deref(), b.actor, &cmd)?;
     execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
@@ -846,6 +913,7 @@ pub async fn raw_append(
     };
     let at = now();
     let request = AppendRequest {
+        also: Vec::new(),
         ticket,
         expected_version: b.expected_version,
         events: b

@@ -64,6 +64,16 @@ impl From<Rejection> for AppError {
             Rejection::VersionConflict { current, .. } => Some(json!({"current_version": current})),
             Rejection::RuntimeEnded { class, .. } => Some(json!({"class": class})),
             Rejection::Invalid { field, .. } => Some(json!({"field": field})),
+            Rejection::PoolFull {
+                pool,
+                capacity,
+                holders,
+            }
+            | Rejection::PoolInUse {
+                pool,
+                capacity,
+                holders,
+            } => Some(json!({"pool": pool, "capacity": capacity, "holders": holders})),
             _ => None,
         };
         AppError {

@@ -59,8 +59,8 @@ pub struct Problem {
     servers((url = "http://127.0.0.1:7171")),
     components(schemas(WriteResult, Coalesced, Problem)),
     tags(
-        (name = "tickets"), (name = "tasks"), (name = "runtimes"), (name = "events"),
-        (name = "admin"), (name = "health")
+        (name = "tickets"), (name = "tasks"), (name = "runtimes"), (name = "pools"),
+        (name = "events"), (name = "admin"), (name = "health")
     )
 )]
 pub struct ApiDoc;
@@ -121,9 +121,9 @@ pub fn error_description(status: u16) -> &'static str {
         401 => "`unauthorized` (no token, or an unknown one), `token_revoked`, `token_expired` (its expiry passed, or a runtime token's runtime ended). Only when tokens are configured.",
         403 => "`forbidden` (the token's scope is too low), `actor_mismatch` (the body's `actor` is not the token's), `not_permitted` (the token's actor kind may not take this action, or a runtime token acts outside its runtime; `rule` names the rule).",
         429 => "`too_many_failures`: more than 20 unknown tokens from this client address this minute; unknown tokens from it wait for the next minute.",
-        404 => "`ticket_not_found`, `runtime_not_found`, `task_not_found`, or `no_route` (e.g. an empty path segment).",
+        404 => "`ticket_not_found`, `runtime_not_found`, `task_not_found`, `pool_not_found`, or `no_route` (e.g. an empty path segment).",
         408 => "The request took longer than 30 s (code `timeout`).",
-        409 => "A conflict with the current state, named by `code`: `ticket_exists`, `ticket_closed`, `ticket_open`, `runtime_live`, `runtime_ended` (with `class`), `stale_nonce`, `unknown_nonce`, `task_exists`, `version_conflict` (with `current_version`), `event_id_conflict`. A refused signal also carries `recorded_position`.",
+        409 => "A conflict with the current state, named by `code`: `ticket_exists`, `ticket_closed`, `ticket_open`, `runtime_live`, `runtime_ended` (with `class`), `stale_nonce`, `unknown_nonce`, `task_exists`, `version_conflict` (with `current_version`), `event_id_conflict`, `pool_full` and `pool_in_use` (a capacity below the holders; both with `pool`, `capacity` and `holders`: the runtimes holding its slots). A refused signal also carries `recorded_position`.",
         413 => "`body_too_large` (over 1 MiB), `event_too_large` or `too_many_events`.",
         415 => "`unsupported_media_type`: send `Content-Type: application/json`.",
         422 => "`invalid` (with `field` when one field is at fault), an invalid ticket id, `no_signal` (raw pane text with no signal in it; nothing is appended), or another refused value (`invalid_actor`, `invalid_event_id`, `invalid_token_id`, `invalid_timestamp`, `empty_append`, `duplicate_event_id`, `too_expensive`).",

@@ -441,6 +441,41 @@ pub async fn costs(
     Ok(Json(report).into_response())
 }
 
+/// Every pool with its capacity and holders (SPEC §14), in one page.
+#[utoipa::path(
+    get, path = "/v1/pools", operation_id = "listPools", tag = "pools",
+    responses((status = 200, description = "Every pool, by name.", body = projections::PoolPage))
+)]
+pub async fn list_pools(State(r): State<ReadState>) -> Result<Response, AppError> {
+    fresh(&r)?;
+    Ok(Json(r.shared.read(projections::Ledger::pools)).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PoolPath {
+    /// The pool's name.
+    name: String,
+}
+
+/// One pool: capacity, free slots and the live runtimes holding them.
+#[utoipa::path(
+    get, path = "/v1/pools/{name}", operation_id = "getPool", tag = "pools", params(PoolPath),
+    responses((status = 200, description = "The pool.", body = projections::PoolView))
+)]
+pub async fn get_pool(
+    State(r): State<ReadState>,
+    Path(p): Path<PoolPath>,
+) -> Result<Response, AppError> {
+    fresh(&r)?;
+    r.shared
+        .read(|l| l.pool(&p.name))
+        .map(|v| Json(v).into_response())
+        .ok_or_else(|| {
+            AppError::not_found("pool_not_found", format!("pool {:.64} not found", p.name))
+        })
+}
+
 /// Every current alert, in one page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertPage {

@@ -72,6 +72,8 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(reads::board))
         .routes(routes!(reads::alerts))
         .routes(routes!(reads::costs))
+        .routes(routes!(c::configure_pool, reads::list_pools))
+        .routes(routes!(reads::get_pool))
         .routes(routes!(reads::list_events))
         .routes(routes!(sse::stream))
         .routes(routes!(reads::verify))

@@ -184,7 +184,24 @@ fn routes() -> Vec<(&'static str, String, Value, Action)> {
             json!({"reason": "r"}),
             Action::Abort,
         ),
+        (
+            "POST",
+            "/v1/pools".into(),
+            json!({"name": "gpu", "capacity": 2}),
+            Action::Pool,
+        ),
     ]
+}
+
+#[test]
+fn the_matrix_has_a_route_for_every_action() {
+    for action in Action::ALL {
+        assert!(
+            routes().iter().any(|(_, _, _, a)| *a == action),
+            "no route for {}",
+            action.as_str()
+        );
+    }
 }
 
 struct Fixture {
@@ -290,7 +307,7 @@ async fn every_write_route_times_every_kind() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 23);
+    assert_eq!(checked, 6 * 24);
 }
 
 #[tokio::test]

@@ -260,6 +260,7 @@ pub(crate) async fn store_appends(
                 let t = Instant::now();
                 store
                     .append(AppendRequest {
+                        also: Vec::new(),
                         ticket: ticket(i, tickets),
                         expected_version: None,
                         events: vec![event(i, "b")],
@@ -378,6 +379,7 @@ fn bench_scan(args: ScanArgs) -> anyhow::Result<()> {
                         }
                         let end = (start + 16).min(total);
                         log.append_async(AppendRequest {
+                            also: Vec::new(),
                             ticket: ticket(start / 16, tickets),
                             expected_version: None,
                             events: (start..end).map(|i| event(i, "s")).collect(),

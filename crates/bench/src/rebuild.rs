@@ -171,6 +171,7 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
                         }
                         let (ticket, events) = ticket_story(n);
                         log.append_async(AppendRequest {
+                            also: Vec::new(),
                             ticket,
                             expected_version: Some(0),
                             events,

@@ -117,6 +117,7 @@ fn flush(
         Target::Local(log) => {
             let events = group.into_iter().map(NewEvent::from).collect();
             block_on(log.append(AppendRequest {
+                also: Vec::new(),
                 ticket,
                 expected_version: None,
                 events,
@@ -214,6 +215,7 @@ fn copy_group(to: &dyn EventStore, group: Vec<RecordedEvent>) -> anyhow::Result<
     let expected: Vec<(u64, events::Hash)> = group.iter().map(|e| (e.position, e.hash)).collect();
     let events = group.into_iter().map(NewEvent::from).collect();
     let appended = block_on(to.append(AppendRequest {
+        also: Vec::new(),
         ticket,
         expected_version: None,
         events,

@@ -468,6 +468,36 @@ pub struct RuntimeUsageRecorded {
     pub models: Vec<ModelUsage>,
 }
 
+/// A pool and its capacity (SPEC §14), on the pool's own stream ([`crate::ids::pool_stream`]);
+/// the first one creates the pool, a later one changes its capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfigured {
+    pub name: String,
+    pub capacity: u32,
+}
+
+/// A runtime took a slot of the pool whose stream this is: the pool stream's half of a
+/// dispatch into a pool (the ticket's half is `runtime.pooled`), appended in one append over
+/// both streams so that racing dispatches meet on the pool's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAdmitted {
+    pub runtime_id: String,
+    /// The runtime's ticket.
+    pub ticket: String,
+}
+
+/// The runtime dispatched just before, in the same append, holds a slot of `pool` while it is
+/// live: the ticket stream's half of a dispatch into a pool. No event frees the slot; the
+/// runtime's end does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimePooled {
+    pub runtime_id: String,
+    pub pool: String,
+}
+
 /// One typed payload per event type. The order of variants is part of the stored format
 /// (bincode writes the variant index): add new types at the end, never reorder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
@@ -525,10 +555,16 @@ pub enum EventData {
     RuntimeSessionEnded(RuntimeSessionEnded),
     #[serde(rename = "runtime.usage_recorded")]
     RuntimeUsageRecorded(RuntimeUsageRecorded),
+    #[serde(rename = "pool.configured")]
+    PoolConfigured(PoolConfigured),
+    #[serde(rename = "pool.admitted")]
+    PoolAdmitted(PoolAdmitted),
+    #[serde(rename = "runtime.pooled")]
+    RuntimePooled(RuntimePooled),
 }
 
 /// Every event type name, in variant order (the stored discriminant).
-pub const EVENT_TYPES: [&str; 26] = [
+pub const EVENT_TYPES: [&str; 29] = [
     "ticket.opened",
     "ticket.edited",
     "ticket.commented",
@@ -555,6 +591,9 @@ pub const EVENT_TYPES: [&str; 26] = [
     "runtime.input_requested",
     "runtime.session_ended",
     "runtime.usage_recorded",
+    "pool.configured",
+    "pool.admitted",
+    "runtime.pooled",
 ];
 
 /// The event types format 1 knew when its fixtures were written (wave 1).
@@ -594,6 +633,9 @@ impl EventData {
             EventData::RuntimeInputRequested(_) => 23,
             EventData::RuntimeSessionEnded(_) => 24,
             EventData::RuntimeUsageRecorded(_) => 25,
+            EventData::PoolConfigured(_) => 26,
+            EventData::PoolAdmitted(_) => 27,
+            EventData::RuntimePooled(_) => 28,
         }
     }
 
@@ -615,6 +657,7 @@ impl EventData {
             EventData::RuntimeInputRequested(e) => &e.runtime_id,
             EventData::RuntimeSessionEnded(e) => &e.runtime_id,
             EventData::RuntimeUsageRecorded(e) => &e.runtime_id,
+            EventData::RuntimePooled(e) => &e.runtime_id,
             _ => return None,
         };
         Some(id)

@@ -77,6 +77,40 @@ pub fn is_ticket_id(s: &str) -> bool {
         && number.bytes().all(|c| c.is_ascii_digit())
 }
 
+/// Pool names: 1..=64 bytes of `[A-Za-z0-9_.-]`.
+pub const POOL_NAME_BYTES_MAX: usize = 64;
+
+pub fn is_pool_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= POOL_NAME_BYTES_MAX
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// The prefix of pool streams; no ticket may use it.
+pub const POOL_STREAM_PREFIX: &str = "POOL";
+
+/// The stream a pool's events live on: `POOL-<9 digits of blake3(name)>`, so every replica
+/// finds it from the name alone and two racing creates of one pool meet on one stream. Two
+/// names whose digits collide (a chance in 10^9 per pair) are told apart by the name their
+/// `pool.configured` records: the second is refused.
+pub fn pool_stream(name: &str) -> TicketId {
+    let digest = blake3::hash(name.as_bytes());
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&digest.as_bytes()[..8]);
+    TicketId(format!(
+        "{POOL_STREAM_PREFIX}-{:09}",
+        u64::from_le_bytes(eight) % 1_000_000_000
+    ))
+}
+
+/// A stream of a pool, not a ticket.
+pub fn is_pool_stream(id: &TicketId) -> bool {
+    id.as_str()
+        .split_once('-')
+        .is_some_and(|(prefix, _)| prefix == POOL_STREAM_PREFIX)
+}
+
 /// Event ids: 1..=64 bytes of `[A-Za-z0-9_.:-]`.
 pub fn is_event_id(s: &str) -> bool {
     !s.is_empty()

@@ -17,6 +17,8 @@ pub enum AlertKind {
     RetryLoop,
     UnansweredQuestion,
     ReadyToResume,
+    /// A pool has had every slot taken for `pool_saturated_after` (SPEC §14: 15 minutes).
+    PoolSaturated,
 }
 
 impl AlertKind {
@@ -27,6 +29,7 @@ impl AlertKind {
             AlertKind::RetryLoop => "retry_loop",
             AlertKind::UnansweredQuestion => "unanswered_question",
             AlertKind::ReadyToResume => "ready_to_resume",
+            AlertKind::PoolSaturated => "pool_saturated",
         }
     }
 }
@@ -40,7 +43,12 @@ impl fmt::Display for AlertKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub kind: AlertKind,
-    pub ticket: TicketId,
+    /// The ticket the alert is about; absent for a pool's alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketId>,
+    /// The pool a `pool_saturated` alert is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     /// When the condition started.
@@ -51,13 +59,31 @@ pub struct Alert {
 const MINUTE_MS: u64 = 60_000;
 
 impl Ledger {
-    /// Every alert at `now`, in ticket id order, then by kind.
+    /// Every alert at `now`: tickets' in ticket id order, then by kind; then pools' by name.
     pub fn alerts(&self, now: Timestamp, cfg: &Config) -> Vec<Alert> {
         let mut out = Vec::new();
         // Closed tickets raise no alerts, so only the open ones are walked.
         for key in &self.active {
             if let Some(t) = self.tickets.get(&key.id) {
                 self.ticket_alerts(t, now, cfg, &mut out);
+            }
+        }
+        for p in self.pools.values() {
+            let Some(since) = p.full_since else { continue };
+            if now.millis().saturating_sub(since.millis()) >= cfg.pool_saturated_after_ms {
+                out.push(Alert {
+                    kind: AlertKind::PoolSaturated,
+                    ticket: None,
+                    pool: Some(p.name.clone()),
+                    runtime_id: None,
+                    since,
+                    detail: format!(
+                        "all {} slots of pool {} held for {} min",
+                        p.capacity,
+                        p.name,
+                        now.millis().saturating_sub(since.millis()) / MINUTE_MS
+                    ),
+                });
             }
         }
         out
@@ -80,7 +106,8 @@ impl Ledger {
         let current = self.current_runtime(t);
         let alert = |kind, runtime_id: Option<&str>, since, detail: String| Alert {
             kind,
-            ticket: t.id.clone(),
+            ticket: Some(t.id.clone()),
+            pool: None,
             runtime_id: runtime_id.map(str::to_owned),
             since,
             detail,

@@ -19,6 +19,8 @@ pub struct Config {
     pub question_after_ms: u64,
     /// At most one `runtime.activity` per runtime per this period; others are coalesced.
     pub activity_every_ms: u64,
+    /// A pool with every slot held for this long raises `pool_saturated`.
+    pub pool_saturated_after_ms: u64,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
             retry_loop_failures: 3,
             question_after_ms: 30 * MINUTE_MS,
             activity_every_ms: MINUTE_MS,
+            pool_saturated_after_ms: 15 * MINUTE_MS,
         }
     }
 }

@@ -11,19 +11,21 @@
 use std::fmt;
 
 use events::{
-    EventData, ExitReason, GateRecorded, HarvestOutcome, ModelUsage, ReapCause, Relation,
-    RuntimeActivity, RuntimeCancelled, RuntimeCompletedByController, RuntimeDispatched,
-    RuntimeHarvested, RuntimeInputRequested, RuntimeInputSent, RuntimeKilled, RuntimeLaunchAborted,
-    RuntimeReaped, RuntimeSessionEnded, RuntimeSignalRejected, RuntimeSignaled, RuntimeSwitched,
-    RuntimeUsageRecorded, SignalRejectReason, TaskAdded, TaskStatus, TaskUpdated, TicketClosed,
-    TicketCommented, TicketEdited, TicketId, TicketLinked, TicketOpened, TicketParked,
-    TicketReopened, TicketUnlinked, Timestamp, Transport, Verdict,
+    EventData, ExitReason, GateRecorded, HarvestOutcome, ModelUsage, PoolAdmitted, PoolConfigured,
+    ReapCause, Relation, RuntimeActivity, RuntimeCancelled, RuntimeCompletedByController,
+    RuntimeDispatched, RuntimeHarvested, RuntimeInputRequested, RuntimeInputSent, RuntimeKilled,
+    RuntimeLaunchAborted, RuntimePooled, RuntimeReaped, RuntimeSessionEnded, RuntimeSignalRejected,
+    RuntimeSignaled, RuntimeSwitched, RuntimeUsageRecorded, SignalRejectReason, TaskAdded,
+    TaskStatus, TaskUpdated, TicketClosed, TicketCommented, TicketEdited, TicketId, TicketLinked,
+    TicketOpened, TicketParked, TicketReopened, TicketUnlinked, Timestamp, Transport, Verdict,
 };
 
 use crate::class::RuntimeClass;
 use crate::config::Config;
 use crate::ledger::EventRef;
 use crate::ledger::{Ledger, Runtime, Ticket};
+use events::ids::POOL_NAME_BYTES_MAX;
+
 use crate::limits::{
     excerpt, EVIDENCE_BYTES_MAX, KEY_BYTES_MAX, LABELS_MAX, NAME_BYTES_MAX, PATH_BYTES_MAX,
     REASON_BYTES_MAX, REJECTED_EXCERPT_BYTES_MAX, TASKS_PER_TICKET_MAX, TEXT_BYTES_MAX,
@@ -151,6 +153,8 @@ pub enum Command {
         cwd: Option<String>,
         /// Kill a live runtime in the same append instead of refusing with `runtime_live`.
         replace: bool,
+        /// Take a slot of this pool (SPEC §14), or be refused `pool_full`.
+        pool: Option<String>,
     },
     Signal {
         runtime_id: String,
@@ -184,6 +188,13 @@ pub enum Command {
     Retry {
         runtime_id: String,
         resume: bool,
+        /// The pool of the new runtime; absent: the retried runtime's pool, if any.
+        pool: Option<String>,
+    },
+    /// Create a pool, or change its capacity (SPEC §14).
+    ConfigurePool {
+        name: String,
+        capacity: u32,
     },
     Complete {
         runtime_id: String,
@@ -224,6 +235,7 @@ impl Command {
         match self.target() {
             Target::Ticket(t) => Some(t.clone()),
             Target::Runtime(r) => ledger.runtime_ticket(r).cloned(),
+            Target::Pool(name) => Some(events::ids::pool_stream(name)),
         }
     }
 
@@ -254,6 +266,7 @@ impl Command {
             | Command::AbortLaunch { runtime_id, .. }
             | Command::RequestInput { runtime_id, .. }
             | Command::EndSession { runtime_id, .. } => Target::Runtime(runtime_id),
+            Command::ConfigurePool { name, .. } => Target::Pool(name),
         }
     }
 }
@@ -261,6 +274,7 @@ impl Command {
 enum Target<'a> {
     Ticket(&'a TicketId),
     Runtime(&'a str),
+    Pool(&'a str),
 }
 
 /// The outcome of a command that was not rejected.
@@ -296,6 +310,16 @@ pub struct Append {
     pub runtime_id: Option<String>,
     /// Dispatch, retry and switch: the turn nonce issued.
     pub nonce: Option<String>,
+    /// More streams in the same atomic append (a dispatch into a pool writes the pool's).
+    pub also: Vec<AlsoAppend>,
+}
+
+/// Another stream's part of an [`Append`], with the version its decision was made against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlsoAppend {
+    pub ticket: TicketId,
+    pub expected_version: u64,
+    pub events: Vec<EventData>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -370,6 +394,21 @@ pub enum Rejection {
         field: &'static str,
         message: String,
     },
+    PoolNotFound {
+        pool: String,
+    },
+    /// Every slot is held: by these live runtimes.
+    PoolFull {
+        pool: String,
+        capacity: u32,
+        holders: Vec<String>,
+    },
+    /// A capacity below the live runtimes holding slots now.
+    PoolInUse {
+        pool: String,
+        capacity: u32,
+        holders: Vec<String>,
+    },
 }
 
 impl Rejection {
@@ -388,6 +427,9 @@ impl Rejection {
             Rejection::TaskExists { .. } => "task_exists",
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::Invalid { .. } => "invalid",
+            Rejection::PoolNotFound { .. } => "pool_not_found",
+            Rejection::PoolFull { .. } => "pool_full",
+            Rejection::PoolInUse { .. } => "pool_in_use",
         }
     }
 
@@ -395,7 +437,8 @@ impl Rejection {
         match self {
             Rejection::TicketNotFound { .. }
             | Rejection::RuntimeNotFound { .. }
-            | Rejection::TaskNotFound { .. } => RejectionKind::NotFound,
+            | Rejection::TaskNotFound { .. }
+            | Rejection::PoolNotFound { .. } => RejectionKind::NotFound,
             Rejection::Invalid { .. } => RejectionKind::Invalid,
             _ => RejectionKind::Conflict,
         }
@@ -418,6 +461,25 @@ impl fmt::Display for Rejection {
             Rejection::TaskNotFound { task_id } => write!(f, "task {task_id} not found"),
             Rejection::TicketClosed { ticket } => write!(f, "ticket {ticket} is closed"),
             Rejection::TicketOpen { ticket } => write!(f, "ticket {ticket} is not closed"),
+            Rejection::PoolNotFound { pool } => write!(f, "pool {pool} not found"),
+            Rejection::PoolFull {
+                pool,
+                capacity,
+                holders,
+            } => write!(
+                f,
+                "pool {pool} is full: {} of {capacity} slots held",
+                holders.len()
+            ),
+            Rejection::PoolInUse {
+                pool,
+                capacity,
+                holders,
+            } => write!(
+                f,
+                "pool {pool} has {} live holders, more than {capacity} slots; shrink it once they end",
+                holders.len()
+            ),
             Rejection::RuntimeLive { runtime_id } => write!(f, "runtime {runtime_id} is live"),
             Rejection::RuntimeEnded { runtime_id, class } => {
                 write!(f, "runtime {runtime_id} has ended ({class})")
@@ -508,7 +570,12 @@ pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision,
             profile,
             model,
         } => switch(ledger, runtime_id, agent, profile, model, ctx),
-        Command::Retry { runtime_id, resume } => retry(ledger, runtime_id, *resume, ctx),
+        Command::Retry {
+            runtime_id,
+            resume,
+            pool,
+        } => retry(ledger, runtime_id, *resume, pool.as_deref(), ctx),
+        Command::ConfigurePool { name, capacity } => configure_pool(ledger, name, *capacity),
         Command::Complete {
             runtime_id,
             reason,
@@ -602,6 +669,7 @@ fn append(t: &Ticket, events: Vec<EventData>) -> Result<Decision, Rejection> {
         events,
         runtime_id: None,
         nonce: None,
+        also: Vec::new(),
     }))
 }
 
@@ -636,6 +704,15 @@ fn open(
     if ledger.tickets.contains_key(id) {
         return Err(Rejection::TicketExists { ticket: id.clone() });
     }
+    if events::ids::is_pool_stream(id) {
+        return Err(Rejection::invalid(
+            "id",
+            format!(
+                "the {}- prefix names pool streams, not tickets",
+                events::ids::POOL_STREAM_PREFIX
+            ),
+        ));
+    }
     title("title", &o.title)?;
     optional("description", o.description.as_deref(), TEXT_BYTES_MAX)?;
     optional("owner", o.owner.as_deref(), NAME_BYTES_MAX)?;
@@ -661,6 +738,7 @@ fn open(
         events: vec![EventData::TicketOpened(o.clone())],
         runtime_id: None,
         nonce: None,
+        also: Vec::new(),
     }))
 }
 
@@ -1006,6 +1084,7 @@ fn dispatch(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision, R
         process_id,
         cwd,
         replace,
+        pool,
     } = cmd
     else {
         return Err(Rejection::invalid("command", "not a dispatch"));
@@ -1068,7 +1147,114 @@ fn dispatch(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision, R
         replaces: t.current_runtime.clone(),
         resume_session: None,
     }));
-    Ok(new_runtime(t, events, ctx))
+    let freed: Vec<&str> = live.iter().map(|r| r.id.as_str()).collect();
+    let also = admission(ledger, t, pool.as_deref(), &freed, ctx, &mut events)?;
+    Ok(new_runtime(t, events, ctx, also))
+}
+
+/// A slot of `pool` for the new runtime: `runtime.pooled` after its dispatch on the ticket's
+/// stream, and the pool stream's part of the append (`pool.admitted` at the pool's version,
+/// so that of two racing dispatches one is re-decided); or `pool_full` with the holders.
+/// `freed` are runtimes the same append ends (a replacing dispatch): their slots pass to the
+/// new runtime instead of counting against it.
+fn admission(
+    ledger: &Ledger,
+    t: &Ticket,
+    pool: Option<&str>,
+    freed: &[&str],
+    ctx: &Context,
+    events: &mut Vec<EventData>,
+) -> Result<Vec<AlsoAppend>, Rejection> {
+    let Some(name) = pool else {
+        return Ok(Vec::new());
+    };
+    let p = ledger
+        .pools
+        .get(name)
+        .ok_or_else(|| Rejection::PoolNotFound {
+            pool: excerpt(name, POOL_NAME_BYTES_MAX).to_owned(),
+        })?;
+    let staying = p
+        .holders
+        .iter()
+        .filter(|h| !freed.contains(&h.as_str()))
+        .count();
+    if staying >= usize::try_from(p.capacity).unwrap_or(usize::MAX) {
+        return Err(Rejection::PoolFull {
+            pool: p.name.clone(),
+            capacity: p.capacity,
+            holders: p.holders.iter().cloned().collect(),
+        });
+    }
+    events.push(EventData::RuntimePooled(RuntimePooled {
+        runtime_id: ctx.runtime_id.clone(),
+        pool: p.name.clone(),
+    }));
+    Ok(vec![AlsoAppend {
+        ticket: p.stream.clone(),
+        expected_version: ledger.pool_stream_version(&p.stream),
+        events: vec![EventData::PoolAdmitted(PoolAdmitted {
+            runtime_id: ctx.runtime_id.clone(),
+            ticket: t.id.as_str().to_owned(),
+        })],
+    }])
+}
+
+/// The most slots a pool may have.
+pub const POOL_CAPACITY_MAX: u32 = 10_000;
+
+fn configure_pool(ledger: &Ledger, name: &str, capacity: u32) -> Result<Decision, Rejection> {
+    if !events::ids::is_pool_name(name) {
+        return Err(Rejection::invalid(
+            "name",
+            format!("1 to {POOL_NAME_BYTES_MAX} characters of A-Z a-z 0-9 _ . -"),
+        ));
+    }
+    if capacity > POOL_CAPACITY_MAX {
+        return Err(Rejection::invalid(
+            "capacity",
+            format!("at most {POOL_CAPACITY_MAX}"),
+        ));
+    }
+    let stream = events::ids::pool_stream(name);
+    if let Some(other) = ledger.pool_streams.get(&stream).filter(|n| *n != name) {
+        return Err(Rejection::invalid(
+            "name",
+            format!("{name:?} shares its stream {stream} with pool {other:?}; choose another name"),
+        ));
+    }
+    let version = ledger.pool_stream_version(&stream);
+    if let Some(p) = ledger.pools.get(name) {
+        let held = p.holders.len();
+        if usize::try_from(capacity).unwrap_or(usize::MAX) < held {
+            // Holders never outnumber the slots: shrink once they have ended.
+            return Err(Rejection::PoolInUse {
+                pool: p.name.clone(),
+                capacity,
+                holders: p.holders.iter().cloned().collect(),
+            });
+        }
+        if p.capacity == capacity {
+            return Ok(Decision::Duplicate(Duplicate {
+                ticket: stream,
+                version,
+                events: Vec::new(),
+                runtime_id: None,
+                nonce: None,
+            }));
+        }
+    }
+    Ok(Decision::Append(Append {
+        ticket: stream,
+        expected_version: version,
+        events: vec![EventData::PoolConfigured(PoolConfigured {
+            name: name.to_owned(),
+            capacity,
+        })],
+        runtime_id: None,
+        nonce: None,
+        also: Vec::new(),
+    }))
 }
 
 fn live_runtimes<'a>(ledger: &'a Ledger, t: &'a Ticket) -> impl Iterator<Item = &'a Runtime> + 'a {
@@ -1088,13 +1274,19 @@ fn duplicate_runtime(t: &Ticket, r: &Runtime) -> Decision {
     })
 }
 
-fn new_runtime(t: &Ticket, events: Vec<EventData>, ctx: &Context) -> Decision {
+fn new_runtime(
+    t: &Ticket,
+    events: Vec<EventData>,
+    ctx: &Context,
+    also: Vec<AlsoAppend>,
+) -> Decision {
     Decision::Append(Append {
         ticket: t.id.clone(),
         expected_version: t.version,
         events,
         runtime_id: Some(ctx.runtime_id.clone()),
         nonce: Some(ctx.nonce.clone()),
+        also,
     })
 }
 
@@ -1368,6 +1560,7 @@ fn switch(
         })],
         runtime_id: Some(r.id.clone()),
         nonce: Some(ctx.nonce.clone()),
+        also: Vec::new(),
     }))
 }
 
@@ -1381,6 +1574,7 @@ fn retry(
     ledger: &Ledger,
     runtime_id: &str,
     resume: bool,
+    pool: Option<&str>,
     ctx: &Context,
 ) -> Result<Decision, Rejection> {
     let (r, t) = find_runtime(ledger, runtime_id)?;
@@ -1443,7 +1637,9 @@ fn retry(
         replaces: Some(r.id.clone()),
         resume_session,
     })];
-    Ok(new_runtime(t, events, ctx))
+    let mut events = events;
+    let also = admission(ledger, t, pool.or(r.pool.as_deref()), &[], ctx, &mut events)?;
+    Ok(new_runtime(t, events, ctx, also))
 }
 
 fn complete(

@@ -55,6 +55,54 @@ pub struct Ledger {
     /// Closed tickets by the position of their close, one map per closed board column.
     pub(crate) closed_done: BTreeMap<u64, TicketId>,
     pub(crate) closed_cancelled: BTreeMap<u64, TicketId>,
+    /// Pools by name (SPEC §14), and the name of each pool stream.
+    pub(crate) pools: BTreeMap<String, Pool>,
+    pub(crate) pool_streams: HashMap<TicketId, String>,
+    /// Every pool stream's version, pool or not (a raw append may write anything there): the
+    /// version a decision on that stream must expect.
+    pub(crate) pool_stream_versions: HashMap<TicketId, u64>,
+}
+
+/// A pool: its capacity and the live runtimes holding its slots. `holders` is an index the
+/// fold keeps from runtime facts (a `pool.admitted` adds a live runtime, the runtime's end
+/// removes it); nothing is ever counted apart from the runtimes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub(crate) name: String,
+    pub(crate) stream: TicketId,
+    pub(crate) capacity: u32,
+    /// Live runtimes in the pool, by runtime id.
+    pub(crate) holders: BTreeSet<String>,
+    /// Since when every slot has been taken (none while a slot is free).
+    pub(crate) full_since: Option<Timestamp>,
+    pub(crate) version: u64,
+    pub(crate) position: u64,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+}
+
+impl Ledger {
+    /// The version of a pool stream (0: nothing written there yet).
+    pub(crate) fn pool_stream_version(&self, stream: &TicketId) -> u64 {
+        self.pool_stream_versions.get(stream).copied().unwrap_or(0)
+    }
+}
+
+impl Pool {
+    /// Full: every slot taken, and at least one (a pool sized 0 admits nobody, but is not
+    /// saturated by anybody).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.holders.is_empty()
+            && self.holders.len() >= usize::try_from(self.capacity).unwrap_or(usize::MAX)
+    }
+
+    fn refresh_full(&mut self, at: Timestamp) {
+        if self.is_full() {
+            self.full_since.get_or_insert(at);
+        } else {
+            self.full_since = None;
+        }
+    }
 }
 
 /// Sort key of a ticket id: prefix, then the number as a number.
@@ -182,6 +230,8 @@ pub(crate) struct Runtime {
     pub(crate) input_requested: Option<InputRequest>,
     /// The first `runtime.session_ended` (recorded once).
     pub(crate) session_end_ref: Option<EventRef>,
+    /// The pool whose slot this runtime holds while it is live (its `pool.admitted`).
+    pub(crate) pool: Option<String>,
     /// What the run spent by model: the latest `runtime.usage_recorded` (it states the whole
     /// spend, so it replaces).
     pub(crate) usage: Vec<ModelUsage>,
@@ -294,9 +344,13 @@ impl Ledger {
         self.tickets.contains_key(id)
     }
 
-    /// The ticket stream version (events folded for it), `None` for an unknown ticket.
+    /// The stream version (events folded for it) of a ticket or a pool stream, `None` for an
+    /// unknown one.
     pub fn ticket_version(&self, id: &TicketId) -> Option<u64> {
-        self.tickets.get(id).map(|t| t.version)
+        self.tickets
+            .get(id)
+            .map(|t| t.version)
+            .or_else(|| self.pool_stream_versions.get(id).copied())
     }
 
     /// Runtime ids in dispatch order from the `from`-th on (an index can follow new runtimes
@@ -331,6 +385,11 @@ impl Ledger {
             return;
         }
         self.position = e.position;
+
+        if events::ids::is_pool_stream(&e.ticket) {
+            self.apply_pool(e);
+            return;
+        }
 
         if let EventData::TicketOpened(o) = &e.data {
             if let Some(t) = self.tickets.get_mut(&e.ticket) {
@@ -557,6 +616,7 @@ impl Ledger {
                         session_end_ref: None,
                         usage: Vec::new(),
                         cost_at: None,
+                        pool: None,
                     },
                 );
             }
@@ -572,9 +632,71 @@ impl Ledger {
                     // runtime's fact as far as the projection is concerned.
                     return;
                 }
+                if let EventData::RuntimePooled(x) = data {
+                    // The slot is taken from the pool's index only if the pool is known here
+                    // (a partial fold for `as_of` folds the ticket's streams, not the pool's).
+                    if r.pool.is_none() {
+                        r.pool = Some(excerpt(&x.pool, EXCERPT_BYTES_MAX).to_owned());
+                        if let Some(pool) = self.pools.get_mut(&x.pool) {
+                            if r.ended.is_none() {
+                                pool.holders.insert(r.id.clone());
+                            }
+                            pool.refresh_full(e.recorded_at);
+                        }
+                    }
+                    return;
+                }
                 let worker_expected = t.closed.is_none() && t.park.is_none() && !t.umbrella;
+                let was_live = r.is_live();
                 apply_runtime(r, &mut t.nonces, data, e, worker_expected);
+                if was_live && !r.is_live() {
+                    // Every way a runtime ends frees its slot: here, from the fact itself.
+                    if let Some(pool) = r.pool.as_ref().and_then(|p| self.pools.get_mut(p)) {
+                        pool.holders.remove(&r.id);
+                        pool.refresh_full(e.recorded_at);
+                    }
+                }
             }
+        }
+    }
+
+    /// An event of a pool stream. Anything but `pool.configured` counts as a version only
+    /// (`pool.admitted` is the pool's record of a dispatch; the slot is the ticket stream's
+    /// `runtime.pooled`); a `pool.configured` naming a pool of another stream is ignored.
+    fn apply_pool(&mut self, e: &RecordedEvent) {
+        let at = e.recorded_at;
+        self.pool_stream_versions
+            .insert(e.ticket.clone(), e.version);
+        if let EventData::PoolConfigured(x) = &e.data {
+            let own_stream = events::ids::pool_stream(&x.name) == e.ticket;
+            let named = self.pool_streams.get(&e.ticket);
+            if own_stream && named.is_none_or(|n| *n == x.name) {
+                if named.is_none() {
+                    self.pool_streams.insert(e.ticket.clone(), x.name.clone());
+                }
+                let pool = self.pools.entry(x.name.clone()).or_insert_with(|| Pool {
+                    name: x.name.clone(),
+                    stream: e.ticket.clone(),
+                    capacity: x.capacity,
+                    holders: BTreeSet::new(),
+                    full_since: None,
+                    version: 0,
+                    position: 0,
+                    created_at: at,
+                    updated_at: at,
+                });
+                pool.capacity = x.capacity;
+                pool.refresh_full(at);
+            }
+        }
+        if let Some(pool) = self
+            .pool_streams
+            .get(&e.ticket)
+            .and_then(|name| self.pools.get_mut(name))
+        {
+            pool.version = e.version;
+            pool.position = e.position;
+            pool.updated_at = at;
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod limits;
 pub mod permissions;
+pub mod pools;
 pub mod rules;
 pub mod sim;
 pub mod views;
@@ -25,11 +26,12 @@ pub use class::RuntimeClass;
 pub use config::Config;
 pub use cost::{CostGroup, CostGroupBy, CostReport, CostView};
 pub use decide::{
-    decide, turn_nonce, Append, Command, Context, Decision, Duplicate, HarvestReport, Rejection,
-    RejectionKind,
+    decide, turn_nonce, AlsoAppend, Append, Command, Context, Decision, Duplicate, HarvestReport,
+    Rejection, RejectionKind,
 };
 pub use ledger::{EventRef, Ledger};
 pub use permissions::{permitted, Action, NotPermitted};
+pub use pools::{PoolHolder, PoolPage, PoolView};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
 pub use views::{
     Board, BoardCard, BoardTotals, ExitView, GateView, Progress, RuntimeFilter, RuntimePage,
@@ -40,4 +42,4 @@ pub use views::{
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
 /// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
 /// of loading an incompatible snapshot.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;

@@ -34,10 +34,12 @@ pub enum Action {
     Complete,
     Input,
     Abort,
+    /// Create a pool or change its capacity (SPEC §14: orchestrators and humans).
+    Pool,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::Open,
         Action::Edit,
         Action::Comment,
@@ -60,6 +62,7 @@ impl Action {
         Action::Complete,
         Action::Input,
         Action::Abort,
+        Action::Pool,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Action {
             Action::Complete => "complete",
             Action::Input => "input",
             Action::Abort => "abort",
+            Action::Pool => "pool",
         }
     }
 }
@@ -115,6 +119,7 @@ impl Command {
             Command::Complete { .. } => Action::Complete,
             Command::Input { .. } => Action::Input,
             Command::AbortLaunch { .. } => Action::Abort,
+            Command::ConfigurePool { .. } => Action::Pool,
             // What an agent's hooks report about itself: activity, in the table's terms.
             Command::RequestInput { .. } | Command::EndSession { .. } => Action::Activity,
         }
@@ -158,7 +163,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
     ),
     (
         ActorKind::Orchestrator,
-        "orchestrators may do what controllers may, and open, edit, link, park, gate, close and reopen tickets",
+        "orchestrators may do what controllers may, open, edit, link, park, gate, close and reopen tickets, and manage pools",
         &[
             RUNTIME,
             &[A::Comment, A::Task],
@@ -171,6 +176,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
                 A::Gate,
                 A::Close,
                 A::Reopen,
+                A::Pool,
             ],
         ],
     ),

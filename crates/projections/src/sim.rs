@@ -68,6 +68,9 @@ impl Sim {
         match &decision {
             Decision::Append(a) => {
                 self.append(&a.ticket, actor, a.events.clone());
+                for also in &a.also {
+                    self.append(&also.ticket, actor, also.events.clone());
+                }
             }
             Decision::Refuse { ticket, record, .. } => {
                 self.append(ticket, actor, record.clone());

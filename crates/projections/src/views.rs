@@ -115,6 +115,8 @@ pub struct RuntimeView {
     /// The current turn nonce; every earlier nonce of the ticket is stale.
     pub nonce: String,
     pub resume_session: Option<String>,
+    /// The pool whose slot the runtime holds while live (SPEC §14).
+    pub pool: Option<String>,
     /// What the run spent, summed over its models.
     pub cost: CostView,
     /// Its spend model by model, as its harvest reported it.
@@ -582,6 +584,7 @@ pub(crate) fn runtime_view(r: &Runtime, now: Timestamp, cfg: &Config) -> Runtime
         replaced_by: r.replaced_by.clone(),
         nonce: r.nonce.clone(),
         resume_session: r.resume_session.clone(),
+        pool: r.pool.clone(),
         cost: Ledger::runtime_cost(r),
         usage: r.usage.clone(),
     }

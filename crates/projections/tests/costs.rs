@@ -195,6 +195,7 @@ fn costs_are_summed_per_runtime_ticket_umbrella_and_group() {
             process_id: None,
             cwd: None,
             replace: false,
+            pool: None,
         },
     );
     let c = w.rt("MC-3");

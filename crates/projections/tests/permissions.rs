@@ -18,12 +18,14 @@ fn spec_row(kind: ActorKind) -> &'static [&'static str] {
             "dispatch", "harvest", "reap", "kill", "cancel", "switch", "retry", "complete",
             "abort", "input", "activity", "comment", "task", "open", "edit", "link", "unlink",
             "park", "gate", "close", "reopen",
+            // SPEC §14: `POST /v1/pools` (orchestrator or human).
+            "pool",
         ],
         ActorKind::Validator => &["gate", "close", "reopen", "comment"],
         ActorKind::Human => &[
             "open", "edit", "comment", "link", "unlink", "park", "gate", "close", "reopen", "task",
             "dispatch", "signal", "activity", "harvest", "reap", "kill", "cancel", "switch",
-            "retry", "complete", "input", "abort",
+            "retry", "complete", "input", "abort", "pool",
         ],
     }
 }
@@ -57,7 +59,7 @@ fn every_kind_times_every_action() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 22);
+    assert_eq!(checked, 6 * 23);
 }
 
 #[test]

@@ -63,8 +63,14 @@ enum Op {
     /// runtime, permission (true) or idle prompt
     RequestInput(usize, bool),
     EndSession(usize),
+    /// Configure pool `p0`/`p1` with a capacity of 0 to 2.
+    Pool(usize, u32),
+    /// Dispatch into a pool: ticket, key, replace, pool.
+    DispatchIn(usize, u8, bool, usize),
     Wait(u16),
 }
+
+const POOLS: [&str; 2] = ["p0", "p1"];
 
 fn op() -> impl Strategy<Value = Op> {
     let t = 0..TICKETS.len();
@@ -91,6 +97,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => r.clone().prop_map(Op::Abort),
         1 => (r.clone(), any::<bool>()).prop_map(|(a, p)| Op::RequestInput(a, p)),
         1 => r.prop_map(Op::EndSession),
+        2 => (0..POOLS.len(), 0u32..3).prop_map(|(p, c)| Op::Pool(p, c)),
+        4 => (t.clone(), 0u8..3, any::<bool>(), 0..POOLS.len()).prop_map(|(a, k, rep, p)| Op::DispatchIn(a, k, rep, p)),
         2 => (0u16..90).prop_map(Op::Wait),
     ]
 }
@@ -284,6 +292,18 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
                 runtime_id: id,
                 reason: "other".into(),
             }),
+            Op::Pool(p, capacity) => Some(Command::ConfigurePool {
+                name: POOLS[*p].to_owned(),
+                capacity: *capacity,
+            }),
+            Op::DispatchIn(t, k, rep, p) => {
+                let mut d =
+                    dispatch_with(TICKETS[*t], &format!("pool-key-{k}"), Transport::Tmux, *rep);
+                if let Command::Dispatch { pool, .. } = &mut d {
+                    *pool = Some(POOLS[*p].to_owned());
+                }
+                Some(d)
+            }
             Op::Wait(m) => {
                 w.sim.advance_ms(u64::from(*m) * MIN);
                 None
@@ -387,6 +407,25 @@ proptest! {
 
     /// After a close, failure_reason stays null in every continuation unless the ticket's
     /// current runtime ended after that close (a new failure).
+    /// SPEC §14: after every command, each pool's holders are exactly the live runtimes
+    /// admitted into it, never more than its capacity, whatever ended the others.
+    #[test]
+    fn pool_holders_are_the_live_runtimes_admitted(ops in ops(100)) {
+        for prefix in 1..=ops.len() {
+            let (w, _) = play(&ops[..prefix]);
+            let l = &w.sim.ledger;
+            let live = l.runtimes(&projections::RuntimeFilter { live: Some(true), ..Default::default() }, None, usize::MAX, w.sim.now, &w.sim.config).runtimes;
+            for p in l.pools().pools {
+                let mut admitted: Vec<String> = live.iter().filter(|r| r.pool.as_deref() == Some(p.name.as_str())).map(|r| r.id.clone()).collect();
+                admitted.sort();
+                let mut holders: Vec<String> = p.holders.iter().map(|h| h.runtime_id.clone()).collect();
+                holders.sort();
+                prop_assert_eq!(&holders, &admitted, "pool {}", p.name);
+                prop_assert!(holders.len() <= usize::try_from(p.capacity).unwrap(), "pool {}: {} holders, capacity {}", p.name, holders.len(), p.capacity);
+            }
+        }
+    }
+
     #[test]
     fn a_close_clears_the_failure_for_good(ops in ops(100)) {
         let (w, history) = play(&ops);
@@ -771,7 +810,8 @@ fn command_builders_cover_every_command() {
             | Command::Activity { .. }
             | Command::AbortLaunch { .. }
             | Command::RequestInput { .. }
-            | Command::EndSession { .. } => true,
+            | Command::EndSession { .. }
+            | Command::ConfigurePool { .. } => true,
         }
     }
     assert!(covered(&comment("MC-1", "x")));

@@ -589,6 +589,7 @@ fn json_shapes() {
             "live",
             "model",
             "nonce",
+            "pool",
             "process_id",
             "profile",
             "provider",

@@ -25,9 +25,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use events::codec::{self, RecordHead};
-use events::{Hash, RecordedEvent, TicketId};
+use events::{Hash, NewEvent, RecordedEvent, TicketId};
 use store::{
-    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, VerifyReport,
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, Part,
+    VerifyReport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -1057,14 +1058,15 @@ async fn stage_and_commit(
         }
         let candidates: Vec<u64> = requests
             .iter()
-            .flat_map(|r| r.events.iter())
+            .flat_map(AppendRequest::all_events)
             .flat_map(|e| cache.id_candidates(&e.id))
             .collect();
         let versions: HashMap<String, u64> = requests
             .iter()
-            .map(|r| {
-                let v = cache.streams.get(&r.ticket).map_or(0, |p| count(p.len()));
-                (r.ticket.to_string(), v)
+            .flat_map(AppendRequest::parts)
+            .map(|part| {
+                let v = cache.streams.get(part.ticket).map_or(0, |p| count(p.len()));
+                (part.ticket.to_string(), v)
             })
             .collect();
         (candidates, versions)
@@ -1092,10 +1094,14 @@ async fn stage_and_commit(
     let mut rows: Vec<Row> = Vec::new();
     let mut staged = Vec::with_capacity(requests.len());
     for request in requests {
-        let known: Vec<Option<RecordedEvent>> = request
-            .events
+        let parts: Vec<Part<'_>> = request.parts().collect();
+        let events: Vec<(&TicketId, &NewEvent)> = parts
             .iter()
-            .map(|e| {
+            .flat_map(|p| p.events.iter().map(move |e| (p.ticket, e)))
+            .collect();
+        let known: Vec<Option<RecordedEvent>> = events
+            .iter()
+            .map(|(_, e)| {
                 existing.get(&e.id).cloned().or_else(|| {
                     rows.iter()
                         .find(|r| r.event.id == e.id)
@@ -1104,13 +1110,18 @@ async fn stage_and_commit(
             })
             .collect();
         let found = known.iter().filter(|k| k.is_some()).count();
-        if found == request.events.len() {
-            let mut all: Vec<RecordedEvent> = known.into_iter().flatten().collect();
-            if let Some(other) = all.iter().find(|e| e.ticket != request.ticket) {
+        if found == events.len() {
+            let misplaced = known
+                .iter()
+                .flatten()
+                .zip(&events)
+                .find(|(original, (ticket, _))| original.ticket != **ticket);
+            if let Some((other, _)) = misplaced {
                 staged.push(Staged::Refused(LogError::IdConflict {
                     id: other.id.clone(),
                 }));
             } else {
+                let mut all: Vec<RecordedEvent> = known.into_iter().flatten().collect();
                 all.sort_by_key(|e| e.position);
                 staged.push(Staged::Duplicate(all));
             }
@@ -1118,57 +1129,65 @@ async fn stage_and_commit(
         }
         if let Some(i) = known.iter().position(Option::is_some) {
             staged.push(Staged::Refused(LogError::IdConflict {
-                id: request.events[i].id.clone(),
+                id: events[i].1.id.clone(),
             }));
             continue;
         }
-        let current = versions.get(request.ticket.as_str()).copied().unwrap_or(0);
-        if let Some(expected) = request.expected_version {
-            if expected != current {
-                staged.push(Staged::Refused(LogError::VersionConflict {
-                    ticket: request.ticket.to_string(),
+        let currents: Vec<u64> = parts
+            .iter()
+            .map(|p| versions.get(p.ticket.as_str()).copied().unwrap_or(0))
+            .collect();
+        let conflict = parts.iter().zip(&currents).find_map(|(part, &current)| {
+            part.expected_version
+                .filter(|&expected| expected != current)
+                .map(|expected| LogError::VersionConflict {
+                    ticket: part.ticket.to_string(),
                     expected,
                     actual: current,
-                }));
-                continue;
-            }
+                })
+        });
+        if let Some(e) = conflict {
+            staged.push(Staged::Refused(e));
+            continue;
         }
-        let mut encoded = Vec::with_capacity(request.events.len());
+        let mut encoded = Vec::with_capacity(events.len());
         let mut chain = hash;
         let mut refused = None;
-        for (k, event) in request.events.iter().enumerate() {
-            let head = RecordHead {
-                position: position + count(k) + 1,
-                ticket: &request.ticket,
-                version: current + count(k) + 1,
-                id: &event.id,
-                recorded_at: event.recorded_at,
-                actor: &event.actor,
-                token_id: event.token_id.as_deref(),
-            };
-            let mut record = Vec::new();
-            match codec::encode_record(&mut record, &chain, &head, &event.data) {
-                Ok(h) => {
-                    encoded.push(Row {
-                        event: RecordedEvent {
-                            position: head.position,
-                            ticket: request.ticket.clone(),
-                            version: head.version,
-                            id: event.id.clone(),
-                            recorded_at: event.recorded_at,
-                            actor: event.actor.clone(),
-                            token_id: event.token_id.clone(),
-                            data: event.data.clone(),
-                            prev_hash: chain,
-                            hash: h,
-                        },
-                        record,
-                    });
-                    chain = h;
-                }
-                Err(e) => {
-                    refused = Some(LogError::from(e));
-                    break;
+        'parts: for (part, &current) in parts.iter().zip(&currents) {
+            for (k, event) in part.events.iter().enumerate() {
+                let head = RecordHead {
+                    position: position + count(encoded.len()) + 1,
+                    ticket: part.ticket,
+                    version: current + count(k) + 1,
+                    id: &event.id,
+                    recorded_at: event.recorded_at,
+                    actor: &event.actor,
+                    token_id: event.token_id.as_deref(),
+                };
+                let mut record = Vec::new();
+                match codec::encode_record(&mut record, &chain, &head, &event.data) {
+                    Ok(h) => {
+                        encoded.push(Row {
+                            event: RecordedEvent {
+                                position: head.position,
+                                ticket: part.ticket.clone(),
+                                version: head.version,
+                                id: event.id.clone(),
+                                recorded_at: event.recorded_at,
+                                actor: event.actor.clone(),
+                                token_id: event.token_id.clone(),
+                                data: event.data.clone(),
+                                prev_hash: chain,
+                                hash: h,
+                            },
+                            record,
+                        });
+                        chain = h;
+                    }
+                    Err(e) => {
+                        refused = Some(LogError::from(e));
+                        break 'parts;
+                    }
                 }
             }
         }
@@ -1181,7 +1200,9 @@ async fn stage_and_commit(
         });
         position += count(encoded.len());
         hash = chain;
-        versions.insert(request.ticket.to_string(), current + count(encoded.len()));
+        for (part, &current) in parts.iter().zip(&currents) {
+            versions.insert(part.ticket.to_string(), current + count(part.events.len()));
+        }
         rows.extend(encoded);
     }
     if rows.is_empty() {

@@ -52,6 +52,7 @@ fn main() {
                     };
                     let ticket = TicketId::parse(&format!("BENCH-{}", i % 10_000)).expect("ticket");
                     log.append_async(AppendRequest {
+                        also: Vec::new(),
                         ticket,
                         expected_version: None,
                         events: vec![event],

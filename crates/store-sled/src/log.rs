@@ -35,8 +35,11 @@ use events::codec;
 use events::codec::RecordHead;
 use events::envelope::{Hash, RecordedEvent};
 use events::ids::{is_event_id, TicketId};
+use events::NewEvent;
 use store::LogError;
-use store::{validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
+use store::{
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, Part, VerifyReport,
+};
 
 const BLOB_FORMAT_V1: u8 = 1;
 const TAG_LOG: u8 = b'L';
@@ -1042,9 +1045,9 @@ impl Writer {
     /// Stages one append; false once the flusher has failed.
     fn handle(&mut self, request: Request) -> bool {
         let Request { append, reply } = request;
-        let ids: Vec<IdHash> = append.events.iter().map(|e| id_hash(&e.id)).collect();
+        let ids: Vec<IdHash> = append.all_events().map(|e| id_hash(&e.id)).collect();
         match self.check(&append, &ids) {
-            Ok(Check::New(current)) => self.stage(append, &ids, current, reply),
+            Ok(Check::New(currents)) => self.stage(append, &ids, &currents, reply),
             Ok(Check::Duplicate(events)) => self.answer(
                 reply,
                 Ok(Appended {
@@ -1056,11 +1059,20 @@ impl Writer {
         }
     }
 
-    /// Dedupe and the expected version, against everything indexed (durable or staged).
+    /// Dedupe and every stream's expected version, against everything indexed (durable or
+    /// staged).
     fn check(&self, append: &AppendRequest, ids: &[IdHash]) -> Result<Check, LogError> {
-        let (current, hits) = {
+        let parts: Vec<Part<'_>> = append.parts().collect();
+        let events: Vec<(&TicketId, &NewEvent)> = parts
+            .iter()
+            .flat_map(|p| p.events.iter().map(move |e| (p.ticket, e)))
+            .collect();
+        let (currents, hits) = {
             let index = self.index.read().expect("index lock is never poisoned");
-            let current = count(index.stream(&append.ticket).len());
+            let currents: Vec<u64> = parts
+                .iter()
+                .map(|p| count(index.stream(p.ticket).len()))
+                .collect();
             let mut hits = Vec::new();
             for (i, &id) in ids.iter().enumerate() {
                 for p in index.id_candidates(id) {
@@ -1070,46 +1082,50 @@ impl Writer {
                     hits.push((i, loc));
                 }
             }
-            (current, hits)
+            (currents, hits)
         };
         // Dedupe first: a retry of an applied append must not be refused for its version.
         let mut originals: Vec<Option<RecordedEvent>> = Vec::new();
         if !hits.is_empty() {
-            originals.resize(append.events.len(), None);
+            originals.resize(events.len(), None);
             for (i, loc) in hits {
                 // A hash hit is only a candidate: confirm it on the record itself.
                 let event = self.read_record(loc)?;
-                if event.id == append.events[i].id {
+                if event.id == events[i].1.id {
                     originals[i] = Some(event);
                 }
             }
         }
         let existing = originals.iter().filter(|o| o.is_some()).count();
-        if existing > 0 && existing == append.events.len() {
-            let mut all: Vec<RecordedEvent> = originals.into_iter().flatten().collect();
-            if let Some(other) = all.iter().find(|e| e.ticket != append.ticket) {
-                return Err(LogError::IdConflict {
-                    id: other.id.clone(),
-                });
+        if existing > 0 && existing == events.len() {
+            for (original, (ticket, _)) in originals.iter().flatten().zip(&events) {
+                if original.ticket != **ticket {
+                    return Err(LogError::IdConflict {
+                        id: original.id.clone(),
+                    });
+                }
             }
+            let mut all: Vec<RecordedEvent> = originals.into_iter().flatten().collect();
             all.sort_by_key(|e| e.position);
             return Ok(Check::Duplicate(all));
         }
         if let Some(i) = originals.iter().position(Option::is_some) {
             return Err(LogError::IdConflict {
-                id: append.events[i].id.clone(),
+                id: events[i].1.id.clone(),
             });
         }
-        if let Some(expected) = append.expected_version {
-            if expected != current {
-                return Err(LogError::VersionConflict {
-                    ticket: append.ticket.to_string(),
-                    expected,
-                    actual: current,
-                });
+        for (part, &current) in parts.iter().zip(&currents) {
+            if let Some(expected) = part.expected_version {
+                if expected != current {
+                    return Err(LogError::VersionConflict {
+                        ticket: part.ticket.to_string(),
+                        expected,
+                        actual: current,
+                    });
+                }
             }
         }
-        Ok(Check::New(current))
+        Ok(Check::New(currents))
     }
 
     /// A record that may be staged (open commit), in flight (taken by the flusher) or in sled.
@@ -1147,8 +1163,15 @@ impl Writer {
         true
     }
 
-    /// Encodes, chains and indexes a checked append into the open commit.
-    fn stage(&mut self, append: AppendRequest, ids: &[IdHash], current: u64, reply: Reply) -> bool {
+    /// Encodes, chains and indexes a checked append into the open commit: every stream's part,
+    /// in order, in one contiguous range of positions (one commit, so all or nothing on disk).
+    fn stage(
+        &mut self,
+        append: AppendRequest,
+        ids: &[IdHash],
+        currents: &[u64],
+        reply: Reply,
+    ) -> bool {
         let mut state = self.shared.lock();
         while state.open.is_full(&self.config) && state.failed.is_none() {
             state = self
@@ -1172,16 +1195,24 @@ impl Writer {
             commit.blob_first = self.position + 1;
         }
         let blob_first = commit.blob_first;
+        // Each event's stream and version.
+        let placed: Vec<(TicketId, u64)> = append
+            .parts()
+            .zip(currents)
+            .flat_map(|(part, &current)| {
+                (0..part.events.len()).map(move |k| (part.ticket.clone(), current + count(k) + 1))
+            })
+            .collect();
         // Encode every event before indexing any, so a refused event leaves no trace.
         let mut position = self.position;
         let mut hash = self.hash;
-        let mut spans = Vec::with_capacity(append.events.len());
-        for (k, event) in append.events.iter().enumerate() {
+        let mut spans = Vec::with_capacity(placed.len());
+        for (event, (ticket, version)) in append.all_events().zip(&placed) {
             let offset = commit.blob.len();
             let head = RecordHead {
                 position: position + 1,
-                ticket: &append.ticket,
-                version: current + count(k) + 1,
+                ticket,
+                version: *version,
                 id: &event.id,
                 recorded_at: event.recorded_at,
                 actor: &event.actor,
@@ -1213,30 +1244,34 @@ impl Writer {
         }
         {
             let mut index = self.index.write().expect("index lock is never poisoned");
-            for (&id, &(_, _, offset, len)) in ids.iter().zip(&spans) {
-                index.push(blob_first, &append.ticket, id, offset, len);
-                self.pending.push(blob_first, &append.ticket, id, len);
+            for ((&id, &(_, _, offset, len)), (ticket, _)) in ids.iter().zip(&spans).zip(&placed) {
+                index.push(blob_first, ticket, id, offset, len);
+                self.pending.push(blob_first, ticket, id, len);
             }
         }
         // The answer owns the events: moved, not cloned.
         let first_position = self.position + 1;
-        let AppendRequest { ticket, events, .. } = append;
+        let AppendRequest { events, also, .. } = append;
         let recorded: Vec<RecordedEvent> = events
             .into_iter()
+            .chain(also.into_iter().flat_map(|a| a.events))
             .zip(spans)
+            .zip(placed)
             .enumerate()
-            .map(|(k, (event, (prev_hash, hash, _, _)))| RecordedEvent {
-                position: first_position + count(k),
-                ticket: ticket.clone(),
-                version: current + count(k) + 1,
-                id: event.id,
-                recorded_at: event.recorded_at,
-                actor: event.actor,
-                token_id: event.token_id,
-                data: event.data,
-                prev_hash,
-                hash,
-            })
+            .map(
+                |(k, ((event, (prev_hash, hash, _, _)), (ticket, version)))| RecordedEvent {
+                    position: first_position + count(k),
+                    ticket,
+                    version,
+                    id: event.id,
+                    recorded_at: event.recorded_at,
+                    actor: event.actor,
+                    token_id: event.token_id,
+                    data: event.data,
+                    prev_hash,
+                    hash,
+                },
+            )
             .collect();
         self.position = position;
         self.hash = hash;
@@ -1258,7 +1293,7 @@ impl Writer {
 }
 
 enum Check {
-    /// Not seen before; the stream's current version.
-    New(u64),
+    /// Not seen before; each stream's current version, in the order of the parts.
+    New(Vec<u64>),
     Duplicate(Vec<RecordedEvent>),
 }

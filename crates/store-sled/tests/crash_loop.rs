@@ -1,7 +1,8 @@
 //! Crash loop: the test re-runs itself as a child that appends from many tasks and reports
 //! every acknowledged event; the parent SIGKILLs it at a random moment, reopens the log and
 //! checks that nothing acknowledged is lost, positions are gapless, the chain verifies and no
-//! append is half visible. 30 iterations by default, 300 with `MC_LEDGER_SLOW_TESTS=1`.
+//! append is half visible — a multi-stream append (a quarter of them span two tickets) never
+//! leaves one stream's part without the other's. 30 iterations by default, 300 with `MC_LEDGER_SLOW_TESTS=1`.
 //! Replay a run with `MC_LEDGER_CRASH_SEED=<seed>`.
 
 mod common;
@@ -65,6 +66,7 @@ fn crash_loop_loses_no_acknowledged_event() {
     // id -> position of every event any child reported as acknowledged (in the current dir).
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut acked_total = 0;
+    let mut two_stream_appends = 0;
     for iteration in 0..iterations {
         // Ten crashes per directory: recovery after recovery, with bounded verify cost.
         if iteration % 10 == 0 && iteration > 0 {
@@ -118,19 +120,25 @@ fn crash_loop_loses_no_acknowledged_event() {
             assert_eq!(event.position, *position, "seed {seed}: {id} moved");
         }
         // No partial append: ids are `<append>:<k>of<m>`; every append is whole or absent.
-        let mut appends: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        let mut appends: BTreeMap<&str, (usize, usize, Vec<&str>)> = BTreeMap::new();
         for e in &all {
             if let Some((append, part)) = e.id.rsplit_once(':') {
                 let m: usize = part.split_once("of").unwrap().1.parse().unwrap();
-                let entry = appends.entry(append).or_insert((0, m));
+                let entry = appends.entry(append).or_insert((0, m, Vec::new()));
                 entry.0 += 1;
+                if !entry.2.contains(&e.ticket.as_str()) {
+                    entry.2.push(e.ticket.as_str());
+                }
             }
         }
-        for (append, (seen, of)) in appends {
+        for (append, (seen, of, streams)) in appends {
             assert_eq!(
                 seen, of,
-                "seed {seed} iteration {iteration}: append {append} is partial"
+                "seed {seed} iteration {iteration}: append {append} is partial ({streams:?})"
             );
+            if streams.len() > 1 {
+                two_stream_appends += 1;
+            }
         }
         log.verify()
             .unwrap_or_else(|e| panic!("seed {seed} iteration {iteration}: verify: {e}"));
@@ -140,7 +148,14 @@ fn crash_loop_loses_no_acknowledged_event() {
         acked_total > 100,
         "seed {seed}: the children acknowledged only {acked_total} events"
     );
-    println!("crash loop: {acked_total} acknowledged events survived {iterations} SIGKILLs");
+    assert!(
+        two_stream_appends > 0,
+        "seed {seed}: no two-stream append reached the log"
+    );
+    println!(
+        "crash loop: {acked_total} acknowledged events survived {iterations} SIGKILLs; \
+         {two_stream_appends} two-stream appends found whole after reopening"
+    );
 }
 
 /// The child: 32 tasks append 1–3 events each as fast as they can, printing acks.
@@ -176,7 +191,17 @@ fn crash_child() {
                         })
                         .collect();
                     let ticket = format!("MC-{}", (task * 7 + n) % 50);
-                    match log.append_async(append(&ticket, None, events)).await {
+                    // Every fourth append of two or more events spans two streams: its first
+                    // event on `ticket`, the rest on a second one, all or nothing.
+                    let request = if n.is_multiple_of(4) && m > 1 {
+                        let mut events: Vec<NewEvent> = events;
+                        let rest = events.split_off(1);
+                        let other = format!("MC-{}", 50 + (task + n) % 50);
+                        append_also(append(&ticket, None, events), &other, None, rest)
+                    } else {
+                        append(&ticket, None, events)
+                    };
+                    match log.append_async(request).await {
                         Ok(a) => {
                             let mut out = std::io::stdout().lock();
                             for e in &a.events {

@@ -25,6 +25,8 @@ pub enum LogError {
     InvalidTimestamp { millis: u64 },
     #[error("an append needs at least one event")]
     EmptyAppend,
+    #[error("stream {ticket} appears twice in one append")]
+    StreamTwiceInAppend { ticket: String },
     #[error("{count} events in one append; at most {max}")]
     TooManyEvents { count: usize, max: usize },
     #[error("event data of {bytes} bytes; at most {max}")]
@@ -53,6 +55,7 @@ impl LogError {
             LogError::InvalidTokenId { .. } => "invalid_token_id",
             LogError::InvalidTimestamp { .. } => "invalid_timestamp",
             LogError::EmptyAppend => "empty_append",
+            LogError::StreamTwiceInAppend { .. } => "stream_twice_in_append",
             LogError::TooManyEvents { .. } => "too_many_events",
             LogError::EventTooLarge { .. } => "event_too_large",
             LogError::Corruption { .. } => "corruption",

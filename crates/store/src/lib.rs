@@ -21,13 +21,73 @@ pub use error::LogError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Events for one ticket stream, appended atomically.
+/// Events for one stream, appended atomically; with `also`, for several streams at once.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
     pub ticket: TicketId,
     /// The stream version the caller saw; `Some(0)` means "the stream must not exist yet".
     pub expected_version: Option<u64>,
     pub events: Vec<NewEvent>,
+    /// Further streams in the same append (a dispatch into a pool writes the ticket's stream
+    /// and the pool's): every stream's expected version holds or nothing is appended, and the
+    /// events of all of them take one contiguous range of positions, this request's first.
+    pub also: Vec<StreamAppend>,
+}
+
+/// One more stream of a multi-stream [`AppendRequest`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub ticket: TicketId,
+    pub expected_version: Option<u64>,
+    pub events: Vec<NewEvent>,
+}
+
+/// One stream's part of an append, as the stores walk them.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    pub ticket: &'a TicketId,
+    pub expected_version: Option<u64>,
+    pub events: &'a [NewEvent],
+}
+
+impl AppendRequest {
+    /// One stream's append.
+    pub fn new(ticket: TicketId, expected_version: Option<u64>, events: Vec<NewEvent>) -> Self {
+        AppendRequest {
+            ticket,
+            expected_version,
+            events,
+            also: Vec::new(),
+        }
+    }
+
+    /// Every stream's part, the first stream first.
+    pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        std::iter::once(Part {
+            ticket: &self.ticket,
+            expected_version: self.expected_version,
+            events: &self.events,
+        })
+        .chain(self.also.iter().map(|a| Part {
+            ticket: &a.ticket,
+            expected_version: a.expected_version,
+            events: &a.events,
+        }))
+    }
+
+    /// Every event of every part, in the order they are appended.
+    pub fn all_events(&self) -> impl Iterator<Item = &NewEvent> {
+        self.parts().flat_map(|p| p.events.iter())
+    }
+
+    /// How many events the append holds.
+    pub fn len(&self) -> usize {
+        self.parts().map(|p| p.events.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What an append did. `duplicate` is true when every event id already existed: `events`
@@ -96,18 +156,28 @@ pub trait EventStore: EventReader {
 /// Limits every append is checked against before it reaches a store's writer (every store
 /// applies the same ones, so a request is refused the same way whichever store serves it).
 pub fn validate(append: &AppendRequest) -> Result<(), LogError> {
-    if append.events.is_empty() {
-        return Err(LogError::EmptyAppend);
+    let parts: Vec<Part<'_>> = append.parts().collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.events.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        if parts[..i].iter().any(|p| p.ticket == part.ticket) {
+            return Err(LogError::StreamTwiceInAppend {
+                ticket: part.ticket.to_string(),
+            });
+        }
     }
-    if append.events.len() > EVENTS_PER_APPEND_MAX {
+    let total = append.len();
+    if total > EVENTS_PER_APPEND_MAX {
         return Err(LogError::TooManyEvents {
-            count: append.events.len(),
+            count: total,
             max: EVENTS_PER_APPEND_MAX,
         });
     }
-    for (i, event) in append.events.iter().enumerate() {
+    let all: Vec<&NewEvent> = append.all_events().collect();
+    for (i, event) in all.iter().enumerate() {
         check_event(event)?;
-        if append.events[..i].iter().any(|e| e.id == event.id) {
+        if all[..i].iter().any(|e| e.id == event.id) {
             return Err(LogError::DuplicateIdInAppend {
                 id: event.id.clone(),
             });

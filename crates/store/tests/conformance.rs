@@ -272,6 +272,104 @@ fn rows() -> Vec<Row> {
             then: Err("invalid_actor"),
         },
         Row {
+            name: "two streams at once: one range of positions, a version each",
+            given: vec![append("MC-1", None, vec![comment("a", "1")])],
+            when: append_also(
+                append("MC-1", Some(1), vec![comment("b", "2")]),
+                "MC-2",
+                Some(0),
+                vec![comment("c", "1"), comment("d", "2")],
+            ),
+            then: Ok((2, 2, false)),
+        },
+        Row {
+            name: "two streams, the second's version wrong: nothing appended",
+            given: vec![append("MC-2", None, vec![comment("a", "1")])],
+            when: append_also(
+                append("MC-1", Some(0), vec![comment("b", "1")]),
+                "MC-2",
+                Some(0),
+                vec![comment("c", "1")],
+            ),
+            then: Err("version_conflict"),
+        },
+        Row {
+            name: "two streams, the first's version wrong: nothing appended",
+            given: vec![append("MC-1", None, vec![comment("a", "1")])],
+            when: append_also(
+                append("MC-1", Some(0), vec![comment("b", "1")]),
+                "MC-2",
+                Some(0),
+                vec![comment("c", "1")],
+            ),
+            then: Err("version_conflict"),
+        },
+        Row {
+            name: "a two-stream append again: the originals",
+            given: vec![append_also(
+                append("MC-1", None, vec![comment("a", "1")]),
+                "MC-2",
+                None,
+                vec![comment("b", "1")],
+            )],
+            when: append_also(
+                append("MC-1", Some(0), vec![comment("a", "1")]),
+                "MC-2",
+                Some(0),
+                vec![comment("b", "1")],
+            ),
+            then: Ok((1, 1, true)),
+        },
+        Row {
+            name: "a two-stream append's ids on each other's streams",
+            given: vec![append_also(
+                append("MC-1", None, vec![comment("a", "1")]),
+                "MC-2",
+                None,
+                vec![comment("b", "1")],
+            )],
+            when: append_also(
+                append("MC-1", None, vec![comment("b", "1")]),
+                "MC-2",
+                None,
+                vec![comment("a", "1")],
+            ),
+            then: Err("event_id_conflict"),
+        },
+        Row {
+            name: "one stream twice in an append",
+            given: vec![],
+            when: append_also(
+                append("MC-1", None, vec![comment("a", "1")]),
+                "MC-1",
+                None,
+                vec![comment("b", "1")],
+            ),
+            then: Err("stream_twice_in_append"),
+        },
+        Row {
+            name: "an empty second stream",
+            given: vec![],
+            when: append_also(
+                append("MC-1", None, vec![comment("a", "1")]),
+                "MC-2",
+                None,
+                vec![],
+            ),
+            then: Err("empty_append"),
+        },
+        Row {
+            name: "one id in two streams of an append",
+            given: vec![],
+            when: append_also(
+                append("MC-1", None, vec![comment("a", "1")]),
+                "MC-2",
+                None,
+                vec![comment("a", "2")],
+            ),
+            then: Err("duplicate_event_id"),
+        },
+        Row {
             name: "a time past year 9999",
             given: vec![],
             when: append(
@@ -410,6 +508,13 @@ enum Op {
         n: u8,
         expect: Expect,
     },
+    /// Append one event to each of two tickets in one append; `wrong` gives the second a wrong
+    /// expected version (then neither stream gets anything).
+    Pair {
+        a: u8,
+        b: u8,
+        wrong: bool,
+    },
     /// Re-send an earlier append (by index into what was accepted).
     Retry {
         pick: prop::sample::Index,
@@ -428,6 +533,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..4, 1u8..4, prop_oneof![Just(Expect::None), Just(Expect::Right), Just(Expect::Wrong)])
             .prop_map(|(t, n, expect)| Op::Append { t, n, expect }),
+        2 => (0u8..4, 0u8..4, any::<bool>()).prop_map(|(a, b, wrong)| Op::Pair { a, b: if a == b { (b + 1) % 4 } else { b }, wrong }),
         2 => any::<prop::sample::Index>().prop_map(|pick| Op::Retry { pick }),
         1 => Just(Op::Reopen),
     ]
@@ -479,6 +585,34 @@ proptest! {
                     }
                     model.accepted.push((request, positions));
                 }
+                Op::Pair { a, b, wrong } => {
+                    let (ta, tb) = (format!("MC-{a}"), format!("MC-{b}"));
+                    let va = model.versions.get(&ta).copied().unwrap_or(0);
+                    let vb = model.versions.get(&tb).copied().unwrap_or(0);
+                    next_id += 2;
+                    let request = append_also(
+                        append(&ta, Some(va), vec![comment(&format!("id{}", next_id - 1), "a")]),
+                        &tb,
+                        Some(if wrong { vb + 1 } else { vb }),
+                        vec![comment(&format!("id{next_id}"), "b")],
+                    );
+                    let result = log.append_blocking(request.clone());
+                    if wrong {
+                        prop_assert_eq!(result.map_err(|e| e.code()).err(), Some("version_conflict"));
+                        continue;
+                    }
+                    let appended = result.unwrap();
+                    let mut positions = Vec::new();
+                    for (event, ticket) in appended.events.iter().zip([&ta, &tb]) {
+                        let version = model.versions.entry(ticket.clone()).or_insert(0);
+                        *version += 1;
+                        let position = u64::try_from(model.log.len()).unwrap() + 1;
+                        prop_assert_eq!((event.ticket.as_str(), event.position, event.version), (ticket.as_str(), position, *version));
+                        model.log.insert(position, (ticket.clone(), *version, event.id.clone()));
+                        positions.push(position);
+                    }
+                    model.accepted.push((request, positions));
+                }
                 Op::Retry { pick } => {
                     if model.accepted.is_empty() { continue; }
                     let (request, positions) = model.accepted[pick.index(model.accepted.len())].clone();
@@ -520,6 +654,67 @@ fn racing_appenders_one_winner_per_version() {
             .expect("runtime")
             .block_on(race(backend.open()))
     });
+}
+
+/// Racers each append to their own ticket and, in the same append, to one shared stream at
+/// the version they saw (a dispatch into a pool): one wins each round, and a loser's own
+/// ticket gets nothing either.
+#[test]
+fn racing_two_stream_appends_take_the_shared_version_once() {
+    on_both(|backend| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(race_pair(backend.open()))
+    });
+}
+
+async fn race_pair(log: Arc<dyn Store>) {
+    const RACERS: u64 = 8;
+    const ROUNDS: u64 = 10;
+    for round in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for racer in 0..RACERS {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let own = format!("MC-{}", 100 + round * RACERS + racer);
+                let request = append_also(
+                    append(
+                        &own,
+                        Some(0),
+                        vec![comment(&format!("o{round}-{racer}"), "own")],
+                    ),
+                    "MC-1",
+                    Some(round),
+                    vec![comment(&format!("s{round}-{racer}"), "shared")],
+                );
+                (own, log.append(request).await)
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            let (own, result) = task.await.unwrap();
+            let own = TicketId::parse(&own).unwrap();
+            match result {
+                Ok(a) => {
+                    assert_eq!(a.events.len(), 2);
+                    assert_eq!(a.events[1].version, round + 1);
+                    assert_eq!(a.events[1].position, a.events[0].position + 1);
+                    assert_eq!(log.stream_version(&own).unwrap(), 1);
+                    wins += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), "version_conflict");
+                    assert_eq!(log.stream_version(&own).unwrap(), 0, "all or nothing");
+                }
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+    assert_eq!(log.head(), ROUNDS * 2);
+    log.verify().unwrap();
 }
 
 async fn race(log: Arc<dyn Store>) {

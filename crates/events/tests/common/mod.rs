@@ -380,6 +380,15 @@ pub fn event_data() -> impl Strategy<Value = EventData> {
                         .collect(),
                 }
             )),
+        (text(), any::<u32>()).prop_map(|(name, capacity)| EventData::PoolConfigured(
+            PoolConfigured { name, capacity }
+        )),
+        (rt(), text()).prop_map(
+            |(runtime_id, ticket)| EventData::PoolAdmitted(PoolAdmitted { runtime_id, ticket })
+        ),
+        (rt(), text()).prop_map(
+            |(runtime_id, pool)| EventData::RuntimePooled(RuntimePooled { runtime_id, pool })
+        ),
     ]
 }
 
@@ -533,6 +542,18 @@ pub fn one_of_each() -> Vec<EventData> {
                 output_tokens: 3_107,
                 cost_usd: Some(0.0842),
             }],
+        }),
+        EventData::PoolConfigured(PoolConfigured {
+            name: "gpu".into(),
+            capacity: 4,
+        }),
+        EventData::PoolAdmitted(PoolAdmitted {
+            runtime_id: "rt_01JDFIXTURE".into(),
+            ticket: "MC-4030".into(),
+        }),
+        EventData::RuntimePooled(RuntimePooled {
+            runtime_id: "rt_01JDFIXTURE".into(),
+            pool: "gpu".into(),
         }),
     ]
 }

@@ -99,7 +99,11 @@ impl World {
             .ledger
             .alerts(self.sim.now, &self.sim.config)
             .iter()
-            .map(|a| format!("{}:{}", a.kind.as_str(), a.ticket))
+            .map(|a| match (&a.ticket, &a.pool) {
+                (Some(t), _) => format!("{}:{t}", a.kind.as_str()),
+                (None, Some(p)) => format!("{}:pool {p}", a.kind.as_str()),
+                (None, None) => a.kind.as_str().to_owned(),
+            })
             .collect()
     }
 }
@@ -213,6 +217,7 @@ pub(crate) fn dispatch_with(
         process_id: None,
         cwd: Some("/home/lucienne/workspace/mission-control".to_owned()),
         replace,
+        pool: None,
     }
 }
 
@@ -281,9 +286,14 @@ pub(crate) fn switch(runtime_id: &str) -> Command {
 }
 
 pub(crate) fn retry(runtime_id: &str, resume: bool) -> Command {
+    retry_in(runtime_id, resume, None)
+}
+
+pub(crate) fn retry_in(runtime_id: &str, resume: bool, pool: Option<&str>) -> Command {
     Command::Retry {
         runtime_id: runtime_id.to_owned(),
         resume,
+        pool: pool.map(str::to_owned),
     }
 }
 
