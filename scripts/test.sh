@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the workspace. What the tests drive for real is made ready first:
 # - tmux (tests/watch.rs), installed with apt-get when missing;
+# - Debian's chromium and npm's playwright-core in target/browser (tests/console_browser.rs:
+#   the console in headless Chromium; scripts/install-browser.sh);
 # - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
 #   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
 #   when missing), and curl for the dispatcher script they run under;
@@ -37,6 +39,7 @@ if [ -z "${MC_LEDGER_TEST_PG:-}" ]; then
     su postgres -c "createdb test" 2>/dev/null || createdb -h 127.0.0.1 -U postgres test
   fi
 fi
+scripts/install-browser.sh target/browser >&2
 if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
   if ! command -v curl >/dev/null 2>&1; then
     apt_install curl

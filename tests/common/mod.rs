@@ -13,9 +13,18 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    /// Every header, names lower-cased.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -100,8 +109,10 @@ fn parse(raw: &[u8]) -> Reply {
         .unwrap_or(0);
     let mut content_type = String::new();
     let mut chunked = false;
+    let mut headers = Vec::new();
     for line in head.lines().skip(1) {
         let (k, v) = line.split_once(':').unwrap_or((line, ""));
+        headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
         match k.to_ascii_lowercase().as_str() {
             "content-type" => content_type = v.trim().to_owned(),
             "transfer-encoding" => chunked = v.trim().eq_ignore_ascii_case("chunked"),
@@ -117,6 +128,7 @@ fn parse(raw: &[u8]) -> Reply {
         status,
         content_type,
         body,
+        headers,
     }
 }
 
@@ -135,6 +147,14 @@ fn dechunk(mut s: &str) -> String {
 
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, None, None)
+}
+
+pub fn post_with_token(addr: SocketAddr, path: &str, body: &Value, token: &str) -> Reply {
+    request(addr, "POST", path, Some(&body.to_string()), Some(token))
+}
+
+pub fn get_with_headers(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    try_request_with(addr, "GET", path, None, None, headers).expect("connect")
 }
 
 pub fn post(addr: SocketAddr, path: &str, body: &Value) -> Reply {

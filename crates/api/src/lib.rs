@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod commands;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod home;

@@ -30,7 +30,7 @@ fn page(limit: Option<usize>) -> Result<usize, AppError> {
 
 /// Brings the projections up to the durable head, so a read after a write sees it. This folds
 /// into memory; it never appends.
-fn fresh(r: &ReadState) -> Result<(), AppError> {
+pub(crate) fn fresh(r: &ReadState) -> Result<(), AppError> {
     r.shared.catch_up()?;
     Ok(())
 }
@@ -103,7 +103,7 @@ pub struct AsOfQuery {
 /// every ticket a link or park tied to it: `Ledger::sources`), in position order. Folding them
 /// gives the ticket what a fold of the whole log would, at a cost that grows with the ticket's
 /// own history rather than with the log.
-fn related_events(
+pub(crate) fn related_events(
     r: &ReadState,
     ticket: &TicketId,
     position: u64,

@@ -89,6 +89,7 @@ pub fn app(state: AppState) -> Router {
     let (router, document) = routes();
     crate::openapi::publish(&document);
     router
+        .merge(crate::console::routes())
         .fallback(|| async { AppError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(
@@ -102,11 +103,22 @@ pub fn app(state: AppState) -> Router {
             auth::middleware,
         ))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(nosniff))
         .layer(axum::middleware::from_fn(request_timeout))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             CONCURRENT_REQUESTS_MAX,
         ))
         .with_state(state)
+}
+
+/// `X-Content-Type-Options: nosniff` on every response: a browser never guesses a type.
+async fn nosniff(request: Request, next: Next) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Answers 408 in problem+json when a handler takes longer than `REQUEST_TIMEOUT_MS`. An

@@ -2,6 +2,7 @@
 //! always reported beside a baseline measured in the same run, because this machine is
 //! shared and noisy and single absolute timings are not stable.
 
+mod console;
 mod http;
 mod peers;
 mod rebuild;
@@ -33,6 +34,22 @@ pub enum BenchCommand {
     Rebuild(RebuildArgs),
     /// Sustained mixed load on the real binary: throughput, p99 and RSS per interval.
     Soak(crate::soak::SoakArgs),
+    /// The console's server time (board, ticket pages, lists) on a big generated ledger.
+    Console(ConsoleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConsoleArgs {
+    /// Events in the generated log (20 per ticket).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Requests per page.
+    #[arg(long, default_value_t = 30)]
+    pub runs: usize,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -139,6 +156,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(h) => crate::http::run(h),
         BenchCommand::Peers(p) => crate::peers::run(p),
         BenchCommand::Soak(s) => crate::soak::run(s),
+        BenchCommand::Console(c) => crate::console::run(c),
     }
 }
 

@@ -153,6 +153,13 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let data_dir = dir.join("data");
     let tickets = args.events.div_ceil(EVENTS_PER_TICKET).max(1);
     let build = Instant::now();
+    build_log(&data_dir, tickets)?;
+    let build = build.elapsed();
+    rebuild_and_start(&data_dir, tickets, build, args.json)
+}
+
+/// Writes `tickets` generated ticket stories (20 events each) into a sled log at `data_dir`.
+pub(crate) fn build_log(data_dir: &std::path::Path, tickets: usize) -> anyhow::Result<()> {
     {
         let log = Arc::new(Log::open(&data_dir.join("log"), LogConfig::default())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -188,8 +195,15 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
         })?;
         log.close()?;
     }
-    let build = build.elapsed();
+    Ok(())
+}
 
+fn rebuild_and_start(
+    data_dir: &std::path::Path,
+    tickets: usize,
+    build: std::time::Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
     // Cold: a fresh open of the log, fold everything.
     let rss_before = rss_bytes();
     let cold = Instant::now();
@@ -211,15 +225,15 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let fold_only = fold_only.elapsed();
     drop(decoded);
     let anchor = api::state::anchor_hash(&reader, events)?;
-    api::snapshot::write_pending(&data_dir, &folded, anchor)?.commit()?;
-    let snapshot_bytes = std::fs::metadata(api::snapshot::path(&data_dir))?.len();
+    api::snapshot::write_pending(data_dir, &folded, anchor)?.commit()?;
+    let snapshot_bytes = std::fs::metadata(api::snapshot::path(data_dir))?.len();
     drop((again, folded, ledger, reader));
     log.close()?;
     drop(log);
 
     // Start-up of a server over this log with a current snapshot.
     let startup = Instant::now();
-    let opened = api::server::open(&data_dir)?;
+    let opened = api::server::open(data_dir)?;
     let startup = startup.elapsed();
     let served = opened.state.read.shared.read(|l| l.position());
     anyhow::ensure!(
@@ -244,6 +258,6 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
         "build_events_per_s": per_second(count, build).round(),
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, json_out);
     Ok(())
 }

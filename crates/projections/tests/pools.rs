@@ -64,7 +64,11 @@ fn every_ending_frees_the_slot() {
     for (name, end) in endings {
         let mut w = World::new();
         let rt = two_slots_one_held(&mut w);
-        assert_eq!(holders(&w, "gpu"), std::slice::from_ref(&rt), "{name}: given");
+        assert_eq!(
+            holders(&w, "gpu"),
+            std::slice::from_ref(&rt),
+            "{name}: given"
+        );
         let before = w.sim.log.len();
         let Decision::Append(a) = w.run(&controller(), end(&rt)) else {
             panic!("{name}: appended")

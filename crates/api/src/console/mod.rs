@@ -1,0 +1,447 @@
+//! The operator console (SPEC §11): server-rendered pages at `/`, `/tickets/{id}`,
+//! `/runtimes`, `/alerts` and `/events`, and their two assets, built into the binary. The
+//! pages read the same projections as the API; a little script (`app.js`) follows the event
+//! stream and swaps each page's `main` in place, asks for a token when the server has tokens
+//! (kept in `sessionStorage`), and sends the actions the token may take, each after a
+//! confirmation.
+//!
+//! Safety: maud escapes every value; `Content-Security-Policy` allows scripts, styles and
+//! connections from this origin only (no inline script or style); `nosniff` on everything.
+
+pub mod pages;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use events::{EventData, TicketId};
+use maud::Markup;
+use projections::{permitted, Action, RuntimeFilter};
+
+use crate::auth::{Caller, Scope};
+use crate::reads::{fresh, related_events};
+use crate::state::{now, AppState};
+
+pub const APP_JS: &str = include_str!("app.js");
+pub const STYLE_CSS: &str = include_str!("style.css");
+
+/// Everything from this origin, nothing inline, no frames, no plugins.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// The header a page's script sends to get only the page's `main` back.
+pub const FRAGMENT_HEADER: &str = "x-console-fragment";
+
+/// Events shown on the event log page.
+const EVENT_LOG_MAX: usize = 100;
+/// Runtimes listed as recently dispatched.
+const RECENT_RUNTIMES_MAX: usize = 100;
+
+/// Paths the console serves. Without a token they answer a page that asks for one (or the
+/// assets); with one, the token is checked like any read.
+pub fn is_console_path(path: &str) -> bool {
+    matches!(path, "/" | "/runtimes" | "/alerts" | "/events")
+        || path.starts_with("/tickets/")
+        || path.starts_with("/console/")
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(board))
+        .route("/tickets/{id}", get(ticket))
+        .route("/runtimes", get(runtimes))
+        .route("/alerts", get(alerts))
+        .route("/events", get(event_log))
+        .route("/console/app.js", get(app_js))
+        .route("/console/style.css", get(style_css))
+}
+
+/// Who is looking: the loopback server without tokens, or a token's caller.
+enum Viewer<'a> {
+    Open,
+    Token(&'a Caller),
+}
+
+fn viewer<'a>(app: &AppState, caller: Option<&'a Extension<Caller>>) -> Option<Viewer<'a>> {
+    if app.auth.is_open() {
+        return Some(Viewer::Open);
+    }
+    caller.map(|c| Viewer::Token(&c.0))
+}
+
+fn allowed(viewer: &Viewer<'_>, app: &AppState, ticket: &TicketId) -> pages::Allowed {
+    match viewer {
+        Viewer::Open => pages::Allowed {
+            comment: true,
+            close: true,
+            park: true,
+            retry: true,
+            kill: true,
+        },
+        Viewer::Token(c) if c.scope < Scope::Write => pages::Allowed::default(),
+        Viewer::Token(c) if c.runtime.is_some() => {
+            // A runtime token may comment on its own ticket, nothing else here.
+            let own = c.runtime.as_deref().is_some_and(|rt| {
+                app.read
+                    .shared
+                    .read(|l| l.runtime_ticket(rt).is_some_and(|t| t == ticket))
+            });
+            pages::Allowed {
+                comment: own,
+                ..pages::Allowed::default()
+            }
+        }
+        Viewer::Token(c) => {
+            let may = |a: Action| permitted(c.actor.kind, a).is_ok();
+            pages::Allowed {
+                comment: may(Action::Comment),
+                close: may(Action::Close),
+                park: may(Action::Park),
+                retry: may(Action::Retry),
+                kill: may(Action::Kill),
+            }
+        }
+    }
+}
+
+fn secured(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A page: the whole document, or only its `main` when the page's script asks.
+fn page(
+    app: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    current: &str,
+    main: Markup,
+) -> Response {
+    let position = app.read.shared.read(projections::Ledger::position);
+    let fragment = headers.contains_key(FRAGMENT_HEADER);
+    let body = if fragment {
+        main.into_string()
+    } else {
+        pages::layout(title, current, position, app.auth.is_open(), main).into_string()
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
+        response.headers_mut().insert("x-ledger-position", v);
+    }
+    secured(response)
+}
+
+/// The sign-in page (a fragment request without a token is a 401 for the script).
+fn sign_in(app: &AppState, headers: &HeaderMap, title: &str, current: &str) -> Response {
+    let status = if headers.contains_key(FRAGMENT_HEADER) {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    page(app, headers, status, title, current, pages::token_prompt())
+}
+
+fn unavailable(app: &AppState, headers: &HeaderMap, e: &crate::error::AppError) -> Response {
+    let main = pages::not_found(&format!("The ledger cannot be read now: {}", e.detail));
+    page(
+        app,
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "",
+        main,
+    )
+}
+
+async fn board(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    if viewer(&app, caller.as_ref()).is_none() {
+        return sign_in(&app, &headers, "Board", "/");
+    }
+    if let Err(e) = fresh(&app.read) {
+        return unavailable(&app, &headers, &e);
+    }
+    let cfg = &app.read.shared.config;
+    let at = now();
+    let (board, alerts) = app.read.shared.read(|l| {
+        (
+            l.board(at, cfg, projections::BOARD_CLOSED_DEFAULT),
+            l.alerts(at, cfg),
+        )
+    });
+    page(
+        &app,
+        &headers,
+        StatusCode::OK,
+        "Board",
+        "/",
+        pages::board(&board, &alerts),
+    )
+}
+
+/// `?as_of=N`, or nothing; anything else is refused.
+fn as_of_query(query: Option<&str>) -> Result<Option<u64>, String> {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let mut as_of = None;
+    for pair in q.split('&') {
+        match pair.split_once('=') {
+            Some(("as_of", v)) if as_of.is_none() => {
+                as_of = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| "as_of must be a log position (a whole number)".to_owned())?,
+                );
+            }
+            _ => return Err("the ticket page takes only ?as_of=POSITION".to_owned()),
+        }
+    }
+    Ok(as_of)
+}
+
+async fn ticket(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let title = format!("Ticket {id:.32}");
+    let Some(viewer) = viewer(&app, caller.as_ref()) else {
+        return sign_in(&app, &headers, &title, "");
+    };
+    let bad = |status: StatusCode, message: String| {
+        page(
+            &app,
+            &headers,
+            status,
+            "Not found",
+            "",
+            pages::not_found(&message),
+        )
+    };
+    let Ok(ticket) = TicketId::parse(&id) else {
+        return bad(
+            StatusCode::NOT_FOUND,
+            format!("{id:.64} is not a ticket id."),
+        );
+    };
+    let as_of = match as_of_query(query.as_deref()) {
+        Ok(a) => a,
+        Err(message) => return bad(StatusCode::BAD_REQUEST, message),
+    };
+    if let Err(e) = fresh(&app.read) {
+        return unavailable(&app, &headers, &e);
+    }
+    let shared = &app.read.shared;
+    let cfg = &shared.config;
+    if !shared.read(|l| l.contains_ticket(&ticket)) {
+        return bad(StatusCode::NOT_FOUND, format!("No ticket {ticket}."));
+    }
+    let head = shared.reader.head();
+    if as_of.is_some_and(|p| p > head) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!("The log ends at position {head}."),
+        );
+    }
+    // The ticket's streams up to the head: the timeline steps through them; `as_of` folds the
+    // prefix up to its position.
+    let all = match related_events(&app.read, &ticket, head) {
+        Ok(e) => e,
+        Err(e) => {
+            let status = e.status;
+            return bad(status, e.detail);
+        }
+    };
+    let full = projections::timeline(&all, &ticket, cfg);
+    let at = now();
+    let views = |l: &projections::Ledger| {
+        let view = l.ticket_view(&ticket, at, cfg);
+        let runtimes: Vec<_> = view
+            .as_ref()
+            .map(|v| {
+                v.runtime_ids
+                    .iter()
+                    .filter_map(|r| l.runtime_view(r, at, cfg))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (view, runtimes)
+    };
+    let (view, runtimes, events, timeline, steps) = match as_of {
+        None => {
+            let (view, runtimes) = shared.read(views);
+            (view, runtimes, all, full, None)
+        }
+        Some(p) => {
+            let events: Vec<_> = all.into_iter().filter(|e| e.position <= p).collect();
+            let (view, runtimes) = views(&projections::as_of(&events, p));
+            let prev = full.iter().rev().map(|e| e.event.position).find(|&q| q < p);
+            let next = full.iter().map(|e| e.event.position).find(|&q| q > p);
+            let timeline = full.into_iter().filter(|e| e.event.position <= p).collect();
+            (view, runtimes, events, timeline, Some((p, prev, next)))
+        }
+    };
+    let Some(view) = view else {
+        return bad(
+            StatusCode::NOT_FOUND,
+            format!("{ticket} did not exist yet at that position."),
+        );
+    };
+    let comments: Vec<_> = events
+        .iter()
+        .filter(|e| e.ticket == ticket && matches!(e.data, EventData::TicketCommented(_)))
+        .cloned()
+        .collect();
+    let as_of = steps;
+    let main = pages::ticket(&pages::TicketPage {
+        view: &view,
+        runtimes: &runtimes,
+        comments: &comments,
+        timeline: &timeline,
+        as_of,
+        allowed: allowed(&viewer, &app, &ticket),
+        open: app.auth.is_open(),
+    });
+    page(&app, &headers, StatusCode::OK, &title, "", main)
+}
+
+async fn runtimes(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    if viewer(&app, caller.as_ref()).is_none() {
+        return sign_in(&app, &headers, "Runtimes", "/runtimes");
+    }
+    if let Err(e) = fresh(&app.read) {
+        return unavailable(&app, &headers, &e);
+    }
+    let cfg = &app.read.shared.config;
+    let at = now();
+    let (live, recent) = app.read.shared.read(|l| {
+        let live = l
+            .runtimes(
+                &RuntimeFilter {
+                    live: Some(true),
+                    ..RuntimeFilter::default()
+                },
+                None,
+                1_000,
+                at,
+                cfg,
+            )
+            .runtimes;
+        let all = l.runtime_count();
+        let recent: Vec<_> = l
+            .runtime_ids_from(all.saturating_sub(RECENT_RUNTIMES_MAX))
+            .iter()
+            .rev()
+            .filter_map(|id| l.runtime_view(id, at, cfg))
+            .collect();
+        (live, recent)
+    });
+    page(
+        &app,
+        &headers,
+        StatusCode::OK,
+        "Runtimes",
+        "/runtimes",
+        pages::runtimes(&live, &recent),
+    )
+}
+
+async fn alerts(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    if viewer(&app, caller.as_ref()).is_none() {
+        return sign_in(&app, &headers, "Alerts", "/alerts");
+    }
+    if let Err(e) = fresh(&app.read) {
+        return unavailable(&app, &headers, &e);
+    }
+    let cfg = &app.read.shared.config;
+    let at = now();
+    let (alerts, pools) = app
+        .read
+        .shared
+        .read(|l| (l.alerts(at, cfg), l.pools().pools));
+    page(
+        &app,
+        &headers,
+        StatusCode::OK,
+        "Alerts",
+        "/alerts",
+        pages::alerts(&alerts, &pools),
+    )
+}
+
+async fn event_log(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    if viewer(&app, caller.as_ref()).is_none() {
+        return sign_in(&app, &headers, "Event log", "/events");
+    }
+    let reader = &app.read.shared.reader;
+    let head = reader.head();
+    let after = head.saturating_sub(u64::try_from(EVENT_LOG_MAX).unwrap_or(u64::MAX));
+    match reader.read_after(after, EVENT_LOG_MAX) {
+        Ok(events) => page(
+            &app,
+            &headers,
+            StatusCode::OK,
+            "Event log",
+            "/events",
+            pages::events(&events),
+        ),
+        Err(e) => unavailable(&app, &headers, &crate::error::AppError::from(e)),
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css() -> Response {
+    asset("text/css; charset=utf-8", STYLE_CSS)
+}
