@@ -266,3 +266,104 @@ fn the_hook_command_never_fails_the_agent() {
     eprintln!("hook with the server hung returned after {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+fn hook_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let event = prop_oneof![
+        Just("Stop".to_owned()),
+        Just("SubagentStop".to_owned()),
+        Just("Notification".to_owned()),
+        Just("SessionEnd".to_owned()),
+        Just("agent-turn-complete".to_owned()),
+        "[A-Za-z]{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,40}".prop_map(Value::String),
+        Just(json!("DONE: shipped")),
+        Just(json!("{\"mc_signal\": {\"verdict\": \"REVIEW\"}}")),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_-]{1,24}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let fields = prop_oneof![
+        Just("hook_event_name".to_owned()),
+        Just("type".to_owned()),
+        Just("last_assistant_message".to_owned()),
+        Just("last-assistant-message".to_owned()),
+        Just("notification_type".to_owned()),
+        Just("reason".to_owned()),
+        Just("message".to_owned()),
+        "[a-z_]{1,12}",
+    ];
+    (
+        event,
+        proptest::collection::vec((fields, value.clone()), 0..6),
+        any::<bool>(),
+        value,
+    )
+        .prop_map(|(event, fields, object, other)| {
+            if !object {
+                return other;
+            }
+            let mut map = serde_json::Map::new();
+            map.insert("hook_event_name".into(), json!(event));
+            map.insert("type".into(), json!(event));
+            for (k, v) in fields {
+                map.insert(k, v);
+            }
+            Value::Object(map)
+        })
+}
+
+/// Fuzz: whatever JSON reaches a hook route, of a live, an ended or an unknown runtime, the
+/// answer is never a 5xx (and the server stays up). The seed is logged.
+#[test]
+fn hook_routes_fuzzed_never_fail() {
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    let server = start_temp();
+    let (live, _) = dispatched(server.addr, "MC-1");
+    let (ended, _) = dispatched(server.addr, "MC-2");
+    let r = post(
+        server.addr,
+        &format!("/v1/runtimes/{ended}/kill"),
+        &with_actor(json!({"reason": "r"}), "ops", "human"),
+    );
+    assert_eq!(r.status, 201);
+    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+                .into()
+        });
+    println!("hook fuzz seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    let mut runner = TestRunner::new(Config {
+        cases: 400,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    });
+    let runtimes = [live, ended, "rt_unknown".to_owned()];
+    runner
+        .run(
+            &(hook_json(), 0..3usize, proptest::bool::ANY),
+            |(body, which, codex)| {
+                let agent = if codex { "codex" } else { "claude" };
+                let path = format!("/v1/runtimes/{}/hooks/{agent}", runtimes[which]);
+                let r = post(server.addr, &path, &body);
+                proptest::prop_assert!(r.status < 500, "{path} {body}: {} {}", r.status, r.body);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(get(server.addr, "/healthz").status, 200);
+}

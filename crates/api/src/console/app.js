@@ -40,6 +40,11 @@
         say("The token was refused; sign in again.");
         return false;
       }
+      const type = r.headers.get("content-type") || "";
+      if (!r.ok || !type.startsWith("text/html")) {
+        say("The server answered " + r.status + "; showing the last good page.");
+        return false;
+      }
       const html = await r.text();
       const focused = document.activeElement && document.activeElement.id;
       main.innerHTML = html;
@@ -75,6 +80,11 @@
           headers: headers({ Accept: "text/event-stream" }),
           cache: "no-store",
         });
+        if (r.status === 401) {
+          sessionStorage.removeItem(KEY);
+          say("The token was refused; reload to sign in again.");
+          return;
+        }
         if (!r.ok || !r.body) throw new Error("stream answered " + r.status);
         say("Live.");
         const reader = r.body.getReader();

@@ -133,7 +133,24 @@ fn page(
     current: &str,
     main: Markup,
 ) -> Response {
-    let position = app.read.shared.read(projections::Ledger::position);
+    page_at(app, headers, status, title, current, main, true)
+}
+
+/// `show_position`: false for the sign-in page, which tells nothing about the log.
+fn page_at(
+    app: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    current: &str,
+    main: Markup,
+    show_position: bool,
+) -> Response {
+    let position = if show_position {
+        app.read.shared.read(projections::Ledger::position)
+    } else {
+        0
+    };
     let fragment = headers.contains_key(FRAGMENT_HEADER);
     let body = if fragment {
         main.into_string()
@@ -159,7 +176,15 @@ fn sign_in(app: &AppState, headers: &HeaderMap, title: &str, current: &str) -> R
     } else {
         StatusCode::OK
     };
-    page(app, headers, status, title, current, pages::token_prompt())
+    page_at(
+        app,
+        headers,
+        status,
+        title,
+        current,
+        pages::token_prompt(),
+        false,
+    )
 }
 
 fn unavailable(app: &AppState, headers: &HeaderMap, e: &crate::error::AppError) -> Response {
@@ -300,7 +325,20 @@ async fn ticket(
         }
         Some(p) => {
             let events: Vec<_> = all.into_iter().filter(|e| e.position <= p).collect();
-            let (view, runtimes) = views(&projections::as_of(&events, p));
+            // The past is judged at its own time (as the API's `as_of` does): live classes
+            // and time-based failures as they were then.
+            let then = events.last().map_or(at, |e| e.recorded_at);
+            let past = projections::as_of(&events, p);
+            let view = past.ticket_view(&ticket, then, cfg);
+            let runtimes: Vec<_> = view
+                .as_ref()
+                .map(|v| {
+                    v.runtime_ids
+                        .iter()
+                        .filter_map(|r| past.runtime_view(r, then, cfg))
+                        .collect()
+                })
+                .unwrap_or_default();
             let prev = full.iter().rev().map(|e| e.event.position).find(|&q| q < p);
             let next = full.iter().map(|e| e.event.position).find(|&q| q > p);
             let timeline = full.into_iter().filter(|e| e.event.position <= p).collect();

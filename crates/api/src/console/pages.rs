@@ -76,10 +76,12 @@ pub fn layout(title: &str, current: &str, position: u64, open: bool, main: Marku
 pub fn token_prompt() -> Markup {
     html! {
         h1 { "Sign in" }
-        form #token-form {
+        // No `name` on the field and `post`: a form sent before the script runs (or without
+        // it) never puts the token in a URL.
+        form #token-form method="post" {
             p { "This ledger needs an API token. It is kept in this browser tab only." }
             label for="token" { "API token" }
-            input #token name="token" type="password" autocomplete="off" required;
+            input #token type="password" autocomplete="off" required;
             button type="submit" { "Use token" }
         }
     }
@@ -431,10 +433,12 @@ pub fn ticket(p: &TicketPage<'_>) -> Markup {
                             (form("retry", &format!("/v1/runtimes/{}/retry", r.id), &format!("Retry runtime {}?", r.id), p.open, html! {
                                 button type="submit" { "Retry" }
                             }))
-                            (form("resume", &format!("/v1/runtimes/{}/retry", r.id), &format!("Resume runtime {}'s session?", r.id), p.open, html! {
-                                input type="hidden" name="resume" value="true";
-                                button type="submit" { "Resume" }
-                            }))
+                            @if r.exit.as_ref().and_then(|e| e.session_id.as_ref()).or(r.resume_session.as_ref()).is_some() {
+                                (form("resume", &format!("/v1/runtimes/{}/retry", r.id), &format!("Resume runtime {}'s session?", r.id), p.open, html! {
+                                    input type="hidden" name="resume" value="true";
+                                    button type="submit" { "Resume" }
+                                }))
+                            }
                         }
                     }
                 }
