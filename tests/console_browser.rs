@@ -124,17 +124,7 @@ fn console_routes_fuzzed_never_fail_or_drop_their_headers() {
     let data = dir.path().display().to_string();
     mc_ledger_ok(&["demo", "--data-dir", &data]);
     let server = start_in_process(dir.path());
-    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-                .into()
-        });
-    println!("console fuzz seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    let seed = logged_seed("console fuzz");
     let config = ProptestConfig {
         cases: 300,
         rng_seed: proptest::test_runner::RngSeed::Fixed(seed),

@@ -336,17 +336,7 @@ fn hook_routes_fuzzed_never_fail() {
         &with_actor(json!({"reason": "r"}), "ops", "human"),
     );
     assert_eq!(r.status, 201);
-    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-                .into()
-        });
-    println!("hook fuzz seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    let seed = logged_seed("hook fuzz");
     let mut runner = TestRunner::new(Config {
         cases: 400,
         rng_seed: RngSeed::Fixed(seed),

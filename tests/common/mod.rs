@@ -301,3 +301,20 @@ pub fn mc_ledger_ok(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The seed of a randomized test: `PROPTEST_RNG_SEED` to replay one, else from the clock;
+/// printed, so every run can be replayed.
+pub fn logged_seed(what: &str) -> u64 {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+                .into()
+        });
+    println!("{what} seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    seed
+}

@@ -199,16 +199,30 @@ fn unavailable(app: &AppState, headers: &HeaderMap, e: &crate::error::AppError) 
     )
 }
 
+/// What a list page answers instead of itself: the sign-in form when nobody may look, 503
+/// when the projections cannot catch up; `None` when it may render.
+fn gate(
+    app: &AppState,
+    caller: Option<&Extension<Caller>>,
+    headers: &HeaderMap,
+    title: &str,
+    current: &str,
+) -> Option<Response> {
+    if viewer(app, caller).is_none() {
+        return Some(sign_in(app, headers, title, current));
+    }
+    fresh(&app.read)
+        .err()
+        .map(|e| unavailable(app, headers, &e))
+}
+
 async fn board(
     State(app): State<AppState>,
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if viewer(&app, caller.as_ref()).is_none() {
-        return sign_in(&app, &headers, "Board", "/");
-    }
-    if let Err(e) = fresh(&app.read) {
-        return unavailable(&app, &headers, &e);
+    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Board", "/") {
+        return answer;
     }
     let cfg = &app.read.shared.config;
     let at = now();
@@ -305,7 +319,7 @@ async fn ticket(
     };
     let full = projections::timeline(&all, &ticket, cfg);
     let at = now();
-    let views = |l: &projections::Ledger| {
+    let views = |l: &projections::Ledger, at| {
         let view = l.ticket_view(&ticket, at, cfg);
         let runtimes: Vec<_> = view
             .as_ref()
@@ -320,7 +334,7 @@ async fn ticket(
     };
     let (view, runtimes, events, timeline, steps) = match as_of {
         None => {
-            let (view, runtimes) = shared.read(views);
+            let (view, runtimes) = shared.read(|l| views(l, at));
             (view, runtimes, all, full, None)
         }
         Some(p) => {
@@ -328,17 +342,7 @@ async fn ticket(
             // The past is judged at its own time (as the API's `as_of` does): live classes
             // and time-based failures as they were then.
             let then = events.last().map_or(at, |e| e.recorded_at);
-            let past = projections::as_of(&events, p);
-            let view = past.ticket_view(&ticket, then, cfg);
-            let runtimes: Vec<_> = view
-                .as_ref()
-                .map(|v| {
-                    v.runtime_ids
-                        .iter()
-                        .filter_map(|r| past.runtime_view(r, then, cfg))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let (view, runtimes) = views(&projections::as_of(&events, p), then);
             let prev = full.iter().rev().map(|e| e.event.position).find(|&q| q < p);
             let next = full.iter().map(|e| e.event.position).find(|&q| q > p);
             let timeline = full.into_iter().filter(|e| e.event.position <= p).collect();
@@ -374,11 +378,8 @@ async fn runtimes(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if viewer(&app, caller.as_ref()).is_none() {
-        return sign_in(&app, &headers, "Runtimes", "/runtimes");
-    }
-    if let Err(e) = fresh(&app.read) {
-        return unavailable(&app, &headers, &e);
+    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Runtimes", "/runtimes") {
+        return answer;
     }
     let cfg = &app.read.shared.config;
     let at = now();
@@ -419,11 +420,8 @@ async fn alerts(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if viewer(&app, caller.as_ref()).is_none() {
-        return sign_in(&app, &headers, "Alerts", "/alerts");
-    }
-    if let Err(e) = fresh(&app.read) {
-        return unavailable(&app, &headers, &e);
+    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Alerts", "/alerts") {
+        return answer;
     }
     let cfg = &app.read.shared.config;
     let at = now();
