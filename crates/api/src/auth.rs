@@ -16,17 +16,20 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::RequestExt;
 use events::{Actor, ActorKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::{Named, On, RouteTable};
 use crate::error::AppError;
 use crate::home::Home;
 use crate::state::AppState;
+use projections::Operation;
 
 /// How often every server reads the tokens again.
 pub const RELOAD_MS: u64 = 250;
@@ -34,15 +37,8 @@ pub const RELOAD_MS: u64 = 250;
 pub const FAILURES_PER_MINUTE_MAX: u32 = 20;
 const TOKENS: &str = "tokens.jsonl";
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Read,
-    Write,
-    Admin,
-}
+/// A token's scope; the rules that use it are `projections::authorize`'s.
+pub use projections::Scope;
 
 /// One line of `tokens.jsonl`: a token, or a token's revocation. Lines written before tokens
 /// had ids and kinds (`{name, scope, hash}`) still load, as humans.
@@ -183,10 +179,6 @@ pub(crate) enum Verdict {
 }
 
 impl Auth {
-    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Auth> {
-        Auth::load_from(&Home::Dir(data_dir.to_owned()))
-    }
-
     /// The tokens kept in a store's home (a file, or a row every replica shares).
     pub fn load_from(home: &Home) -> anyhow::Result<Auth> {
         let auth = Auth {
@@ -254,6 +246,23 @@ impl Auth {
     /// No token was ever seen: loopback mode, without authentication.
     pub fn is_open(&self) -> bool {
         !self.configured.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether a caller accepted earlier would still be accepted now: its token not revoked
+    /// nor expired (as last reloaded), a runtime token's runtime not ended. An open stream
+    /// asks this every [`crate::sse::RECHECK_MS`] and ends when the answer is no.
+    pub fn still_valid(&self, caller: &Caller, shared: &crate::state::Shared, now_ms: u64) -> bool {
+        if let Some(runtime) = &caller.runtime {
+            if shared.catch_up().is_err() {
+                return false;
+            }
+            return shared.read(|l| l.runtime_owner(runtime).is_some_and(|(_, _, live)| live));
+        }
+        self.current().list.iter().any(|t| {
+            t.info.id == caller.token_id
+                && t.info.revoked_at.is_none()
+                && t.info.expires_at.is_none_or(|at| now_ms < at)
+        })
     }
 
     /// Every token, without secrets, oldest first.
@@ -414,34 +423,39 @@ pub fn list_tokens_in(home: &Home) -> anyhow::Result<Vec<TokenInfo>> {
         .collect())
 }
 
-/// The scope a request needs: reads `read`, writes `write`, admin paths `admin`; health
-/// checks need none. `/openapi.json` states it per operation from this same function.
-pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    if path == "/healthz" || path == "/readyz" || path == "/openapi.json" {
-        return None;
-    }
-    if path.starts_with("/v1/admin") || (path.ends_with("/events") && method == Method::POST) {
-        return Some(Scope::Admin);
-    }
-    if method == Method::GET || method == Method::HEAD {
-        Some(Scope::Read)
-    } else {
-        Some(Scope::Write)
-    }
-}
-
 fn unauthorized(code: &'static str, detail: String) -> Response {
     AppError::new(StatusCode::UNAUTHORIZED, code, detail).into_response()
 }
 
-pub async fn middleware(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+/// What the auth middleware needs: the server and every route's declaration.
+#[derive(Clone)]
+pub struct Gate {
+    pub app: AppState,
+    pub routes: Arc<RouteTable>,
+}
+
+/// Resolves the token to a [`Caller`] and asks the one authorization point
+/// (`projections::authorize`) about the route's declared operation and the target its path
+/// names; only then does the request reach its handler.
+pub async fn middleware(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let app = &gate.app;
     let auth = &app.auth;
     if auth.is_open() {
         return next.run(request).await;
     }
-    let Some(needed) = required_scope(request.method(), request.uri().path()) else {
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let decl = matched
+        .as_deref()
+        .and_then(|path| gate.routes.lookup(request.method(), path));
+    // A path no route matched (404) or a method it does not take (405): a valid token of any
+    // scope, then the fallback answers.
+    let op = decl.map_or(Operation::Read, |d| d.op);
+    if op == Operation::Public {
         return next.run(request).await;
-    };
+    }
     let now_ms = crate::state::now().millis();
     let minute = now_ms / 60_000;
     // A server always knows its peers; a router driven in process (tests) does not, and is
@@ -456,21 +470,18 @@ pub async fn middleware(State(app): State<AppState>, mut request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    // The console's pages and assets load without a token (a browser cannot add one to a
+    // navigation); they then show a sign-in form and no data. With a token they are reads.
+    if presented.is_none() && op.open_without_token() {
+        return next.run(request).await;
+    }
     let verdict = match presented {
         None => Verdict::Unknown,
         Some(secret) if secret.starts_with(crate::runtime_token::PREFIX) => {
-            crate::runtime_token::verdict(&app, secret)
+            crate::runtime_token::verdict(app, secret)
         }
         Some(secret) => auth.verdict(secret, now_ms),
     };
-    // The console's pages and assets load without a token (a browser cannot add one to a
-    // navigation); they then show a sign-in form and no data. With a token they are reads.
-    if presented.is_none()
-        && request.method() == Method::GET
-        && crate::console::is_console_path(request.uri().path())
-    {
-        return next.run(request).await;
-    }
     let caller = match verdict {
         Verdict::Accepted(c) => c,
         failure => {
@@ -503,18 +514,32 @@ pub async fn middleware(State(app): State<AppState>, mut request: Request, next:
             };
         }
     };
-    if caller.scope < needed {
-        return AppError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token's scope does not allow {needed:?} requests"),
-        )
-        .into_response();
-    }
-    if let Some(runtime) = &caller.runtime {
-        if let Err(refusal) = crate::runtime_token::confine(&app, runtime, &request) {
-            return refusal.into_response();
-        }
+    let on = decl.map_or(On::Ledger, |d| d.on);
+    let param = match on {
+        On::Ledger => None,
+        On::Ticket | On::Runtime => Some("id"),
+        On::Pool => Some("name"),
+    };
+    let value = match param {
+        Some(name) => request
+            .extract_parts::<RawPathParams>()
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_owned())
+            }),
+        None => None,
+    };
+    let named = Named::of(on, value.as_deref());
+    let decided = app
+        .read
+        .shared
+        .read(|ledger| crate::access::check(ledger, &caller, op, named.target()));
+    if let Err(refusal) = decided {
+        return refusal.into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -14,7 +14,9 @@ use events::{
     ReapCause, RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed, TicketEdited,
     TicketId, TicketOpened, Transport, Verdict,
 };
-use projections::{decide, turn_nonce, Command, Context, Decision, EventRef, HarvestReport};
+use projections::{
+    decide, turn_nonce, Command, Context, Decision, EventRef, HarvestReport, Operation,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{AppendRequest, LogError};
@@ -24,7 +26,7 @@ use crate::auth::Caller;
 use crate::error::AppError;
 use crate::extract::{ticket_id, Body, IdempotencyKey, Keyed, RuntimePath, TaskPath, TicketPath};
 use crate::openapi::{CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
-use crate::state::{new_ulid, now, random_u32, WriteState};
+use crate::state::{new_ulid, now, random_u32, Shared, WriteState};
 
 /// Times a command is re-decided after losing a race on its ticket stream.
 const RACE_RETRIES: usize = 16;
@@ -37,11 +39,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Resolves the writer of a command and checks the permission table (SPEC §12) before
-    /// anything is decided: a body actor other than the token's is 403 `actor_mismatch`, an
-    /// action outside the token's kind is 403 `not_permitted` naming the rule. Without tokens
-    /// the body names the actor and nothing is checked, as before tokens named actors.
+    /// Resolves the writer of a command and asks the one authorization point
+    /// (`projections::authorize`) before anything is decided: a body actor other than the
+    /// token's is 403 `actor_mismatch`; a scope, kind or runtime token that may not take the
+    /// command's action on its target is 403 naming the rule. Without tokens the body names
+    /// the actor and nothing is checked, as before tokens named actors.
     pub fn of(
+        shared: &Shared,
         caller: Option<&Caller>,
         body: Option<Actor>,
         command: &Command,
@@ -68,20 +72,8 @@ impl Writer {
                 .with(json!({"token_actor": caller.actor})));
             }
         }
-        let action = command.action();
-        if let Err(refused) = projections::permitted(caller.actor.kind, action) {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "not_permitted",
-                format!(
-                    "{:?} may not {}: {}",
-                    refused.kind,
-                    action.as_str(),
-                    refused.rule
-                ),
-            )
-            .with(json!({"rule": refused.rule, "action": action.as_str()})));
-        }
+        let op = Operation::Write(command.action());
+        shared.read(|l| crate::access::check(l, caller, op, Some(command.target())))?;
         Ok(Writer {
             actor: caller.actor.clone(),
             token_id: Some(caller.token_id.clone()),
@@ -102,7 +94,7 @@ pub async fn execute(
         // retried close would be `ticket_closed`).
         if let Some(events) = keyed_original(w, key)? {
             shared.metrics.duplicates.inc();
-            return answer(w, &command, StatusCode::OK, duplicate(events));
+            return answer(w, &command, &writer, StatusCode::OK, duplicate(events));
         }
     }
     for _ in 0..RACE_RETRIES {
@@ -136,14 +128,20 @@ pub async fn execute(
                 if appended.duplicate {
                     // A keyed command whose first try committed while this one was deciding.
                     shared.metrics.duplicates.inc();
-                    return answer(w, &command, StatusCode::OK, duplicate(appended.events));
+                    return answer(
+                        w,
+                        &command,
+                        &writer,
+                        StatusCode::OK,
+                        duplicate(appended.events),
+                    );
                 }
                 let body = WriteResult {
                     runtime_id: a.runtime_id,
                     nonce: a.nonce,
                     ..WriteResult::of(appended)
                 };
-                return answer(w, &command, StatusCode::CREATED, body);
+                return answer(w, &command, &writer, StatusCode::CREATED, body);
             }
             Decision::Duplicate(d) => {
                 shared.metrics.duplicates.inc();
@@ -157,7 +155,7 @@ pub async fn execute(
                     nonce: d.nonce,
                     runtime_token: None,
                 };
-                return answer(w, &command, StatusCode::OK, body);
+                return answer(w, &command, &writer, StatusCode::OK, body);
             }
             Decision::Coalesced { ticket, runtime_id } => {
                 let body = Coalesced {
@@ -352,17 +350,25 @@ fn duplicate(events: Vec<RecordedEvent>) -> WriteResult {
     }
 }
 
-/// A write's answer; a dispatch or retry also carries the new runtime's token (duplicates
-/// included: the token is derived from the runtime) when the server has tokens.
+/// A write's answer; a dispatch or retry also carries the new runtime's token when the server
+/// has tokens. A duplicate carries it only for the token that made the original dispatch or
+/// retry: the token is the worker's, and a dispatch key is readable in the ticket's events.
 fn answer(
     w: &WriteState,
     command: &Command,
+    writer: &Writer,
     status: StatusCode,
     mut body: WriteResult,
 ) -> Result<Response, AppError> {
     let mints = matches!(command, Command::Dispatch { .. } | Command::Retry { .. });
     if let (true, Some(runtime_id)) = (mints, &body.runtime_id) {
-        if !w.auth.is_open() {
+        let made_it = status == StatusCode::CREATED
+            || body.events.iter().any(|e| {
+                matches!(&e.data, EventData::RuntimeDispatched(d) if &d.runtime_id == runtime_id)
+                    && e.token_id.is_some()
+                    && e.token_id == writer.token_id
+            });
+        if made_it && !w.auth.is_open() {
             let token = w
                 .auth
                 .runtime_tokens
@@ -591,7 +597,7 @@ macro_rules! commands {
             let $w = &w;
             let $id = id;
             let command: Command = $command;
-            let writer = Writer::of(caller.as_deref(), actor, &command)?;
+            let writer = Writer::of(&w.shared, caller.as_deref(), actor, &command)?;
             execute(&w, command, writer, expected_version, key.as_ref()).await
         }
     )*};
@@ -717,7 +723,7 @@ pub async fn open(
             labels: b.labels.unwrap_or_default(),
         },
     };
-    let writer = Writer::of(caller.as_deref(), b.actor, &cmd)?;
+    let writer = Writer::of(&w.shared, caller.as_deref(), b.actor, &cmd)?;
     execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
 }
 
@@ -735,7 +741,7 @@ pub async fn configure_pool(
         name: b.name,
         capacity: required(b.capacity, "capacity")?,
     };
-    let writer = Writer::of(caller.as_deref(), b.actor, &cmd)?;
+    let writer = Writer::of(&w.shared, caller.as_deref(), b.actor, &cmd)?;
     execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
 }
 
@@ -895,22 +901,9 @@ pub async fn raw_append(
 ) -> Result<Response, AppError> {
     let ticket = ticket_id(&id)?;
     // Events as they are, actors included (import and repair keep history as it was): only a
-    // human may do that, and its token's id is recorded on what it wrote.
-    let caller_token = match caller.as_deref() {
-        None => None,
-        Some(c) if c.actor.kind == events::ActorKind::Human => Some(c.token_id.clone()),
-        Some(c) => {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "not_permitted",
-                format!(
-                    "{:?} may not append raw events: raw appends (import, repair) are for humans",
-                    c.actor.kind
-                ),
-            )
-            .with(json!({"rule": "raw appends are for humans", "action": "raw_append"})))
-        }
-    };
+    // human may (`Operation::RawAppend`, authorized before this handler runs), and its
+    // token's id is recorded on what it wrote.
+    let caller_token = caller.as_deref().map(|c| c.token_id.clone());
     let at = now();
     let request = AppendRequest {
         also: Vec::new(),

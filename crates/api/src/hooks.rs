@@ -70,17 +70,27 @@ fn writer(
             .into())
         }
     };
-    Writer::of(caller, actor, command)
+    Writer::of(&w.shared, caller, actor, command)
 }
 
+/// Runs a hook's commands in order, each with its writer. Every command is authorized before
+/// the first is appended, so a hook that is refused anything appends nothing.
 async fn run(
     w: &WriteState,
     caller: Option<&Caller>,
     runtime_id: &str,
-    command: Command,
+    commands: Vec<Command>,
 ) -> Result<Response, AppError> {
-    let writer = writer(w, caller, runtime_id, &command)?;
-    execute(w, command, writer, None, None).await
+    let mut authorized = Vec::with_capacity(commands.len());
+    for command in commands {
+        let writer = writer(w, caller, runtime_id, &command)?;
+        authorized.push((command, writer));
+    }
+    let mut answered = None;
+    for (command, writer) in authorized {
+        answered = Some(execute(w, command, writer, None, None).await?);
+    }
+    answered.ok_or_else(|| AppError::internal("hook", "a hook with no command"))
 }
 
 /// A turn ended: activity, then the message's signal when it holds one.
@@ -90,29 +100,26 @@ async fn turn_ended(
     runtime_id: &str,
     message: Option<&str>,
 ) -> Result<Response, AppError> {
-    let activity = Command::Activity {
+    let mut commands = vec![Command::Activity {
         runtime_id: runtime_id.to_owned(),
         note: None,
-    };
-    let answered = run(w, caller, runtime_id, activity).await?;
-    let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
-        return Ok(answered);
-    };
-    w.shared.catch_up()?;
-    let current = w
-        .shared
-        .read(|l| l.runtime_view(runtime_id, now(), &w.shared.config))
-        .map(|v| v.nonce);
-    let Some(found) = projections::ingest::signal::parse(message, current.as_deref()) else {
-        return Ok(answered);
-    };
-    let signal = Command::Signal {
-        runtime_id: runtime_id.to_owned(),
-        verdict: found.verdict,
-        nonce: found.nonce.or(current).unwrap_or_default(),
-        payload: found.payload,
-    };
-    run(w, caller, runtime_id, signal).await
+    }];
+    if let Some(message) = message.filter(|m| !m.trim().is_empty()) {
+        w.shared.catch_up()?;
+        let current = w
+            .shared
+            .read(|l| l.runtime_view(runtime_id, now(), &w.shared.config))
+            .map(|v| v.nonce);
+        if let Some(found) = projections::ingest::signal::parse(message, current.as_deref()) {
+            commands.push(Command::Signal {
+                runtime_id: runtime_id.to_owned(),
+                verdict: found.verdict,
+                nonce: found.nonce.or(current).unwrap_or_default(),
+                payload: found.payload,
+            });
+        }
+    }
+    run(w, caller, runtime_id, commands).await
 }
 
 /// Claude Code hook input, as the hook receives it on stdin.
@@ -146,7 +153,7 @@ pub async fn claude(
                     message: text(&hook, "message")
                         .map(|m| projections::limits::excerpt(m, 4096).to_owned()),
                 };
-                run(&w, caller, &p.id, command).await
+                run(&w, caller, &p.id, vec![command]).await
             }
             _ => Ok(ignored(event)),
         },
@@ -156,7 +163,7 @@ pub async fn claude(
                 runtime_id: p.id.clone(),
                 reason: projections::limits::excerpt(reason, 128).to_owned(),
             };
-            run(&w, caller, &p.id, command).await
+            run(&w, caller, &p.id, vec![command]).await
         }
         _ => Ok(ignored(event)),
     }

@@ -3,6 +3,7 @@
 //! wire; the rules it applies are the pure `projections` crate's, and it stores events only
 //! through the `store` traits.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod commands;

@@ -4,7 +4,8 @@
 //! added to a body or a view is in the document with no second edit.
 //!
 //! What every operation shares is added here, from the rules the server itself applies: the
-//! token scope an operation needs (`auth::required_scope`, the middleware's own function), and
+//! token scope an operation needs (its declaration in the route table, which the auth middleware
+//! reads), and
 //! the problem+json answers of each kind of route. Unsigned integers are stated with their
 //! real bounds (utoipa names a `u32` `int32`, which would make a valid `u32` look invalid).
 
@@ -19,7 +20,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use crate::auth::{required_scope, Scope};
+use crate::access::RouteTable;
 use crate::commands::{Coalesced, WriteResult};
 
 /// RFC 9457 problem details with a stable `code`; some codes add fields.
@@ -43,6 +44,18 @@ pub struct Problem {
     field: Option<String>,
     /// With a refused signal: where `runtime.signal_rejected` was recorded.
     recorded_position: Option<u64>,
+    /// With `pool_full` and `pool_in_use`: the pool.
+    pool: Option<String>,
+    /// With `pool_full` and `pool_in_use`: its slots.
+    capacity: Option<u32>,
+    /// With `pool_full` and `pool_in_use`: the live runtimes holding its slots.
+    holders: Option<Vec<String>>,
+    /// With `not_permitted`: the rule that refused.
+    rule: Option<String>,
+    /// With `not_permitted`: what was refused (a command's action, `hook`, `raw_append`).
+    action: Option<String>,
+    /// With `actor_mismatch`: the actor the token writes as.
+    token_actor: Option<events::Actor>,
 }
 
 #[derive(OpenApi)]
@@ -146,16 +159,13 @@ fn error_statuses(method: &Method, path: &str, takes_body: bool) -> &'static [u1
     }
 }
 
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Read => "read",
-        Scope::Write => "write",
-        Scope::Admin => "admin",
-    }
-}
-
 /// Adds what every operation shares: its auth requirement and its problem+json answers.
-fn finish_operation(method: &Method, path: &str, op: &mut Operation) {
+fn finish_operation(
+    method: &Method,
+    path: &str,
+    op: &mut Operation,
+    scope: Option<projections::Scope>,
+) {
     let problem = |status: u16| {
         ResponseBuilder::new()
             .description(error_description(status))
@@ -174,9 +184,9 @@ fn finish_operation(method: &Method, path: &str, op: &mut Operation) {
             .entry(status.to_string())
             .or_insert_with(|| problem(status));
     }
-    let needs = match required_scope(method, path) {
+    let needs = match scope {
         None => "No token needed.".to_owned(),
-        Some(scope) => format!("Needs a token of scope `{}` or higher.", scope_name(scope)),
+        Some(scope) => format!("Needs a token of scope `{}` or higher.", scope.as_str()),
     };
     op.description = Some(match op.description.take() {
         Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
@@ -206,11 +216,11 @@ fn operations(api: &mut utoipa::openapi::OpenApi) -> Vec<(Method, String, &mut O
 
 /// The finished document as JSON: shared parts added, security stated per operation, and
 /// unsigned integers bounded.
-pub fn finish(mut api: utoipa::openapi::OpenApi) -> Value {
+pub fn finish(mut api: utoipa::openapi::OpenApi, routes: &RouteTable) -> Value {
     let mut scopes = BTreeMap::new();
     for (method, path, op) in operations(&mut api) {
-        finish_operation(&method, &path, op);
-        let scope = required_scope(&method, &path);
+        let scope = routes.lookup(&method, &path).and_then(|d| d.op.scope());
+        finish_operation(&method, &path, op, scope);
         scopes.insert((method.as_str().to_ascii_lowercase(), path), scope);
     }
     let mut doc = serde_json::to_value(&api).unwrap_or(Value::Null);
@@ -236,7 +246,7 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> Value {
                     .flatten()
                 {
                     None => op["security"] = json!([]),
-                    Some(scope) => op["x-required-scope"] = json!(scope_name(scope)),
+                    Some(scope) => op["x-required-scope"] = json!(scope.as_str()),
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Runtime tokens (SPEC §12): a dispatch or retry answers `runtime_token`, which acts as the
-//! runtime's agent (`{name: <agent>, kind: agent}`), may only signal, post activity or input on
-//! that runtime and comment on its ticket, and stops working the moment the runtime ends.
+//! runtime's agent (`{name: <agent>, kind: agent}`), may only signal, post activity, input or
+//! its agent's hooks on that runtime, comment on its ticket and read what relates to it
+//! (`projections::authorize` confines it), and stops working the moment the runtime ends.
 //!
 //! A runtime token is `mcr_` + hex(blake3 keyed with the ledger's runtime-token key, of the
 //! runtime id). The key is 256 bits from the CSPRNG, kept in the store's home beside the tokens
@@ -13,12 +14,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use axum::extract::Request;
-use axum::http::{Method, StatusCode};
 use events::{Actor, ActorKind};
 
 use crate::auth::{accepted, unknown, Caller, Scope, TokenVerdict};
-use crate::error::AppError;
 use crate::home::Home;
 use crate::state::AppState;
 
@@ -165,37 +163,4 @@ pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
         scope: Scope::Write,
         runtime: Some(runtime_id),
     })
-}
-
-/// A runtime token may read, signal, post activity, input or its agent's hooks on its runtime,
-/// and comment on its runtime's ticket; nothing else.
-pub(crate) fn confine(app: &AppState, runtime_id: &str, request: &Request) -> Result<(), AppError> {
-    let method = request.method();
-    if method == Method::GET || method == Method::HEAD {
-        return Ok(());
-    }
-    let path = request.uri().path();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let allowed = match segments.as_slice() {
-        ["v1", "runtimes", id, "signals" | "activity" | "input"]
-        | ["v1", "runtimes", id, "hooks", "claude" | "codex"] => *id == runtime_id,
-        ["v1", "tickets", ticket, "comments"] => app
-            .read
-            .shared
-            .read(|l| l.runtime_ticket(runtime_id).map(|t| t.as_str() == *ticket))
-            .unwrap_or(false),
-        _ => false,
-    };
-    if allowed && method == Method::POST {
-        return Ok(());
-    }
-    Err(AppError::new(
-        StatusCode::FORBIDDEN,
-        "not_permitted",
-        format!(
-            "a runtime token may only signal, post activity or input on its runtime \
-             ({runtime_id}) and comment on its ticket"
-        ),
-    )
-    .with(serde_json::json!({"rule": "runtime tokens are confined to their runtime"})))
 }

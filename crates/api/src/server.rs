@@ -18,6 +18,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access::{ledger, pool, runtime, ticket, RouteTable};
 use crate::error::AppError;
 use crate::home::{open_store, Home, OpenedStore, StoreUrl};
 use crate::state::{anchor_hash, AppState, ReadState, Shared, WriteState};
@@ -27,69 +28,103 @@ pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const CONCURRENT_REQUESTS_MAX: usize = 1024;
 
-/// The router and, from the same registrations, the OpenAPI document: every route is
-/// registered through `routes!`, which reads its handler's `#[utoipa::path]`, so the document
-/// lists exactly the routes served.
-pub fn routes() -> (Router<AppState>, serde_json::Value) {
+/// The router, every route's declared operation, and, from the same registrations, the
+/// OpenAPI document: every route is registered through `routes!`, which reads its handler's
+/// `#[utoipa::path]`, so the document lists exactly the routes served; each registration
+/// states its operation for `projections::authorize` beside it (a route without one fails
+/// here).
+pub fn routes() -> (Router<AppState>, serde_json::Value, RouteTable) {
     use crate::commands as c;
+    use projections::Action as A;
+    use projections::Operation::{Admin, Hook, Public, RawAppend, Read, Stream, Write};
+    let mut t = RouteTable::default();
     let (router, api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
-        .routes(routes!(c::open, reads::list_tickets))
-        .routes(routes!(c::edit))
-        .routes(routes!(c::comment, reads::ticket_comments))
-        .routes(routes!(c::link))
-        .routes(routes!(c::unlink))
-        .routes(routes!(c::park))
-        .routes(routes!(c::gate))
-        .routes(routes!(c::close))
-        .routes(routes!(c::reopen))
-        .routes(routes!(c::add_task))
-        .routes(routes!(c::update_task))
-        .routes(routes!(c::dispatch))
-        .routes(routes!(c::signal))
-        .routes(routes!(c::activity))
-        .routes(routes!(c::harvest))
-        .routes(routes!(c::reap))
-        .routes(routes!(c::kill))
-        .routes(routes!(c::cancel))
-        .routes(routes!(c::switch))
-        .routes(routes!(c::retry))
-        .routes(routes!(c::complete))
-        .routes(routes!(c::input))
-        .routes(routes!(c::abort_launch))
-        .routes(routes!(c::raw_append, reads::ticket_events))
-        .routes(routes!(c::admin_rebuild))
-        .routes(routes!(
+        .routes(
+            t.post(ticket(Write(A::Open)))
+                .get(ledger(Read))
+                .on(routes!(c::open, reads::list_tickets)),
+        )
+        .routes(t.post(ticket(Write(A::Edit))).on(routes!(c::edit)))
+        .routes(
+            t.post(ticket(Write(A::Comment)))
+                .get(ticket(Read))
+                .on(routes!(c::comment, reads::ticket_comments)),
+        )
+        .routes(t.post(ticket(Write(A::Link))).on(routes!(c::link)))
+        .routes(t.post(ticket(Write(A::Unlink))).on(routes!(c::unlink)))
+        .routes(t.post(ticket(Write(A::Park))).on(routes!(c::park)))
+        .routes(t.post(ticket(Write(A::Gate))).on(routes!(c::gate)))
+        .routes(t.post(ticket(Write(A::Close))).on(routes!(c::close)))
+        .routes(t.post(ticket(Write(A::Reopen))).on(routes!(c::reopen)))
+        .routes(t.post(ticket(Write(A::Task))).on(routes!(c::add_task)))
+        .routes(t.patch(ticket(Write(A::Task))).on(routes!(c::update_task)))
+        .routes(t.post(ticket(Write(A::Dispatch))).on(routes!(c::dispatch)))
+        .routes(t.post(runtime(Write(A::Signal))).on(routes!(c::signal)))
+        .routes(t.post(runtime(Write(A::Activity))).on(routes!(c::activity)))
+        .routes(t.post(runtime(Write(A::Harvest))).on(routes!(c::harvest)))
+        .routes(t.post(runtime(Write(A::Reap))).on(routes!(c::reap)))
+        .routes(t.post(runtime(Write(A::Kill))).on(routes!(c::kill)))
+        .routes(t.post(runtime(Write(A::Cancel))).on(routes!(c::cancel)))
+        .routes(t.post(runtime(Write(A::Switch))).on(routes!(c::switch)))
+        .routes(t.post(runtime(Write(A::Retry))).on(routes!(c::retry)))
+        .routes(t.post(runtime(Write(A::Complete))).on(routes!(c::complete)))
+        .routes(t.post(runtime(Write(A::Input))).on(routes!(c::input)))
+        .routes(
+            t.post(runtime(Write(A::Abort)))
+                .on(routes!(c::abort_launch)),
+        )
+        .routes(
+            t.post(ticket(RawAppend))
+                .get(ticket(Read))
+                .on(routes!(c::raw_append, reads::ticket_events)),
+        )
+        .routes(t.post(ledger(Admin)).on(routes!(c::admin_rebuild)))
+        .routes(t.get(ledger(Admin)).post(ledger(Admin)).on(routes!(
             crate::admin::list_tokens,
             crate::admin::create_token
-        ))
-        .routes(routes!(crate::admin::revoke_token))
-        .routes(routes!(crate::hooks::claude))
-        .routes(routes!(crate::hooks::codex))
-        .routes(routes!(reads::get_ticket))
-        .routes(routes!(reads::ticket_timeline))
-        .routes(routes!(reads::list_runtimes))
-        .routes(routes!(reads::get_runtime))
-        .routes(routes!(reads::board))
-        .routes(routes!(reads::alerts))
-        .routes(routes!(reads::costs))
-        .routes(routes!(c::configure_pool, reads::list_pools))
-        .routes(routes!(reads::get_pool))
-        .routes(routes!(reads::list_events))
-        .routes(routes!(sse::stream))
-        .routes(routes!(reads::verify))
-        .routes(routes!(reads::healthz))
-        .routes(routes!(reads::readyz))
-        .routes(routes!(reads::metrics))
-        .routes(routes!(crate::openapi::serve))
+        )))
+        .routes(
+            t.delete(ledger(Admin))
+                .on(routes!(crate::admin::revoke_token)),
+        )
+        .routes(t.post(runtime(Hook)).on(routes!(crate::hooks::claude)))
+        .routes(t.post(runtime(Hook)).on(routes!(crate::hooks::codex)))
+        .routes(t.get(ticket(Read)).on(routes!(reads::get_ticket)))
+        .routes(t.get(ticket(Read)).on(routes!(reads::ticket_timeline)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::list_runtimes)))
+        .routes(t.get(runtime(Read)).on(routes!(reads::get_runtime)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::board)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::alerts)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::costs)))
+        .routes(
+            t.post(pool(Write(A::Pool)))
+                .get(ledger(Read))
+                .on(routes!(c::configure_pool, reads::list_pools)),
+        )
+        .routes(t.get(pool(Read)).on(routes!(reads::get_pool)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::list_events)))
+        .routes(t.get(ledger(Stream)).on(routes!(sse::stream)))
+        .routes(t.get(ledger(Admin)).on(routes!(reads::verify)))
+        .routes(t.get(ledger(Public)).on(routes!(reads::healthz)))
+        .routes(t.get(ledger(Public)).on(routes!(reads::readyz)))
+        .routes(t.get(ledger(Read)).on(routes!(reads::metrics)))
+        .routes(t.get(ledger(Public)).on(routes!(crate::openapi::serve)))
         .split_for_parts();
-    (router, crate::openapi::finish(api))
+    let document = crate::openapi::finish(api, &t);
+    (router, document, t)
 }
 
 pub fn app(state: AppState) -> Router {
-    let (router, document) = routes();
+    let (router, document, mut table) = routes();
     crate::openapi::publish(&document);
+    let (console, console_table) = crate::console::routes();
+    table.merge(console_table);
+    let gate = auth::Gate {
+        app: state.clone(),
+        routes: Arc::new(table),
+    };
     router
-        .merge(crate::console::routes())
+        .merge(console)
         .fallback(|| async { AppError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(
@@ -98,10 +133,7 @@ pub fn app(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::middleware,
-        ))
+        .layer(axum::middleware::from_fn_with_state(gate, auth::middleware))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(nosniff))
         .layer(axum::middleware::from_fn(request_timeout))
@@ -200,6 +232,7 @@ pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
     let state = AppState {
         read: ReadState {
             shared: shared.clone(),
+            auth: auth.clone(),
         },
         write: WriteState {
             shared,

@@ -1,23 +1,32 @@
 //! `GET /v1/events/stream`: catch-up from `after` or `Last-Event-ID`, then live. Each client
 //! reads the log at its own pace through the durable-head watch, so a slow client lags behind
-//! and never slows the writers; the number of clients is bounded.
+//! and never slows the writers; the number of clients is bounded. A stream checks its token
+//! again every [`RECHECK_MS`] and ends (freeing its slot) once it is revoked or expired or its
+//! runtime has ended; a runtime token's stream carries only what that token may read.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use events::RecordedEvent;
 use serde::Deserialize;
 use store::EventReader;
 
+use crate::auth::{Auth, Caller};
 use crate::error::AppError;
 use crate::extract::Query;
 use crate::state::{ReadState, Shared};
 
 pub const SSE_CLIENTS_MAX: i64 = 256;
+/// How often an open stream checks its token again (revoked, expired, its runtime ended): the
+/// stream ends within this and the token reload (`auth::RELOAD_MS`) of the change.
+pub const RECHECK_MS: u64 = 250;
 const SSE_PAGE: usize = 256;
 const HEARTBEAT_S: u64 = 15;
 
@@ -69,6 +78,7 @@ impl Drop for ClientSlot {
 )]
 pub async fn stream(
     State(r): State<ReadState>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
@@ -92,50 +102,25 @@ pub async fn stream(
             format!("at most {SSE_CLIENTS_MAX} event streams at once"),
         ));
     }
-    let reader = shared.reader.clone();
-    let watch = reader.subscribe();
-    let state = (
-        reader,
-        watch,
+    let follow = Follow {
+        reader: shared.reader.clone(),
+        watch: shared.reader.subscribe(),
         after,
-        std::collections::VecDeque::new(),
+        queue: VecDeque::new(),
+        caller: caller.map(|c| c.0),
+        auth: r.auth.clone(),
+        checked: Instant::now(),
         slot,
-    );
-    let events = futures_util::stream::unfold(
-        state,
-        |(reader, mut watch, mut after, mut queue, slot)| async move {
-            loop {
-                if let Some(e) = queue.pop_front() {
-                    let e: events::RecordedEvent = e;
-                    after = e.position;
-                    let data = serde_json::to_string(&e).unwrap_or_default();
-                    let item = Event::default()
-                        .id(e.position.to_string())
-                        .event(e.type_name())
-                        .data(data);
-                    return Some((
-                        Ok::<_, Infallible>(item),
-                        (reader, watch, after, queue, slot),
-                    ));
-                }
-                match reader.read_after(after, SSE_PAGE) {
-                    Ok(batch) if !batch.is_empty() => {
-                        queue.extend(batch);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "event stream read failed");
-                        return None;
-                    }
-                }
-                // Wait for a later durable position; the writer never waits for us.
-                if watch.wait_for(|p| *p > after).await.is_err() {
-                    return None;
-                }
-            }
-        },
-    );
+    };
+    let events = futures_util::stream::unfold(follow, |mut f| async move {
+        let e = f.next().await?;
+        let data = serde_json::to_string(&e).unwrap_or_default();
+        let item = Event::default()
+            .id(e.position.to_string())
+            .event(e.type_name())
+            .data(data);
+        Some((Ok::<_, Infallible>(item), f))
+    });
     Ok(Sse::new(events)
         .keep_alive(
             KeepAlive::new()
@@ -143,6 +128,84 @@ pub async fn stream(
                 .text("heartbeat"),
         )
         .into_response())
+}
+
+/// One client's place in the log. Dropping it (the client left, or its token no longer
+/// holds) frees the client's slot.
+struct Follow {
+    reader: Arc<dyn EventReader>,
+    watch: tokio::sync::watch::Receiver<u64>,
+    after: u64,
+    queue: VecDeque<RecordedEvent>,
+    /// The token the stream was opened with; `None` on a server without tokens.
+    caller: Option<Caller>,
+    auth: Arc<Auth>,
+    checked: Instant,
+    slot: ClientSlot,
+}
+
+impl Follow {
+    /// The next event this client may see; `None` ends the stream (a read failed, the log
+    /// closed, or the token no longer holds).
+    async fn next(&mut self) -> Option<RecordedEvent> {
+        let recheck = Duration::from_millis(RECHECK_MS);
+        loop {
+            if self.checked.elapsed() >= recheck {
+                if !self.still_valid() {
+                    return None;
+                }
+                self.checked = Instant::now();
+            }
+            if let Some(e) = self.queue.pop_front() {
+                self.after = e.position;
+                if self.may_see(&e) {
+                    return Some(e);
+                }
+                continue;
+            }
+            match self.reader.read_after(self.after, SSE_PAGE) {
+                Ok(batch) if !batch.is_empty() => {
+                    if self.caller.as_ref().is_some_and(|c| c.runtime.is_some()) {
+                        // What a runtime token may see is read from the projections: bring
+                        // them up to the batch (links may have changed).
+                        let _ = self.slot.0.catch_up();
+                    }
+                    self.queue.extend(batch);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "event stream read failed");
+                    return None;
+                }
+            }
+            // Wait for a later durable position (the writer never waits for us), or for the
+            // next check of the token.
+            let after = self.after;
+            match tokio::time::timeout(recheck, self.watch.wait_for(|p| *p > after)).await {
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(_)) => return None,
+            }
+        }
+    }
+
+    fn still_valid(&self) -> bool {
+        let Some(caller) = &self.caller else {
+            return true;
+        };
+        let now_ms = crate::state::now().millis();
+        self.auth.still_valid(caller, &self.slot.0, now_ms)
+    }
+
+    /// A runtime token sees only its ticket's and related tickets' events.
+    fn may_see(&self, e: &RecordedEvent) -> bool {
+        let Some(runtime) = self.caller.as_ref().and_then(|c| c.runtime.as_deref()) else {
+            return true;
+        };
+        self.slot
+            .0
+            .read(|l| projections::may_read_ticket(l, runtime, &e.ticket))
+    }
 }
 
 #[allow(dead_code)]

@@ -133,6 +133,8 @@ pub fn anchor_hash(reader: &dyn EventReader, position: u64) -> anyhow::Result<ev
 #[derive(Clone)]
 pub struct ReadState {
     pub shared: Arc<Shared>,
+    /// The tokens, for streams that check their caller's token again while they run.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// What command handlers get: the read side plus the store that appends.

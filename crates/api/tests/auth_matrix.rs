@@ -6,55 +6,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api::auth::{create_token_in, revoke_token_in, NewToken, Scope};
+use api::auth::{revoke_token_in, Scope};
 use api::home::Home;
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
 use events::ActorKind;
 use projections::{permitted, Action};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-const KINDS: [ActorKind; 6] = [
-    ActorKind::Agent,
-    ActorKind::System,
-    ActorKind::Controller,
-    ActorKind::Orchestrator,
-    ActorKind::Validator,
-    ActorKind::Human,
-];
+mod common;
 
-async fn send(
-    app: &Router,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    token: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(Method::from_bytes(method.as_bytes()).unwrap())
-        .uri(path);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+use common::{kind_name, now, send, token, KINDS};
 
 /// Every write route: method, path (`{rt}` is replaced by a runtime id), body, action.
 fn routes() -> Vec<(&'static str, String, Value, Action)> {
@@ -190,6 +152,19 @@ fn routes() -> Vec<(&'static str, String, Value, Action)> {
             json!({"name": "gpu", "capacity": 2}),
             Action::Pool,
         ),
+        // The hook events that pause or end a runtime (issue 26: actions of their own).
+        (
+            "POST",
+            format!("{r}/hooks/claude"),
+            json!({"hook_event_name": "Notification", "notification_type": "permission_prompt"}),
+            Action::RequestInput,
+        ),
+        (
+            "POST",
+            format!("{r}/hooks/claude"),
+            json!({"hook_event_name": "SessionEnd", "reason": "logout"}),
+            Action::EndSession,
+        ),
     ]
 }
 
@@ -210,32 +185,6 @@ struct Fixture {
     _dir: tempfile::TempDir,
     kinds: BTreeMap<String, String>,
     admin: String,
-}
-
-fn token(
-    home: &Home,
-    name: &str,
-    kind: ActorKind,
-    scope: Scope,
-    expires_in: Option<Duration>,
-) -> (String, String) {
-    let new = NewToken {
-        name: name.into(),
-        kind,
-        scope,
-        expires_in,
-    };
-    let (info, secret) = create_token_in(home, &new, now()).unwrap();
-    (info.id, secret)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .try_into()
-        .unwrap()
 }
 
 fn fixture() -> Fixture {
@@ -260,10 +209,6 @@ fn fixture() -> Fixture {
         kinds,
         admin,
     }
-}
-
-fn kind_name(kind: ActorKind) -> String {
-    format!("{kind:?}").to_lowercase()
 }
 
 #[tokio::test]
@@ -307,7 +252,7 @@ async fn every_write_route_times_every_kind() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 24);
+    assert_eq!(checked, 6 * 26);
 }
 
 #[tokio::test]

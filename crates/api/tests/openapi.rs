@@ -270,3 +270,22 @@ fn schemas_follow_the_types() {
         "event types as serde names them"
     );
 }
+
+/// Every documented operation's scope is the SPEC's (§7, §12): health checks and the document
+/// none, `/v1/admin/*` and the raw append `admin`, other reads `read`, other writes `write`,
+/// written out here apart from the route table that declares them.
+#[test]
+fn every_route_declares_the_scope_the_spec_gives_it() {
+    let doc = document();
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][&method];
+        let spec = match (method.as_str(), path.as_str()) {
+            (_, "/healthz" | "/readyz" | "/openapi.json") => None,
+            (_, p) if p.starts_with("/v1/admin") => Some(Scope::Admin),
+            ("post", "/v1/tickets/{id}/events") => Some(Scope::Admin),
+            ("get", _) => Some(Scope::Read),
+            _ => Some(Scope::Write),
+        };
+        assert_eq!(scope_of(op), spec, "{method} {path}");
+    }
+}

@@ -239,7 +239,8 @@ impl Command {
         }
     }
 
-    fn target(&self) -> Target<'_> {
+    /// What the command acts on: the permission table's target (SPEC §12).
+    pub fn target(&self) -> Target<'_> {
         match self {
             Command::Open { ticket, .. }
             | Command::Edit { ticket, .. }
@@ -271,7 +272,9 @@ impl Command {
     }
 }
 
-enum Target<'a> {
+/// What a command or a read acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
     Ticket(&'a TicketId),
     Runtime(&'a str),
     Pool(&'a str),

@@ -340,6 +340,20 @@ impl Ledger {
         out
     }
 
+    /// A ticket's parent, children and blockers as linked now (what a worker on it may read).
+    pub fn neighbours(&self, id: &TicketId) -> BTreeSet<TicketId> {
+        let mut out = BTreeSet::new();
+        if let Some(t) = self.tickets.get(id) {
+            out.extend(t.parent.iter().cloned());
+            out.extend(t.blocked_by.iter().cloned());
+        }
+        if let Some(children) = self.children.get(id) {
+            out.extend(children.iter().cloned());
+        }
+        out.remove(id);
+        out
+    }
+
     pub fn contains_ticket(&self, id: &TicketId) -> bool {
         self.tickets.contains_key(id)
     }

@@ -27,10 +27,13 @@ pub use config::Config;
 pub use cost::{CostGroup, CostGroupBy, CostReport, CostView};
 pub use decide::{
     decide, turn_nonce, AlsoAppend, Append, Command, Context, Decision, Duplicate, HarvestReport,
-    Rejection, RejectionKind,
+    Rejection, RejectionKind, Target,
 };
 pub use ledger::{EventRef, Ledger};
-pub use permissions::{permitted, Action, NotPermitted};
+pub use permissions::{
+    authorize, may_read_ticket, permitted, Action, NotPermitted, Operation, Principal, Refused,
+    Scope,
+};
 pub use pools::{PoolHolder, PoolPage, PoolView};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
 pub use views::{

@@ -9,23 +9,87 @@ use projections::{permitted, Action};
 fn spec_row(kind: ActorKind) -> &'static [&'static str] {
     match kind {
         ActorKind::Agent => &["signal", "activity", "input", "comment"],
-        ActorKind::System => &["reap", "activity", "harvest"],
+        // SPEC §12 amended (issue 26): an agent's session ending or asking for input pauses
+        // or ends a runtime; watchers and controllers (and above) may report it, a plain agent
+        // token may not (a runtime token may, on its own runtime: `authorize`'s confinement).
+        ActorKind::System => &[
+            "reap",
+            "activity",
+            "harvest",
+            "request_input",
+            "end_session",
+        ],
         ActorKind::Controller => &[
-            "dispatch", "harvest", "reap", "kill", "cancel", "switch", "retry", "complete",
-            "abort", "input", "activity", "comment", "task",
+            "dispatch",
+            "harvest",
+            "reap",
+            "kill",
+            "cancel",
+            "switch",
+            "retry",
+            "complete",
+            "abort",
+            "input",
+            "activity",
+            "comment",
+            "task",
+            "request_input",
+            "end_session",
         ],
         ActorKind::Orchestrator => &[
-            "dispatch", "harvest", "reap", "kill", "cancel", "switch", "retry", "complete",
-            "abort", "input", "activity", "comment", "task", "open", "edit", "link", "unlink",
-            "park", "gate", "close", "reopen",
+            "dispatch",
+            "harvest",
+            "reap",
+            "kill",
+            "cancel",
+            "switch",
+            "retry",
+            "complete",
+            "abort",
+            "input",
+            "activity",
+            "comment",
+            "task",
+            "open",
+            "edit",
+            "link",
+            "unlink",
+            "park",
+            "gate",
+            "close",
+            "reopen",
             // SPEC §14: `POST /v1/pools` (orchestrator or human).
             "pool",
+            "request_input",
+            "end_session",
         ],
         ActorKind::Validator => &["gate", "close", "reopen", "comment"],
         ActorKind::Human => &[
-            "open", "edit", "comment", "link", "unlink", "park", "gate", "close", "reopen", "task",
-            "dispatch", "signal", "activity", "harvest", "reap", "kill", "cancel", "switch",
-            "retry", "complete", "input", "abort", "pool",
+            "open",
+            "edit",
+            "comment",
+            "link",
+            "unlink",
+            "park",
+            "gate",
+            "close",
+            "reopen",
+            "task",
+            "dispatch",
+            "signal",
+            "activity",
+            "harvest",
+            "reap",
+            "kill",
+            "cancel",
+            "switch",
+            "retry",
+            "complete",
+            "input",
+            "abort",
+            "pool",
+            "request_input",
+            "end_session",
         ],
     }
 }
@@ -59,7 +123,7 @@ fn every_kind_times_every_action() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 23);
+    assert_eq!(checked, 6 * 25);
 }
 
 #[test]

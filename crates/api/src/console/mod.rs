@@ -17,9 +17,10 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use events::{EventData, TicketId};
 use maud::Markup;
-use projections::{permitted, Action, RuntimeFilter};
+use projections::{authorize, Action, Operation, RuntimeFilter, Target};
 
-use crate::auth::{Caller, Scope};
+use crate::access::RouteTable;
+use crate::auth::Caller;
 use crate::reads::{fresh, related_events};
 use crate::state::{now, AppState};
 
@@ -39,23 +40,21 @@ const EVENT_LOG_MAX: usize = 100;
 /// Runtimes listed as recently dispatched.
 const RECENT_RUNTIMES_MAX: usize = 100;
 
-/// Paths the console serves. Without a token they answer a page that asks for one (or the
-/// assets); with one, the token is checked like any read.
-pub fn is_console_path(path: &str) -> bool {
-    matches!(path, "/" | "/runtimes" | "/alerts" | "/events")
-        || path.starts_with("/tickets/")
-        || path.starts_with("/console/")
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(board))
-        .route("/tickets/{id}", get(ticket))
-        .route("/runtimes", get(runtimes))
-        .route("/alerts", get(alerts))
-        .route("/events", get(event_log))
-        .route("/console/app.js", get(app_js))
-        .route("/console/style.css", get(style_css))
+/// The console's routes and their declarations: every page and asset is
+/// [`Operation::Console`] (without a token a page asks for one; with one it is a read, and a
+/// runtime token may not use the console).
+pub fn routes() -> (Router<AppState>, RouteTable) {
+    let mut t = RouteTable::default();
+    let page = crate::access::ledger(Operation::Console);
+    let router = Router::new()
+        .route(t.get(page).at("/"), get(board))
+        .route(t.get(page).at("/tickets/{id}"), get(ticket))
+        .route(t.get(page).at("/runtimes"), get(runtimes))
+        .route(t.get(page).at("/alerts"), get(alerts))
+        .route(t.get(page).at("/events"), get(event_log))
+        .route(t.get(page).at("/console/app.js"), get(app_js))
+        .route(t.get(page).at("/console/style.css"), get(style_css));
+    (router, t)
 }
 
 /// Who is looking: the loopback server without tokens, or a token's caller.
@@ -71,39 +70,40 @@ fn viewer<'a>(app: &AppState, caller: Option<&'a Extension<Caller>>) -> Option<V
     caller.map(|c| Viewer::Token(&c.0))
 }
 
+/// The buttons a viewer gets: what `projections::authorize` would let its token write on the
+/// ticket (the same question the API asks when the button is pressed).
 fn allowed(viewer: &Viewer<'_>, app: &AppState, ticket: &TicketId) -> pages::Allowed {
-    match viewer {
-        Viewer::Open => pages::Allowed {
-            comment: true,
-            close: true,
-            park: true,
-            retry: true,
-            kill: true,
-        },
-        Viewer::Token(c) if c.scope < Scope::Write => pages::Allowed::default(),
-        Viewer::Token(c) if c.runtime.is_some() => {
-            // A runtime token may comment on its own ticket, nothing else here.
-            let own = c.runtime.as_deref().is_some_and(|rt| {
-                app.read
-                    .shared
-                    .read(|l| l.runtime_ticket(rt).is_some_and(|t| t == ticket))
-            });
-            pages::Allowed {
-                comment: own,
-                ..pages::Allowed::default()
+    let caller = match viewer {
+        Viewer::Open => {
+            return pages::Allowed {
+                comment: true,
+                close: true,
+                park: true,
+                retry: true,
+                kill: true,
             }
         }
-        Viewer::Token(c) => {
-            let may = |a: Action| permitted(c.actor.kind, a).is_ok();
-            pages::Allowed {
-                comment: may(Action::Comment),
-                close: may(Action::Close),
-                park: may(Action::Park),
-                retry: may(Action::Retry),
-                kill: may(Action::Kill),
-            }
+        Viewer::Token(c) => c,
+    };
+    let principal = crate::access::principal(caller);
+    app.read.shared.read(|l| {
+        let may = |a: Action| {
+            authorize(
+                l,
+                &principal,
+                Operation::Write(a),
+                Some(Target::Ticket(ticket)),
+            )
+            .is_ok()
+        };
+        pages::Allowed {
+            comment: may(Action::Comment),
+            close: may(Action::Close),
+            park: may(Action::Park),
+            retry: may(Action::Retry),
+            kill: may(Action::Kill),
         }
-    }
+    })
 }
 
 fn secured(mut response: Response) -> Response {
