@@ -149,7 +149,7 @@ fn only_store_crates_touch_a_storage_engine() {
 #[test]
 fn the_server_and_the_stores_link_neither_sqlite_nor_the_harness() {
     let graph = graph();
-    for krate in ["api", "store", "store-sled"] {
+    for krate in ["api", "service", "store", "store-sled"] {
         let reached = reach(&graph, krate);
         for banned in ["rusqlite", "libsqlite3-sys", "bench", "cli"] {
             assert!(!reached.contains(banned), "{krate} links {banned}");
@@ -163,6 +163,7 @@ fn workspace(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
         "projections",
         "store",
         "store-sled",
+        "service",
         "api",
         "client",
         "bench",
@@ -174,4 +175,177 @@ fn workspace(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
         .filter(|m| graph.contains_key(**m))
         .map(|m| (*m).to_owned())
         .collect()
+}
+
+/// The application layer speaks no HTTP: `service` links no HTTP stack, template engine or
+/// router, and both the server and the CLI build on it (the CLI's demo and the MCP server
+/// call it without HTTP).
+#[test]
+fn the_service_layer_speaks_no_http() {
+    let graph = graph();
+    let reached = reach(&graph, "service");
+    for http in [
+        "axum",
+        "hyper",
+        "tower",
+        "ureq",
+        "maud",
+        "utoipa-axum",
+        "api",
+        "cli",
+    ] {
+        assert!(!reached.contains(http), "service links {http}");
+    }
+    for caller in ["api", "cli"] {
+        assert!(
+            graph[caller].contains("service"),
+            "{caller} calls the service"
+        );
+    }
+}
+
+/// The modules of a crate's `src`: top-level module name → the crate modules it names
+/// (`crate::x` in its files, `use` lines or paths), read from the text of the files.
+fn module_graph(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    let mut todo = vec![src.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let relative = file.strip_prefix(src).expect("under src");
+        let first = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or_default();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let names = graph.entry(module.clone()).or_default();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            let mut rest = code;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                let mut named = |n: &str| {
+                    let n = n.trim();
+                    if !n.is_empty() && n != module && n != "self" {
+                        names.insert(n.to_owned());
+                    }
+                };
+                if let Some(group) = rest.strip_prefix('{') {
+                    // `use crate::{a, b::c}`
+                    let inner = group.split('}').next().unwrap_or_default();
+                    for part in inner.split(',') {
+                        named(part.split("::").next().unwrap_or_default());
+                    }
+                } else {
+                    let end = rest
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    named(&rest[..end]);
+                }
+            }
+        }
+    }
+    // Only names that are modules of this crate.
+    let modules: BTreeSet<String> = graph.keys().cloned().collect();
+    for names in graph.values_mut() {
+        names.retain(|n| modules.contains(n));
+    }
+    graph
+}
+
+/// A cycle in a module graph, if there is one.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        node: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(graph, next, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(found) = visit(graph, node, &mut Vec::new(), &mut done) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// No module of a crate names another that names it back, directly or through others: a
+/// crate's modules form layers (ARCHITECTURE.md), read from the code itself.
+#[test]
+fn no_module_circle_inside_a_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("crates"))
+        .expect("crates")
+        .flatten()
+    {
+        let src = entry.path().join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let graph = module_graph(&src);
+        if let Some(found) = cycle(&graph) {
+            panic!(
+                "{}: modules in a circle: {}",
+                entry.file_name().to_string_lossy(),
+                found.join(" → ")
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 9, "{checked} crates read");
+}
+
+/// The checker finds a circle when there is one.
+#[test]
+fn the_circle_check_finds_circles() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec![]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(
+        cycle(&graph),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    let mut acyclic = graph.clone();
+    acyclic.get_mut("c").unwrap().clear();
+    assert_eq!(cycle(&acyclic), None);
 }

@@ -581,15 +581,15 @@ fn tokens_and_snapshots_live_in_the_database_for_every_replica() {
     assert!(sigterm(&mut a.child).success());
     let store = store_pg::PgStore::open(pg.config.clone()).unwrap();
     let snapshot = store
-        .get_blob(api::snapshot::FILE_NAME)
+        .get_blob(service::snapshot::FILE_NAME)
         .unwrap()
         .expect("a snapshot row after a clean stop");
-    let loaded = api::snapshot::decode(&snapshot).unwrap();
+    let loaded = service::snapshot::decode(&snapshot).unwrap();
     assert_eq!(loaded.ledger.position(), 1);
     let store = std::sync::Arc::new(store);
-    let ledger = api::server::load_projections_from(
+    let ledger = service::load_projections(
         &store.read_handle(),
-        &api::home::Home::Pg(store.clone()),
+        &service::home::Home::Pg(service::home::PgBlobs::of(store.clone())),
     );
     assert_eq!(
         ledger.position(),

@@ -2,9 +2,10 @@
 //! projections rebuilt from the log) when stale, foreign or damaged; a rebuild names the
 //! tickets whose view a refold changed.
 
-use api::server::{load_projections, open};
-use api::snapshot;
+use api::server::open;
 use projections::Ledger;
+use service::home::Home;
+use service::snapshot;
 use store::EventReader;
 use store_sled::{Log, LogConfig};
 
@@ -31,7 +32,7 @@ fn a_current_snapshot_is_loaded_and_a_changed_one_is_refused() {
     let reader = log.read_handle();
 
     // Given the demo's snapshot, when loaded, then it is the fold of the whole log.
-    let loaded = load_projections(&reader, dir.path());
+    let loaded = service::load_projections(&reader, &Home::Dir(dir.path().to_owned()));
     assert_eq!((loaded.position(), &loaded), (head, &reference));
 
     let path = snapshot::path(dir.path());
@@ -53,7 +54,7 @@ fn a_current_snapshot_is_loaded_and_a_changed_one_is_refused() {
     ];
     for (name, bytes) in cases {
         std::fs::write(&path, &bytes).unwrap();
-        let ledger = load_projections(&reader, dir.path());
+        let ledger = service::load_projections(&reader, &Home::Dir(dir.path().to_owned()));
         assert_eq!(
             ledger.position(),
             0,
@@ -88,11 +89,12 @@ fn rebuild_names_the_tickets_a_refold_changes() {
 
     let opened = open(dir.path()).unwrap();
     let shared = opened.state.read.shared.clone();
-    let (position, differences) = shared.rebuild().unwrap();
+    let snapshots = opened.state.write.snapshots.clone();
+    let (position, differences) = snapshots.rebuild().unwrap();
     assert_eq!(position, head);
     let names: Vec<&str> = differences.iter().map(|t| t.as_str()).collect();
     assert_eq!(names, vec!["MC-4030"]);
     // After the swap the projections are the true fold, and a second rebuild finds nothing.
     assert_eq!(shared.read(Ledger::clone), Ledger::fold(&all));
-    assert!(shared.rebuild().unwrap().1.is_empty());
+    assert!(snapshots.rebuild().unwrap().1.is_empty());
 }

@@ -7,13 +7,12 @@
 
 use std::collections::HashMap;
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use events::TicketId;
-use projections::{Ledger, Operation, Principal, Refused, Target};
-use serde_json::json;
+use projections::{Ledger, Operation, Target};
+use service::tokens::Caller;
 use utoipa_axum::router::UtoipaMethodRouter;
 
-use crate::auth::Caller;
 use crate::error::AppError;
 
 /// What a route's path names: the target `authorize` is asked about.
@@ -58,7 +57,8 @@ pub fn pool(op: Operation) -> Decl {
 /// Every route's declaration, by method and path template (as `MatchedPath` names it).
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
-    routes: HashMap<(Method, String), Decl>,
+    /// Path template → its methods' declarations (looked up by `&str`, no allocation).
+    routes: HashMap<String, Vec<(Method, Decl)>>,
     pending: Vec<(Method, Decl)>,
 }
 
@@ -99,9 +99,7 @@ impl RouteTable {
             for (method, present) in documented {
                 let declared = pending.iter().find(|(m, _)| *m == method);
                 match (present, declared) {
-                    (true, Some((_, d))) => {
-                        self.routes.insert((method, path.clone()), *d);
-                    }
+                    (true, Some((_, d))) => self.insert(method, path, *d),
                     (true, None) => panic!("{method} {path} is registered without an operation"),
                     (false, Some(_)) => panic!("{method} {path} is declared but not registered"),
                     (false, None) => {}
@@ -116,9 +114,18 @@ impl RouteTable {
     /// `.route(t.get(..).at("/"), get(board))`.
     pub fn at<'p>(&mut self, path: &'p str) -> &'p str {
         for (method, d) in std::mem::take(&mut self.pending) {
-            self.routes.insert((method, path.to_owned()), d);
+            self.insert(method, path, d);
         }
         path
+    }
+
+    fn insert(&mut self, method: Method, path: &str, d: Decl) {
+        let methods = self.routes.entry(path.to_owned()).or_default();
+        assert!(
+            methods.iter().all(|(m, _)| *m != method),
+            "{method} {path} is declared twice"
+        );
+        methods.push((method, d));
     }
 
     /// A route's declaration; HEAD is a GET.
@@ -128,26 +135,27 @@ impl RouteTable {
         } else {
             method
         };
-        self.routes.get(&(method.clone(), path.to_owned())).copied()
+        self.routes
+            .get(path)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, d)| *d)
     }
 
     /// Every declared route: (method, path, declaration).
     pub fn iter(&self) -> impl Iterator<Item = (&Method, &str, &Decl)> {
-        self.routes.iter().map(|((m, p), d)| (m, p.as_str(), d))
+        self.routes
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |(m, d)| (m, p.as_str(), d)))
     }
 
     /// Merges another table (the console's) into this one.
     pub fn merge(&mut self, other: RouteTable) {
-        self.routes.extend(other.routes);
-    }
-}
-
-/// What the rules need of a caller.
-pub fn principal(caller: &Caller) -> Principal<'_> {
-    Principal {
-        kind: caller.actor.kind,
-        scope: caller.scope,
-        runtime: caller.runtime.as_deref(),
+        for (path, methods) in other.routes {
+            for (method, d) in methods {
+                self.insert(method, &path, d);
+            }
+        }
     }
 }
 
@@ -186,28 +194,10 @@ pub fn check(
     op: Operation,
     target: Option<Target<'_>>,
 ) -> Result<(), AppError> {
-    projections::authorize(ledger, &principal(caller), op, target).map_err(refusal)
-}
-
-/// A refusal as problem+json: 403 `forbidden` for a scope, 403 `not_permitted` naming the rule
-/// (and the action) otherwise.
-pub fn refusal(refused: Refused) -> AppError {
-    match refused {
-        Refused::Scope { needed } => AppError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token's scope does not allow {needed:?} requests"),
-        ),
-        Refused::NotPermitted {
-            rule,
-            detail,
-            action,
-        } => {
-            let extra = match action {
-                Some(a) => json!({"rule": rule, "action": a}),
-                None => json!({"rule": rule}),
-            };
-            AppError::new(StatusCode::FORBIDDEN, "not_permitted", detail).with(extra)
-        }
-    }
+    Ok(projections::authorize(
+        ledger,
+        &caller.principal(),
+        op,
+        target,
+    )?)
 }

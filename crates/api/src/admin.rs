@@ -1,6 +1,6 @@
 //! Token management over HTTP (admin scope): list, create, revoke. The secret of a new token
 //! is in the 201 answer and nowhere else; the store keeps its blake3 hash. A create or revoke
-//! on one replica is read by every replica within [`crate::auth::RELOAD_MS`].
+//! on one replica is read by every replica within [`service::tokens::RELOAD_MS`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,13 +10,11 @@ use events::ActorKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{self, NewToken, Scope, TokenInfo};
 use crate::error::AppError;
 use crate::extract::Body;
-use crate::state::{now, WriteState};
-
-/// The longest `expires_in` taken.
-const EXPIRES_IN_MAX: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+use crate::state::WriteState;
+use service::clock::now;
+use service::tokens::{self as auth, NewToken, Scope, TokenInfo};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
@@ -49,27 +47,13 @@ pub struct CreatedToken {
     pub expires_at: Option<u64>,
 }
 
-/// Parses `expires_in` (`90s`, `12h`, `30d`).
-pub fn parse_expires_in(raw: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(raw.trim()).map_err(|e| {
-        format!("expires_in {raw:?} is not a duration such as 90s, 12h or 30d: {e}")
-    })?;
-    if d < std::time::Duration::from_secs(1) || d > EXPIRES_IN_MAX {
-        return Err(format!(
-            "expires_in {raw:?} must be between 1 s and 10 years"
-        ));
-    }
-    Ok(d)
-}
-
 /// Every token, without secrets (revoked and expired ones included, with their times).
 #[utoipa::path(
     get, path = "/v1/admin/tokens", operation_id = "listTokens", tag = "admin",
     responses((status = 200, description = "The tokens.", body = TokenList))
 )]
 pub async fn list_tokens(State(w): State<WriteState>) -> Result<Response, AppError> {
-    let tokens =
-        auth::list_tokens_in(&w.shared.home).map_err(|e| AppError::internal("tokens", e))?;
+    let tokens = auth::list_tokens_in(&w.home).map_err(|e| AppError::internal("tokens", e))?;
     Ok(Json(TokenList { tokens }).into_response())
 }
 
@@ -85,7 +69,7 @@ pub async fn create_token(
 ) -> Result<Response, AppError> {
     let expires_in =
         match &b.expires_in {
-            Some(raw) => Some(parse_expires_in(raw).map_err(|e| {
+            Some(raw) => Some(auth::parse_expires_in(raw).map_err(|e| {
                 AppError::invalid(e).with(serde_json::json!({"field": "expires_in"}))
             })?),
             None => None,
@@ -100,7 +84,7 @@ pub async fn create_token(
         scope: b.scope,
         expires_in,
     };
-    let (info, secret) = auth::create_token_in(&w.shared.home, &new, now().millis())
+    let (info, secret) = auth::create_token_in(&w.home, &new, now().millis())
         .map_err(|e| AppError::internal("creating a token", e))?;
     let _ = w.auth.reload();
     let body = CreatedToken {
@@ -132,7 +116,7 @@ pub async fn revoke_token(
     State(w): State<WriteState>,
     Path(p): Path<TokenPath>,
 ) -> Result<Response, AppError> {
-    let home = &w.shared.home;
+    let home = &w.home;
     let found = auth::revoke_token_in(home, &p.id, now().millis())
         .map_err(|e| AppError::internal("revoking a token", e))?;
     if !found {

@@ -1,6 +1,7 @@
-//! Command handlers: request body → [`Command`] → `decide` → append with the version the
-//! decision was made against → answer. A lost race (the log's version moved between decide and
-//! append) re-decides against the new state, so decide + append is atomic per ticket.
+//! Command handlers: request body → [`Command`] → `service::Service::submit` (authorize,
+//! decide, append with the version the decision was made against, re-decide after a lost
+//! race) → its outcome as HTTP. The command table below is the only place a write route, its
+//! body and its command meet.
 
 use std::time::Instant;
 
@@ -10,386 +11,34 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use events::{
-    Actor, EventData, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority,
-    ReapCause, RecordedEvent, Relation, Resolution, TaskStatus, TicketClosed, TicketEdited,
-    TicketId, TicketOpened, Transport, Verdict,
+    Actor, ExitReason, GateRecorded, GateVerdict, HarvestOutcome, NewEvent, Priority, ReapCause,
+    Relation, Resolution, TaskStatus, TicketClosed, TicketEdited, TicketId, TicketOpened,
+    Transport, Verdict,
 };
-use projections::{
-    decide, turn_nonce, Command, Context, Decision, EventRef, HarvestReport, Operation,
-};
+use projections::{Command, HarvestReport};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{AppendRequest, LogError};
+use service::clock::{new_ulid, now};
+use service::{Failure, Outcome};
+use store::AppendRequest;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
 use crate::error::AppError;
-use crate::extract::{ticket_id, Body, IdempotencyKey, Keyed, RuntimePath, TaskPath, TicketPath};
+use crate::extract::{ticket_id, Body, Keyed, RuntimePath, TaskPath, TicketPath};
 use crate::openapi::{CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
-use crate::state::{new_ulid, now, random_u32, Shared, WriteState};
+use crate::state::WriteState;
+use service::tokens::Caller;
 
-/// Times a command is re-decided after losing a race on its ticket stream.
-const RACE_RETRIES: usize = 16;
+pub use service::execute::{Coalesced, WriteResult, Writer};
 
-/// Who a command is written by: the token's actor and id, or (without tokens) the body's actor.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    pub actor: Actor,
-    pub token_id: Option<String>,
-}
-
-impl Writer {
-    /// Resolves the writer of a command and asks the one authorization point
-    /// (`projections::authorize`) before anything is decided: a body actor other than the
-    /// token's is 403 `actor_mismatch`; a scope, kind or runtime token that may not take the
-    /// command's action on its target is 403 naming the rule. Without tokens the body names
-    /// the actor and nothing is checked, as before tokens named actors.
-    pub fn of(
-        shared: &Shared,
-        caller: Option<&Caller>,
-        body: Option<Actor>,
-        command: &Command,
-    ) -> Result<Writer, AppError> {
-        let Some(caller) = caller else {
-            let actor = body.ok_or_else(|| {
-                AppError::invalid("missing field `actor`").with(json!({"field": "actor"}))
-            })?;
-            return Ok(Writer {
-                actor,
-                token_id: None,
-            });
-        };
-        if let Some(claimed) = body {
-            if claimed != caller.actor {
-                return Err(AppError::new(
-                    StatusCode::FORBIDDEN,
-                    "actor_mismatch",
-                    format!(
-                        "this token writes as {} ({:?}); leave `actor` out or send that one",
-                        caller.actor.name, caller.actor.kind
-                    ),
-                )
-                .with(json!({"token_actor": caller.actor})));
-            }
-        }
-        let op = Operation::Write(command.action());
-        shared.read(|l| crate::access::check(l, caller, op, Some(command.target())))?;
-        Ok(Writer {
-            actor: caller.actor.clone(),
-            token_id: Some(caller.token_id.clone()),
-        })
-    }
-}
-
-pub async fn execute(
-    w: &WriteState,
-    command: Command,
-    writer: Writer,
-    expected_version: Option<u64>,
-    key: Option<&IdempotencyKey>,
-) -> Result<Response, AppError> {
-    let shared = &w.shared;
-    if let Some(key) = key {
-        // Asked before deciding: the first try may have changed what the decision says (a
-        // retried close would be `ticket_closed`).
-        if let Some(events) = keyed_original(w, key)? {
-            shared.metrics.duplicates.inc();
-            return answer(w, &command, &writer, StatusCode::OK, duplicate(events));
-        }
-    }
-    for _ in 0..RACE_RETRIES {
-        shared.catch_up()?;
-        let at = now();
-        let decision = shared.read(|ledger| {
-            let nonce = command
-                .ticket_id(ledger)
-                .map(|t| turn_nonce(&t, at, random_u32()))
-                .unwrap_or_default();
-            let mut ctx = Context::new(at, format!("rt_{}", new_ulid()), nonce)
-                .with_expected_version(expected_version);
-            ctx.activity_every_ms = shared.config.activity_every_ms;
-            decide(ledger, &command, &ctx)
-        });
-        let decision = match decision {
-            Ok(d) => d,
-            Err(rejection) => {
-                shared.metrics.rejected(rejection.code());
-                return Err(rejection.into());
-            }
-        };
-        match decision {
-            Decision::Append(a) => {
-                let appended = match append(w, &a, key, &writer, at).await {
-                    Ok(appended) => appended,
-                    Err(LogError::VersionConflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                shared.catch_up()?;
-                if appended.duplicate {
-                    // A keyed command whose first try committed while this one was deciding.
-                    shared.metrics.duplicates.inc();
-                    return answer(
-                        w,
-                        &command,
-                        &writer,
-                        StatusCode::OK,
-                        duplicate(appended.events),
-                    );
-                }
-                let body = WriteResult {
-                    runtime_id: a.runtime_id,
-                    nonce: a.nonce,
-                    ..WriteResult::of(appended)
-                };
-                return answer(w, &command, &writer, StatusCode::CREATED, body);
-            }
-            Decision::Duplicate(d) => {
-                shared.metrics.duplicates.inc();
-                let events = originals(w, &d.events)?;
-                let body = WriteResult {
-                    duplicate: Some(true),
-                    position: events.last().map_or(0, |e| e.position),
-                    version: d.version,
-                    events,
-                    runtime_id: d.runtime_id,
-                    nonce: d.nonce,
-                    runtime_token: None,
-                };
-                return answer(w, &command, &writer, StatusCode::OK, body);
-            }
-            Decision::Coalesced { ticket, runtime_id } => {
-                let body = Coalesced {
-                    coalesced: true,
-                    ticket,
-                    runtime_id,
-                };
-                return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
-            }
-            Decision::Refuse {
-                ticket,
-                expected_version,
-                record,
-                rejection,
-            } => {
-                let refusal = projections::Append {
-                    ticket,
-                    expected_version,
-                    events: record,
-                    runtime_id: None,
-                    nonce: None,
-                    also: Vec::new(),
-                };
-                let recorded = match append(w, &refusal, key, &writer, at).await {
-                    Ok(a) => a,
-                    Err(LogError::VersionConflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                shared.catch_up()?;
-                shared.metrics.rejected(rejection.code());
-                let position = recorded.last_position();
-                return Err(AppError::from(rejection).with(json!({"recorded_position": position})));
-            }
-        }
-    }
-    Err(AppError::new(
-        StatusCode::CONFLICT,
-        "version_conflict",
-        "the ticket kept changing under this command; retry",
-    ))
-}
-
-/// Appends a decision's events; a keyed command's ids come from its key.
-async fn append(
-    w: &WriteState,
-    decided: &projections::Append,
-    key: Option<&IdempotencyKey>,
-    writer: &Writer,
-    at: events::Timestamp,
-) -> Result<store::Appended, LogError> {
-    let started = Instant::now();
-    let count = decided.events.len() + decided.also.iter().map(|a| a.events.len()).sum::<usize>();
-    // A keyed command's ids are numbered across every stream of the append.
-    let mut n = 0;
-    let mut events = |datas: &[EventData]| -> Vec<NewEvent> {
-        datas
-            .iter()
-            .map(|data| {
-                let i = n;
-                n += 1;
-                NewEvent {
-                    id: key.map_or_else(new_ulid, |k| k.event_id(i)),
-                    recorded_at: at,
-                    actor: writer.actor.clone(),
-                    token_id: writer.token_id.clone(),
-                    data: data.clone(),
-                }
-            })
-            .collect()
-    };
-    let first = events(&decided.events);
-    let also = decided
-        .also
-        .iter()
-        .map(|a| store::StreamAppend {
-            ticket: a.ticket.clone(),
-            expected_version: Some(a.expected_version),
-            events: events(&a.events),
-        })
-        .collect();
-    let request = AppendRequest {
-        also,
-        ticket: decided.ticket.clone(),
-        expected_version: Some(decided.expected_version),
-        events: first,
-    };
-    let appended = w.store.append(request).await?;
-    w.shared.metrics.observe_append(started.elapsed(), count);
-    Ok(appended)
-}
-
-/// What a write answers: 201 with what was appended, or 200 with `duplicate: true` and the
-/// original events when the command was already applied.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WriteResult {
-    /// Present (and true) only on a duplicate: nothing was appended.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<bool>,
-    /// The global position of the last event.
-    pub position: u64,
-    /// The ticket stream's version after the last event.
-    pub version: u64,
-    pub events: Vec<RecordedEvent>,
-    /// Dispatch and retry: the runtime.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime_id: Option<String>,
-    /// Dispatch and retry: the runtime's turn nonce.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-    /// Dispatch and retry, when the server has tokens: the token a worker acts with (as the
-    /// runtime's agent, on that runtime and its ticket only, until the runtime ends). Put it in
-    /// the worker's environment as `MC_LEDGER_TOKEN`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime_token: Option<String>,
-}
-
-impl WriteResult {
-    pub fn of(appended: store::Appended) -> WriteResult {
-        // A multi-stream append (a dispatch into a pool) answers the first stream's version.
-        let version = appended
-            .events
-            .first()
-            .and_then(|first| {
-                appended
-                    .events
-                    .iter()
-                    .rev()
-                    .find(|e| e.ticket == first.ticket)
-            })
-            .map_or(0, |e| e.version);
-        WriteResult {
-            duplicate: appended.duplicate.then_some(true),
-            position: appended.last_position(),
-            version,
-            events: appended.events,
-            runtime_id: None,
-            nonce: None,
-            runtime_token: None,
-        }
-    }
-}
-
-/// 202: a heartbeat folded into an earlier one; nothing appended.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Coalesced {
-    pub coalesced: bool,
-    pub ticket: TicketId,
-    pub runtime_id: String,
-}
-
-/// The events a keyed command appended on its first try, in order, if it got that far. A
-/// refused signal's record is not an answer: the command is decided again, and its record is
-/// recognised by id when appended (answering the original refusal).
-fn keyed_original(
-    w: &WriteState,
-    key: &IdempotencyKey,
-) -> Result<Option<Vec<RecordedEvent>>, AppError> {
-    let reader = &w.shared.reader;
-    let Some(first) = reader.event_by_id(&key.event_id(0))? else {
-        return Ok(None);
-    };
-    if matches!(first.data, EventData::RuntimeSignalRejected(_)) {
-        return Ok(None);
-    }
-    let mut events = vec![first];
-    for i in 1..events::ids::EVENTS_PER_APPEND_MAX {
-        match reader.event_by_id(&key.event_id(i))? {
-            Some(e) => events.push(e),
-            None => break,
-        }
-    }
-    Ok(Some(events))
-}
-
-/// 200 with the original events of a command applied before; dispatch, retry and switch
-/// name their runtime and nonce as the first answer did.
-fn duplicate(events: Vec<RecordedEvent>) -> WriteResult {
-    let runtime = events.iter().rev().find_map(|e| match &e.data {
-        EventData::RuntimeDispatched(d) => Some((d.runtime_id.clone(), d.nonce.clone())),
-        EventData::RuntimeSwitched(s) => Some((s.runtime_id.clone(), s.nonce.clone())),
-        _ => None,
-    });
-    let (runtime_id, nonce) = runtime.unzip();
-    WriteResult {
-        duplicate: Some(true),
-        position: events.last().map_or(0, |e| e.position),
-        version: events.last().map_or(0, |e| e.version),
-        events,
-        runtime_id,
-        nonce,
-        runtime_token: None,
-    }
-}
-
-/// A write's answer; a dispatch or retry also carries the new runtime's token when the server
-/// has tokens. A duplicate carries it only for the token that made the original dispatch or
-/// retry: the token is the worker's, and a dispatch key is readable in the ticket's events.
-fn answer(
-    w: &WriteState,
-    command: &Command,
-    writer: &Writer,
-    status: StatusCode,
-    mut body: WriteResult,
-) -> Result<Response, AppError> {
-    let mints = matches!(command, Command::Dispatch { .. } | Command::Retry { .. });
-    if let (true, Some(runtime_id)) = (mints, &body.runtime_id) {
-        let made_it = status == StatusCode::CREATED
-            || body.events.iter().any(|e| {
-                matches!(&e.data, EventData::RuntimeDispatched(d) if &d.runtime_id == runtime_id)
-                    && e.token_id.is_some()
-                    && e.token_id == writer.token_id
-            });
-        if made_it && !w.auth.is_open() {
-            let token = w
-                .auth
-                .runtime_tokens
-                .token_for(&w.shared.home, runtime_id)
-                .map_err(|e| AppError::internal("runtime token", e))?;
-            body.runtime_token = Some(token);
-        }
-    }
-    Ok((status, Json(body)).into_response())
-}
-
-fn originals(w: &WriteState, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, AppError> {
-    let mut out = Vec::with_capacity(refs.len());
-    for r in refs {
-        let found = w
-            .shared
-            .reader
-            .read_after(r.position.saturating_sub(1), 1)?;
-        out.extend(found.into_iter().filter(|e| e.position == r.position));
-    }
-    Ok(out)
+/// A command's outcome as HTTP: 201 appended, 200 a duplicate (the original), 202 a
+/// coalesced heartbeat; a failure as problem+json.
+pub fn respond(result: Result<Outcome, Failure>) -> Result<Response, AppError> {
+    Ok(match result? {
+        Outcome::Created(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        Outcome::Duplicate(body) => (StatusCode::OK, Json(body)).into_response(),
+        Outcome::Coalesced(body) => (StatusCode::ACCEPTED, Json(body)).into_response(),
+    })
 }
 
 // ---- request bodies (wire types) and the command table ----
@@ -597,8 +246,7 @@ macro_rules! commands {
             let $w = &w;
             let $id = id;
             let command: Command = $command;
-            let writer = Writer::of(&w.shared, caller.as_deref(), actor, &command)?;
-            execute(&w, command, writer, expected_version, key.as_ref()).await
+            respond(w.submit(caller.as_deref(), actor, command, expected_version, key.as_ref()).await)
         }
     )*};
 }
@@ -723,8 +371,16 @@ pub async fn open(
             labels: b.labels.unwrap_or_default(),
         },
     };
-    let writer = Writer::of(&w.shared, caller.as_deref(), b.actor, &cmd)?;
-    execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
+    respond(
+        w.submit(
+            caller.as_deref(),
+            b.actor,
+            cmd,
+            b.expected_version,
+            key.as_ref(),
+        )
+        .await,
+    )
 }
 
 /// Create a pool or change its capacity (`pool.configured`); the same capacity again is 200.
@@ -741,8 +397,16 @@ pub async fn configure_pool(
         name: b.name,
         capacity: required(b.capacity, "capacity")?,
     };
-    let writer = Writer::of(&w.shared, caller.as_deref(), b.actor, &cmd)?;
-    execute(&w, cmd, writer, b.expected_version, key.as_ref()).await
+    respond(
+        w.submit(
+            caller.as_deref(),
+            b.actor,
+            cmd,
+            b.expected_version,
+            key.as_ref(),
+        )
+        .await,
+    )
 }
 
 /// The `Idempotency-Key` header every command takes.
@@ -921,15 +585,7 @@ pub async fn raw_append(
             })
             .collect(),
     };
-    let started = Instant::now();
-    let count = request.events.len();
-    let appended = w.store.append(request).await?;
-    w.shared.catch_up()?;
-    if appended.duplicate {
-        return Ok((StatusCode::OK, Json(WriteResult::of(appended))).into_response());
-    }
-    w.shared.metrics.observe_append(started.elapsed(), count);
-    Ok((StatusCode::CREATED, Json(WriteResult::of(appended))).into_response())
+    respond(w.append_raw(request).await)
 }
 
 /// What a rebuild did.
@@ -948,9 +604,9 @@ pub struct RebuildReport {
     responses((status = 200, description = "Rebuilt.", body = RebuildReport))
 )]
 pub async fn admin_rebuild(State(w): State<WriteState>) -> Result<Response, AppError> {
-    let shared = w.shared.clone();
+    let snapshots = w.snapshots.clone();
     let started = Instant::now();
-    let (position, differences) = tokio::task::spawn_blocking(move || shared.rebuild())
+    let (position, differences) = tokio::task::spawn_blocking(move || snapshots.rebuild())
         .await
         .map_err(|e| AppError::internal("rebuild task", e))?
         .map_err(|e| AppError::internal("rebuild", e))?;

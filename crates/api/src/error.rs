@@ -132,3 +132,66 @@ impl IntoResponse for AppError {
             .into_response()
     }
 }
+
+impl From<service::Failure> for AppError {
+    fn from(f: service::Failure) -> AppError {
+        use service::Failure;
+        match f {
+            Failure::Refused(refused) => refused.into(),
+            Failure::ActorMismatch { token_actor } => AppError::new(
+                StatusCode::FORBIDDEN,
+                "actor_mismatch",
+                format!(
+                    "this token writes as {} ({:?}); leave `actor` out or send that one",
+                    token_actor.name, token_actor.kind
+                ),
+            )
+            .with(json!({"token_actor": token_actor})),
+            Failure::MissingActor => {
+                AppError::invalid("missing field `actor`").with(json!({"field": "actor"}))
+            }
+            Failure::Rejected {
+                rejection,
+                recorded_position,
+            } => {
+                let e = AppError::from(rejection);
+                match recorded_position {
+                    Some(position) => e.with(json!({"recorded_position": position})),
+                    None => e,
+                }
+            }
+            Failure::Log(e) => e.into(),
+            Failure::KeptChanging => AppError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                "the ticket kept changing under this command; retry",
+            ),
+            Failure::Internal(context, e) => AppError::internal(context, e),
+        }
+    }
+}
+
+/// A refusal as problem+json: 403 `forbidden` for a scope, 403 `not_permitted` naming the rule
+/// (and the action) otherwise.
+impl From<projections::Refused> for AppError {
+    fn from(refused: projections::Refused) -> AppError {
+        match refused {
+            projections::Refused::Scope { needed } => AppError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token's scope does not allow {needed:?} requests"),
+            ),
+            projections::Refused::NotPermitted {
+                rule,
+                detail,
+                action,
+            } => {
+                let extra = match action {
+                    Some(a) => json!({"rule": rule, "action": a}),
+                    None => json!({"rule": rule}),
+                };
+                AppError::new(StatusCode::FORBIDDEN, "not_permitted", detail).with(extra)
+            }
+        }
+    }
+}

@@ -42,7 +42,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
         // The writer is part of the request: another token's same key is another request.
         let writer = req
             .extensions()
-            .get::<crate::auth::Caller>()
+            .get::<service::tokens::Caller>()
             .map(|c| c.token_id.clone())
             .unwrap_or_default();
         let (body, bytes) = json_body(req, state).await?;
@@ -65,35 +65,7 @@ fn parse_key(raw: &[u8]) -> Result<&[u8], AppError> {
     Ok(raw)
 }
 
-/// A client's name for one request, so that sending it again (after a timeout, a 503 or a
-/// lost connection) applies it once. The events a keyed command appends get ids derived from
-/// the key, the writer's token, the route and the body, so a second try is recognised by event id on every store
-/// and every replica; the same key with another body or route is another request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    digest: [u8; 16],
-}
-
-impl IdempotencyKey {
-    pub fn of(key: &[u8], writer: &str, method: &str, path: &str, body: &[u8]) -> IdempotencyKey {
-        let mut h = blake3::Hasher::new();
-        h.update(b"mc-ledger idempotency-key v1\0");
-        for part in [key, writer.as_bytes(), method.as_bytes(), path.as_bytes()] {
-            h.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes());
-            h.update(part);
-        }
-        h.update(body);
-        let mut digest = [0u8; 16];
-        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        IdempotencyKey { digest }
-    }
-
-    /// The id of the `index`-th event the keyed command appends.
-    pub fn event_id(&self, index: usize) -> String {
-        let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("ik.{hex}.{index}")
-    }
-}
+pub use service::IdempotencyKey;
 
 /// Reads a JSON body: the value and the bytes it came from.
 async fn json_body<S: Send + Sync, T: DeserializeOwned>(

@@ -20,11 +20,12 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
-use crate::commands::{execute, Writer};
+use crate::commands::{respond, Writer};
 use crate::error::AppError;
 use crate::extract::{Body, RuntimePath};
-use crate::state::{now, WriteState};
+use crate::state::WriteState;
+use service::clock::now;
+use service::tokens::Caller;
 
 /// 202: a hook event this server does not act on; nothing appended.
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,7 +71,7 @@ fn writer(
             .into())
         }
     };
-    Writer::of(&w.shared, caller, actor, command)
+    Ok(Writer::of(&w.shared, caller, actor, command)?)
 }
 
 /// Runs a hook's commands in order, each with its writer. Every command is authorized before
@@ -88,7 +89,7 @@ async fn run(
     }
     let mut answered = None;
     for (command, writer) in authorized {
-        answered = Some(execute(w, command, writer, None, None).await?);
+        answered = Some(respond(w.execute(command, writer, None, None).await)?);
     }
     answered.ok_or_else(|| AppError::internal("hook", "a hook with no command"))
 }

@@ -1,7 +1,10 @@
-//! mc-ledger's HTTP server: the router, the command and read handlers, auth, SSE, errors,
-//! metrics, projection snapshots and rebuilds. It reads the clock and speaks JSON over the
-//! wire; the rules it applies are the pure `projections` crate's, and it stores events only
-//! through the `store` traits.
+//! mc-ledger's HTTP server: it translates HTTP to the application layer (`service`) and back.
+//! The router and every route's declared operation (`server`, `access`), the middleware that
+//! turns a token into a caller (`auth`), the command table (`commands`), the read handlers
+//! (`reads`), the event stream (`sse`), agents' hooks (`hooks`), token management (`admin`),
+//! errors as problem+json (`error`, `extract`), the OpenAPI document (`openapi`) and the
+//! operator console (`console`). The rules it applies are the pure `projections` crate's; it
+//! reads the clock and stores events only through `service`.
 
 pub mod access;
 pub mod admin;
@@ -10,14 +13,9 @@ pub mod commands;
 pub mod console;
 pub mod error;
 pub mod extract;
-pub mod home;
 pub mod hooks;
-pub mod metrics;
 pub mod openapi;
 pub mod reads;
-pub mod rebuild;
-pub mod runtime_token;
 pub mod server;
-pub mod snapshot;
 pub mod sse;
 pub mod state;

@@ -21,7 +21,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use crate::access::RouteTable;
-use crate::commands::{Coalesced, WriteResult};
+use service::execute::{Coalesced, WriteResult};
 
 /// RFC 9457 problem details with a stable `code`; some codes add fields.
 #[derive(Serialize, ToSchema)]

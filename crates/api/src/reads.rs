@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::AppError;
 use crate::extract::{ticket_id, Query, RuntimePath, TicketPath};
-use crate::state::{now, ReadState};
+use crate::state::ReadState;
+use service::clock::now;
 
 pub const PAGE_DEFAULT: usize = 100;
 pub const PAGE_MAX: usize = 1000;
@@ -591,7 +592,7 @@ pub async fn metrics(State(r): State<ReadState>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            crate::metrics::CONTENT_TYPE,
+            service::metrics::CONTENT_TYPE,
         )],
         r.shared.metrics.render(head, projected),
     )

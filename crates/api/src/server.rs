@@ -11,8 +11,10 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use projections::{Config, Ledger};
-use store::{EventReader, EventStore};
+use service::home::StoreUrl;
+use service::state::{Shared, Snapshots};
+use service::Service;
+use store::EventStore;
 use store_sled::LogConfig;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,9 +22,8 @@ use utoipa_axum::routes;
 
 use crate::access::{ledger, pool, runtime, ticket, RouteTable};
 use crate::error::AppError;
-use crate::home::{open_store, Home, OpenedStore, StoreUrl};
-use crate::state::{anchor_hash, AppState, ReadState, Shared, WriteState};
-use crate::{auth, reads, snapshot, sse};
+use crate::state::AppState;
+use crate::{auth, reads, sse};
 
 pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
@@ -168,39 +169,6 @@ async fn request_timeout(request: Request, next: Next) -> Response {
     }
 }
 
-/// Loads the snapshot if it belongs to this log and this schema; otherwise starts empty
-/// (the caller's catch-up then folds the whole log: a rebuild).
-pub fn load_projections(reader: &dyn EventReader, data_dir: &Path) -> Ledger {
-    load_projections_from(reader, &Home::Dir(data_dir.to_owned()))
-}
-
-/// [`load_projections`] from a store's home (a file, or the PostgreSQL store's row).
-pub fn load_projections_from(reader: &dyn EventReader, home: &Home) -> Ledger {
-    match snapshot::load(home) {
-        Ok(loaded) => {
-            let position = loaded.ledger.position();
-            match anchor_hash(reader, position) {
-                Ok(hash) if hash == loaded.anchor => {
-                    tracing::info!(position, "loaded projection snapshot");
-                    loaded.ledger
-                }
-                _ => {
-                    tracing::warn!(
-                        position,
-                        "snapshot does not match the log; rebuilding projections"
-                    );
-                    Ledger::default()
-                }
-            }
-        }
-        Err(snapshot::Unusable::Missing) => Ledger::default(),
-        Err(e) => {
-            tracing::warn!("{e}; rebuilding projections from the log");
-            Ledger::default()
-        }
-    }
-}
-
 /// Everything a server (or an in-process test) needs, opened from a store.
 pub struct Opened {
     pub store: Arc<dyn EventStore>,
@@ -217,31 +185,13 @@ pub fn open_with(data_dir: &Path, config: LogConfig) -> anyhow::Result<Opened> {
     open_url(&StoreUrl::Sled(data_dir.to_owned()), config)
 }
 
-/// Opens any store: loads the snapshot from its home, folds what is newer, loads the tokens.
+/// Opens any store as a [`Service`] (snapshot, catch-up, tokens) and the state handlers get.
 pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
-    let OpenedStore { store, home } = open_store(url, config)?;
-    let reader: Arc<dyn EventReader> = store.reader();
-    let mut ledger = load_projections_from(reader.as_ref(), &home);
-    if ledger.position() == 0 && reader.head() > 0 {
-        // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
-        ledger = crate::rebuild::fold_all(reader.as_ref(), |_| {})?;
-    }
-    let auth = auth::Auth::watch(&home)?;
-    let shared = Arc::new(Shared::new(reader, ledger, Config::default(), home));
-    shared.catch_up()?;
-    let state = AppState {
-        read: ReadState {
-            shared: shared.clone(),
-            auth: auth.clone(),
-        },
-        write: WriteState {
-            shared,
-            store: store.clone(),
-            auth: auth.clone(),
-        },
-        auth,
-    };
-    Ok(Opened { store, state })
+    let service = Arc::new(Service::open(url, config)?);
+    Ok(Opened {
+        store: service.store.clone(),
+        state: AppState::of(service),
+    })
 }
 
 pub struct ServeArgs {
@@ -271,7 +221,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
     println!("mc-ledger listening on http://{}", listener.local_addr()?);
     let shared = state.read.shared.clone();
-    let snapshotter = tokio::spawn(periodic_snapshots(shared.clone()));
+    let snapshots = state.write.snapshots.clone();
+    let snapshotter = tokio::spawn(periodic_snapshots(shared.clone(), snapshots.clone()));
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -281,19 +232,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // record where the projections are so the next start folds only what is new.
     opened.store.close()?;
     shared.catch_up()?;
-    let position = shared.save_snapshot()?;
+    let position = snapshots.save()?;
     tracing::info!(position, "shut down cleanly; snapshot saved");
     Ok(())
 }
 
-async fn periodic_snapshots(shared: Arc<Shared>) {
+async fn periodic_snapshots(shared: Arc<Shared>, snapshots: Arc<Snapshots>) {
     let mut saved = shared.read(|l| l.position());
     loop {
         tokio::time::sleep(Duration::from_secs(300)).await;
         let position = shared.read(|l| l.position());
         if position > saved {
-            let s = shared.clone();
-            match tokio::task::spawn_blocking(move || s.save_snapshot()).await {
+            let s = snapshots.clone();
+            match tokio::task::spawn_blocking(move || s.save()).await {
                 Ok(Ok(p)) => saved = p,
                 Ok(Err(e)) => tracing::error!(error = %e, "snapshot failed"),
                 Err(e) => tracing::error!(error = %e, "snapshot task failed"),

@@ -18,10 +18,11 @@ use events::RecordedEvent;
 use serde::Deserialize;
 use store::EventReader;
 
-use crate::auth::{Auth, Caller};
 use crate::error::AppError;
 use crate::extract::Query;
-use crate::state::{ReadState, Shared};
+use crate::state::ReadState;
+use service::state::Shared;
+use service::tokens::{Auth, Caller};
 
 pub const SSE_CLIENTS_MAX: i64 = 256;
 /// How often an open stream checks its token again (revoked, expired, its runtime ended): the
@@ -193,7 +194,7 @@ impl Follow {
         let Some(caller) = &self.caller else {
             return true;
         };
-        let now_ms = crate::state::now().millis();
+        let now_ms = service::clock::now().millis();
         self.auth.still_valid(caller, &self.slot.0, now_ms)
     }
 

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use api::auth::{revoke_token_in, Scope};
-use api::home::Home;
 use axum::http::StatusCode;
 use axum::Router;
 use events::ActorKind;
 use projections::{permitted, Action};
 use serde_json::{json, Value};
+use service::home::Home;
 
 mod common;
 

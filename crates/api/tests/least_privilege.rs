@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::auth::Scope;
-use api::home::Home;
 use axum::http::StatusCode;
 use axum::Router;
 use events::ActorKind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::{json, Value};
+use service::home::Home;
 use store::EventReader;
 
 mod common;

@@ -55,7 +55,7 @@ fn open(on_pg: bool, case: u32) -> Store {
         let pg = store_pg::PgConfig::parse(&url, Some(&schema)).expect("url");
         store_pg::PgStore::drop_schema(&pg).expect("PostgreSQL is up (scripts/test.sh starts it)");
         let opened = api::server::open_url(
-            &api::home::StoreUrl::Postgres(pg.clone()),
+            &service::home::StoreUrl::Postgres(pg.clone()),
             store_sled::log::LogConfig::default(),
         )
         .expect("opens");

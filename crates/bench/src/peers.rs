@@ -153,7 +153,7 @@ fn pg_store(args: &PeersArgs) -> anyhow::Result<Run> {
 /// the writers are spread over them.
 fn pg_http(args: &PeersArgs) -> anyhow::Result<Run> {
     let config = pg_config(args, "mc_bench_pg_http")?;
-    let url = api::home::StoreUrl::Postgres(config.clone());
+    let url = service::home::StoreUrl::Postgres(config.clone());
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

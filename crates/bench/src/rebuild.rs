@@ -209,13 +209,13 @@ fn rebuild_and_start(
     let cold = Instant::now();
     let log = Log::open(&data_dir.join("log"), LogConfig::default())?;
     let reader = log.read_handle();
-    let ledger = api::rebuild::fold_all(&reader, |_| {})?;
+    let ledger = service::rebuild::fold_all(&reader, |_| {})?;
     let cold = cold.elapsed();
     let rss_after = rss_bytes();
     let events = ledger.position();
     // Warm: the same process folds again with the log pages cached.
     let warm = Instant::now();
-    let again = api::rebuild::fold_all(&reader, |_| {})?;
+    let again = service::rebuild::fold_all(&reader, |_| {})?;
     let warm = warm.elapsed();
     anyhow::ensure!(again.position() == events, "warm fold saw a different log");
     // Fold alone (events already decoded in memory): the projections' own speed.
@@ -224,9 +224,9 @@ fn rebuild_and_start(
     let folded = projections::Ledger::fold(&decoded);
     let fold_only = fold_only.elapsed();
     drop(decoded);
-    let anchor = api::state::anchor_hash(&reader, events)?;
-    api::snapshot::write_pending(data_dir, &folded, anchor)?.commit()?;
-    let snapshot_bytes = std::fs::metadata(api::snapshot::path(data_dir))?.len();
+    let anchor = service::state::anchor_hash(&reader, events)?;
+    service::snapshot::write_pending(data_dir, &folded, anchor)?.commit()?;
+    let snapshot_bytes = std::fs::metadata(service::snapshot::path(data_dir))?.len();
     drop((again, folded, ledger, reader));
     log.close()?;
     drop(log);

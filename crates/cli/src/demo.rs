@@ -72,11 +72,11 @@ fn s(v: &Value, key: &str) -> String {
 }
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
-    run_url(&api::home::StoreUrl::Sled(data_dir.to_owned()))
+    run_url(&service::home::StoreUrl::Sled(data_dir.to_owned()))
 }
 
 /// Loads the demo into any store.
-pub fn run_url(url: &api::home::StoreUrl) -> anyhow::Result<()> {
+pub fn run_url(url: &service::home::StoreUrl) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -131,10 +131,10 @@ pub fn run_url(url: &api::home::StoreUrl) -> anyhow::Result<()> {
 
         opened.store.close()?;
         opened.state.read.shared.catch_up()?;
-        opened.state.read.shared.save_snapshot()?;
+        opened.state.write.snapshots.save()?;
         let store = match url {
-            api::home::StoreUrl::Sled(dir) => format!("--data-dir {}", dir.display()),
-            api::home::StoreUrl::Postgres(_) => "--store …".to_owned(),
+            service::home::StoreUrl::Sled(dir) => format!("--data-dir {}", dir.display()),
+            service::home::StoreUrl::Postgres(_) => "--store …".to_owned(),
         };
         println!("\nloaded into {}. Try: mc-ledger replay MC-4502 {store}", url.describe());
         Ok(())

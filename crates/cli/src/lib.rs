@@ -11,14 +11,14 @@ mod helpers;
 pub mod transfer;
 pub mod watch;
 
-use api::home::{open_store, OpenedStore, StoreUrl};
 use events::TicketId;
 use projections::Config;
+use service::home::{open_store, OpenedStore, StoreUrl};
 use store_sled::LogConfig;
 
-use api::auth::Scope;
-use api::{rebuild, snapshot};
 use client::Client;
+use service::tokens::Scope;
+use service::{rebuild, snapshot};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -203,7 +203,7 @@ impl StoreArg {
     }
 }
 
-/// A token's scope on the command line (`api::auth::Scope` knows nothing of clap).
+/// A token's scope on the command line (`service::tokens::Scope` knows nothing of clap).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ScopeArg {
     Read,
@@ -526,7 +526,7 @@ fn try_hook(command: HookCommand) -> anyhow::Result<()> {
 }
 
 fn now_ms() -> u64 {
-    api::state::now().millis()
+    service::clock::now().millis()
 }
 
 fn token(command: TokenCommand) -> anyhow::Result<()> {
@@ -540,18 +540,18 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         } => {
             let expires_in = expires_in
                 .as_deref()
-                .map(api::admin::parse_expires_in)
+                .map(service::tokens::parse_expires_in)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--{e}"))?;
             let url = store.url()?;
             let home = open_home(&url, true)?;
-            let new = api::auth::NewToken {
+            let new = service::tokens::NewToken {
                 name,
                 kind: kind.into(),
                 scope: scope.into(),
                 expires_in,
             };
-            let (info, secret) = api::auth::create_token_in(&home, &new, now_ms())?;
+            let (info, secret) = service::tokens::create_token_in(&home, &new, now_ms())?;
             println!("{secret}");
             eprintln!(
                 "token {} stored hashed in {}; servers use it within a second",
@@ -563,7 +563,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { json, store } => {
             let home = open_home(&store.url()?, false)?;
             let now = now_ms();
-            for t in api::auth::list_tokens_in(&home)? {
+            for t in service::tokens::list_tokens_in(&home)? {
                 if json {
                     println!("{}", serde_json::to_string(&t)?);
                     continue;
@@ -587,7 +587,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { id, store } => {
             let home = open_home(&store.url()?, false)?;
-            if !api::auth::revoke_token_in(&home, &id, now_ms())? {
+            if !service::tokens::revoke_token_in(&home, &id, now_ms())? {
                 anyhow::bail!("no token has the id {id:?} (see `mc-ledger token list`)");
             }
             println!("revoked {id}; servers refuse it within a second");
@@ -598,7 +598,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
 
 /// Where a store keeps its tokens, without opening its log: a sled data directory is only a
 /// directory here, so `token …` works while a server holds the log.
-fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<api::home::Home> {
+fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<service::home::Home> {
     match url {
         StoreUrl::Sled(dir) => {
             if create {
@@ -606,7 +606,7 @@ fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<api::home::Home> {
             } else if !dir.join("log").exists() {
                 anyhow::bail!("no ledger at {} (is --data-dir right?)", dir.display());
             }
-            Ok(api::home::Home::Dir(dir.clone()))
+            Ok(service::home::Home::Dir(dir.clone()))
         }
         StoreUrl::Postgres(_) => Ok(open_existing(url, create)?.home),
     }
@@ -663,7 +663,7 @@ fn rebuild(url: &StoreUrl) -> anyhow::Result<()> {
             Vec::new()
         }
     };
-    let anchor = api::state::anchor_hash(reader, events)?;
+    let anchor = service::state::anchor_hash(reader, events)?;
     snapshot::save(&home, &ledger, anchor)?.commit()?;
     store.close()?;
     let per_s =

@@ -20,9 +20,10 @@ use maud::Markup;
 use projections::{authorize, Action, Operation, RuntimeFilter, Target};
 
 use crate::access::RouteTable;
-use crate::auth::Caller;
 use crate::reads::{fresh, related_events};
-use crate::state::{now, AppState};
+use crate::state::AppState;
+use service::clock::now;
+use service::tokens::Caller;
 
 pub const APP_JS: &str = include_str!("app.js");
 pub const STYLE_CSS: &str = include_str!("style.css");
@@ -85,7 +86,7 @@ fn allowed(viewer: &Viewer<'_>, app: &AppState, ticket: &TicketId) -> pages::All
         }
         Viewer::Token(c) => c,
     };
-    let principal = crate::access::principal(caller);
+    let principal = caller.principal();
     app.read.shared.read(|l| {
         let may = |a: Action| {
             authorize(

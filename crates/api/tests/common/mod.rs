@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use api::auth::{create_token_in, NewToken, Scope};
-use api::home::Home;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use events::ActorKind;
 use serde_json::Value;
+use service::home::Home;
 use tower::ServiceExt;
 
 pub const KINDS: [ActorKind; 6] = [

@@ -8,9 +8,9 @@ use events::{ReapCause, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
-use api::state::now;
 use client::Client;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use service::clock::now;
 
 use super::classify::{confirm, is_mass_reap, Candidate, Finding, Probe, Target};
 

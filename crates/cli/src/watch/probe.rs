@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use events::{ReapCause, Timestamp};
 use serde_json::{json, Value};
 
-use api::state::now;
+use service::clock::now;
 
 use super::classify::{
     classify_pane, classify_start, classify_stat, classify_tmux, clip, no_server, parse_pane,

@@ -54,7 +54,24 @@ impl StoreUrl {
 #[derive(Clone)]
 pub enum Home {
     Dir(PathBuf),
-    Pg(Arc<PgStore>),
+    Pg(PgBlobs),
+}
+
+/// The PostgreSQL store's named blobs, and nothing else of it: a home can read and append
+/// blobs, never the event log (a read handler that reaches a home cannot write an event).
+#[derive(Clone)]
+pub struct PgBlobs(Arc<PgStore>);
+
+impl PgBlobs {
+    /// The blobs of a PostgreSQL store.
+    pub fn of(store: Arc<PgStore>) -> PgBlobs {
+        PgBlobs(store)
+    }
+
+    /// Replaces a named blob (the snapshot).
+    pub fn put(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        Ok(self.0.put_blob(name, bytes)?)
+    }
 }
 
 impl Home {
@@ -66,7 +83,7 @@ impl Home {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(name).display())),
             },
-            Home::Pg(pg) => Ok(pg.get_blob(name)?),
+            Home::Pg(pg) => Ok(pg.0.get_blob(name)?),
         }
     }
 
@@ -85,7 +102,7 @@ impl Home {
                 f.sync_all()?;
                 Ok(())
             }
-            Home::Pg(pg) => Ok(pg.append_blob(name, format!("{line}\n").into_bytes())?),
+            Home::Pg(pg) => Ok(pg.0.append_blob(name, format!("{line}\n").into_bytes())?),
         }
     }
 
@@ -122,7 +139,7 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
             );
             Ok(OpenedStore {
                 store: store.clone(),
-                home: Home::Pg(store),
+                home: Home::Pg(PgBlobs(store)),
             })
         }
     }

@@ -74,14 +74,14 @@ pub fn save(home: &crate::home::Home, ledger: &Ledger, anchor: Hash) -> anyhow::
 /// A snapshot encoded under the projections' read lock, made durable after it is released.
 pub enum Saving {
     File(Pending),
-    Row(std::sync::Arc<store_pg::PgStore>, Vec<u8>),
+    Row(crate::home::PgBlobs, Vec<u8>),
 }
 
 impl Saving {
     pub fn commit(self) -> anyhow::Result<()> {
         match self {
             Saving::File(pending) => pending.commit(),
-            Saving::Row(pg, bytes) => Ok(pg.put_blob(FILE_NAME, bytes)?),
+            Saving::Row(pg, bytes) => pg.put(FILE_NAME, bytes),
         }
     }
 }

@@ -16,9 +16,9 @@ use std::sync::{Mutex, OnceLock};
 
 use events::{Actor, ActorKind};
 
-use crate::auth::{accepted, unknown, Caller, Scope, TokenVerdict};
 use crate::home::Home;
-use crate::state::AppState;
+use crate::state::Shared;
+use crate::tokens::{Caller, Scope, Verdict};
 
 pub const PREFIX: &str = "mcr_";
 const KEY: &str = "runtime-tokens.key";
@@ -104,20 +104,18 @@ pub fn token_id(runtime_id: &str) -> String {
 }
 
 /// Who a presented `mcr_…` token is, if anyone.
-pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
+pub fn verdict(shared: &Shared, tokens: &RuntimeTokens, home: &Home, secret: &str) -> Verdict {
     let Some(presented) = secret.strip_prefix(PREFIX).and_then(unhex) else {
-        return unknown();
+        return Verdict::Unknown;
     };
     let presented = blake3::Hash::from_bytes(presented);
-    let shared = &app.read.shared;
     // What this replica knows must include everything committed (another replica may have
     // ended the runtime, or dispatched it a moment ago).
     if shared.catch_up().is_err() {
-        return unknown();
+        return Verdict::Unknown;
     }
-    let tokens = &app.auth.runtime_tokens;
-    let Ok(key) = tokens.key(&shared.home) else {
-        return unknown();
+    let Ok(key) = tokens.key(home) else {
+        return Verdict::Unknown;
     };
     let found = shared.read(|ledger| {
         let mut index = tokens.index.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,15 +144,15 @@ pub(crate) fn verdict(app: &AppState, secret: &str) -> TokenVerdict {
         })
     });
     let Some((runtime_id, _ticket, agent, live)) = found else {
-        return unknown();
+        return Verdict::Unknown;
     };
     if !live {
-        return crate::auth::TokenVerdict::Expired(format!(
+        return Verdict::Expired(format!(
             "{} (runtime {runtime_id} has ended)",
             token_id(&runtime_id)
         ));
     }
-    accepted(Caller {
+    Verdict::Accepted(Caller {
         token_id: token_id(&runtime_id),
         actor: Actor {
             name: agent,

@@ -1,0 +1,97 @@
+//! mc-ledger's application layer: what a command does from the caller to the log and back,
+//! with no HTTP in it. [`Service::submit`] authorizes a caller's command
+//! (`projections::authorize`), decides it against the projections, appends it with the
+//! version it was decided against (re-deciding after a lost race) and answers an
+//! [`Outcome`](execute::Outcome). Around it: the token store (`tokens`, `runtime_token`), the
+//! store's home (`home`: the snapshot and the tokens), the projections in memory and their
+//! snapshots (`state`, `snapshot`, `rebuild`), the counters (`metrics`) and the clock
+//! (`clock`). The HTTP server (`api`), the CLI and the agents' MCP server are its callers.
+
+pub mod clock;
+pub mod execute;
+pub mod home;
+pub mod metrics;
+pub mod rebuild;
+pub mod runtime_token;
+pub mod snapshot;
+pub mod state;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use projections::{Config, Ledger};
+use store::{EventReader, EventStore};
+use store_sled::LogConfig;
+
+use crate::home::{open_store, Home, OpenedStore, StoreUrl};
+use crate::runtime_token::RuntimeTokens;
+use crate::state::{anchor_hash, Shared, Snapshots};
+use crate::tokens::Auth;
+
+pub use execute::{Failure, IdempotencyKey, Outcome, Writer};
+
+/// Everything a command needs: the projections, the store that appends, the tokens, the
+/// snapshots and the store's home.
+pub struct Service {
+    pub shared: Arc<Shared>,
+    pub store: Arc<dyn EventStore>,
+    pub auth: Arc<Auth>,
+    pub snapshots: Arc<Snapshots>,
+    /// The runtime tokens' key and index (minted at dispatch, checked when presented).
+    pub runtime_tokens: Arc<RuntimeTokens>,
+    pub home: Home,
+}
+
+impl Service {
+    /// Opens any store: loads the snapshot from its home, folds what is newer, and loads the
+    /// tokens (read again every `tokens::RELOAD_MS` for as long as the service lives).
+    pub fn open(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Service> {
+        let OpenedStore { store, home } = open_store(url, config)?;
+        let reader: Arc<dyn EventReader> = store.reader();
+        let mut ledger = load_projections(reader.as_ref(), &home);
+        if ledger.position() == 0 && reader.head() > 0 {
+            // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
+            ledger = crate::rebuild::fold_all(reader.as_ref(), |_| {})?;
+        }
+        let auth = Auth::watch(&home)?;
+        let shared = Arc::new(Shared::new(reader, ledger, Config::default()));
+        shared.catch_up()?;
+        let snapshots = Arc::new(Snapshots::new(shared.clone(), home.clone()));
+        Ok(Service {
+            shared,
+            store,
+            auth,
+            snapshots,
+            runtime_tokens: Arc::new(RuntimeTokens::default()),
+            home,
+        })
+    }
+}
+
+/// Loads the snapshot if it belongs to this log and this schema; otherwise starts empty
+/// (the caller's catch-up then folds the whole log: a rebuild).
+pub fn load_projections(reader: &dyn EventReader, home: &Home) -> Ledger {
+    match snapshot::load(home) {
+        Ok(loaded) => {
+            let position = loaded.ledger.position();
+            match anchor_hash(reader, position) {
+                Ok(hash) if hash == loaded.anchor => {
+                    tracing::info!(position, "loaded projection snapshot");
+                    loaded.ledger
+                }
+                _ => {
+                    tracing::warn!(
+                        position,
+                        "snapshot does not match the log; rebuilding projections"
+                    );
+                    Ledger::default()
+                }
+            }
+        }
+        Err(snapshot::Unusable::Missing) => Ledger::default(),
+        Err(e) => {
+            tracing::warn!("{e}; rebuilding projections from the log");
+            Ledger::default()
+        }
+    }
+}
