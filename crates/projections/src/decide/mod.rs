@@ -1,0 +1,116 @@
+//! Command decisions (SPEC §6): `decide(ledger, command, context)` turns a request into new
+//! events for one ticket stream, a duplicate answer, or a named rejection with a stable code.
+//!
+//! Every decision is a flat run of early returns (TigerBeetle's state machine style), checked
+//! in one order: the target exists (404), the input is well formed (422), the command was
+//! already applied (duplicate, 200), the client's expected version (409), then the rules of
+//! the ticket and runtime state (409). Duplicates come before the version check on purpose: a
+//! client retrying a dispatch after a timeout still holds the old version and must get its
+//! original runtime back, not a conflict.
+
+mod checks;
+mod pools;
+mod runtimes;
+mod tickets;
+mod types;
+
+pub use pools::POOL_CAPACITY_MAX;
+pub use types::*;
+
+use crate::ledger::Ledger;
+
+use pools::configure_pool;
+use runtimes::*;
+use tickets::*;
+
+/// Decides `cmd` against `ledger`. Pure: the same inputs always give the same answer.
+pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision, Rejection> {
+    match cmd {
+        Command::Open { ticket, opened } => open(ledger, ticket, opened, ctx),
+        Command::Edit { ticket, edit } => edit_ticket(ledger, ticket, edit, ctx),
+        Command::Comment { ticket, body } => comment(ledger, ticket, body, ctx),
+        Command::Link {
+            ticket,
+            relation,
+            target,
+        } => link(ledger, ticket, *relation, target, ctx),
+        Command::Unlink {
+            ticket,
+            relation,
+            target,
+        } => unlink(ledger, ticket, *relation, target, ctx),
+        Command::Park {
+            ticket,
+            waiting_on,
+            reason,
+        } => park(ledger, ticket, waiting_on, reason, ctx),
+        Command::Gate { ticket, gate } => record_gate(ledger, ticket, gate, ctx),
+        Command::Close { ticket, close } => close_ticket(ledger, ticket, close, ctx),
+        Command::Reopen { ticket, reason } => reopen(ledger, ticket, reason, ctx),
+        Command::AddTask {
+            ticket,
+            task_id,
+            title,
+        } => add_task(ledger, ticket, task_id.as_deref(), title, ctx),
+        Command::UpdateTask {
+            ticket,
+            task_id,
+            status,
+        } => update_task(ledger, ticket, task_id, *status, ctx),
+        Command::Dispatch { .. } => dispatch(ledger, cmd, ctx),
+        Command::Signal {
+            runtime_id,
+            verdict,
+            nonce,
+            payload,
+        } => signal(ledger, runtime_id, *verdict, nonce, payload, ctx),
+        Command::Harvest { runtime_id, report } => harvest(ledger, runtime_id, report, ctx),
+        Command::Reap {
+            runtime_id,
+            cause,
+            evidence,
+        } => reap(ledger, runtime_id, *cause, evidence, ctx),
+        Command::RequestInput {
+            runtime_id,
+            kind,
+            message,
+        } => request_input(ledger, runtime_id, kind, message.as_deref(), ctx),
+        Command::EndSession { runtime_id, reason } => end_session(ledger, runtime_id, reason, ctx),
+        Command::Kill { runtime_id, reason } => {
+            end_live(ledger, runtime_id, reason, ctx, Ending::Kill)
+        }
+        Command::Cancel { runtime_id, reason } => {
+            end_live(ledger, runtime_id, reason, ctx, Ending::Cancel)
+        }
+        Command::Switch {
+            runtime_id,
+            agent,
+            profile,
+            model,
+        } => switch(ledger, runtime_id, agent, profile, model, ctx),
+        Command::Retry {
+            runtime_id,
+            resume,
+            pool,
+        } => retry(ledger, runtime_id, *resume, pool.as_deref(), ctx),
+        Command::ConfigurePool { name, capacity } => configure_pool(ledger, name, *capacity),
+        Command::Complete {
+            runtime_id,
+            reason,
+            commit,
+        } => complete(ledger, runtime_id, reason, commit, ctx),
+        Command::Input { runtime_id, text } => input(ledger, runtime_id, text, ctx),
+        Command::Activity { runtime_id, note } => activity(ledger, runtime_id, note, ctx),
+        Command::AbortLaunch {
+            runtime_id,
+            reason,
+            detail,
+        } => end_live(
+            ledger,
+            runtime_id,
+            reason,
+            ctx,
+            Ending::AbortLaunch(detail.as_deref()),
+        ),
+    }
+}
