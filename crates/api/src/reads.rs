@@ -1,5 +1,6 @@
 //! Read handlers. They hold a [`ReadState`] only: projections and a log reader, nothing that
-//! appends.
+//! appends or saves. Reads that may reach the store (events, comments, timelines, `as_of`,
+//! verify) run on the blocking pool ([`off_worker`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,6 +28,24 @@ fn page(limit: Option<usize>) -> Result<usize, AppError> {
         Some(0) => Err(AppError::bad_request("limit must be at least 1")),
         Some(n) => Ok(n.min(PAGE_MAX)),
     }
+}
+
+/// Runs a read that may reach the store on the blocking pool: a PostgreSQL replica reads
+/// records older than its copy from the database, and an async worker must never wait on that.
+async fn off_worker(
+    r: ReadState,
+    read: impl FnOnce(&ReadState) -> Result<Response, AppError> + Send + 'static,
+) -> Result<Response, AppError> {
+    blocking(move || read(&r)).await
+}
+
+/// [`off_worker`] for any read that answers a `Result`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| AppError::internal("read task", e))?
 }
 
 /// Brings the projections up to the durable head, so a read after a write sees it. This folds
@@ -152,33 +171,36 @@ pub async fn get_ticket(
     Path(id): Path<String>,
     Query(q): Query<AsOfQuery>,
 ) -> Result<Response, AppError> {
-    let ticket = ticket_id(&id)?;
-    fresh(&r)?;
-    let cfg = &r.shared.config;
-    let view = match q.as_of {
-        None => r.shared.read(|l| l.ticket_view(&ticket, now(), cfg)),
-        Some(p) => {
-            let head = r.shared.reader.head();
-            if p > head {
-                return Err(AppError::invalid(format!(
-                    "as_of {p} is past the log head {head}"
-                )));
+    off_worker(r, move |r| {
+        let ticket = ticket_id(&id)?;
+        fresh(&r)?;
+        let cfg = &r.shared.config;
+        let view = match q.as_of {
+            None => r.shared.read(|l| l.ticket_view(&ticket, now(), cfg)),
+            Some(p) => {
+                let head = r.shared.reader.head();
+                if p > head {
+                    return Err(AppError::invalid(format!(
+                        "as_of {p} is past the log head {head}"
+                    )));
+                }
+                let reader = r.shared.reader.as_ref();
+                let events = related_events(&r, &ticket, p)?;
+                // "now" of a past view is the time of the event at `as_of`, so live classes are
+                // as they were then.
+                let at = match p.checked_sub(1) {
+                    Some(before) => reader.read_after(before, 1)?.first().map(|e| e.recorded_at),
+                    None => None,
+                };
+                projections::as_of(&events, p).ticket_view(&ticket, at.unwrap_or_else(now), cfg)
             }
-            let reader = r.shared.reader.as_ref();
-            let events = related_events(&r, &ticket, p)?;
-            // "now" of a past view is the time of the event at `as_of`, so live classes are
-            // as they were then.
-            let at = match p.checked_sub(1) {
-                Some(before) => reader.read_after(before, 1)?.first().map(|e| e.recorded_at),
-                None => None,
-            };
-            projections::as_of(&events, p).ticket_view(&ticket, at.unwrap_or_else(now), cfg)
+        };
+        match view {
+            Some(v) => Ok(Json(v).into_response()),
+            None => Err(not_found_ticket(&ticket)),
         }
-    };
-    match view {
-        Some(v) => Ok(Json(v).into_response()),
-        None => Err(not_found_ticket(&ticket)),
-    }
+    })
+    .await
 }
 
 fn not_found_ticket(t: &TicketId) -> AppError {
@@ -221,16 +243,19 @@ pub async fn ticket_events(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
-    let ticket = ticket_id(&id)?;
-    fresh(&r)?;
-    require_ticket(&r, &ticket)?;
-    let limit = page(q.limit)?;
-    let from = q.after.unwrap_or(0).saturating_add(1);
-    let events = r
-        .shared
-        .reader
-        .read_stream(&ticket, from, u64::MAX, limit + 1)?;
-    Ok(Json(stream_page(events, limit)).into_response())
+    off_worker(r, move |r| {
+        let ticket = ticket_id(&id)?;
+        fresh(&r)?;
+        require_ticket(&r, &ticket)?;
+        let limit = page(q.limit)?;
+        let from = q.after.unwrap_or(0).saturating_add(1);
+        let events = r
+            .shared
+            .reader
+            .read_stream(&ticket, from, u64::MAX, limit + 1)?;
+        Ok(Json(stream_page(events, limit)).into_response())
+    })
+    .await
 }
 
 fn stream_page(mut events: Vec<RecordedEvent>, limit: usize) -> EventPage {
@@ -273,39 +298,42 @@ pub async fn ticket_comments(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
-    let ticket = ticket_id(&id)?;
-    fresh(&r)?;
-    let version = require_ticket(&r, &ticket)?;
-    let limit = page(q.limit)?;
-    let mut comments = Vec::new();
-    let mut next = None;
-    let mut from = q.after.unwrap_or(0).saturating_add(1);
-    'scan: while from <= version {
-        let batch = r.shared.reader.read_stream(&ticket, from, version, 1000)?;
-        let Some(last) = batch.last() else { break };
-        from = last.version + 1;
-        for e in batch {
-            if let EventData::TicketCommented(c) = &e.data {
-                if comments.len() == limit {
-                    next = comments.last().map(|c: &Comment| c.version);
-                    break 'scan;
+    off_worker(r, move |r| {
+        let ticket = ticket_id(&id)?;
+        fresh(&r)?;
+        let version = require_ticket(&r, &ticket)?;
+        let limit = page(q.limit)?;
+        let mut comments = Vec::new();
+        let mut next = None;
+        let mut from = q.after.unwrap_or(0).saturating_add(1);
+        'scan: while from <= version {
+            let batch = r.shared.reader.read_stream(&ticket, from, version, 1000)?;
+            let Some(last) = batch.last() else { break };
+            from = last.version + 1;
+            for e in batch {
+                if let EventData::TicketCommented(c) = &e.data {
+                    if comments.len() == limit {
+                        next = comments.last().map(|c: &Comment| c.version);
+                        break 'scan;
+                    }
+                    comments.push(Comment {
+                        position: e.position,
+                        version: e.version,
+                        id: e.id.clone(),
+                        actor: e.actor.clone(),
+                        recorded_at: e.recorded_at,
+                        body: c.body.clone(),
+                    });
                 }
-                comments.push(Comment {
-                    position: e.position,
-                    version: e.version,
-                    id: e.id.clone(),
-                    actor: e.actor.clone(),
-                    recorded_at: e.recorded_at,
-                    body: c.body.clone(),
-                });
             }
         }
-    }
-    Ok(Json(CommentPage {
-        comments,
-        next_cursor: next,
+        Ok(Json(CommentPage {
+            comments,
+            next_cursor: next,
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 /// The audit replay of a ticket.
@@ -324,13 +352,16 @@ pub async fn ticket_timeline(
     State(r): State<ReadState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let ticket = ticket_id(&id)?;
-    fresh(&r)?;
-    require_ticket(&r, &ticket)?;
-    let head = r.shared.reader.head();
-    let events = related_events(&r, &ticket, head)?;
-    let timeline = projections::timeline(&events, &ticket, &r.shared.config);
-    Ok(Json(TimelinePage { timeline }).into_response())
+    off_worker(r, move |r| {
+        let ticket = ticket_id(&id)?;
+        fresh(&r)?;
+        require_ticket(&r, &ticket)?;
+        let head = r.shared.reader.head();
+        let events = related_events(&r, &ticket, head)?;
+        let timeline = projections::timeline(&events, &ticket, &r.shared.config);
+        Ok(Json(TimelinePage { timeline }).into_response())
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -520,19 +551,22 @@ pub async fn list_events(
     State(r): State<ReadState>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, AppError> {
-    let limit = page(q.limit)?;
-    let mut events = r
-        .shared
-        .reader
-        .read_after(q.after.unwrap_or(0), limit + 1)?;
-    let more = events.len() > limit;
-    events.truncate(limit);
-    let next_cursor = more.then(|| events.last().map(|e| e.position)).flatten();
-    Ok(Json(EventPage {
-        events,
-        next_cursor,
+    off_worker(r, move |r| {
+        let limit = page(q.limit)?;
+        let mut events = r
+            .shared
+            .reader
+            .read_after(q.after.unwrap_or(0), limit + 1)?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next_cursor = more.then(|| events.last().map(|e| e.position)).flatten();
+        Ok(Json(EventPage {
+            events,
+            next_cursor,
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -623,7 +657,7 @@ pub struct VerifyResult {
     responses((status = 200, description = "`ok: true` with counts and the head hash, or `ok: false` with the first bad position.", body = VerifyResult))
 )]
 pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
-    match r.shared.reader.verify() {
+    off_worker(r, move |r| match r.shared.reader.verify() {
         Ok(report) => Ok(Json(VerifyResult {
             ok: true,
             events: Some(report.events),
@@ -643,5 +677,6 @@ pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
         })
         .into_response()),
         Err(e) => Err(e.into()),
-    }
+    })
+    .await
 }

@@ -164,7 +164,13 @@ impl Follow {
                 }
                 continue;
             }
-            match self.reader.read_after(self.after, SSE_PAGE) {
+            // On the blocking pool: a PostgreSQL replica reads older records from the database.
+            let (reader, after) = (self.reader.clone(), self.after);
+            let read = tokio::task::spawn_blocking(move || reader.read_after(after, SSE_PAGE));
+            let Ok(read) = read.await else {
+                return None;
+            };
+            match read {
                 Ok(batch) if !batch.is_empty() => {
                     if self.caller.as_ref().is_some_and(|c| c.runtime.is_some()) {
                         // What a runtime token may see is read from the projections: bring

@@ -234,7 +234,7 @@ impl Service {
         if let Some(key) = key {
             // Asked before deciding: the first try may have changed what the decision says (a
             // retried close would be `ticket_closed`).
-            if let Some(events) = self.keyed_original(key)? {
+            if let Some(events) = self.keyed_original(key).await? {
                 shared.metrics.duplicates.inc();
                 return self.answer(&command, &writer, false, duplicate(events));
             }
@@ -281,7 +281,7 @@ impl Service {
                 }
                 Decision::Duplicate(d) => {
                     shared.metrics.duplicates.inc();
-                    let events = self.originals(&d.events)?;
+                    let events = self.originals(d.events.clone()).await?;
                     let body = WriteResult {
                         duplicate: Some(true),
                         position: events.last().map_or(0, |e| e.position),
@@ -398,22 +398,28 @@ impl Service {
     /// The events a keyed command appended on its first try, in order, if it got that far. A
     /// refused signal's record is not an answer: the command is decided again, and its record
     /// is recognised by id when appended (answering the original refusal).
-    fn keyed_original(&self, key: &IdempotencyKey) -> Result<Option<Vec<RecordedEvent>>, LogError> {
-        let reader = &self.shared.reader;
-        let Some(first) = reader.event_by_id(&key.event_id(0))? else {
-            return Ok(None);
-        };
-        if matches!(first.data, EventData::RuntimeSignalRejected(_)) {
-            return Ok(None);
-        }
-        let mut events = vec![first];
-        for i in 1..events::ids::EVENTS_PER_APPEND_MAX {
-            match reader.event_by_id(&key.event_id(i))? {
-                Some(e) => events.push(e),
-                None => break,
+    async fn keyed_original(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<RecordedEvent>>, Failure> {
+        let (reader, key) = (self.shared.reader.clone(), key.clone());
+        blocking(move || {
+            let Some(first) = reader.event_by_id(&key.event_id(0))? else {
+                return Ok(None);
+            };
+            if matches!(first.data, EventData::RuntimeSignalRejected(_)) {
+                return Ok(None);
             }
-        }
-        Ok(Some(events))
+            let mut events = vec![first];
+            for i in 1..events::ids::EVENTS_PER_APPEND_MAX {
+                match reader.event_by_id(&key.event_id(i))? {
+                    Some(e) => events.push(e),
+                    None => break,
+                }
+            }
+            Ok(Some(events))
+        })
+        .await
     }
 
     /// The answer; a dispatch or retry also carries the new runtime's token when the server
@@ -449,16 +455,28 @@ impl Service {
         })
     }
 
-    fn originals(&self, refs: &[EventRef]) -> Result<Vec<RecordedEvent>, LogError> {
-        let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
-            let found = self
-                .shared
-                .reader
-                .read_after(r.position.saturating_sub(1), 1)?;
-            out.extend(found.into_iter().filter(|e| e.position == r.position));
-        }
-        Ok(out)
+    async fn originals(&self, refs: Vec<EventRef>) -> Result<Vec<RecordedEvent>, Failure> {
+        let reader = self.shared.reader.clone();
+        blocking(move || {
+            let mut out = Vec::with_capacity(refs.len());
+            for r in refs {
+                let found = reader.read_after(r.position.saturating_sub(1), 1)?;
+                out.extend(found.into_iter().filter(|e| e.position == r.position));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Runs a read that may reach the store on the blocking pool: a PostgreSQL replica reads
+/// records older than its copy from the database, and an async worker must never wait on that.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(Failure::Internal("read task", e.to_string())),
     }
 }
 

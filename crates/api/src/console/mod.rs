@@ -20,7 +20,7 @@ use maud::Markup;
 use projections::{authorize, Action, Operation, RuntimeFilter, Target};
 
 use crate::access::RouteTable;
-use crate::reads::{fresh, related_events};
+use crate::reads::{blocking, fresh, related_events};
 use crate::state::AppState;
 use service::clock::now;
 use service::tokens::Caller;
@@ -311,7 +311,8 @@ async fn ticket(
     }
     // The ticket's streams up to the head: the timeline steps through them; `as_of` folds the
     // prefix up to its position.
-    let all = match related_events(&app.read, &ticket, head) {
+    let (read, of) = (app.read.clone(), ticket.clone());
+    let all = match blocking(move || related_events(&read, &of, head)).await {
         Ok(e) => e,
         Err(e) => {
             let status = e.status;
@@ -448,10 +449,10 @@ async fn event_log(
     if viewer(&app, caller.as_ref()).is_none() {
         return sign_in(&app, &headers, "Event log", "/events");
     }
-    let reader = &app.read.shared.reader;
+    let reader = app.read.shared.reader.clone();
     let head = reader.head();
     let after = head.saturating_sub(u64::try_from(EVENT_LOG_MAX).unwrap_or(u64::MAX));
-    match reader.read_after(after, EVENT_LOG_MAX) {
+    match blocking(move || Ok(reader.read_after(after, EVENT_LOG_MAX)?)).await {
         Ok(events) => page(
             &app,
             &headers,
@@ -460,7 +461,7 @@ async fn event_log(
             "/events",
             pages::events(&events),
         ),
-        Err(e) => unavailable(&app, &headers, &crate::error::AppError::from(e)),
+        Err(e) => unavailable(&app, &headers, &e),
     }
 }
 
