@@ -4,6 +4,10 @@
 //!
 //! Reads and appends are split on purpose: read paths are handed an [`EventReader`], which has
 //! no way to append, so a GET can never write (the seeds' W.7 bug).
+//!
+//! The store logic both stores share lives here too, pure (no IO): what an append is against
+//! what a store holds ([`classify`]), placing, chaining and checking records ([`chain`]), and
+//! the in-memory event-id index ([`id_index`]). The store crates keep only their IO.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +19,10 @@ use events::codec;
 use events::ids::{is_event_id, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVENT_DATA_BYTES_MAX};
 use events::{NewEvent, RecordedEvent, TicketId};
 
+pub mod chain;
+pub mod classify;
 pub mod error;
+pub mod id_index;
 
 pub use error::LogError;
 
