@@ -5,6 +5,8 @@ use std::collections::{HashMap, VecDeque};
 
 use events::codec;
 use events::{Hash, RecordedEvent, TicketId};
+use store::chain::ChainHead;
+use store::id_index::{id_hash_64, IdIndex};
 use store::LogError;
 
 /// What this replica knows of the committed log: an index of every position (its ticket stream
@@ -12,38 +14,34 @@ use store::LogError;
 pub(crate) struct Cache {
     /// The tail's length.
     tail_max: usize,
-    head: u64,
-    /// The hash of the record at `head`.
-    pub(crate) hash: Hash,
+    /// The last position held and the hash of its record.
+    chain: ChainHead,
     pub(crate) streams: HashMap<TicketId, Vec<u64>>,
-    /// 64 bits of blake3 of each event id → its position; the rare second id with the same
-    /// hash goes to `id_overflow`. A hit is a candidate, confirmed on the record.
-    ids: HashMap<u64, u64>,
-    id_overflow: Vec<(u64, u64)>,
+    /// 64 bits of blake3 of each event id → its position (in memory only: rebuilt from the
+    /// records on open). A hit is a candidate, confirmed on the record.
+    ids: IdIndex<u64>,
     /// The last records, oldest first; the last one is at `head`.
     tail: VecDeque<Box<[u8]>>,
-}
-
-fn id_hash(id: &str) -> u64 {
-    let bytes = blake3::hash(id.as_bytes());
-    u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 impl Cache {
     pub(crate) fn new(tail_max: usize) -> Cache {
         Cache {
             tail_max: tail_max.max(1),
-            head: 0,
-            hash: Hash::ZERO,
+            chain: ChainHead::EMPTY,
             streams: HashMap::new(),
-            ids: HashMap::new(),
-            id_overflow: Vec::new(),
+            ids: IdIndex::default(),
             tail: VecDeque::new(),
         }
     }
 
     pub(crate) fn head(&self) -> u64 {
-        self.head
+        self.chain.position
+    }
+
+    /// The hash of the record at `head` (zero when empty).
+    pub(crate) fn hash(&self) -> Hash {
+        self.chain.hash
     }
 
     /// Adds the record at `position` if it is the next one (records already held are
@@ -53,12 +51,12 @@ impl Cache {
         position: u64,
         record: &[u8],
     ) -> Result<Option<RecordedEvent>, LogError> {
-        if position <= self.head {
+        if position <= self.head() {
             return Ok(None);
         }
-        if position != self.head + 1 {
+        if position != self.head() + 1 {
             return Err(LogError::corrupt(
-                self.head + 1,
+                self.head() + 1,
                 format!("the database skipped to position {position}"),
             ));
         }
@@ -82,26 +80,16 @@ impl Cache {
         record: &[u8],
     ) -> Result<(), LogError> {
         let position = event.position;
-        if position <= self.head {
+        if position <= self.head() {
             return Ok(());
         }
-        if position != self.head + 1 || event.prev_hash != self.hash {
-            return Err(LogError::corrupt(
-                position,
-                "hash chain broken: prev_hash differs",
-            ));
-        }
-        self.head = position;
-        self.hash = event.hash;
+        self.chain.check_next(event)?;
+        self.chain.advance(event);
         self.streams
             .entry(event.ticket.clone())
             .or_default()
             .push(position);
-        let key = id_hash(&event.id);
-        if let Some(older) = self.ids.insert(key, position) {
-            // Two ids with the same 64-bit hash: the map keeps the newer, the overflow the older.
-            self.id_overflow.push((key, older));
-        }
+        self.ids.insert(id_hash_64(&event.id), position);
         if self.tail.len() == self.tail_max {
             self.tail.pop_front();
         }
@@ -111,25 +99,14 @@ impl Cache {
 
     /// The record at `position` if it is in the tail.
     pub(crate) fn tail_record(&self, position: u64) -> Option<&[u8]> {
-        let first = self.head + 1 - count(self.tail.len());
+        let first = self.head() + 1 - count(self.tail.len());
         let index = usize::try_from(position.checked_sub(first)?).ok()?;
         self.tail.get(index).map(|r| &r[..])
     }
 
     /// Positions whose event id may be `id`.
     pub(crate) fn id_candidates(&self, id: &str) -> Vec<u64> {
-        let key = id_hash(id);
-        self.ids
-            .get(&key)
-            .copied()
-            .into_iter()
-            .chain(
-                self.id_overflow
-                    .iter()
-                    .filter(|(k, _)| *k == key)
-                    .map(|(_, p)| *p),
-            )
-            .collect()
+        self.ids.candidates(id_hash_64(id)).collect()
     }
 }
 

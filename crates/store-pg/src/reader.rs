@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use events::{RecordedEvent, TicketId};
+use store::chain::ChainCheck;
 use store::{EventReader, LogError, VerifyReport};
 use tokio::sync::watch;
 
-use crate::cache::{count, Cache};
+use crate::cache::{count, decode_at};
 use crate::config::PgConfig;
 use crate::connect::{connect, pg_error};
 use crate::replica::{Inner, FETCH_ROWS};
@@ -105,12 +106,13 @@ impl EventReader for PgReader {
 async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
     let s = &config.schema;
     let client = connect(config).await?;
-    let mut cache = Cache::new(1);
+    // The chain and every stream's versions, record by record (`store::chain`).
+    let mut chain = ChainCheck::new();
     let sql = format!(
         "SELECT position, record FROM {s}.events WHERE position > $1 ORDER BY position LIMIT $2"
     );
     loop {
-        let after = i64::try_from(cache.head()).unwrap_or(i64::MAX);
+        let after = i64::try_from(chain.head().position).unwrap_or(i64::MAX);
         let rows = client
             .query(&sql, &[&after, &FETCH_ROWS])
             .await
@@ -119,19 +121,24 @@ async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
             let position: i64 = row.get(0);
             let record: &[u8] = row.get(1);
             let position = u64::try_from(position).unwrap_or(0);
-            let event = cache
-                .push(position, record)?
-                .ok_or_else(|| LogError::corrupt(position, "position repeated"))?;
-            let version = count(cache.streams.get(&event.ticket).map_or(0, Vec::len));
-            if event.version != version {
+            let head = chain.head().position;
+            if position <= head {
+                return Err(LogError::corrupt(position, "position repeated"));
+            }
+            if position != head + 1 {
                 return Err(LogError::corrupt(
-                    position,
-                    format!(
-                        "ticket {} version {} where {version} was due",
-                        event.ticket, event.version
-                    ),
+                    head + 1,
+                    format!("the database skipped to position {position}"),
                 ));
             }
+            let event = decode_at(position, record)?;
+            if event.position != position {
+                return Err(LogError::corrupt(
+                    position,
+                    "the record names another position",
+                ));
+            }
+            chain.push(&event)?;
         }
         if i64::try_from(rows.len()).unwrap_or(0) < FETCH_ROWS {
             break;
@@ -142,18 +149,15 @@ async fn verify(config: &PgConfig) -> Result<VerifyReport, LogError> {
         .await
         .map_err(pg_error)?;
     let head_position = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
-    if head_position != cache.head() || head.get::<_, &[u8]>(1) != cache.hash.0.as_slice() {
+    let end = chain.head();
+    if head_position != end.position || head.get::<_, &[u8]>(1) != end.hash.0.as_slice() {
         return Err(LogError::corrupt(
-            cache.head() + 1,
+            end.position + 1,
             format!(
                 "the head row says {head_position}, the events end at {}",
-                cache.head()
+                end.position
             ),
         ));
     }
-    Ok(VerifyReport {
-        events: cache.head(),
-        tickets: count(cache.streams.len()),
-        head_hash: cache.hash,
-    })
+    Ok(chain.report())
 }

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::codec::{self, RecordHead};
-use events::{Hash, NewEvent, RecordedEvent, TicketId};
-use store::{AppendRequest, Appended, LogError, Part};
+use events::{Hash, RecordedEvent};
+use store::chain::place;
+use store::classify::{classify, Classified};
+use store::{AppendRequest, Appended, LogError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
@@ -280,7 +281,7 @@ async fn stage_and_commit(
     }
     let (candidates, versions) = {
         let cache = inner.cache.read().unwrap_or_else(|p| p.into_inner());
-        if cache.head() != position || cache.hash != hash {
+        if cache.head() != position || cache.hash() != hash {
             return Err(Failure::Open(LogError::corrupt(
                 cache.head() + 1,
                 format!(
@@ -327,100 +328,45 @@ async fn stage_and_commit(
     let mut rows: Vec<Row> = Vec::new();
     let mut staged = Vec::with_capacity(requests.len());
     for request in requests {
-        let parts: Vec<Part<'_>> = request.parts().collect();
-        let events: Vec<(&TicketId, &NewEvent)> = parts
-            .iter()
-            .flat_map(|p| p.events.iter().map(move |e| (p.ticket, e)))
-            .collect();
-        let known: Vec<Option<RecordedEvent>> = events
-            .iter()
-            .map(|(_, e)| {
-                existing.get(&e.id).cloned().or_else(|| {
+        // Known: the confirmed originals, and what this batch has staged before this append.
+        let classified = classify(
+            request,
+            |_, id| {
+                Ok(existing.get(id).cloned().or_else(|| {
                     rows.iter()
-                        .find(|r| r.event.id == e.id)
+                        .find(|r| r.event.id == id)
                         .map(|r| r.event.clone())
-                })
-            })
-            .collect();
-        let found = known.iter().filter(|k| k.is_some()).count();
-        if found == events.len() {
-            let misplaced = known
-                .iter()
-                .flatten()
-                .zip(&events)
-                .find(|(original, (ticket, _))| original.ticket != **ticket);
-            if let Some((other, _)) = misplaced {
-                staged.push(Staged::Refused(LogError::IdConflict {
-                    id: other.id.clone(),
-                }));
-            } else {
-                let mut all: Vec<RecordedEvent> = known.into_iter().flatten().collect();
-                all.sort_by_key(|e| e.position);
-                staged.push(Staged::Duplicate(all));
+                }))
+            },
+            |ticket| versions.get(ticket.as_str()).copied().unwrap_or(0),
+        );
+        let currents = match classified {
+            Ok(Classified::New(currents)) => currents,
+            Ok(Classified::Duplicate(originals)) => {
+                staged.push(Staged::Duplicate(originals));
+                continue;
             }
-            continue;
-        }
-        if let Some(i) = known.iter().position(Option::is_some) {
-            staged.push(Staged::Refused(LogError::IdConflict {
-                id: events[i].1.id.clone(),
-            }));
-            continue;
-        }
-        let currents: Vec<u64> = parts
-            .iter()
-            .map(|p| versions.get(p.ticket.as_str()).copied().unwrap_or(0))
-            .collect();
-        let conflict = parts.iter().zip(&currents).find_map(|(part, &current)| {
-            part.expected_version
-                .filter(|&expected| expected != current)
-                .map(|expected| LogError::VersionConflict {
-                    ticket: part.ticket.to_string(),
-                    expected,
-                    actual: current,
-                })
-        });
-        if let Some(e) = conflict {
-            staged.push(Staged::Refused(e));
-            continue;
-        }
-        let mut encoded = Vec::with_capacity(events.len());
+            Err(e) => {
+                staged.push(Staged::Refused(e));
+                continue;
+            }
+        };
+        let mut encoded = Vec::with_capacity(request.len());
         let mut chain = hash;
         let mut refused = None;
-        'parts: for (part, &current) in parts.iter().zip(&currents) {
-            for (k, event) in part.events.iter().enumerate() {
-                let head = RecordHead {
-                    position: position + count(encoded.len()) + 1,
-                    ticket: part.ticket,
-                    version: current + count(k) + 1,
-                    id: &event.id,
-                    recorded_at: event.recorded_at,
-                    actor: &event.actor,
-                    token_id: event.token_id.as_deref(),
-                };
-                let mut record = Vec::new();
-                match codec::encode_record(&mut record, &chain, &head, &event.data) {
-                    Ok(h) => {
-                        encoded.push(Row {
-                            event: RecordedEvent {
-                                position: head.position,
-                                ticket: part.ticket.clone(),
-                                version: head.version,
-                                id: event.id.clone(),
-                                recorded_at: event.recorded_at,
-                                actor: event.actor.clone(),
-                                token_id: event.token_id.clone(),
-                                data: event.data.clone(),
-                                prev_hash: chain,
-                                hash: h,
-                            },
-                            record,
-                        });
-                        chain = h;
-                    }
-                    Err(e) => {
-                        refused = Some(LogError::from(e));
-                        break 'parts;
-                    }
+        for event in place(request, &currents, position) {
+            let mut record = Vec::new();
+            match event.encode(&mut record, &chain) {
+                Ok(h) => {
+                    encoded.push(Row {
+                        event: event.recorded(chain, h),
+                        record,
+                    });
+                    chain = h;
+                }
+                Err(e) => {
+                    refused = Some(e);
+                    break;
                 }
             }
         }
@@ -433,7 +379,7 @@ async fn stage_and_commit(
         });
         position += count(encoded.len());
         hash = chain;
-        for (part, &current) in parts.iter().zip(&currents) {
+        for (part, &current) in request.parts().zip(&currents) {
             versions.insert(part.ticket.to_string(), current + count(part.events.len()));
         }
         rows.extend(encoded);
