@@ -23,9 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use events::{RecordedEvent, TicketId};
 use store::{
-    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, VerifyReport,
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, ReadsThrough,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
@@ -50,6 +49,8 @@ use writer::{writer, Reply, QUEUE_MAX};
 /// The PostgreSQL store of one replica.
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// The read side (its `EventReader` is this store's).
+    reader: PgReader,
     queue: Mutex<Option<mpsc::Sender<(AppendRequest, Reply)>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -85,6 +86,9 @@ impl PgStore {
         let writer = runtime.spawn(writer(Arc::clone(&inner), appends));
         runtime.spawn(follower(Arc::clone(&inner)));
         Ok(PgStore {
+            reader: PgReader {
+                inner: Arc::clone(&inner),
+            },
             inner,
             queue: Mutex::new(Some(queue)),
             writer: Mutex::new(Some(writer)),
@@ -189,13 +193,7 @@ impl PgStore {
 
     /// A read handle on this replica's copy of the log.
     pub fn read_handle(&self) -> PgReader {
-        self.reader_of()
-    }
-
-    fn reader_of(&self) -> PgReader {
-        PgReader {
-            inner: Arc::clone(&self.inner),
-        }
+        self.reader.clone()
     }
 }
 
@@ -212,37 +210,10 @@ impl Drop for PgStore {
     }
 }
 
-impl EventReader for PgStore {
-    fn head(&self) -> u64 {
-        self.inner.head()
-    }
-    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
-        self.reader_of().stream_version(ticket)
-    }
-    fn read_stream(
-        &self,
-        ticket: &TicketId,
-        from_version: u64,
-        to_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader_of()
-            .read_stream(ticket, from_version, to_version, limit)
-    }
-    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader_of().read_after(after, limit)
-    }
-    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
-        self.reader_of().event_by_id(id)
-    }
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.inner.head.subscribe()
-    }
-    fn verify(&self) -> Result<VerifyReport, LogError> {
-        self.reader_of().verify()
-    }
-    fn ready(&self) -> Result<(), LogError> {
-        self.reader_of().ready()
+impl ReadsThrough for PgStore {
+    type Reader = PgReader;
+    fn read_side(&self) -> &PgReader {
+        &self.reader
     }
 }
 
@@ -262,7 +233,7 @@ impl EventStore for PgStore {
     }
 
     fn reader(&self) -> Arc<dyn EventReader> {
-        Arc::new(self.reader_of())
+        Arc::new(self.reader.clone())
     }
 
     fn close(&self) -> Result<(), LogError> {

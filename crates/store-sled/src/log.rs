@@ -36,7 +36,10 @@ use events::ids::{is_event_id, TicketId};
 use store::chain::{place, ChainCheck};
 use store::classify::{classify, Classified};
 use store::LogError;
-use store::{validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, VerifyReport};
+use store::{
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, ReadsThrough,
+    VerifyReport,
+};
 
 const BLOB_FORMAT_V1: u8 = 1;
 const TAG_LOG: u8 = b'L';
@@ -751,34 +754,10 @@ impl EventStore for Log {
     }
 }
 
-impl EventReader for Log {
-    fn head(&self) -> u64 {
-        self.reader.head()
-    }
-    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
-        self.reader.stream_version(ticket)
-    }
-    fn read_stream(
-        &self,
-        ticket: &TicketId,
-        from_version: u64,
-        to_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader
-            .read_stream(ticket, from_version, to_version, limit)
-    }
-    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader.read_after(after, limit)
-    }
-    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
-        self.reader.event_by_id(id)
-    }
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.reader.subscribe()
-    }
-    fn verify(&self) -> Result<VerifyReport, LogError> {
-        self.reader.verify()
+impl ReadsThrough for Log {
+    type Reader = LogReader;
+    fn read_side(&self) -> &LogReader {
+        &self.reader
     }
 }
 

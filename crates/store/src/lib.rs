@@ -149,6 +149,47 @@ pub trait EventReader: Send + Sync {
     }
 }
 
+/// A store whose reads are a reader's it holds (the reader is also the handle it gives read
+/// paths): its [`EventReader`] is that reader's, method for method, written once here.
+pub trait ReadsThrough: Send + Sync {
+    type Reader: EventReader;
+    fn read_side(&self) -> &Self::Reader;
+}
+
+impl<S: ReadsThrough> EventReader for S {
+    fn head(&self) -> u64 {
+        self.read_side().head()
+    }
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
+        self.read_side().stream_version(ticket)
+    }
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_side()
+            .read_stream(ticket, from_version, to_version, limit)
+    }
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_side().read_after(after, limit)
+    }
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
+        self.read_side().event_by_id(id)
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.read_side().subscribe()
+    }
+    fn verify(&self) -> Result<VerifyReport, LogError> {
+        self.read_side().verify()
+    }
+    fn ready(&self) -> Result<(), LogError> {
+        self.read_side().ready()
+    }
+}
+
 pub trait EventStore: EventReader {
     /// Appends atomically; resolves only once the events are durable.
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>>;
