@@ -5,7 +5,7 @@
 use store::LogError;
 use tokio_postgres::Client;
 
-use crate::pg_error;
+use crate::connect::pg_error;
 
 /// Migrations in order; `{s}` is the schema. Never edit one that has shipped: add the next.
 const MIGRATIONS: &[&str] = &[

@@ -4,22 +4,18 @@
 //! The index may run ahead of the durable head (the writer fills it while it stages a commit,
 //! before the flush): every reader caps what it shows at the durable head it read first.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use events::ids::{TicketId, TICKET_ID_BYTES_MAX};
+use store::id_index::IdIndex;
 
 /// A 128-bit hash of an event id: the id index's key, also stored in checkpoints. A hit is
 /// always confirmed by reading the record, so a collision can never merge two ids.
 pub(crate) type IdHash = u128;
 
-/// blake3 of the id, first 16 bytes little-endian. Part of the checkpoint format: never change.
-pub(crate) fn id_hash(id: &str) -> IdHash {
-    let hash = blake3::hash(id.as_bytes());
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&hash.as_bytes()[..16]);
-    u128::from_le_bytes(first)
-}
+/// blake3 of the id, first 16 bytes little-endian (`store::id_index::id_hash_128`). Part of the
+/// checkpoint format: never change.
+pub(crate) use store::id_index::id_hash_128 as id_hash;
 
 /// Where a record's bytes live: in which commit blob, at which byte offset, how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +40,9 @@ pub(crate) struct Index {
     spans: Vec<Span>,
     /// A stream's positions in version order: version `v` is at `[v - 1]`.
     streams: HashMap<TicketId, Vec<u64>>,
-    ids: HashMap<IdHash, u64>,
-    /// Later positions whose id hash equals an earlier one's (a 128-bit collision): kept so
-    /// that dedupe stays exact even then.
-    id_collisions: HashMap<IdHash, Vec<u64>>,
+    /// Id hash → position; a later position with an earlier one's hash (a 128-bit collision)
+    /// is kept beside it, so that dedupe stays exact even then.
+    ids: IdIndex<IdHash>,
 }
 
 impl Index {
@@ -76,12 +71,7 @@ impl Index {
                 self.streams.insert(ticket.clone(), vec![position]);
             }
         }
-        match self.ids.entry(id) {
-            Entry::Vacant(slot) => {
-                slot.insert(position);
-            }
-            Entry::Occupied(_) => self.id_collisions.entry(id).or_default().push(position),
-        }
+        self.ids.insert(id, position);
     }
 
     pub(crate) fn locate(&self, position: u64) -> Option<Location> {
@@ -106,11 +96,7 @@ impl Index {
 
     /// Positions whose id has this hash: usually none or one.
     pub(crate) fn id_candidates(&self, id: IdHash) -> impl Iterator<Item = u64> + '_ {
-        self.ids
-            .get(&id)
-            .into_iter()
-            .chain(self.id_collisions.get(&id).into_iter().flatten())
-            .copied()
+        self.ids.candidates(id)
     }
 
     /// Stream entries and id entries at or below `head`, for `verify` to check against the
@@ -124,15 +110,7 @@ impl Index {
             streams += count(n);
             tickets += u64::from(n > 0);
         }
-        let ids = count(self.ids.values().filter(|&&p| p <= head).count())
-            + count(
-                self.id_collisions
-                    .values()
-                    .flatten()
-                    .filter(|&&p| p <= head)
-                    .count(),
-            );
-        (tickets, streams, ids)
+        (tickets, streams, self.ids.entries_upto(head))
     }
 
     /// Applies one checkpoint's records (which must start right after what is indexed).

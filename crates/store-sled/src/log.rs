@@ -22,7 +22,6 @@
 //! The index runs ahead of the durable head (it holds staged records): every reader first reads
 //! the durable head and shows nothing above it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -32,13 +31,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::durable::{Durability, SyncTarget};
 use crate::index::{id_hash, Checkpoint, IdHash, Index, Location};
 use events::codec;
-use events::codec::RecordHead;
 use events::envelope::{Hash, RecordedEvent};
 use events::ids::{is_event_id, TicketId};
-use events::NewEvent;
+use store::chain::{place, ChainCheck};
+use store::classify::{classify, Classified};
 use store::LogError;
 use store::{
-    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, Part, VerifyReport,
+    validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, ReadsThrough,
+    VerifyReport,
 };
 
 const BLOB_FORMAT_V1: u8 = 1;
@@ -651,15 +651,15 @@ fn verify_log(
             .flat_map(move |(blob_first, records)| records.iter().map(move |r| (cp, blob_first, r)))
     });
 
-    let mut expected_position = 1u64;
-    let mut prev_hash = Hash::ZERO;
-    let mut versions: HashMap<TicketId, u64> = HashMap::new();
+    // The chain and every stream's versions, record by record (`store::chain`).
+    let mut chain = ChainCheck::new();
     for entry in tree.range(log_key(0)..=log_key(u64::MAX)) {
         let (key, blob) = entry.map_err(storage)?;
         let first = position_of_key(&key)?;
         if first > durable {
             break;
         }
+        let expected_position = chain.head().position + 1;
         if first != expected_position {
             return Err(LogError::corrupt(
                 expected_position,
@@ -673,31 +673,7 @@ fn verify_log(
         for record in BlobRecords::new(first, &blob)? {
             let (event, offset, len) = record?;
             let position = event.position;
-            if event.prev_hash != prev_hash {
-                return Err(LogError::corrupt(
-                    position,
-                    "hash chain broken: prev_hash differs",
-                ));
-            }
-            let version = match versions.get_mut(&event.ticket) {
-                Some(v) => {
-                    *v += 1;
-                    *v
-                }
-                None => {
-                    versions.insert(event.ticket.clone(), 1);
-                    1
-                }
-            };
-            if event.version != version {
-                return Err(LogError::corrupt(
-                    position,
-                    format!(
-                        "ticket {} version {} where {} was due",
-                        event.ticket, event.version, version
-                    ),
-                ));
-            }
+            chain.push(&event)?;
             let loc = Location {
                 blob_first: first,
                 offset,
@@ -742,14 +718,12 @@ fn verify_log(
                     ));
                 }
             }
-            prev_hash = event.hash;
-            expected_position += 1;
         }
     }
-    let events = expected_position - 1;
+    let events = chain.head().position;
     if events != durable {
         return Err(LogError::corrupt(
-            expected_position,
+            events + 1,
             format!("records end at {events} but the durable head is {durable}"),
         ));
     }
@@ -757,17 +731,13 @@ fn verify_log(
         .read()
         .expect("index lock is never poisoned: nothing panics while holding it")
         .entries_upto(durable);
-    if streams != events || ids != events || tickets != count(versions.len()) {
+    if streams != events || ids != events || tickets != chain.tickets() {
         return Err(LogError::corrupt(
             events + 1,
             format!("{events} records but {streams} stream and {ids} id index entries"),
         ));
     }
-    Ok(VerifyReport {
-        events,
-        tickets: count(versions.len()),
-        head_hash: prev_hash,
-    })
+    Ok(chain.report())
 }
 
 impl EventStore for Log {
@@ -784,34 +754,10 @@ impl EventStore for Log {
     }
 }
 
-impl EventReader for Log {
-    fn head(&self) -> u64 {
-        self.reader.head()
-    }
-    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
-        self.reader.stream_version(ticket)
-    }
-    fn read_stream(
-        &self,
-        ticket: &TicketId,
-        from_version: u64,
-        to_version: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader
-            .read_stream(ticket, from_version, to_version, limit)
-    }
-    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
-        self.reader.read_after(after, limit)
-    }
-    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
-        self.reader.event_by_id(id)
-    }
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.reader.subscribe()
-    }
-    fn verify(&self) -> Result<VerifyReport, LogError> {
-        self.reader.verify()
+impl ReadsThrough for Log {
+    type Reader = LogReader;
+    fn read_side(&self) -> &LogReader {
+        &self.reader
     }
 }
 
@@ -1047,8 +993,8 @@ impl Writer {
         let Request { append, reply } = request;
         let ids: Vec<IdHash> = append.all_events().map(|e| id_hash(&e.id)).collect();
         match self.check(&append, &ids) {
-            Ok(Check::New(currents)) => self.stage(append, &ids, &currents, reply),
-            Ok(Check::Duplicate(events)) => self.answer(
+            Ok(Classified::New(currents)) => self.stage(append, &ids, &currents, reply),
+            Ok(Classified::Duplicate(events)) => self.answer(
                 reply,
                 Ok(Appended {
                     events,
@@ -1060,72 +1006,42 @@ impl Writer {
     }
 
     /// Dedupe and every stream's expected version, against everything indexed (durable or
-    /// staged).
-    fn check(&self, append: &AppendRequest, ids: &[IdHash]) -> Result<Check, LogError> {
-        let parts: Vec<Part<'_>> = append.parts().collect();
-        let events: Vec<(&TicketId, &NewEvent)> = parts
-            .iter()
-            .flat_map(|p| p.events.iter().map(move |e| (p.ticket, e)))
-            .collect();
-        let (currents, hits) = {
+    /// staged): `store::classify` over the index and the records.
+    fn check(&self, append: &AppendRequest, ids: &[IdHash]) -> Result<Classified, LogError> {
+        // Every id's candidate records, under one short read lock.
+        let hits: Vec<Vec<Location>> = {
             let index = self.index.read().expect("index lock is never poisoned");
-            let currents: Vec<u64> = parts
-                .iter()
-                .map(|p| count(index.stream(p.ticket).len()))
-                .collect();
-            let mut hits = Vec::new();
-            for (i, &id) in ids.iter().enumerate() {
-                for p in index.id_candidates(id) {
-                    let loc = index
-                        .locate(p)
-                        .ok_or_else(|| LogError::corrupt(p, "position missing from the index"))?;
-                    hits.push((i, loc));
-                }
-            }
-            (currents, hits)
+            ids.iter()
+                .map(|&id| {
+                    index
+                        .id_candidates(id)
+                        .map(|p| {
+                            index.locate(p).ok_or_else(|| {
+                                LogError::corrupt(p, "position missing from the index")
+                            })
+                        })
+                        .collect()
+                })
+                .collect::<Result<_, _>>()?
         };
-        // Dedupe first: a retry of an applied append must not be refused for its version.
-        let mut originals: Vec<Option<RecordedEvent>> = Vec::new();
-        if !hits.is_empty() {
-            originals.resize(events.len(), None);
-            for (i, loc) in hits {
-                // A hash hit is only a candidate: confirm it on the record itself.
-                let event = self.read_record(loc)?;
-                if event.id == events[i].1.id {
-                    originals[i] = Some(event);
+        classify(
+            append,
+            |i, id| {
+                let mut original = None;
+                for &loc in &hits[i] {
+                    // A hash hit is only a candidate: confirm it on the record itself.
+                    let event = self.read_record(loc)?;
+                    if event.id == id {
+                        original = Some(event);
+                    }
                 }
-            }
-        }
-        let existing = originals.iter().filter(|o| o.is_some()).count();
-        if existing > 0 && existing == events.len() {
-            for (original, (ticket, _)) in originals.iter().flatten().zip(&events) {
-                if original.ticket != **ticket {
-                    return Err(LogError::IdConflict {
-                        id: original.id.clone(),
-                    });
-                }
-            }
-            let mut all: Vec<RecordedEvent> = originals.into_iter().flatten().collect();
-            all.sort_by_key(|e| e.position);
-            return Ok(Check::Duplicate(all));
-        }
-        if let Some(i) = originals.iter().position(Option::is_some) {
-            return Err(LogError::IdConflict {
-                id: events[i].1.id.clone(),
-            });
-        }
-        for (part, &current) in parts.iter().zip(&currents) {
-            if let Some(expected) = part.expected_version {
-                if expected != current {
-                    return Err(LogError::VersionConflict {
-                        ticket: part.ticket.to_string(),
-                        expected,
-                        actual: current,
-                    });
-                }
-            }
-        }
-        Ok(Check::New(currents))
+                Ok(original)
+            },
+            |ticket| {
+                let index = self.index.read().expect("index lock is never poisoned");
+                count(index.stream(ticket).len())
+            },
+        )
     }
 
     /// A record that may be staged (open commit), in flight (taken by the flusher) or in sled.
@@ -1196,38 +1112,21 @@ impl Writer {
         }
         let blob_first = commit.blob_first;
         // Each event's stream and version.
-        let placed: Vec<(TicketId, u64)> = append
-            .parts()
-            .zip(currents)
-            .flat_map(|(part, &current)| {
-                (0..part.events.len()).map(move |k| (part.ticket.clone(), current + count(k) + 1))
-            })
-            .collect();
+        let mut placed: Vec<(TicketId, u64)> = Vec::with_capacity(append.len());
         // Encode every event before indexing any, so a refused event leaves no trace.
         let mut position = self.position;
         let mut hash = self.hash;
-        let mut spans = Vec::with_capacity(placed.len());
-        for (event, (ticket, version)) in append.all_events().zip(&placed) {
+        let mut spans = Vec::with_capacity(append.len());
+        for event in place(&append, currents, self.position) {
+            placed.push((event.ticket.clone(), event.version));
             let offset = commit.blob.len();
-            let head = RecordHead {
-                position: position + 1,
-                ticket,
-                version: *version,
-                id: &event.id,
-                recorded_at: event.recorded_at,
-                actor: &event.actor,
-                token_id: event.token_id.as_deref(),
-            };
-            let encoded = codec::encode_record(&mut commit.blob, &hash, &head, &event.data)
-                .map_err(LogError::from)
-                .and_then(|h| {
-                    let offset = u32::try_from(offset)
-                        .map_err(|_| LogError::Storage("commit blob over 4 GiB".into()))?;
-                    let len =
-                        u32::try_from(commit.blob.len() - usize::try_from(offset).unwrap_or(0))
-                            .map_err(|_| LogError::Storage("record over 4 GiB".into()))?;
-                    Ok((h, offset, len))
-                });
+            let encoded = event.encode(&mut commit.blob, &hash).and_then(|h| {
+                let offset = u32::try_from(offset)
+                    .map_err(|_| LogError::Storage("commit blob over 4 GiB".into()))?;
+                let len = u32::try_from(commit.blob.len() - usize::try_from(offset).unwrap_or(0))
+                    .map_err(|_| LogError::Storage("record over 4 GiB".into()))?;
+                Ok((h, offset, len))
+            });
             match encoded {
                 Ok((h, offset, len)) => {
                     spans.push((hash, h, offset, len));
@@ -1290,10 +1189,4 @@ impl Writer {
         self.shared.work.notify_one();
         true
     }
-}
-
-enum Check {
-    /// Not seen before; each stream's current version, in the order of the parts.
-    New(Vec<u64>),
-    Duplicate(Vec<RecordedEvent>),
 }

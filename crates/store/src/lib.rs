@@ -4,6 +4,10 @@
 //!
 //! Reads and appends are split on purpose: read paths are handed an [`EventReader`], which has
 //! no way to append, so a GET can never write (the seeds' W.7 bug).
+//!
+//! The store logic both stores share lives here too, pure (no IO): what an append is against
+//! what a store holds ([`classify`]), placing, chaining and checking records ([`chain`]), and
+//! the in-memory event-id index ([`id_index`]). The store crates keep only their IO.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +19,10 @@ use events::codec;
 use events::ids::{is_event_id, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVENT_DATA_BYTES_MAX};
 use events::{NewEvent, RecordedEvent, TicketId};
 
+pub mod chain;
+pub mod classify;
 pub mod error;
+pub mod id_index;
 
 pub use error::LogError;
 
@@ -139,6 +146,47 @@ pub trait EventReader: Send + Sync {
     /// Whether the store can take appends now (`/readyz`); an embedded store always can.
     fn ready(&self) -> Result<(), LogError> {
         Ok(())
+    }
+}
+
+/// A store whose reads are a reader's it holds (the reader is also the handle it gives read
+/// paths): its [`EventReader`] is that reader's, method for method, written once here.
+pub trait ReadsThrough: Send + Sync {
+    type Reader: EventReader;
+    fn read_side(&self) -> &Self::Reader;
+}
+
+impl<S: ReadsThrough> EventReader for S {
+    fn head(&self) -> u64 {
+        self.read_side().head()
+    }
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
+        self.read_side().stream_version(ticket)
+    }
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_side()
+            .read_stream(ticket, from_version, to_version, limit)
+    }
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_side().read_after(after, limit)
+    }
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
+        self.read_side().event_by_id(id)
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.read_side().subscribe()
+    }
+    fn verify(&self) -> Result<VerifyReport, LogError> {
+        self.read_side().verify()
+    }
+    fn ready(&self) -> Result<(), LogError> {
+        self.read_side().ready()
     }
 }
 
