@@ -173,7 +173,7 @@ pub async fn get_ticket(
 ) -> Result<Response, AppError> {
     off_worker(r, move |r| {
         let ticket = ticket_id(&id)?;
-        fresh(&r)?;
+        fresh(r)?;
         let cfg = &r.shared.config;
         let view = match q.as_of {
             None => r.shared.read(|l| l.ticket_view(&ticket, now(), cfg)),
@@ -185,7 +185,7 @@ pub async fn get_ticket(
                     )));
                 }
                 let reader = r.shared.reader.as_ref();
-                let events = related_events(&r, &ticket, p)?;
+                let events = related_events(r, &ticket, p)?;
                 // "now" of a past view is the time of the event at `as_of`, so live classes are
                 // as they were then.
                 let at = match p.checked_sub(1) {
@@ -245,8 +245,8 @@ pub async fn ticket_events(
 ) -> Result<Response, AppError> {
     off_worker(r, move |r| {
         let ticket = ticket_id(&id)?;
-        fresh(&r)?;
-        require_ticket(&r, &ticket)?;
+        fresh(r)?;
+        require_ticket(r, &ticket)?;
         let limit = page(q.limit)?;
         let from = q.after.unwrap_or(0).saturating_add(1);
         let events = r
@@ -300,8 +300,8 @@ pub async fn ticket_comments(
 ) -> Result<Response, AppError> {
     off_worker(r, move |r| {
         let ticket = ticket_id(&id)?;
-        fresh(&r)?;
-        let version = require_ticket(&r, &ticket)?;
+        fresh(r)?;
+        let version = require_ticket(r, &ticket)?;
         let limit = page(q.limit)?;
         let mut comments = Vec::new();
         let mut next = None;
@@ -354,10 +354,10 @@ pub async fn ticket_timeline(
 ) -> Result<Response, AppError> {
     off_worker(r, move |r| {
         let ticket = ticket_id(&id)?;
-        fresh(&r)?;
-        require_ticket(&r, &ticket)?;
+        fresh(r)?;
+        require_ticket(r, &ticket)?;
         let head = r.shared.reader.head();
-        let events = related_events(&r, &ticket, head)?;
+        let events = related_events(r, &ticket, head)?;
         let timeline = projections::timeline(&events, &ticket, &r.shared.config);
         Ok(Json(TimelinePage { timeline }).into_response())
     })
