@@ -27,8 +27,11 @@ use service::home::Home;
 use store::EventReader;
 
 mod common;
+#[path = "../../projections/tests/spec12/mod.rs"]
+mod spec12;
 
 use common::{kind_name, logged_seed, send, token, KINDS};
+use spec12::spec_allows;
 
 struct Fixture {
     app: Router,
@@ -586,43 +589,6 @@ const ROUTES: &[(&str, &str)] = &[
     ("hooks/Stop", "activity"),
     ("hooks/StopDone", "activity+signal"),
 ];
-
-/// SPEC §12's table, written out from the SPEC: what each kind may write.
-fn spec_allows(kind: ActorKind, action: &str) -> bool {
-    let runtime = [
-        "dispatch",
-        "harvest",
-        "reap",
-        "kill",
-        "cancel",
-        "switch",
-        "retry",
-        "complete",
-        "abort",
-        "input",
-        "activity",
-        "request_input",
-        "end_session",
-    ];
-    match kind {
-        ActorKind::Agent => ["signal", "activity", "input", "comment"].contains(&action),
-        ActorKind::System => [
-            "reap",
-            "activity",
-            "harvest",
-            "request_input",
-            "end_session",
-        ]
-        .contains(&action),
-        ActorKind::Controller => runtime.contains(&action) || ["comment", "task"].contains(&action),
-        ActorKind::Orchestrator => {
-            runtime.contains(&action)
-                || ["comment", "task", "edit", "close", "gate", "open"].contains(&action)
-        }
-        ActorKind::Validator => ["gate", "close", "reopen", "comment"].contains(&action),
-        ActorKind::Human => true,
-    }
-}
 
 /// The model: may `who` send route `r` on runtime `rt` / ticket `t`? A runtime token may write
 /// its own runtime's signals, activity, input and hooks and comment on its own ticket; a

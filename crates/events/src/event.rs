@@ -31,6 +31,18 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// Every kind, in the order of SPEC §12's table.
+    pub const ALL: [ActorKind; 6] = [
+        ActorKind::Agent,
+        ActorKind::System,
+        ActorKind::Controller,
+        ActorKind::Orchestrator,
+        ActorKind::Validator,
+        ActorKind::Human,
+    ];
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, ToSchema,
 )]

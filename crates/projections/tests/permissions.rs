@@ -5,103 +5,11 @@
 use events::ActorKind;
 use projections::{permitted, Action};
 
-/// SPEC §12, row by row: the actions each kind may take.
-fn spec_row(kind: ActorKind) -> &'static [&'static str] {
-    match kind {
-        ActorKind::Agent => &["signal", "activity", "input", "comment"],
-        // SPEC §12 amended (issue 26): an agent's session ending or asking for input pauses
-        // or ends a runtime; watchers and controllers (and above) may report it, a plain agent
-        // token may not (a runtime token may, on its own runtime: `authorize`'s confinement).
-        ActorKind::System => &[
-            "reap",
-            "activity",
-            "harvest",
-            "request_input",
-            "end_session",
-        ],
-        ActorKind::Controller => &[
-            "dispatch",
-            "harvest",
-            "reap",
-            "kill",
-            "cancel",
-            "switch",
-            "retry",
-            "complete",
-            "abort",
-            "input",
-            "activity",
-            "comment",
-            "task",
-            "request_input",
-            "end_session",
-        ],
-        ActorKind::Orchestrator => &[
-            "dispatch",
-            "harvest",
-            "reap",
-            "kill",
-            "cancel",
-            "switch",
-            "retry",
-            "complete",
-            "abort",
-            "input",
-            "activity",
-            "comment",
-            "task",
-            "open",
-            "edit",
-            "link",
-            "unlink",
-            "park",
-            "gate",
-            "close",
-            "reopen",
-            // SPEC §14: `POST /v1/pools` (orchestrator or human).
-            "pool",
-            "request_input",
-            "end_session",
-        ],
-        ActorKind::Validator => &["gate", "close", "reopen", "comment"],
-        ActorKind::Human => &[
-            "open",
-            "edit",
-            "comment",
-            "link",
-            "unlink",
-            "park",
-            "gate",
-            "close",
-            "reopen",
-            "task",
-            "dispatch",
-            "signal",
-            "activity",
-            "harvest",
-            "reap",
-            "kill",
-            "cancel",
-            "switch",
-            "retry",
-            "complete",
-            "input",
-            "abort",
-            "pool",
-            "request_input",
-            "end_session",
-        ],
-    }
-}
+mod spec12;
 
-const KINDS: [ActorKind; 6] = [
-    ActorKind::Agent,
-    ActorKind::System,
-    ActorKind::Controller,
-    ActorKind::Orchestrator,
-    ActorKind::Validator,
-    ActorKind::Human,
-];
+use spec12::spec_row;
+
+const KINDS: [ActorKind; 6] = ActorKind::ALL;
 
 #[test]
 fn every_kind_times_every_action() {

@@ -13,14 +13,7 @@ use serde_json::Value;
 use service::home::Home;
 use tower::ServiceExt;
 
-pub const KINDS: [ActorKind; 6] = [
-    ActorKind::Agent,
-    ActorKind::System,
-    ActorKind::Controller,
-    ActorKind::Orchestrator,
-    ActorKind::Validator,
-    ActorKind::Human,
-];
+pub const KINDS: [ActorKind; 6] = ActorKind::ALL;
 
 pub async fn send(
     app: &Router,
