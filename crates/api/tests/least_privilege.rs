@@ -289,6 +289,75 @@ async fn a_repeated_dispatch_answers_the_runtime_token_only_to_its_maker() {
     assert_eq!(b["runtime_token"], retried_token.as_str());
 }
 
+/// Finding 3 as a matrix: given a dispatch and a retry made by the admin, when a token of
+/// every kind (and a runtime token) replays them, then kinds that may dispatch or retry get
+/// the duplicate without `runtime_token`, the others 403; the maker alone gets the token.
+#[tokio::test]
+async fn replayed_dispatches_and_retries_times_every_kind() {
+    let f = fixture();
+    f.open("MC-1").await;
+    f.open("MC-2").await;
+    let (first, _, _) = f.dispatch("MC-1", "k").await;
+    let (_, _, worker) = f.dispatch("MC-2", "k").await;
+    f.admin(
+        "POST",
+        &format!("/v1/runtimes/{first}/kill"),
+        Some(json!({"reason": "r"})),
+    )
+    .await;
+    let retried = f
+        .admin(
+            "POST",
+            &format!("/v1/runtimes/{first}/retry"),
+            Some(json!({})),
+        )
+        .await;
+    let retried = retried["runtime_id"].as_str().unwrap().to_owned();
+    let replays = [
+        (
+            "dispatch",
+            "/v1/tickets/MC-2/dispatch".to_owned(),
+            json!({"dispatch_key": "k", "agent": "claude", "transport": "tmux"}),
+        ),
+        ("retry", format!("/v1/runtimes/{first}/retry"), json!({})),
+    ];
+    let mut callers: Vec<(String, String)> = KINDS
+        .iter()
+        .map(|k| (kind_name(*k), f.secret(&kind_name(*k)).to_owned()))
+        .collect();
+    callers.push(("runtime".into(), worker));
+    for (action, path, body) in &replays {
+        for (who, secret) in &callers {
+            let before = f.head();
+            let (s, b) = send(&f.app, "POST", path, Some(body.clone()), Some(secret)).await;
+            let case = format!("given a {who} token, when it replays the admin's {action}");
+            let may = who != "runtime"
+                && KINDS
+                    .iter()
+                    .any(|k| kind_name(*k) == *who && spec_allows(*k, action));
+            if may {
+                assert_eq!(s, StatusCode::OK, "{case}: {b}");
+                assert_eq!(b["duplicate"], true, "{case}");
+                assert!(b.get("runtime_token").is_none(), "{case}: no token: {b}");
+                if *action == "retry" {
+                    assert_eq!(b["runtime_id"], retried.as_str(), "{case}");
+                }
+            } else {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{case}: {b}");
+            }
+            assert_eq!(f.head(), before, "{case}: nothing appended");
+        }
+        let (s, b) = send(&f.app, "POST", path, Some(body.clone()), Some(&f.admin)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            b["runtime_token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("mcr_")),
+            "the maker gets its token again: {b}"
+        );
+    }
+}
+
 /// Finding 5: given a runtime token on MC-1 (child of MC-10, blocked by MC-2, parent of
 /// MC-3), when it reads, then its ticket, its runtime and those neighbours are 200 and
 /// everything else — another ticket or runtime, every list, the console, metrics — is 403.
