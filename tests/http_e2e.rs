@@ -311,6 +311,71 @@ fn sse_catches_up_then_goes_live_and_resumes() {
     );
 }
 
+/// SPEC §15's filtered stream: given an umbrella MC-1 with a child MC-2 and a grandchild
+/// MC-3, and an unrelated MC-4, when a stream asks for the umbrella's comments, then it
+/// carries the grandchild's comment (caught up and live) and nothing of MC-4; a filter that
+/// names an unknown type is 422 before anything is streamed.
+#[test]
+fn a_filtered_stream_follows_an_umbrellas_descendants() {
+    let s = start_temp();
+    for (id, extra) in [
+        ("MC-1", json!({"umbrella": true})),
+        ("MC-2", json!({})),
+        ("MC-3", json!({})),
+        ("MC-4", json!({})),
+    ] {
+        assert_eq!(open_ticket(&s, id, extra).status, 201);
+    }
+    for (child, parent) in [("MC-2", "MC-1"), ("MC-3", "MC-2")] {
+        let link = with_actor(
+            json!({"relation": "child_of", "target": parent}),
+            "luci",
+            "orchestrator",
+        );
+        assert_eq!(
+            post(s.addr, &format!("/v1/tickets/{child}/links"), &link).status,
+            201
+        );
+    }
+    let comment = |t: &str| {
+        let body = with_actor(json!({"body": format!("on {t}")}), "elmar", "human");
+        assert_eq!(
+            post(s.addr, &format!("/v1/tickets/{t}/comments"), &body).status,
+            201
+        );
+    };
+    comment("MC-4");
+    comment("MC-3");
+    let addr = s.addr;
+    let path = "/v1/events/stream?umbrella=MC-1&types=ticket.commented";
+    let live = std::thread::spawn(move || read_sse(addr, path, None, 3));
+    std::thread::sleep(Duration::from_millis(300));
+    comment("MC-4");
+    comment("MC-1");
+    comment("MC-2");
+    let got = live.join().unwrap();
+    assert!(got.iter().all(|(_, e)| e == "ticket.commented"), "{got:?}");
+    let tickets: Vec<String> = got
+        .iter()
+        .map(|(position, _)| {
+            let events = get(
+                s.addr,
+                &format!("/v1/events?after={}&limit=1", position - 1),
+            )
+            .json();
+            events["events"][0]["ticket"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        tickets,
+        vec!["MC-3", "MC-1", "MC-2"],
+        "the grandchild's, then live"
+    );
+    let bad = get(s.addr, "/v1/events/stream?types=runtime.signalled");
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.json()["field"], "types");
+}
+
 #[test]
 fn scope_matrix() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use events::RecordedEvent;
+use projections::{EventFilter, FilterError};
 use serde::Deserialize;
+use serde_json::json;
 use store::EventReader;
 
 use crate::error::AppError;
@@ -37,6 +39,43 @@ const HEARTBEAT_S: u64 = 15;
 pub struct StreamQuery {
     /// Start after this global position (exclusive).
     after: Option<u64>,
+    /// Only these event types, comma-separated (`runtime.signaled,runtime.reaped`); an
+    /// unknown type is 422.
+    types: Option<String>,
+    /// Only these tickets, comma-separated.
+    ticket: Option<String>,
+    /// Only this umbrella and every ticket under it (`child_of`, at any depth, as linked now).
+    umbrella: Option<String>,
+    /// Only runtime events of these agents, comma-separated.
+    agents: Option<String>,
+}
+
+impl StreamQuery {
+    /// The filter the query names (SPEC §15); every part left out matches everything.
+    fn filter(&self) -> Result<EventFilter, AppError> {
+        let invalid =
+            |e: FilterError| AppError::invalid(e.to_string()).with(json!({"field": e.field()}));
+        let mut filter = EventFilter::default();
+        if let Some(types) = &self.types {
+            filter.types = EventFilter::parse_types(types).map_err(invalid)?;
+        }
+        if let Some(tickets) = &self.ticket {
+            filter.tickets = EventFilter::parse_tickets("ticket", tickets).map_err(invalid)?;
+        }
+        if let Some(umbrella) = &self.umbrella {
+            let mut one = EventFilter::parse_tickets("umbrella", umbrella).map_err(invalid)?;
+            if one.len() != 1 {
+                return Err(
+                    AppError::invalid("umbrella: one ticket id").with(json!({"field": "umbrella"}))
+                );
+            }
+            filter.umbrella = one.pop_first();
+        }
+        if let Some(agents) = &self.agents {
+            filter.agents = EventFilter::parse_agents(agents).map_err(invalid)?;
+        }
+        Ok(filter)
+    }
 }
 
 /// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
@@ -69,8 +108,9 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Server-sent events: catch-up after `after` or `Last-Event-ID`, then live; `id` is the
-/// position, `event` the type, `data` the envelope.
+/// Server-sent events: catch-up after `after` or `Last-Event-ID`, then live, optionally
+/// filtered by type, ticket, umbrella (and its descendants) and agent; `id` is the position,
+/// `event` the type, `data` the envelope.
 #[utoipa::path(
     get, path = "/v1/events/stream", operation_id = "streamEvents", tag = "events",
     params(StreamQuery, ResumeHeader),
@@ -93,6 +133,7 @@ pub async fn stream(
         ),
     };
     let after = last_event_id.or(q.after).unwrap_or(0);
+    let filter = q.filter()?;
     let shared = r.shared.clone();
     let clients = shared.metrics.sse_clients.inc();
     let slot = ClientSlot(shared.clone());
@@ -109,6 +150,7 @@ pub async fn stream(
         after,
         queue: VecDeque::new(),
         caller: caller.map(|c| c.0),
+        filter,
         auth: r.auth.clone(),
         checked: Instant::now(),
         slot,
@@ -140,6 +182,8 @@ struct Follow {
     queue: VecDeque<RecordedEvent>,
     /// The token the stream was opened with; `None` on a server without tokens.
     caller: Option<Caller>,
+    /// What the client asked for.
+    filter: EventFilter,
     auth: Arc<Auth>,
     checked: Instant,
     slot: ClientSlot,
@@ -172,9 +216,10 @@ impl Follow {
             };
             match read {
                 Ok(batch) if !batch.is_empty() => {
-                    if self.caller.as_ref().is_some_and(|c| c.runtime.is_some()) {
-                        // What a runtime token may see is read from the projections: bring
-                        // them up to the batch (links may have changed).
+                    if self.reads_projections() {
+                        // What a runtime token may see, and an umbrella's or an agent's
+                        // events, are read from the projections: bring them up to the batch
+                        // (links may have changed).
                         let _ = self.slot.0.catch_up();
                     }
                     self.queue.extend(batch);
@@ -204,14 +249,21 @@ impl Follow {
         self.auth.still_valid(caller, &self.slot.0, now_ms)
     }
 
-    /// A runtime token sees only its ticket's and related tickets' events.
+    fn reads_projections(&self) -> bool {
+        self.caller.as_ref().is_some_and(|c| c.runtime.is_some()) || !self.filter.is_empty()
+    }
+
+    /// What the filter asks for, and of that what the token may read (a runtime token: only
+    /// its ticket's and related tickets' events).
     fn may_see(&self, e: &RecordedEvent) -> bool {
-        let Some(runtime) = self.caller.as_ref().and_then(|c| c.runtime.as_deref()) else {
+        if !self.reads_projections() {
             return true;
-        };
-        self.slot
-            .0
-            .read(|l| projections::may_read_ticket(l, runtime, &e.ticket))
+        }
+        let runtime = self.caller.as_ref().and_then(|c| c.runtime.as_deref());
+        self.slot.0.read(|l| {
+            runtime.is_none_or(|rt| projections::may_read_ticket(l, rt, &e.ticket))
+                && self.filter.matches(l, e)
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod class;
 pub mod config;
 pub mod cost;
 pub mod decide;
+pub mod filter;
 pub mod ingest;
 pub mod ledger;
 pub mod limits;
@@ -29,6 +30,7 @@ pub use decide::{
     decide, turn_nonce, AlsoAppend, Append, Command, Context, Decision, Duplicate, HarvestReport,
     Rejection, RejectionKind, Target,
 };
+pub use filter::{EventFilter, FilterError};
 pub use ledger::{EventRef, Ledger};
 pub use permissions::{
     authorize, may_read_ticket, permitted, Action, NotPermitted, Operation, Principal, Refused,
