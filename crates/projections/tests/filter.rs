@@ -61,11 +61,20 @@ fn filter(types: &str, tickets: &str, umbrella: &str, agents: &str) -> EventFilt
     }
 }
 
+/// (what, types, tickets, umbrella, agents, expected `type@ticket`s)
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
 #[test]
 fn filters_match_exactly_what_they_name() {
     let w = world();
-    // (what, types, tickets, umbrella, agents, expected)
-    let rows: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+    let rows: &[Row] = &[
         (
             "no filter: everything",
             "",
