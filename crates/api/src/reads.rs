@@ -617,20 +617,33 @@ pub async fn readyz(State(r): State<ReadState>) -> Result<Response, AppError> {
 /// Prometheus metrics.
 #[utoipa::path(
     get, path = "/metrics", operation_id = "metrics", tag = "health",
-    responses((status = 200, description = "OpenMetrics text (Prometheus scrapes it natively).",
-        content_type = "application/openmetrics-text", body = String))
+    responses((status = 200, description = "OpenMetrics text when asked for (`Accept: application/openmetrics-text`, as Prometheus does), else the Prometheus text format 0.0.4.",
+        content(
+            (String = "application/openmetrics-text"),
+            (String = "text/plain")
+        )))
 )]
-pub async fn metrics(State(r): State<ReadState>) -> Response {
+pub async fn metrics(State(r): State<ReadState>, headers: axum::http::HeaderMap) -> Response {
+    let _ = r.shared.catch_up();
     let head = r.shared.reader.head();
-    let projected = r.shared.read(|l| l.position());
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            service::metrics::CONTENT_TYPE,
-        )],
-        r.shared.metrics.render(head, projected),
-    )
-        .into_response()
+    let (projected, gauges) = r
+        .shared
+        .read(|l| (l.position(), l.gauges(now(), &r.shared.config)));
+    let openmetrics = r.shared.metrics.render(head, projected, &gauges);
+    // Prometheus asks for OpenMetrics; anything else gets the classic text format.
+    let wants_openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let (content_type, body) = if wants_openmetrics {
+        (service::metrics::CONTENT_TYPE, openmetrics)
+    } else {
+        (
+            service::metrics::TEXT_CONTENT_TYPE,
+            service::metrics::to_text_format(&openmetrics),
+        )
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// What `verify` found.

@@ -135,6 +135,10 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(gate, auth::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.read.shared.clone(),
+            count_request,
+        ))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(nosniff))
         .layer(axum::middleware::from_fn(request_timeout))
@@ -142,6 +146,41 @@ pub fn app(state: AppState) -> Router {
             CONCURRENT_REQUESTS_MAX,
         ))
         .with_state(state)
+}
+
+/// Counts every answered request by method, route template and status, with its latency
+/// (`mc_ledger_http_requests_total`, `mc_ledger_http_request_seconds`). Routes are the
+/// registered templates, so the label set stays bounded; a path no route matched is
+/// `unmatched`.
+async fn count_request(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    // Standard methods by name; anything else one label, so a client cannot grow the series.
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    shared.metrics.observe_request(
+        method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// `X-Content-Type-Options: nosniff` on every response: a browser never guesses a type.

@@ -22,6 +22,15 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    pub const ALL: [AlertKind; 6] = [
+        AlertKind::WorkerLost,
+        AlertKind::StaleWorker,
+        AlertKind::RetryLoop,
+        AlertKind::UnansweredQuestion,
+        AlertKind::ReadyToResume,
+        AlertKind::PoolSaturated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::WorkerLost => "worker_lost",

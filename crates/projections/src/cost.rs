@@ -114,6 +114,14 @@ fn lines(r: &Runtime) -> Vec<Line<'_>> {
     lines
 }
 
+/// A runtime's spend by model, in nanodollars (lines that tell no cost left out).
+pub(crate) fn spend_by_model(r: &Runtime) -> Vec<(&str, u64)> {
+    lines(r)
+        .into_iter()
+        .filter_map(|l| l.nanos.map(|n| (l.model, n)))
+        .collect()
+}
+
 /// A sum in exact units; turned into a [`CostView`] at the end.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sum {

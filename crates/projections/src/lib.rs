@@ -12,6 +12,7 @@ pub mod config;
 pub mod cost;
 pub mod decide;
 pub mod filter;
+pub mod gauges;
 pub mod ingest;
 pub mod ledger;
 pub mod limits;
@@ -31,6 +32,7 @@ pub use decide::{
     Rejection, RejectionKind, Target,
 };
 pub use filter::{EventFilter, FilterError};
+pub use gauges::Gauges;
 pub use ledger::{EventRef, Ledger};
 pub use permissions::{
     authorize, may_read_ticket, permitted, Action, NotPermitted, Operation, Principal, Refused,

@@ -1,7 +1,12 @@
 //! `/metrics`: the server's counters in a `prometheus-client` registry, encoded in the
-//! OpenMetrics text format (which Prometheus scrapes natively). Names are stable: dashboards
-//! and alerts rely on them.
+//! OpenMetrics text format (which Prometheus asks for), or in the Prometheus text format 0.0.4
+//! for any other client (`promtool`, curl). Names are stable: dashboards and alerts
+//! (`docs/prometheus-rules.yml`) rely on them. Besides what the server counts, every scrape
+//! sets the gauges of what needs a person from the projections (`projections::Gauges`).
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,8 +16,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The content type of [`Metrics::render`].
+/// The content type of [`Metrics::render`] in OpenMetrics.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Bucket bounds of the HTTP request latency histogram, in seconds.
+const HTTP_BUCKETS_S: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
 
 /// Bucket bounds of the append latency histogram, in seconds.
 const BUCKETS_S: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
@@ -20,6 +32,53 @@ const BUCKETS_S: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentClassLabel {
+    agent: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentModelLabel {
+    agent: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatusLabel {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// The gauges of what needs a person, set from the projections at every scrape.
+#[derive(Default)]
+struct Attention {
+    alerts: Family<KindLabel, Gauge>,
+    tickets: Family<StateLabel, Gauge>,
+    runtimes_live: Family<AgentClassLabel, Gauge>,
+    cost_usd: Family<AgentModelLabel, Counter<f64, AtomicU64>>,
+    /// The spend each cost counter was last set to, in nanodollars: a counter only goes up,
+    /// by the difference.
+    cost_seen: Mutex<HashMap<(String, String), u64>>,
 }
 
 pub struct Metrics {
@@ -33,6 +92,9 @@ pub struct Metrics {
     rejections: Family<CodeLabel, Counter>,
     projection_lag: Gauge,
     head_position: Gauge,
+    attention: Attention,
+    http_requests: Family<RouteStatusLabel, Counter>,
+    http_seconds: Family<RouteLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -88,8 +150,46 @@ impl Default for Metrics {
             "The last durable position",
             head_position.clone(),
         );
+        let attention = Attention::default();
+        r.register(
+            "mc_ledger_alerts",
+            "Alerts open now, by kind",
+            attention.alerts.clone(),
+        );
+        r.register(
+            "mc_ledger_tickets",
+            "Tickets by state",
+            attention.tickets.clone(),
+        );
+        r.register(
+            "mc_ledger_runtimes_live",
+            "Live runtimes by agent and class",
+            attention.runtimes_live.clone(),
+        );
+        r.register(
+            "mc_ledger_cost_usd",
+            "What harvested runs cost, in US dollars, by agent and model",
+            attention.cost_usd.clone(),
+        );
+        let http_requests = Family::<RouteStatusLabel, Counter>::default();
+        let http_seconds = Family::<RouteLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(HTTP_BUCKETS_S)) as fn() -> Histogram,
+        );
+        r.register(
+            "mc_ledger_http_requests",
+            "HTTP requests answered, by method, route and status",
+            http_requests.clone(),
+        );
+        r.register(
+            "mc_ledger_http_request_seconds",
+            "Latency of HTTP requests, by method and route",
+            http_seconds.clone(),
+        );
         Metrics {
             registry,
+            attention,
+            http_requests,
+            http_seconds,
             appends,
             appended_events,
             duplicates,
@@ -114,15 +214,113 @@ impl Metrics {
         self.rejections.get_or_create(&CodeLabel { code }).inc();
     }
 
-    /// The registry in OpenMetrics text, with the log head and the projections' position.
-    pub fn render(&self, head: u64, projected: u64) -> String {
+    /// An HTTP request answered: its method, route template (`unmatched` for none), status
+    /// and time.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.http_seconds
+            .get_or_create(&RouteLabel {
+                method: method.clone(),
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests
+            .get_or_create(&RouteStatusLabel {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+
+    /// The registry in OpenMetrics text, with the log head, the projections' position and
+    /// the gauges of what needs a person.
+    pub fn render(&self, head: u64, projected: u64, gauges: &projections::Gauges) -> String {
         self.head_position
             .set(i64::try_from(head).unwrap_or(i64::MAX));
         self.projection_lag
             .set(i64::try_from(head.saturating_sub(projected)).unwrap_or(i64::MAX));
+        self.set_attention(gauges);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    fn set_attention(&self, g: &projections::Gauges) {
+        let a = &self.attention;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (kind, n) in &g.alerts {
+            a.alerts.get_or_create(&KindLabel { kind }).set(count(*n));
+        }
+        for (state, n) in &g.tickets {
+            a.tickets
+                .get_or_create(&StateLabel { state })
+                .set(count(*n));
+        }
+        // Agents and classes come and go: only the live ones are series.
+        a.runtimes_live.clear();
+        for ((agent, class), n) in &g.runtimes_live {
+            let label = AgentClassLabel {
+                agent: agent.clone(),
+                class,
+            };
+            a.runtimes_live.get_or_create(&label).set(count(*n));
+        }
+        let mut seen = a.cost_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for ((agent, model), nanos) in &g.cost_nanos {
+            let before = seen.entry((agent.clone(), model.clone())).or_insert(0);
+            if *nanos > *before {
+                let label = AgentModelLabel {
+                    agent: agent.clone(),
+                    model: model.clone(),
+                };
+                let delta = *nanos - *before;
+                // Nanodollars to dollars: exact below 2^53 nanodollars (~$9M) per step.
+                #[allow(clippy::cast_precision_loss)]
+                a.cost_usd.get_or_create(&label).inc_by(delta as f64 / 1e9);
+                *before = *nanos;
+            }
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4, for clients that did not ask for
+/// OpenMetrics (`promtool check metrics`, curl): a counter's family is named with its
+/// `_total` suffix, and `# EOF` and `# UNIT` lines go.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            // Held until the TYPE says whether the name needs `_total`.
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str("# HELP ");
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
