@@ -171,36 +171,56 @@ pub async fn get_ticket(
     Path(id): Path<String>,
     Query(q): Query<AsOfQuery>,
 ) -> Result<Response, AppError> {
-    off_worker(r, move |r| {
-        let ticket = ticket_id(&id)?;
-        fresh(r)?;
-        let cfg = &r.shared.config;
-        let view = match q.as_of {
-            None => r.shared.read(|l| l.ticket_view(&ticket, now(), cfg)),
-            Some(p) => {
-                let head = r.shared.reader.head();
-                if p > head {
-                    return Err(AppError::invalid(format!(
-                        "as_of {p} is past the log head {head}"
-                    )));
-                }
-                let reader = r.shared.reader.as_ref();
-                let events = related_events(r, &ticket, p)?;
-                // "now" of a past view is the time of the event at `as_of`, so live classes are
-                // as they were then.
-                let at = match p.checked_sub(1) {
-                    Some(before) => reader.read_after(before, 1)?.first().map(|e| e.recorded_at),
-                    None => None,
-                };
-                projections::as_of(&events, p).ticket_view(&ticket, at.unwrap_or_else(now), cfg)
-            }
-        };
-        match view {
-            Some(v) => Ok(Json(v).into_response()),
-            None => Err(not_found_ticket(&ticket)),
+    let ticket = ticket_id(&id)?;
+    fresh(&r)?;
+    let view = match q.as_of {
+        // Now: the projections in memory.
+        None => r
+            .shared
+            .read(|l| l.ticket_view(&ticket, now(), &r.shared.config)),
+        // A past view folds the ticket's streams, which may reach the store.
+        Some(p) => {
+            let of = ticket.clone();
+            blocking(move || ticket_as_of(&r, &of, p)).await?
         }
-    })
-    .await
+    };
+    match view {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(not_found_ticket(&ticket)),
+    }
+}
+
+/// A ticket's view as of a position: its related streams folded up to it.
+fn ticket_as_of(
+    r: &ReadState,
+    ticket: &TicketId,
+    p: u64,
+) -> Result<Option<projections::TicketView>, AppError> {
+    let head = r.shared.reader.head();
+    if p > head {
+        return Err(AppError::invalid(format!(
+            "as_of {p} is past the log head {head}"
+        )));
+    }
+    let events = related_events(r, ticket, p)?;
+    // "now" of a past view is the time of the event at `as_of`, so live classes are as they
+    // were then.
+    let at = match p.checked_sub(1) {
+        Some(before) => r
+            .shared
+            .reader
+            .read_after(before, 1)?
+            .first()
+            .map(|e| e.recorded_at),
+        None => None,
+    };
+    Ok(
+        projections::as_of(&events, p).ticket_view(
+            ticket,
+            at.unwrap_or_else(now),
+            &r.shared.config,
+        ),
+    )
 }
 
 fn not_found_ticket(t: &TicketId) -> AppError {
