@@ -78,14 +78,6 @@ impl LogReader {
             })
             .collect()
     }
-
-    /// Waits until a position after `after` is durable; returns the durable head.
-    pub async fn wait_after(&self, after: u64) -> u64 {
-        let mut rx = self.committed.clone();
-        let result = rx.wait_for(|p| *p > after).await.map(|p| *p);
-        // The sender lives as long as the flusher; if it is gone, report what is durable.
-        result.unwrap_or_else(|_| self.durable())
-    }
 }
 
 impl EventReader for LogReader {
