@@ -2,9 +2,17 @@
 //! This crate and the other store crates are the only ones that touch a storage engine.
 
 pub mod baseline;
+mod blob;
+mod commit;
+mod config;
 pub mod durable;
+mod flusher;
 mod index;
 pub mod log;
+mod reader;
+mod recover;
+mod verify;
+mod writer;
 
 pub use durable::Durability;
 pub use log::{Log, LogConfig, LogReader};

@@ -1,0 +1,135 @@
+//! The flusher: takes the open commit whenever it is idle, applies it with one `apply_batch`,
+//! flushes (and `fdatasync`s, see `durable.rs`), publishes the durable head and only then
+//! answers the appenders in it.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use store::{Appended, LogError};
+
+use crate::blob::{checkpoint_key, log_key, storage};
+use crate::commit::{Commit, Reply, Shared};
+use crate::durable::SyncTarget;
+
+/// Applies and flushes commits, publishes the durable head, answers appenders. Several run at
+/// once: a flush mostly waits for the device, and while one waits another can write the next
+/// commit, so more appenders are in flight per flush time.
+pub(crate) struct Flusher {
+    /// `None` when sled's own flush is all the configuration asks for.
+    pub(crate) sync: Option<Arc<Mutex<SyncTarget>>>,
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) committed: Arc<watch::Sender<u64>>,
+}
+
+impl Flusher {
+    pub(crate) fn run(self) {
+        loop {
+            // Commits are taken and applied under `apply_order`, so sled receives them in
+            // position order: a flush then makes durable every commit applied before it, and a
+            // crash keeps a prefix, never a later commit without an earlier one.
+            let order = self
+                .shared
+                .apply_order
+                .lock()
+                .expect("apply lock is never poisoned: nothing panics while holding it");
+            let (commit, blob) = {
+                let mut state = self.shared.lock();
+                while state.open.is_empty() && !state.closing {
+                    state = self
+                        .shared
+                        .work
+                        .wait(state)
+                        .expect("commit lock is never poisoned");
+                }
+                if state.open.is_empty() {
+                    // Let the other flushers see `closing` too.
+                    self.shared.work.notify_all();
+                    return;
+                }
+                let mut commit = std::mem::take(&mut state.open);
+                self.shared.space.notify_all();
+                if let Some(message) = &state.failed {
+                    let message = message.clone();
+                    drop(state);
+                    answer_all(commit.replies, &message);
+                    continue;
+                }
+                let blob = (!commit.blob.is_empty())
+                    .then(|| sled::IVec::from(std::mem::take(&mut commit.blob)));
+                if let Some(blob) = &blob {
+                    state.in_flight = Some((commit.blob_first, blob.clone()));
+                }
+                (commit, blob)
+            };
+            let applied = self.apply(&commit, blob);
+            self.shared.lock().in_flight = None;
+            drop(order);
+            // Also flushed when only refusals wait: they were decided against staged records.
+            let flushed = applied
+                .and_then(|()| self.db.flush().map(|_| ()).map_err(storage))
+                .and_then(|()| self.sync_files());
+            if let Err(e) = flushed {
+                let message = e.to_string();
+                {
+                    let mut state = self.shared.lock();
+                    state.failed = Some(message.clone());
+                    self.shared.space.notify_all();
+                }
+                answer_all(commit.replies, &message);
+                continue;
+            }
+            // Durable now: publish before answering, so an appender that reads after its
+            // answer sees its own write. Readers cap what they show at this value. Another
+            // flusher may have published a later head already (its flush covered this commit).
+            self.committed.send_if_modified(|head| {
+                let later = commit.last > *head;
+                if later {
+                    *head = commit.last;
+                }
+                later
+            });
+            for (reply, answer) in commit.replies {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// Past sled's flush: the data file and new blob files reach stable storage.
+    fn sync_files(&self) -> Result<(), LogError> {
+        let Some(sync) = &self.sync else {
+            return Ok(());
+        };
+        let mut sync = sync
+            .lock()
+            .expect("sync lock is never poisoned: nothing panics while holding it");
+        sync.sync()
+            .map_err(|e| LogError::Storage(format!("fdatasync: {e}")))
+    }
+
+    fn apply(&self, commit: &Commit, blob: Option<sled::IVec>) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        let mut keys = 0;
+        if let Some(blob) = blob {
+            batch.insert(&log_key(commit.blob_first)[..], blob);
+            keys += 1;
+        }
+        if let Some((last, checkpoint)) = &commit.checkpoint {
+            batch.insert(&checkpoint_key(*last)[..], checkpoint.as_slice());
+            keys += 1;
+        }
+        if keys > 0 {
+            self.tree.apply_batch(batch).map_err(storage)?;
+        }
+        Ok(())
+    }
+}
+
+/// A storage failure leaves sled in an unknown state: refuse, and let a restart recover.
+fn answer_all(replies: Vec<(Reply, Result<Appended, LogError>)>, message: &str) {
+    for (reply, _) in replies {
+        let _ = reply.send(Err(LogError::Storage(message.to_owned())));
+    }
+}

@@ -1,0 +1,200 @@
+//! The read side: [`LogReader`] serves the [`EventReader`] reads from the sled tree and the
+//! shared index, and shows nothing above the durable head the flusher publishes.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use tokio::sync::watch;
+
+use events::envelope::RecordedEvent;
+use events::ids::{is_event_id, TicketId};
+use store::{EventReader, LogError, VerifyReport};
+
+use crate::blob::{count, decode_at, log_key, position_of_key, storage, BlobRecords};
+use crate::index::{id_hash, Index, Location};
+use crate::verify::verify_log;
+
+/// The read side: the sled tree, the shared index and the durable head. It cannot append.
+#[derive(Clone)]
+pub struct LogReader {
+    tree: sled::Tree,
+    index: Arc<RwLock<Index>>,
+    committed: watch::Receiver<u64>,
+}
+
+impl LogReader {
+    /// The read side of a log opened over `tree`, whose flusher publishes into `committed`.
+    pub(crate) fn new(
+        tree: sled::Tree,
+        index: Arc<RwLock<Index>>,
+        committed: watch::Receiver<u64>,
+    ) -> LogReader {
+        LogReader {
+            tree,
+            index,
+            committed,
+        }
+    }
+
+    fn durable(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index
+            .read()
+            .expect("index lock is never poisoned: nothing panics while holding it")
+    }
+
+    fn read_at(
+        &self,
+        loc: Location,
+        cache: &mut Option<(u64, sled::IVec)>,
+    ) -> Result<RecordedEvent, LogError> {
+        let blob = match cache {
+            Some((first, blob)) if *first == loc.blob_first => blob.clone(),
+            _ => {
+                let blob = self
+                    .tree
+                    .get(log_key(loc.blob_first))
+                    .map_err(storage)?
+                    .ok_or_else(|| {
+                        LogError::corrupt(loc.blob_first, "index points at a missing blob")
+                    })?;
+                *cache = Some((loc.blob_first, blob.clone()));
+                blob
+            }
+        };
+        decode_at(&blob, loc)
+    }
+
+    /// Locations of positions, looked up under one short read lock.
+    fn locate_all(&self, positions: impl Iterator<Item = u64>) -> Result<Vec<Location>, LogError> {
+        let index = self.index();
+        positions
+            .map(|p| {
+                index
+                    .locate(p)
+                    .ok_or_else(|| LogError::corrupt(p, "position missing from the index"))
+            })
+            .collect()
+    }
+}
+
+impl EventReader for LogReader {
+    fn head(&self) -> u64 {
+        self.durable()
+    }
+
+    fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
+        let durable = self.durable();
+        let index = self.index();
+        Ok(count(
+            index.stream(ticket).partition_point(|&p| p <= durable),
+        ))
+    }
+
+    fn read_stream(
+        &self,
+        ticket: &TicketId,
+        from_version: u64,
+        to_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let durable = self.durable();
+        let from = from_version.max(1);
+        if from > to_version || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let locations = {
+            let index = self.index();
+            let positions = index.stream(ticket);
+            let skip = usize::try_from(from - 1).unwrap_or(usize::MAX);
+            let take = usize::try_from(to_version - from)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .min(limit);
+            let wanted = positions
+                .iter()
+                .skip(skip)
+                .take(take)
+                .copied()
+                .take_while(|&p| p <= durable);
+            wanted
+                .map(|p| {
+                    index
+                        .locate(p)
+                        .ok_or_else(|| LogError::corrupt(p, "position missing from the index"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut cache = None;
+        locations
+            .into_iter()
+            .map(|loc| self.read_at(loc, &mut cache))
+            .collect()
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        let durable = self.durable();
+        if after >= durable || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = after + 1;
+        let loc = self.locate_all(std::iter::once(start))?[0];
+        let wanted = usize::try_from(durable - after)
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        let mut out = Vec::with_capacity(wanted.min(64 * 1024));
+        let mut next = start;
+        'blobs: for entry in self.tree.range(log_key(loc.blob_first)..=log_key(u64::MAX)) {
+            let (key, blob) = entry.map_err(storage)?;
+            let first = position_of_key(&key)?;
+            let records = if first == loc.blob_first {
+                BlobRecords::at(start, &blob, loc.offset)?
+            } else if first == next {
+                BlobRecords::new(first, &blob)?
+            } else {
+                return Err(LogError::corrupt(
+                    next,
+                    format!("next commit blob starts at {first}"),
+                ));
+            };
+            for record in records {
+                if out.len() >= wanted {
+                    break 'blobs;
+                }
+                let (event, _, _) = record?;
+                out.push(event);
+                next += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
+        if !is_event_id(id) {
+            return Ok(None);
+        }
+        let durable = self.durable();
+        let candidates: Vec<u64> = self
+            .index()
+            .id_candidates(id_hash(id))
+            .filter(|&p| p <= durable)
+            .collect();
+        for loc in self.locate_all(candidates.into_iter())? {
+            let event = self.read_at(loc, &mut None)?;
+            if event.id == id {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    fn verify(&self) -> Result<VerifyReport, LogError> {
+        verify_log(&self.tree, &self.index, self.durable())
+    }
+}
