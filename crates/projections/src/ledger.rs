@@ -330,12 +330,29 @@ impl Ledger {
 
     /// The tickets whose streams decide `id`'s status and view at any position: `id` itself
     /// and every ticket ever linked to it or named in its parks (blockers, children, parent).
-    /// Folding only these streams, in position order, gives `id` the same state, next action,
-    /// failure_reason and runtime classes as folding the whole log (a property test holds this).
+    /// An umbrella's view also adds up the spend of every descendant (`cost_total`), at any
+    /// depth: for an umbrella, every ticket ever tied to it through any chain of links (a
+    /// superset of its descendants at every position). Folding only these streams, in
+    /// position order, gives `id` the same view as folding the whole log (a property test
+    /// holds this).
     pub fn sources(&self, id: &TicketId) -> Vec<TicketId> {
         let mut out = vec![id.clone()];
         if let Some(set) = self.related.get(id) {
             out.extend(set.iter().cloned()); // `relate` never ties a ticket to itself
+        }
+        if self.tickets.get(id).is_some_and(|t| t.umbrella) {
+            let mut seen: HashSet<&TicketId> = out.iter().collect();
+            let mut queue: Vec<&TicketId> = out.iter().skip(1).collect();
+            let mut more = Vec::new();
+            while let Some(t) = queue.pop() {
+                for r in self.related.get(t).into_iter().flatten() {
+                    if seen.insert(r) {
+                        more.push(r.clone());
+                        queue.push(r);
+                    }
+                }
+            }
+            out.extend(more);
         }
         out
     }
