@@ -214,6 +214,15 @@ pub struct Child {
     pub addr: SocketAddr,
 }
 
+/// A server a test started ends with the test, on every path, panics included: a test that
+/// stopped it already (SIGTERM, SIGKILL) leaves nothing to kill, and that is fine.
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn spawn_binary(data_dir: &Path) -> Child {
     let dir = data_dir.to_string_lossy().into_owned();
     spawn_serve(&["--data-dir", &dir])
