@@ -11,7 +11,8 @@
 # - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a
 #   schema of its own): the local cluster is started when it is down, and installed when there
 #   is none. Another server can be named with MC_LEDGER_TEST_PG (a postgres:// URL).
-# Arguments go to `cargo test`.
+# Arguments go to `cargo test`. The tested binary is built with the `bench` feature
+# (tests/soak.rs runs `mc-ledger bench soak`; the default build leaves the harness out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""
@@ -49,4 +50,4 @@ if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
   fi
   scripts/install-agents.sh target/agents >&2
 fi
-exec cargo test --workspace "$@"
+exec cargo test --workspace --features bench "$@"

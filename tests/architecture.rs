@@ -8,8 +8,15 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crate names → the names of their normal (non-dev, non-build) dependencies, for every package
-/// in the resolved graph.
+/// in the resolved graph. `cargo metadata` is run without `--features`/`--all-features`, so the
+/// graph is the one of the default features: an optional dependency shows only when a default
+/// feature turns it on.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    graph_of(&metadata())
+}
+
+/// `cargo metadata` of the workspace, default features, this machine's platform only.
+fn metadata() -> Value {
     // The graph of this machine's platform only, so no package of another one is fetched.
     let platform = format!(
         "{}-unknown-{}-gnu",
@@ -32,7 +39,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    serde_json::from_slice(&out.stdout).expect("metadata is JSON")
+}
+
+fn graph_of(meta: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let names: BTreeMap<&str, &str> = meta["packages"]
         .as_array()
         .expect("packages")
@@ -155,6 +165,49 @@ fn the_server_and_the_stores_link_neither_sqlite_nor_the_harness() {
             assert!(!reached.contains(banned), "{krate} links {banned}");
         }
     }
+}
+
+/// The shipped binary, `mc-ledger serve` included, is the default build: the harness and its
+/// bundled SQLite come only with the `bench` feature (`cli/bench`, forwarded by the root
+/// package), which must stay off by default.
+#[test]
+fn the_default_binary_links_neither_sqlite_nor_the_harness() {
+    let meta = metadata();
+    let graph = graph_of(&meta);
+    for krate in ["mc-ledger", "cli"] {
+        let reached = reach(&graph, krate);
+        for banned in ["rusqlite", "libsqlite3-sys", "bench"] {
+            assert!(
+                !reached.contains(banned),
+                "the default build of {krate} links {banned}: is the `bench` feature on by default?"
+            );
+        }
+    }
+    // Not vacuous: the harness is still there, behind the feature.
+    let package = |name: &str| {
+        meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("package {name}"))
+            .clone()
+    };
+    let cli = package("cli");
+    assert!(
+        cli["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .any(|d| d["name"] == "bench" && d["optional"] == true),
+        "cli has the harness as an optional dependency"
+    );
+    assert_eq!(cli["features"]["bench"], serde_json::json!(["dep:bench"]));
+    assert_eq!(
+        package("mc-ledger")["features"]["bench"],
+        serde_json::json!(["cli/bench"])
+    );
+    assert!(reach(&graph, "bench").contains("rusqlite"));
 }
 
 fn workspace(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {

@@ -1,6 +1,7 @@
 //! Sustained load (issue 6): the real binary's `bench soak` against a real server process —
 //! 60 s with `MC_LEDGER_SLOW_TESTS` set (CI), 8 s otherwise — with zero errors, consistent
 //! SSE streams, a rebuild equal to the live views, `verify` passing, and RSS bounded.
+//! The binary needs the harness: `cargo test --features bench` (scripts/test.sh does that).
 
 use std::process::Command;
 

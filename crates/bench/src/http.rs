@@ -2,73 +2,105 @@
 //! its own runtime): 64 keep-alive connections POSTing comments, then GETting tickets. The
 //! in-process append rate of the same event shape is measured in the same run, as the ratio's
 //! denominator.
+//!
+//! The load generator is one thread per connection, each blocking on its own `ureq` agent
+//! (the HTTP client `crates/client` already uses), one request at a time: a closed loop, as
+//! many requests in flight as there are connections.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::{machine, per_second, percentile, print_result, work_dir, HttpArgs};
 
-/// One keep-alive HTTP/1.1 connection.
+/// A response body larger than this is an error (a page of 1,000 ticket views fits many
+/// times over).
+const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// One keep-alive HTTP/1.1 connection: a `ureq` agent of its own whose pool keeps one idle
+/// connection, so its requests go one after the other over the same socket (Nagle off). The
+/// socket is opened by the first request; a failed one is dropped and the next request opens
+/// another. The agent's clones share it, and [`ureq::Agent::shutdown`] closes it even in the
+/// middle of a response.
 pub(crate) struct Conn {
-    stream: BufReader<TcpStream>,
-    host: String,
+    agent: ureq::Agent,
+    base: String,
 }
 
 impl Conn {
-    pub(crate) async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream: BufReader::new(stream),
-            host: addr.to_string(),
-        })
+    /// Requests that wait as long as it takes.
+    pub(crate) fn open(addr: SocketAddr) -> Conn {
+        Conn::with_timeout(addr, None)
     }
 
-    pub(crate) async fn call(
-        &mut self,
+    /// Requests that give up after `timeout` (the whole call, body included).
+    pub(crate) fn with_timeout(addr: SocketAddr, timeout: Option<Duration>) -> Conn {
+        let agent = ureq::Agent::config_builder()
+            // A 4xx or 5xx is an answer the caller counts, not a transport error.
+            .http_status_as_error(false)
+            // Loopback: never through a proxy named in the environment.
+            .proxy(None)
+            .no_delay(true)
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            // The same connection for the whole run, however long a worker pauses.
+            .max_idle_age(Duration::from_secs(24 * 3600))
+            .timeout_global(timeout)
+            .build()
+            .into();
+        Conn {
+            agent,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// A handle on the connection, for [`ureq::Agent::shutdown`] from another thread.
+    pub(crate) fn agent(&self) -> ureq::Agent {
+        self.agent.clone()
+    }
+
+    /// A response of the server, status and raw body, read to the end so the connection goes
+    /// back to the pool for the next request. A `body` is sent as JSON.
+    pub(crate) fn call(
+        &self,
         method: &str,
         path: &str,
         body: &str,
-    ) -> anyhow::Result<u16> {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        if !body.is_empty() {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        self.stream.get_mut().write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("bad status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if self.stream.read_line(&mut line).await? == 0 {
-                bail!("connection closed");
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await?;
-        Ok(status)
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let url = format!("{}{path}", self.base);
+        let sent = match method {
+            "GET" => self.agent.get(&url).call(),
+            "POST" => self
+                .agent
+                .post(&url)
+                .content_type("application/json")
+                .send(body),
+            other => bail!("the bench sends no {other} requests"),
+        };
+        let mut response = sent?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()
+            .context("reading the body")?;
+        Ok((status, body))
+    }
+
+    /// A streamed response (`text/event-stream`): the status and a reader of the body as it
+    /// comes, on this connection.
+    pub(crate) fn stream(&self, path: &str) -> anyhow::Result<(u16, ureq::BodyReader<'static>)> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Accept", "text/event-stream")
+            .call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().into_reader()))
     }
 }
 
@@ -79,51 +111,63 @@ struct Phase {
     errors: usize,
 }
 
-async fn phase(
-    addr: std::net::SocketAddr,
+/// `connections` threads, each on its own connection, taking request numbers from one
+/// counter until `requests` are done.
+fn phase(
+    addr: SocketAddr,
     connections: usize,
     requests: usize,
     tickets: usize,
     write: bool,
 ) -> anyhow::Result<Phase> {
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = AtomicUsize::new(0);
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(addr).await?;
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    break;
-                }
-                let ticket = format!("LOAD-{}", i % tickets);
-                let t = Instant::now();
-                let status = if write {
-                    let body = json!({"body": format!("load comment {i}: {}", "x".repeat(180)), "actor": {"name": "bench", "kind": "system"}});
-                    conn.call("POST", &format!("/v1/tickets/{ticket}/comments"), &body.to_string()).await?
-                } else {
-                    conn.call("GET", &format!("/v1/tickets/{ticket}"), "").await?
-                };
-                latencies.push(t.elapsed());
-                if !(200..300).contains(&status) {
-                    errors += 1;
-                }
-            }
-            Ok::<_, anyhow::Error>((latencies, errors))
-        }));
-    }
+    let workers: Vec<anyhow::Result<(Vec<Duration>, usize)>> = std::thread::scope(|scope| {
+        let next = &next;
+        let handles: Vec<_> = (0..connections)
+            .map(|_| {
+                scope.spawn(move || {
+                    let conn = Conn::open(addr);
+                    let mut latencies = Vec::new();
+                    let mut errors = 0usize;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= requests {
+                            break;
+                        }
+                        let ticket = format!("LOAD-{}", i % tickets);
+                        let t = Instant::now();
+                        let (status, _) = if write {
+                            let body = json!({"body": format!("load comment {i}: {}", "x".repeat(180)), "actor": {"name": "bench", "kind": "system"}});
+                            conn.call("POST", &format!("/v1/tickets/{ticket}/comments"), &body.to_string())?
+                        } else {
+                            conn.call("GET", &format!("/v1/tickets/{ticket}"), "")?
+                        };
+                        latencies.push(t.elapsed());
+                        if !(200..300).contains(&status) {
+                            errors += 1;
+                        }
+                    }
+                    Ok((latencies, errors))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed();
     let mut latencies = Vec::with_capacity(requests);
     let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await??;
+    for w in workers {
+        let (l, e) = w?;
         latencies.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed();
     latencies.sort_unstable();
     Ok(Phase {
         requests: latencies.len(),
@@ -145,22 +189,15 @@ pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
 
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (writes, reads) = client_rt.block_on(async {
-        let mut conn = Conn::open(addr).await?;
-        for t in 0..args.tickets {
-            let body = json!({"id": format!("LOAD-{t}"), "title": "load ticket", "actor": {"name": "bench", "kind": "system"}});
-            let status = conn.call("POST", "/v1/tickets", &body.to_string()).await?;
-            anyhow::ensure!(status == 201, "creating LOAD-{t}: {status}");
-        }
-        let writes = phase(addr, args.connections, args.writes, args.tickets, true).await?;
-        let reads = phase(addr, args.connections, args.reads, args.tickets, false).await?;
-        Ok::<_, anyhow::Error>((writes, reads))
-    })?;
-    drop(client_rt);
+    let conn = Conn::open(addr);
+    for t in 0..args.tickets {
+        let body = json!({"id": format!("LOAD-{t}"), "title": "load ticket", "actor": {"name": "bench", "kind": "system"}});
+        let (status, _) = conn.call("POST", "/v1/tickets", &body.to_string())?;
+        anyhow::ensure!(status == 201, "creating LOAD-{t}: {status}");
+    }
+    drop(conn);
+    let writes = phase(addr, args.connections, args.writes, args.tickets, true)?;
+    let reads = phase(addr, args.connections, args.reads, args.tickets, false)?;
     opened.store.close()?;
     drop(server_rt);
     drop(opened);

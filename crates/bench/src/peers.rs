@@ -193,56 +193,56 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
     Ok(run)
 }
 
-/// `args.concurrency` keep-alive connections, spread over `addrs`, each POSTing one typed
-/// event per request until `args.events` are acknowledged.
+/// `args.concurrency` keep-alive connections, spread over `addrs`, each on a thread of its own
+/// POSTing one typed event per request until `args.events` are acknowledged.
 fn load(addrs: &[std::net::SocketAddr], args: &PeersArgs) -> anyhow::Result<Run> {
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = AtomicUsize::new(0);
     let started = Instant::now();
-    let latencies = client_rt.block_on(async {
-        let mut tasks = Vec::new();
-        for task in 0..args.concurrency {
-            let next = next.clone();
-            let (events, streams) = (args.events, args.streams);
-            let addr = addrs[task % addrs.len()];
-            tasks.push(tokio::spawn(async move {
-                let mut conn = crate::http::Conn::open(addr).await?;
-                let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        break;
-                    }
-                    let body = json!({"events": [{
-                        "id": format!("peer-{i}"), "type": "ticket.commented",
-                        "data": {"body": payload_body(i)},
-                        "actor": {"name": "bench", "kind": "system"},
-                    }]});
-                    let t = Instant::now();
-                    let status = conn
-                        .call(
+    let workers: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|scope| {
+        let next = &next;
+        let handles: Vec<_> = (0..args.concurrency)
+            .map(|task| {
+                let (events, streams) = (args.events, args.streams);
+                let addr = addrs[task % addrs.len()];
+                scope.spawn(move || {
+                    let conn = crate::http::Conn::open(addr);
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= events {
+                            break;
+                        }
+                        let body = json!({"events": [{
+                            "id": format!("peer-{i}"), "type": "ticket.commented",
+                            "data": {"body": payload_body(i)},
+                            "actor": {"name": "bench", "kind": "system"},
+                        }]});
+                        let t = Instant::now();
+                        let (status, _) = conn.call(
                             "POST",
                             &format!("/v1/tickets/{}/events", stream(i, streams)),
                             &body.to_string(),
-                        )
-                        .await?;
-                    anyhow::ensure!(status == 201, "append answered {status}");
-                    mine.push(t.elapsed());
-                }
-                Ok::<_, anyhow::Error>(mine)
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await??);
-        }
-        Ok::<_, anyhow::Error>(all)
-    })?;
+                        )?;
+                        anyhow::ensure!(status == 201, "append answered {status}");
+                        mine.push(t.elapsed());
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
+            })
+            .collect()
+    });
     let elapsed = started.elapsed();
-    drop(client_rt);
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w?);
+    }
     Ok(Run { latencies, elapsed })
 }
 

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
+use crate::http::Conn;
 use crate::{machine, per_second, percentile, print_result, work_dir};
 
 #[derive(Args, Debug)]
@@ -82,111 +82,6 @@ impl Rng {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection that, unlike `bench_http::Conn`, keeps the body: the
-/// lifecycle needs the runtime id and nonce a dispatch answers with.
-struct Http {
-    stream: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Http {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Http> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Http {
-            stream: BufReader::new(stream),
-            host: addr.to_string(),
-        })
-    }
-
-    async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        if method != "GET" {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        self.stream.get_mut().write_all(request.as_bytes()).await?;
-        let (status, head) = read_head(&mut self.stream).await?;
-        let body = if head.chunked {
-            let mut out = Vec::new();
-            while let Some(chunk) = read_chunk(&mut self.stream).await? {
-                out.extend_from_slice(&chunk);
-            }
-            out
-        } else {
-            let mut out = vec![0; head.length];
-            self.stream.read_exact(&mut out).await?;
-            out
-        };
-        Ok((status, body))
-    }
-}
-
-struct Head {
-    length: usize,
-    chunked: bool,
-}
-
-async fn read_head(stream: &mut BufReader<TcpStream>) -> anyhow::Result<(u16, Head)> {
-    let mut line = String::new();
-    if stream.read_line(&mut line).await? == 0 {
-        bail!("connection closed before the status line");
-    }
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line {line:?}"))?;
-    let mut head = Head {
-        length: 0,
-        chunked: false,
-    };
-    loop {
-        line.clear();
-        if stream.read_line(&mut line).await? == 0 {
-            bail!("connection closed inside the headers");
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            head.length = v.trim().parse().context("bad content-length")?;
-        } else if let Some(v) = lower.strip_prefix("transfer-encoding:") {
-            head.chunked = v.trim() == "chunked";
-        }
-    }
-    Ok((status, head))
-}
-
-/// One chunk of a chunked body; `None` after the last one.
-async fn read_chunk(stream: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Vec<u8>>> {
-    let mut line = String::new();
-    if stream.read_line(&mut line).await? == 0 {
-        bail!("connection closed inside a chunked body");
-    }
-    let size = line.trim().split(';').next().unwrap_or("");
-    let size =
-        usize::from_str_radix(size, 16).with_context(|| format!("bad chunk size {line:?}"))?;
-    let mut chunk = vec![0; size];
-    stream.read_exact(&mut chunk).await?;
-    line.clear();
-    stream.read_line(&mut line).await?;
-    if size == 0 {
-        return Ok(None);
-    }
-    Ok(Some(chunk))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Write,
@@ -217,6 +112,9 @@ struct Totals {
 struct Shared {
     addr: SocketAddr,
     stop: AtomicBool,
+    /// Set once the end checks are done, just before the SSE connections are shut down: a
+    /// subscriber's broken stream is then no error.
+    closing: AtomicBool,
     window: Mutex<Window>,
     all_writes: Mutex<Vec<Duration>>,
     all_reads: Mutex<Vec<Duration>>,
@@ -255,9 +153,9 @@ impl Shared {
 
     /// One request with the statuses its step expects. The parsed body on success; `None`
     /// (and an error counted) otherwise, and the connection is dropped if it failed.
-    async fn step(
+    fn step(
         &self,
-        conn: &mut Option<Http>,
+        conn: &mut Option<Conn>,
         kind: Kind,
         method: &str,
         path: &str,
@@ -266,29 +164,22 @@ impl Shared {
     ) -> Option<(u16, Value)> {
         let body = body.map(Value::to_string).unwrap_or_default();
         let started = Instant::now();
-        let result = tokio::time::timeout(Duration::from_secs(REQUEST_TIMEOUT_S), async {
-            if conn.is_none() {
-                *conn = Some(Http::open(self.addr).await?);
-            }
-            let Some(c) = conn.as_mut() else {
-                bail!("no connection");
-            };
-            c.call(method, path, &body).await
-        })
-        .await;
+        let c = conn.get_or_insert_with(|| {
+            Conn::with_timeout(self.addr, Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
+        });
+        let result = c.call(method, path, &body);
         let latency = started.elapsed();
         let (status, bytes) = match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
+            Ok(reply) => reply,
+            Err(e) => {
                 *conn = None;
-                self.error(format!("{method} {path}: {e:#}"));
-                return None;
-            }
-            Err(_) => {
-                *conn = None;
-                self.error(format!(
-                    "{method} {path}: no answer in {REQUEST_TIMEOUT_S} s"
-                ));
+                if matches!(e.downcast_ref(), Some(ureq::Error::Timeout(_))) {
+                    self.error(format!(
+                        "{method} {path}: no answer in {REQUEST_TIMEOUT_S} s"
+                    ));
+                } else {
+                    self.error(format!("{method} {path}: {e:#}"));
+                }
                 return None;
             }
         };
@@ -342,9 +233,9 @@ struct Lifecycle {
 
 /// open → dispatch → activity ×1–3 → signal → harvest → reap → (retry a failed one) →
 /// comment → close. Stops at the first unexpected answer (already counted as an error).
-async fn lifecycle(
+fn lifecycle(
     s: &Shared,
-    conn: &mut Option<Http>,
+    conn: &mut Option<Conn>,
     rng: &mut Rng,
     writer: usize,
     n: u64,
@@ -357,7 +248,7 @@ async fn lifecycle(
         ($path:expr, $body:expr, $expect:expr) => {{
             done.writes += 1;
             let path: String = $path;
-            match s.step(conn, w, "POST", &path, Some(&$body), $expect).await {
+            match s.step(conn, w, "POST", &path, Some(&$body), $expect) {
                 Some(reply) => reply,
                 None => return done,
             }
@@ -501,13 +392,13 @@ async fn lifecycle(
     done
 }
 
-async fn writer(s: Arc<Shared>, index: usize, seed: u64) {
+fn writer(s: &Shared, index: usize, seed: u64) {
     let mut rng = Rng(seed ^ (u64::try_from(index).unwrap_or(0) << 32));
     let mut conn = None;
     let mut n = 0;
     while !s.stop.load(Ordering::Relaxed) {
         n += 1;
-        let done = lifecycle(&s, &mut conn, &mut rng, index, n).await;
+        let done = lifecycle(s, &mut conn, &mut rng, index, n);
         let mut t = lock(&s.totals);
         t.writes += done.writes;
         t.lifecycles += 1;
@@ -524,12 +415,12 @@ fn known_ticket(s: &Shared, rng: &mut Rng) -> Option<String> {
     (opened > 0).then(|| format!("SK{w}-{}", 1 + rng.below(opened)))
 }
 
-async fn reader(s: Arc<Shared>, index: usize, seed: u64) {
+fn reader(s: &Shared, index: usize, seed: u64) {
     let mut rng = Rng(seed ^ 0xABCD ^ (u64::try_from(index).unwrap_or(0) << 40));
     let mut conn = None;
     let mut reads = 0;
     while !s.stop.load(Ordering::Relaxed) {
-        let path = match (rng.below(100), known_ticket(&s, &mut rng)) {
+        let path = match (rng.below(100), known_ticket(s, &mut rng)) {
             (0..=49, Some(t)) => format!("/v1/tickets/{t}"),
             (50..=54, Some(t)) => format!("/v1/tickets/{t}/timeline"),
             (55..=59, Some(t)) => format!("/v1/tickets/{t}/events?limit=50"),
@@ -542,10 +433,9 @@ async fn reader(s: Arc<Shared>, index: usize, seed: u64) {
         };
         reads += 1;
         if s.step(&mut conn, Kind::Read, "GET", &path, None, &[200])
-            .await
             .is_none()
         {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(10));
         }
         if reads % 64 == 0 {
             lock(&s.totals).reads += 64;
@@ -554,15 +444,20 @@ async fn reader(s: Arc<Shared>, index: usize, seed: u64) {
     lock(&s.totals).reads += reads % 64;
 }
 
-async fn dashboard(s: Arc<Shared>, every: Duration) {
+/// Polls every `every`, the first at once; a poll that comes late moves the next ones back.
+fn dashboard(s: &Shared, every: Duration) {
     let mut conn = None;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = Instant::now();
     while !s.stop.load(Ordering::Relaxed) {
-        tick.tick().await;
+        let now = Instant::now();
+        if now < tick {
+            std::thread::sleep(tick - now);
+            tick += every;
+        } else {
+            tick = now + every;
+        }
         for path in ["/v1/board", "/v1/alerts"] {
-            s.step(&mut conn, Kind::Dashboard, "GET", path, None, &[200])
-                .await;
+            s.step(&mut conn, Kind::Dashboard, "GET", path, None, &[200]);
             lock(&s.totals).dashboard += 1;
         }
     }
@@ -578,63 +473,43 @@ struct Subscriber {
     failed: Mutex<Option<String>>,
 }
 
-async fn subscribe(s: Arc<Shared>, me: Arc<Subscriber>) {
-    if let Err(e) = follow(&s, &me).await {
+/// Follows the stream on `conn` until it breaks; a break after the end checks (the run shuts
+/// the connection down) is no error.
+fn subscribe(s: &Shared, me: &Subscriber, conn: &Conn) {
+    if let Err(e) = follow(s, me, conn) {
+        if s.closing.load(Ordering::Relaxed) {
+            return;
+        }
         *lock(&me.failed) = Some(format!("{e:#}"));
         s.error(format!("SSE subscriber: {e:#}"));
     }
 }
 
-async fn follow(s: &Shared, me: &Subscriber) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(s.addr).await?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::with_capacity(64 * 1024, stream);
-    let request = format!(
-        "GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        s.addr
-    );
-    stream.get_mut().write_all(request.as_bytes()).await?;
-    let (status, head) = read_head(&mut stream).await?;
+fn follow(s: &Shared, me: &Subscriber, conn: &Conn) -> anyhow::Result<()> {
+    let (status, body) = conn.stream("/v1/events/stream?after=0")?;
     anyhow::ensure!(status == 200, "stream answered {status}");
-    let mut pending: Vec<u8> = Vec::new();
+    let mut stream = std::io::BufReader::with_capacity(64 * 1024, body);
+    let mut line: Vec<u8> = Vec::new();
     let mut id: Option<u64> = None;
     loop {
-        let chunk = if head.chunked {
-            match read_chunk(&mut stream).await? {
-                Some(c) => c,
-                None => bail!("the stream ended"),
-            }
-        } else {
-            let mut buf = vec![0; 64 * 1024];
-            let n = stream.read(&mut buf).await?;
-            anyhow::ensure!(n > 0, "the stream closed");
-            buf.truncate(n);
-            buf
-        };
-        pending.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-            let line = &pending[start..start + end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                if let Some(position) = id.take() {
-                    let last = me.last_id.swap(position, Ordering::Relaxed);
-                    if position != last + 1 {
-                        me.out_of_order.fetch_add(1, Ordering::Relaxed);
-                        s.error(format!("SSE id {position} after {last}"));
-                    }
-                    me.events.fetch_add(1, Ordering::Relaxed);
+        line.clear();
+        let n = stream.read_until(b'\n', &mut line)?;
+        anyhow::ensure!(n > 0, "the stream ended");
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
+            if let Some(position) = id.take() {
+                let last = me.last_id.swap(position, Ordering::Relaxed);
+                if position != last + 1 {
+                    me.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    s.error(format!("SSE id {position} after {last}"));
                 }
-            } else if let Some(v) = line.strip_prefix(b"id:") {
-                let text = std::str::from_utf8(v).unwrap_or("").trim();
-                id = Some(
-                    text.parse()
-                        .with_context(|| format!("bad SSE id {text:?}"))?,
-                );
+                me.events.fetch_add(1, Ordering::Relaxed);
             }
-            start += end + 1;
+        } else if let Some(v) = text.strip_prefix(b"id:") {
+            let v = std::str::from_utf8(v).unwrap_or("").trim();
+            id = Some(v.parse().with_context(|| format!("bad SSE id {v:?}"))?);
         }
-        pending.drain(..start);
     }
 }
 
@@ -757,7 +632,7 @@ fn tickets_page(cursor: Option<&str>) -> String {
 }
 
 /// Every ticket view, paging `GET /v1/tickets?limit=1000`.
-async fn all_views(s: &Shared) -> anyhow::Result<Vec<Value>> {
+fn all_views(s: &Shared) -> anyhow::Result<Vec<Value>> {
     let mut conn = None;
     let mut views = Vec::new();
     let mut cursor: Option<String> = None;
@@ -765,7 +640,6 @@ async fn all_views(s: &Shared) -> anyhow::Result<Vec<Value>> {
         let path = tickets_page(cursor.as_deref());
         let (_, page) = s
             .step(&mut conn, Kind::Read, "GET", &path, None, &[200])
-            .await
             .context("listing tickets")?;
         views.extend(page["tickets"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_str() {
@@ -834,6 +708,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         addr: server.addr,
         stop: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
         window: Mutex::default(),
         all_writes: Mutex::default(),
         all_reads: Mutex::default(),
@@ -845,31 +720,35 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     });
     let subscribers: Vec<Arc<Subscriber>> = (0..args.subscribers).map(|_| Arc::default()).collect();
 
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    // A thread per subscriber, writer, reader and the dashboard, each on a connection of its
+    // own; the subscribers' agents are kept to shut their streams down at the end.
     let s = shared.clone();
     let subs = subscribers.clone();
     let pid = server.pid;
     let started = Instant::now();
-    let (rows, rss_samples) = client.block_on(async move {
-        let sse: Vec<_> = subs
-            .iter()
-            .map(|me| tokio::spawn(subscribe(s.clone(), me.clone())))
-            .collect();
-        let mut load = Vec::new();
-        for i in 0..args.writers {
-            load.push(tokio::spawn(writer(s.clone(), i, seed)));
-        }
-        for i in 0..args.readers {
-            load.push(tokio::spawn(reader(s.clone(), i, seed)));
-        }
-        load.push(tokio::spawn(dashboard(
-            s.clone(),
-            Duration::from_millis(args.dashboard_ms.max(1)),
-        )));
+    let (sse_agents, sse): (Vec<ureq::Agent>, Vec<JoinHandle<()>>) = subs
+        .iter()
+        .map(|me| {
+            let conn = Conn::open(s.addr);
+            let agent = conn.agent();
+            let (s, me) = (s.clone(), me.clone());
+            (agent, std::thread::spawn(move || subscribe(&s, &me, &conn)))
+        })
+        .unzip();
+    let mut load: Vec<JoinHandle<()>> = Vec::new();
+    for i in 0..args.writers {
+        let s = s.clone();
+        load.push(std::thread::spawn(move || writer(&s, i, seed)));
+    }
+    for i in 0..args.readers {
+        let s = s.clone();
+        load.push(std::thread::spawn(move || reader(&s, i, seed)));
+    }
+    let every = Duration::from_millis(args.dashboard_ms.max(1));
+    let dash = s.clone();
+    load.push(std::thread::spawn(move || dashboard(&dash, every)));
 
+    let report = (|| {
         let mut rows = Vec::new();
         let mut rss_samples = vec![(0.0, rss_start)];
         let mut sse_before = 0;
@@ -877,10 +756,13 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         let duration = Duration::from_secs(args.duration_s);
         let interval = Duration::from_secs(args.interval_s);
         let mut next_row = interval;
-        let mut sample = tokio::time::interval(Duration::from_secs(1));
-        sample.tick().await;
+        let mut sample = Instant::now() + Duration::from_secs(1);
         while started.elapsed() < duration {
-            sample.tick().await;
+            let now = Instant::now();
+            if now < sample {
+                std::thread::sleep(sample - now);
+            }
+            sample += Duration::from_secs(1);
             let t = started.elapsed();
             let rss = rss_bytes(pid)?;
             rss_samples.push((t.as_secs_f64(), rss));
@@ -933,20 +815,19 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
             lock(&s.all_reads).extend(w.reads);
             rows.push(row);
         }
-        s.stop.store(true, Ordering::Relaxed);
-        for task in load {
-            task.await.context("load task")?;
-        }
-        let leftover = std::mem::take(&mut *lock(&s.window));
-        lock(&s.all_writes).extend(leftover.writes);
-        lock(&s.all_reads).extend(leftover.reads);
-        Ok::<_, anyhow::Error>((rows, rss_samples, sse))
-    })
-    .map(|(rows, rss, sse)| {
-        // The subscribers keep running on the runtime; they are checked below.
-        drop(sse);
-        (rows, rss)
-    })?;
+        Ok::<_, anyhow::Error>((rows, rss_samples))
+    })();
+    // The load stops, also when the report failed; the subscribers keep following, they are
+    // checked below.
+    s.stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
+    }
+    let (rows, rss_samples) = report?;
+    let leftover = std::mem::take(&mut *lock(&s.window));
+    lock(&s.all_writes).extend(leftover.writes);
+    lock(&s.all_reads).extend(leftover.reads);
     let load_elapsed = started.elapsed();
     let rss_end = rss_samples.last().map_or(rss_start, |x| x.1);
     let rss_max = rss_samples.iter().map(|x| x.1).max().unwrap_or(rss_start);
@@ -958,14 +839,13 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     // End checks, against the still-running server.
     let s = shared.clone();
     let subs = subscribers.clone();
-    let checks = client.block_on(async move {
+    let checks = (|| {
         let mut conn = None;
         // Wait until the projections have folded the head.
         let folding = Instant::now();
         let head = loop {
             let (_, ready) = s
                 .step(&mut conn, Kind::Read, "GET", "/readyz", None, &[200])
-                .await
                 .context("readyz")?;
             let head = ready["head"].as_u64().unwrap_or(0);
             if ready["projected"].as_u64() == Some(head) {
@@ -975,7 +855,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
                 folding.elapsed() < Duration::from_secs(SSE_CATCH_UP_S),
                 "the projections did not reach the head: {ready}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(100));
         };
         let waited = Instant::now();
         while subs
@@ -983,7 +863,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
             .any(|x| x.last_id.load(Ordering::Relaxed) < head && lock(&x.failed).is_none())
             && waited.elapsed() < Duration::from_secs(SSE_CATCH_UP_S)
         {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::thread::sleep(Duration::from_millis(100));
         }
         let sse_catch_up_ms = waited.elapsed().as_millis();
         let per_subscriber: Vec<Value> = subs
@@ -1004,7 +884,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
                 && lock(&x.failed).is_none()
         });
 
-        let live = all_views(&s).await?;
+        let live = all_views(&s)?;
         let (_, rebuilt) = s
             .step(
                 &mut conn,
@@ -1014,9 +894,8 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
                 Some(&json!({})),
                 &[200],
             )
-            .await
             .context("POST /v1/admin/rebuild")?;
-        let after = all_views(&s).await?;
+        let after = all_views(&s)?;
         let views_equal = live == after;
         let differences = rebuilt["differences"].clone();
         Ok::<_, anyhow::Error>(json!({
@@ -1028,9 +907,18 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
             "sse": {"ok": sse_ok, "head": head, "catch_up_ms": sse_catch_up_ms,
                     "subscribers": per_subscriber},
         }))
-    })?;
+    })()?;
     let rss_after_rebuild = rss_bytes(server.pid).ok();
-    drop(client); // closes the SSE streams, so shutdown does not wait on them
+    // Close the SSE streams, so the server's graceful shutdown does not wait on them.
+    shared.closing.store(true, Ordering::Relaxed);
+    for agent in sse_agents {
+        agent.shutdown();
+    }
+    for subscriber in sse {
+        subscriber
+            .join()
+            .map_err(|_| anyhow::anyhow!("an SSE subscriber thread panicked"))?;
+    }
     let exit_code = sigterm(&mut server)?;
 
     let verify = Command::new(std::env::current_exe()?)

@@ -123,8 +123,16 @@ pub enum Command {
     #[command(subcommand)]
     Hook(HookCommand),
     /// Benchmarks (JSON output with --json).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Benchmarks: not in this build (built without the `bench` feature).
+    #[cfg(not(feature = "bench"))]
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Reap live tmux and process runtimes whose worker is gone (a second probe confirms).
     Watch(crate::watch::WatchArgs),
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
@@ -441,7 +449,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench(b) => bench::run(b),
+        #[cfg(not(feature = "bench"))]
+        Command::Bench { .. } => anyhow::bail!(
+            "this mc-ledger is built without the benchmark harness (cargo feature `bench`); \
+             run `cargo run --release --features bench -- bench …`, \
+             or build it with `cargo build --release --features bench`"
+        ),
         Command::Watch(args) => crate::watch::run(&args),
         Command::Signal {
             server,
