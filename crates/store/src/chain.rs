@@ -182,25 +182,8 @@ pub fn place<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{new_event, t};
     use crate::StreamAppend;
-    use events::{Actor, ActorKind, EventData, TicketCommented, Timestamp};
-
-    fn t(s: &str) -> TicketId {
-        TicketId::parse(s).unwrap()
-    }
-
-    fn new_event(id: &str) -> NewEvent {
-        NewEvent {
-            id: id.to_owned(),
-            recorded_at: Timestamp(1_000),
-            actor: Actor {
-                name: "ana".into(),
-                kind: ActorKind::Human,
-            },
-            token_id: None,
-            data: EventData::TicketCommented(TicketCommented { body: "hi".into() }),
-        }
-    }
 
     /// Records chained the way an append writes them: `(ticket, id)` per record.
     fn log(records: &[(&str, &str)]) -> Vec<RecordedEvent> {

@@ -85,25 +85,8 @@ pub fn classify(
 mod tests {
     use super::*;
     use crate::chain::{place, ChainHead};
+    use crate::test_support::{new_event as event, t};
     use crate::StreamAppend;
-    use events::{Actor, ActorKind, EventData, TicketCommented, Timestamp};
-
-    fn t(s: &str) -> TicketId {
-        TicketId::parse(s).unwrap()
-    }
-
-    fn event(id: &str) -> NewEvent {
-        NewEvent {
-            id: id.to_owned(),
-            recorded_at: Timestamp(1_000),
-            actor: Actor {
-                name: "ana".into(),
-                kind: ActorKind::Human,
-            },
-            token_id: None,
-            data: EventData::TicketCommented(TicketCommented { body: "hi".into() }),
-        }
-    }
 
     /// `(ticket, expected, ids)` for the first stream, then the `also` streams.
     fn request(parts: &[(&str, Option<u64>, &[&str])]) -> AppendRequest {

@@ -24,6 +24,29 @@ pub mod classify;
 pub mod error;
 pub mod id_index;
 
+/// What the store core's unit tests share: a ticket id and a one-comment event.
+#[cfg(test)]
+mod test_support {
+    use events::{Actor, ActorKind, EventData, NewEvent, TicketCommented, TicketId, Timestamp};
+
+    pub(crate) fn t(s: &str) -> TicketId {
+        TicketId::parse(s).unwrap()
+    }
+
+    pub(crate) fn new_event(id: &str) -> NewEvent {
+        NewEvent {
+            id: id.to_owned(),
+            recorded_at: Timestamp(1_000),
+            actor: Actor {
+                name: "ana".into(),
+                kind: ActorKind::Human,
+            },
+            token_id: None,
+            data: EventData::TicketCommented(TicketCommented { body: "hi".into() }),
+        }
+    }
+}
+
 pub use error::LogError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
