@@ -510,6 +510,122 @@ pub struct RuntimePooled {
     pub pool: String,
 }
 
+// ---- subscriptions (SPEC §15), on each subscription's own stream ----
+
+/// The body a subscription's deliveries take.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
+    ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeFormat {
+    /// The §3 envelope of an event, or an alert notice, as JSON.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook body (`text`, `blocks`).
+    Slack,
+    /// A Telegram Bot API `sendMessage` body (`chat_id`, `text`, `parse_mode`).
+    Telegram,
+}
+
+impl NoticeFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeFormat::Json => "json",
+            NoticeFormat::Slack => "slack",
+            NoticeFormat::Telegram => "telegram",
+        }
+    }
+}
+
+/// What a subscription delivers: events of these types, tickets, umbrella (with its
+/// descendants) and agents (every list empty: all), and notices of these alert kinds (empty:
+/// none).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umbrella: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
+}
+
+/// A subscription as created or changed. The secret is not here (facts are readable by every
+/// reader): `secret_id` names it, and the server keeps the secret beside the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfigured {
+    pub name: String,
+    pub url: String,
+    pub format: NoticeFormat,
+    #[serde(default)]
+    pub filter: SubscriptionFilter,
+    /// Milliseconds between reminders of an alert that stays; absent: no reminders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_every_ms: Option<u64>,
+    /// Telegram's chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<String>,
+    /// A fingerprint of the signing secret (16 hex digits of its blake3), never the secret.
+    pub secret_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionPaused {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `subscription.resumed` and `subscription.deleted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionNamed {
+    pub name: String,
+}
+
+/// Deliver again from this log position (what was parked, or anything since).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionReplayed {
+    pub name: String,
+    pub from_position: u64,
+}
+
+/// A delivery failed for as long as retries last: the subscription stops before it (nothing
+/// after it is skipped) and is failing until it is resumed or replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionParked {
+    pub name: String,
+    /// The delivery's `webhook-id`.
+    pub delivery_id: String,
+    /// The log position the delivery stands at (its event's, or the position reached when an
+    /// alert notice was due).
+    pub position: u64,
+    pub attempts: u32,
+    pub error: String,
+}
+
 /// One typed payload per event type. The order of variants is part of the stored format
 /// (bincode writes the variant index): add new types at the end, never reorder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
@@ -573,10 +689,24 @@ pub enum EventData {
     PoolAdmitted(PoolAdmitted),
     #[serde(rename = "runtime.pooled")]
     RuntimePooled(RuntimePooled),
+    #[serde(rename = "subscription.created")]
+    SubscriptionCreated(SubscriptionConfigured),
+    #[serde(rename = "subscription.changed")]
+    SubscriptionChanged(SubscriptionConfigured),
+    #[serde(rename = "subscription.paused")]
+    SubscriptionPaused(SubscriptionPaused),
+    #[serde(rename = "subscription.resumed")]
+    SubscriptionResumed(SubscriptionNamed),
+    #[serde(rename = "subscription.replayed")]
+    SubscriptionReplayed(SubscriptionReplayed),
+    #[serde(rename = "subscription.parked")]
+    SubscriptionParked(SubscriptionParked),
+    #[serde(rename = "subscription.deleted")]
+    SubscriptionDeleted(SubscriptionNamed),
 }
 
 /// Every event type name, in variant order (the stored discriminant).
-pub const EVENT_TYPES: [&str; 29] = [
+pub const EVENT_TYPES: [&str; 36] = [
     "ticket.opened",
     "ticket.edited",
     "ticket.commented",
@@ -606,6 +736,13 @@ pub const EVENT_TYPES: [&str; 29] = [
     "pool.configured",
     "pool.admitted",
     "runtime.pooled",
+    "subscription.created",
+    "subscription.changed",
+    "subscription.paused",
+    "subscription.resumed",
+    "subscription.replayed",
+    "subscription.parked",
+    "subscription.deleted",
 ];
 
 /// The event types format 1 knew when its fixtures were written (wave 1).
@@ -648,6 +785,13 @@ impl EventData {
             EventData::PoolConfigured(_) => 26,
             EventData::PoolAdmitted(_) => 27,
             EventData::RuntimePooled(_) => 28,
+            EventData::SubscriptionCreated(_) => 29,
+            EventData::SubscriptionChanged(_) => 30,
+            EventData::SubscriptionPaused(_) => 31,
+            EventData::SubscriptionResumed(_) => 32,
+            EventData::SubscriptionReplayed(_) => 33,
+            EventData::SubscriptionParked(_) => 34,
+            EventData::SubscriptionDeleted(_) => 35,
         }
     }
 
@@ -673,5 +817,20 @@ impl EventData {
             _ => return None,
         };
         Some(id)
+    }
+}
+
+impl EventData {
+    /// The subscription a `subscription.*` event is about.
+    pub fn subscription_name(&self) -> Option<&str> {
+        let name = match self {
+            EventData::SubscriptionCreated(e) | EventData::SubscriptionChanged(e) => &e.name,
+            EventData::SubscriptionPaused(e) => &e.name,
+            EventData::SubscriptionResumed(e) | EventData::SubscriptionDeleted(e) => &e.name,
+            EventData::SubscriptionReplayed(e) => &e.name,
+            EventData::SubscriptionParked(e) => &e.name,
+            _ => return None,
+        };
+        Some(name)
     }
 }

@@ -95,20 +95,47 @@ pub const POOL_STREAM_PREFIX: &str = "POOL";
 /// names whose digits collide (a chance in 10^9 per pair) are told apart by the name their
 /// `pool.configured` records: the second is refused.
 pub fn pool_stream(name: &str) -> TicketId {
+    named_stream(POOL_STREAM_PREFIX, name)
+}
+
+/// The prefix of subscription streams; no ticket may use it.
+pub const SUBSCRIPTION_STREAM_PREFIX: &str = "SUB";
+
+/// The stream a subscription's events live on: `SUB-<9 digits of blake3(name)>`, found from
+/// the name alone as a pool's is.
+pub fn subscription_stream(name: &str) -> TicketId {
+    named_stream(SUBSCRIPTION_STREAM_PREFIX, name)
+}
+
+fn named_stream(prefix: &str, name: &str) -> TicketId {
     let digest = blake3::hash(name.as_bytes());
     let mut eight = [0u8; 8];
     eight.copy_from_slice(&digest.as_bytes()[..8]);
     TicketId(format!(
-        "{POOL_STREAM_PREFIX}-{:09}",
+        "{prefix}-{:09}",
         u64::from_le_bytes(eight) % 1_000_000_000
     ))
 }
 
-/// A stream of a pool, not a ticket.
-pub fn is_pool_stream(id: &TicketId) -> bool {
+fn has_prefix(id: &TicketId, wanted: &str) -> bool {
     id.as_str()
         .split_once('-')
-        .is_some_and(|(prefix, _)| prefix == POOL_STREAM_PREFIX)
+        .is_some_and(|(prefix, _)| prefix == wanted)
+}
+
+/// A stream of a pool, not a ticket.
+pub fn is_pool_stream(id: &TicketId) -> bool {
+    has_prefix(id, POOL_STREAM_PREFIX)
+}
+
+/// A stream of a subscription, not a ticket.
+pub fn is_subscription_stream(id: &TicketId) -> bool {
+    has_prefix(id, SUBSCRIPTION_STREAM_PREFIX)
+}
+
+/// A stream of a pool or a subscription: no ticket may be opened on it.
+pub fn is_reserved_stream(id: &TicketId) -> bool {
+    is_pool_stream(id) || is_subscription_stream(id)
 }
 
 /// Event ids: 1..=64 bytes of `[A-Za-z0-9_.:-]`.

@@ -3,13 +3,25 @@
 use std::fmt;
 
 use events::{TicketId, Timestamp, Transport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::ledger::{Ledger, Ticket};
 use crate::rules::{NextActionCode, TicketState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     WorkerLost,
@@ -19,17 +31,25 @@ pub enum AlertKind {
     ReadyToResume,
     /// A pool has had every slot taken for `pool_saturated_after` (SPEC §14: 15 minutes).
     PoolSaturated,
+    /// A subscription parked a delivery and stopped (SPEC §15).
+    SubscriptionFailing,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 6] = [
+    pub const ALL: [AlertKind; 7] = [
         AlertKind::WorkerLost,
         AlertKind::StaleWorker,
         AlertKind::RetryLoop,
         AlertKind::UnansweredQuestion,
         AlertKind::ReadyToResume,
         AlertKind::PoolSaturated,
+        AlertKind::SubscriptionFailing,
     ];
+
+    /// The kind a name (`worker_lost`, …) names.
+    pub fn parse(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +59,7 @@ impl AlertKind {
             AlertKind::UnansweredQuestion => "unanswered_question",
             AlertKind::ReadyToResume => "ready_to_resume",
             AlertKind::PoolSaturated => "pool_saturated",
+            AlertKind::SubscriptionFailing => "subscription_failing",
         }
     }
 }
@@ -49,7 +70,7 @@ impl fmt::Display for AlertKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     pub kind: AlertKind,
     /// The ticket the alert is about; absent for a pool's alert.
@@ -58,6 +79,9 @@ pub struct Alert {
     /// The pool a `pool_saturated` alert is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The subscription a `subscription_failing` alert is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     /// When the condition started.
@@ -84,6 +108,7 @@ impl Ledger {
                     kind: AlertKind::PoolSaturated,
                     ticket: None,
                     pool: Some(p.name.clone()),
+                    subscription: None,
                     runtime_id: None,
                     since,
                     detail: format!(
@@ -95,6 +120,7 @@ impl Ledger {
                 });
             }
         }
+        self.subscription_alerts(&mut out);
         out
     }
 
@@ -117,6 +143,7 @@ impl Ledger {
             kind,
             ticket: Some(t.id.clone()),
             pool: None,
+            subscription: None,
             runtime_id: runtime_id.map(str::to_owned),
             since,
             detail,

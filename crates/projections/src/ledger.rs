@@ -61,6 +61,8 @@ pub struct Ledger {
     /// Every pool stream's version, pool or not (a raw append may write anything there): the
     /// version a decision on that stream must expect.
     pub(crate) pool_stream_versions: HashMap<TicketId, u64>,
+    /// Subscriptions by name (SPEC §15); their streams' versions are kept with the pools'.
+    pub(crate) subscriptions: BTreeMap<String, crate::subscriptions::Subscription>,
 }
 
 /// A pool: its capacity and the live runtimes holding its slots. `holders` is an index the
@@ -419,6 +421,10 @@ impl Ledger {
 
         if events::ids::is_pool_stream(&e.ticket) {
             self.apply_pool(e);
+            return;
+        }
+        if events::ids::is_subscription_stream(&e.ticket) {
+            self.apply_subscription(e);
             return;
         }
 

@@ -20,6 +20,7 @@ pub mod permissions;
 pub mod pools;
 pub mod rules;
 pub mod sim;
+pub mod subscriptions;
 pub mod views;
 
 pub use alerts::{Alert, AlertKind};
@@ -40,6 +41,9 @@ pub use permissions::{
 };
 pub use pools::{PoolHolder, PoolPage, PoolView};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
+pub use subscriptions::{
+    alert_notices, Notice, NoticeKind, OpenAlert, SubscriptionState, SubscriptionView, Wants,
+};
 pub use views::{
     Board, BoardCard, BoardTotals, ExitView, GateView, Progress, RuntimeFilter, RuntimePage,
     RuntimeView, TaskCounts, TaskView, Tasks, TicketFilter, TicketPage, TicketView, VerdictView,
@@ -49,4 +53,4 @@ pub use views::{
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
 /// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
 /// of loading an incompatible snapshot.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;

@@ -70,10 +70,13 @@ pub enum Action {
     RequestInput,
     /// An agent's session ended: ends a runtime.
     EndSession,
+    /// Create, change, pause, resume, replay or delete a subscription (SPEC §15:
+    /// orchestrators and humans).
+    Subscribe,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Open,
         Action::Edit,
         Action::Comment,
@@ -99,6 +102,7 @@ impl Action {
         Action::Pool,
         Action::RequestInput,
         Action::EndSession,
+        Action::Subscribe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +132,7 @@ impl Action {
             Action::Pool => "pool",
             Action::RequestInput => "request_input",
             Action::EndSession => "end_session",
+            Action::Subscribe => "subscribe",
         }
     }
 }
@@ -162,6 +167,12 @@ impl Command {
             // actions of their own (a plain agent token may not end another's runtime).
             Command::RequestInput { .. } => Action::RequestInput,
             Command::EndSession { .. } => Action::EndSession,
+            Command::ConfigureSubscription { .. }
+            | Command::PauseSubscription { .. }
+            | Command::ResumeSubscription { .. }
+            | Command::ReplaySubscription { .. }
+            | Command::DeleteSubscription { .. }
+            | Command::ParkDelivery { .. } => Action::Subscribe,
         }
     }
 }
@@ -211,7 +222,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
     ),
     (
         ActorKind::Orchestrator,
-        "orchestrators may do what controllers may, open, edit, link, park, gate, close and reopen tickets, and manage pools",
+        "orchestrators may do what controllers may, open, edit, link, park, gate, close and reopen tickets, and manage pools and subscriptions",
         &[
             RUNTIME,
             &[A::Comment, A::Task],
@@ -225,6 +236,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
                 A::Close,
                 A::Reopen,
                 A::Pool,
+                A::Subscribe,
             ],
         ],
     ),

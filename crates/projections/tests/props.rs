@@ -67,6 +67,9 @@ enum Op {
     Pool(usize, u32),
     /// Dispatch into a pool: ticket, key, replace, pool.
     DispatchIn(usize, u8, bool, usize),
+    /// Subscription `s0`/`s1`: 0 create or change (a format), 1 pause, 2 resume, 3 replay,
+    /// 4 park, 5 delete.
+    Subscription(usize, u8, u8),
     Wait(u16),
 }
 
@@ -99,6 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => r.prop_map(Op::EndSession),
         2 => (0..POOLS.len(), 0u32..3).prop_map(|(p, c)| Op::Pool(p, c)),
         4 => (t.clone(), 0u8..3, any::<bool>(), 0..POOLS.len()).prop_map(|(a, k, rep, p)| Op::DispatchIn(a, k, rep, p)),
+        2 => (0usize..2, 0u8..6, 0u8..3).prop_map(|(s, what, f)| Op::Subscription(s, what, f)),
         2 => (0u16..90).prop_map(Op::Wait),
     ]
 }
@@ -292,6 +296,7 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
                 runtime_id: id,
                 reason: "other".into(),
             }),
+            Op::Subscription(s, what, f) => Some(subscription_command(*s, *what, *f)),
             Op::Pool(p, capacity) => Some(Command::ConfigurePool {
                 name: POOLS[*p].to_owned(),
                 capacity: *capacity,
@@ -780,6 +785,46 @@ proptest! {
     }
 }
 
+fn subscription_command(s: usize, what: u8, f: u8) -> Command {
+    let name = ["s0", "s1"][s % 2].to_owned();
+    match what {
+        0 => Command::ConfigureSubscription {
+            config: events::SubscriptionConfigured {
+                name,
+                url: "http://127.0.0.1:9/hook".into(),
+                format: [
+                    events::NoticeFormat::Json,
+                    events::NoticeFormat::Slack,
+                    events::NoticeFormat::Telegram,
+                ][usize::from(f % 3)],
+                filter: events::SubscriptionFilter {
+                    alerts: vec!["worker_lost".into()],
+                    ..Default::default()
+                },
+                remind_every_ms: Some(60_000),
+                chat_id: Some("42".into()),
+                secret_id: format!("{f:016x}"),
+            },
+        },
+        1 => Command::PauseSubscription { name, reason: None },
+        2 => Command::ResumeSubscription { name },
+        3 => Command::ReplaySubscription {
+            name,
+            from_position: 1,
+        },
+        4 => Command::ParkDelivery {
+            parked: events::SubscriptionParked {
+                name,
+                delivery_id: format!("d{f}"),
+                position: 1,
+                attempts: 3,
+                error: "HTTP 500".into(),
+            },
+        },
+        _ => Command::DeleteSubscription { name },
+    }
+}
+
 #[test]
 fn command_builders_cover_every_command() {
     // Keeps the property generators honest: if Command grows a variant, this match fails to
@@ -811,7 +856,13 @@ fn command_builders_cover_every_command() {
             | Command::AbortLaunch { .. }
             | Command::RequestInput { .. }
             | Command::EndSession { .. }
-            | Command::ConfigurePool { .. } => true,
+            | Command::ConfigurePool { .. }
+            | Command::ConfigureSubscription { .. }
+            | Command::PauseSubscription { .. }
+            | Command::ResumeSubscription { .. }
+            | Command::ReplaySubscription { .. }
+            | Command::DeleteSubscription { .. }
+            | Command::ParkDelivery { .. } => true,
         }
     }
     assert!(covered(&comment("MC-1", "x")));

@@ -389,7 +389,70 @@ pub fn event_data() -> impl Strategy<Value = EventData> {
         (rt(), text()).prop_map(
             |(runtime_id, pool)| EventData::RuntimePooled(RuntimePooled { runtime_id, pool })
         ),
+        subscription_configured().prop_map(EventData::SubscriptionCreated),
+        subscription_configured().prop_map(EventData::SubscriptionChanged),
+        (text(), proptest::option::of(text())).prop_map(|(name, reason)| {
+            EventData::SubscriptionPaused(SubscriptionPaused { name, reason })
+        }),
+        text().prop_map(|name| EventData::SubscriptionResumed(SubscriptionNamed { name })),
+        (text(), any::<u64>()).prop_map(|(name, from_position)| {
+            EventData::SubscriptionReplayed(SubscriptionReplayed {
+                name,
+                from_position,
+            })
+        }),
+        (text(), text(), any::<u64>(), any::<u32>(), text()).prop_map(
+            |(name, delivery_id, position, attempts, error)| {
+                EventData::SubscriptionParked(SubscriptionParked {
+                    name,
+                    delivery_id,
+                    position,
+                    attempts,
+                    error,
+                })
+            }
+        ),
+        text().prop_map(|name| EventData::SubscriptionDeleted(SubscriptionNamed { name })),
     ]
+}
+
+fn subscription_configured() -> impl Strategy<Value = SubscriptionConfigured> {
+    (
+        (text(), text(), 0..3u8, proptest::option::of(any::<u64>())),
+        (
+            proptest::collection::vec(text(), 0..3),
+            proptest::collection::vec(text(), 0..3),
+            proptest::option::of(text()),
+            proptest::collection::vec(text(), 0..3),
+            proptest::collection::vec(text(), 0..3),
+        ),
+        (proptest::option::of(text()), text()),
+    )
+        .prop_map(
+            |(
+                (name, url, format, remind_every_ms),
+                (types, tickets, umbrella, agents, alerts),
+                (chat_id, secret_id),
+            )| SubscriptionConfigured {
+                name,
+                url,
+                format: [
+                    NoticeFormat::Json,
+                    NoticeFormat::Slack,
+                    NoticeFormat::Telegram,
+                ][usize::from(format)],
+                filter: SubscriptionFilter {
+                    types,
+                    tickets,
+                    umbrella,
+                    agents,
+                    alerts,
+                },
+                remind_every_ms,
+                chat_id,
+                secret_id,
+            },
+        )
 }
 
 /// One sample of every event type, deterministic: the fixture corpus.
@@ -555,5 +618,44 @@ pub fn one_of_each() -> Vec<EventData> {
             runtime_id: "rt_01JDFIXTURE".into(),
             pool: "gpu".into(),
         }),
+        EventData::SubscriptionCreated(subscription_sample()),
+        EventData::SubscriptionChanged(SubscriptionConfigured {
+            format: NoticeFormat::Slack,
+            ..subscription_sample()
+        }),
+        EventData::SubscriptionPaused(SubscriptionPaused {
+            name: "ops".into(),
+            reason: Some("receiver answered 410 Gone".into()),
+        }),
+        EventData::SubscriptionResumed(SubscriptionNamed { name: "ops".into() }),
+        EventData::SubscriptionReplayed(SubscriptionReplayed {
+            name: "ops".into(),
+            from_position: 12,
+        }),
+        EventData::SubscriptionParked(SubscriptionParked {
+            name: "ops".into(),
+            delivery_id: "01JDFIXTUREEVENT".into(),
+            position: 12,
+            attempts: 31,
+            error: "connection refused".into(),
+        }),
+        EventData::SubscriptionDeleted(SubscriptionNamed { name: "ops".into() }),
     ]
+}
+
+fn subscription_sample() -> SubscriptionConfigured {
+    SubscriptionConfigured {
+        name: "ops".into(),
+        url: "https://hooks.example/ops".into(),
+        format: NoticeFormat::Json,
+        filter: SubscriptionFilter {
+            types: vec!["runtime.reaped".into()],
+            umbrella: Some("MC-4000".into()),
+            alerts: vec!["worker_lost".into()],
+            ..SubscriptionFilter::default()
+        },
+        remind_every_ms: Some(3_600_000),
+        chat_id: None,
+        secret_id: "0123456789abcdef".into(),
+    }
 }

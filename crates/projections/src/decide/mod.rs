@@ -11,10 +11,12 @@
 mod checks;
 mod pools;
 mod runtimes;
+mod subscriptions;
 mod tickets;
 mod types;
 
 pub use pools::POOL_CAPACITY_MAX;
+pub use subscriptions::{REMIND_EVERY_MS_MAX, REMIND_EVERY_MS_MIN, SUBSCRIPTION_URL_BYTES_MAX};
 pub use types::*;
 
 use crate::ledger::Ledger;
@@ -112,5 +114,16 @@ pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision,
             ctx,
             Ending::AbortLaunch(detail.as_deref()),
         ),
+        Command::ConfigureSubscription { config } => subscriptions::configure(ledger, config),
+        Command::PauseSubscription { name, reason } => {
+            subscriptions::pause(ledger, name, reason.as_deref())
+        }
+        Command::ResumeSubscription { name } => subscriptions::resume(ledger, name),
+        Command::ReplaySubscription {
+            name,
+            from_position,
+        } => subscriptions::replay(ledger, name, *from_position),
+        Command::DeleteSubscription { name } => subscriptions::delete(ledger, name),
+        Command::ParkDelivery { parked } => subscriptions::park(ledger, parked),
     }
 }

@@ -25,12 +25,13 @@ pub(super) fn open(
     if ledger.tickets.contains_key(id) {
         return Err(Rejection::TicketExists { ticket: id.clone() });
     }
-    if events::ids::is_pool_stream(id) {
+    if events::ids::is_reserved_stream(id) {
         return Err(Rejection::invalid(
             "id",
             format!(
-                "the {}- prefix names pool streams, not tickets",
-                events::ids::POOL_STREAM_PREFIX
+                "the {}- and {}- prefixes name pool and subscription streams, not tickets",
+                events::ids::POOL_STREAM_PREFIX,
+                events::ids::SUBSCRIPTION_STREAM_PREFIX
             ),
         ));
     }

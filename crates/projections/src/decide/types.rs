@@ -4,7 +4,8 @@ use std::fmt;
 
 use events::{
     EventData, ExitReason, GateRecorded, HarvestOutcome, ModelUsage, ReapCause, Relation,
-    TaskStatus, TicketClosed, TicketEdited, TicketId, TicketOpened, Timestamp, Transport, Verdict,
+    SubscriptionConfigured, SubscriptionParked, TaskStatus, TicketClosed, TicketEdited, TicketId,
+    TicketOpened, Timestamp, Transport, Verdict,
 };
 
 use crate::class::RuntimeClass;
@@ -206,6 +207,29 @@ pub enum Command {
         runtime_id: String,
         reason: String,
     },
+    /// Create a subscription, or change it (SPEC §15).
+    ConfigureSubscription {
+        config: SubscriptionConfigured,
+    },
+    PauseSubscription {
+        name: String,
+        reason: Option<String>,
+    },
+    /// Resume a paused or failing subscription where it stopped.
+    ResumeSubscription {
+        name: String,
+    },
+    ReplaySubscription {
+        name: String,
+        from_position: u64,
+    },
+    DeleteSubscription {
+        name: String,
+    },
+    /// The delivery engine gave up on a delivery (the server's own writer only).
+    ParkDelivery {
+        parked: SubscriptionParked,
+    },
 }
 
 impl Command {
@@ -216,6 +240,7 @@ impl Command {
             Target::Ticket(t) => Some(t.clone()),
             Target::Runtime(r) => ledger.runtime_ticket(r).cloned(),
             Target::Pool(name) => Some(events::ids::pool_stream(name)),
+            Target::Subscription(name) => Some(events::ids::subscription_stream(name)),
         }
     }
 
@@ -248,6 +273,12 @@ impl Command {
             | Command::RequestInput { runtime_id, .. }
             | Command::EndSession { runtime_id, .. } => Target::Runtime(runtime_id),
             Command::ConfigurePool { name, .. } => Target::Pool(name),
+            Command::ConfigureSubscription { config } => Target::Subscription(&config.name),
+            Command::PauseSubscription { name, .. }
+            | Command::ResumeSubscription { name }
+            | Command::ReplaySubscription { name, .. }
+            | Command::DeleteSubscription { name } => Target::Subscription(name),
+            Command::ParkDelivery { parked } => Target::Subscription(&parked.name),
         }
     }
 }
@@ -258,6 +289,7 @@ pub enum Target<'a> {
     Ticket(&'a TicketId),
     Runtime(&'a str),
     Pool(&'a str),
+    Subscription(&'a str),
 }
 
 /// The outcome of a command that was not rejected.
@@ -392,6 +424,9 @@ pub enum Rejection {
         capacity: u32,
         holders: Vec<String>,
     },
+    SubscriptionNotFound {
+        name: String,
+    },
 }
 
 impl Rejection {
@@ -413,6 +448,7 @@ impl Rejection {
             Rejection::PoolNotFound { .. } => "pool_not_found",
             Rejection::PoolFull { .. } => "pool_full",
             Rejection::PoolInUse { .. } => "pool_in_use",
+            Rejection::SubscriptionNotFound { .. } => "subscription_not_found",
         }
     }
 
@@ -421,7 +457,8 @@ impl Rejection {
             Rejection::TicketNotFound { .. }
             | Rejection::RuntimeNotFound { .. }
             | Rejection::TaskNotFound { .. }
-            | Rejection::PoolNotFound { .. } => RejectionKind::NotFound,
+            | Rejection::PoolNotFound { .. }
+            | Rejection::SubscriptionNotFound { .. } => RejectionKind::NotFound,
             Rejection::Invalid { .. } => RejectionKind::Invalid,
             _ => RejectionKind::Conflict,
         }
@@ -445,6 +482,9 @@ impl fmt::Display for Rejection {
             Rejection::TicketClosed { ticket } => write!(f, "ticket {ticket} is closed"),
             Rejection::TicketOpen { ticket } => write!(f, "ticket {ticket} is not closed"),
             Rejection::PoolNotFound { pool } => write!(f, "pool {pool} not found"),
+            Rejection::SubscriptionNotFound { name } => {
+                write!(f, "subscription {name} not found")
+            }
             Rejection::PoolFull {
                 pool,
                 capacity,

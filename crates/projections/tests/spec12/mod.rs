@@ -40,11 +40,21 @@ pub fn spec_row(kind: ActorKind) -> Vec<&'static str> {
         ],
         ActorKind::Controller => controller(),
         // "what a controller may, plus open, edit, link, unlink, park, gates, close, reopen";
-        // SPEC §14: `POST /v1/pools` (orchestrator or human).
+        // SPEC §14: `POST /v1/pools` (orchestrator or human); SPEC §15: `POST
+        // /v1/subscriptions` and what changes one (orchestrator, human or admin).
         ActorKind::Orchestrator => [
             controller(),
             vec![
-                "open", "edit", "link", "unlink", "park", "gate", "close", "reopen", "pool",
+                "open",
+                "edit",
+                "link",
+                "unlink",
+                "park",
+                "gate",
+                "close",
+                "reopen",
+                "pool",
+                "subscribe",
             ],
         ]
         .concat(),

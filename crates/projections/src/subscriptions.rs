@@ -1,0 +1,535 @@
+//! Subscriptions (SPEC §15): the fold of their facts, the view of one, which events and
+//! alerts one wants, and the pure rule of alert notices (raised, cleared, reminded) with time
+//! passed in as data. The delivering (HTTP, retries, the position delivered) is the server's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use events::{
+    Actor, EventData, NoticeFormat, RecordedEvent, SubscriptionConfigured, SubscriptionFilter,
+    TicketId, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::alerts::{Alert, AlertKind};
+use crate::filter::{EventFilter, FilterError};
+use crate::Ledger;
+
+/// A subscription as its facts left it. Plain fields only: the snapshot's bincode form cannot
+/// skip a field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Subscription {
+    pub(crate) name: String,
+    pub(crate) stream: TicketId,
+    pub(crate) url: String,
+    pub(crate) format: NoticeFormat,
+    pub(crate) types: Vec<String>,
+    pub(crate) tickets: Vec<String>,
+    pub(crate) umbrella: Option<String>,
+    pub(crate) agents: Vec<String>,
+    pub(crate) alerts: Vec<String>,
+    pub(crate) remind_every_ms: Option<u64>,
+    pub(crate) chat_id: Option<String>,
+    pub(crate) secret_id: String,
+    pub(crate) created_by: Actor,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) paused: Option<Pause>,
+    pub(crate) parked: Option<Parked>,
+    pub(crate) replay: Option<Replay>,
+    pub(crate) version: u64,
+    pub(crate) position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pause {
+    pub by: Actor,
+    pub reason: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The delivery a subscription stopped at after its retries ran out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Parked {
+    pub delivery_id: String,
+    pub position: u64,
+    pub attempts: u32,
+    pub error: String,
+    pub at: Timestamp,
+}
+
+/// The last replay asked for: deliver again from `from_position`. `requested_at` (the
+/// position of the `subscription.replayed` fact) tells a deliverer whether it has applied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Replay {
+    pub from_position: u64,
+    pub requested_at: u64,
+}
+
+/// What a subscription is doing, as its facts say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    Active,
+    Paused,
+    /// A delivery was parked; nothing after it goes out until a resume or a replay.
+    Failing,
+}
+
+/// One subscription as the API shows it (the secret never; its fingerprint only).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub name: String,
+    /// The receiver's address with its path hidden (a Slack or Telegram URL carries a
+    /// credential in its path).
+    pub url: String,
+    pub format: NoticeFormat,
+    pub filter: SubscriptionFilter,
+    /// Reminders of an alert that stays, every this many milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remind_every_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_id: Option<String>,
+    /// Which secret signs the deliveries (a fingerprint, not the secret).
+    pub secret_id: String,
+    pub state: SubscriptionState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parked: Option<Parked>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+    pub created_by: Actor,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: u64,
+    pub stream: TicketId,
+}
+
+impl Subscription {
+    pub(crate) fn state(&self) -> SubscriptionState {
+        if self.paused.is_some() {
+            SubscriptionState::Paused
+        } else if self.parked.is_some() {
+            SubscriptionState::Failing
+        } else {
+            SubscriptionState::Active
+        }
+    }
+
+    pub(crate) fn filter(&self) -> SubscriptionFilter {
+        SubscriptionFilter {
+            types: self.types.clone(),
+            tickets: self.tickets.clone(),
+            umbrella: self.umbrella.clone(),
+            agents: self.agents.clone(),
+            alerts: self.alerts.clone(),
+        }
+    }
+
+    /// The configuration as a `subscription.changed` would state it again.
+    pub(crate) fn config(&self) -> SubscriptionConfigured {
+        SubscriptionConfigured {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            format: self.format,
+            filter: self.filter(),
+            remind_every_ms: self.remind_every_ms,
+            chat_id: self.chat_id.clone(),
+            secret_id: self.secret_id.clone(),
+        }
+    }
+
+    fn view(&self) -> SubscriptionView {
+        SubscriptionView {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            format: self.format,
+            filter: self.filter(),
+            remind_every_ms: self.remind_every_ms,
+            chat_id: self.chat_id.clone(),
+            secret_id: self.secret_id.clone(),
+            state: self.state(),
+            paused: self.paused.clone(),
+            parked: self.parked.clone(),
+            replay: self.replay,
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+            stream: self.stream.clone(),
+        }
+    }
+
+    fn set(&mut self, c: &SubscriptionConfigured) {
+        self.url.clone_from(&c.url);
+        self.format = c.format;
+        self.types.clone_from(&c.filter.types);
+        self.tickets.clone_from(&c.filter.tickets);
+        self.umbrella.clone_from(&c.filter.umbrella);
+        self.agents.clone_from(&c.filter.agents);
+        self.alerts.clone_from(&c.filter.alerts);
+        self.remind_every_ms = c.remind_every_ms;
+        self.chat_id.clone_from(&c.chat_id);
+        self.secret_id.clone_from(&c.secret_id);
+    }
+}
+
+impl Ledger {
+    /// Every subscription, by name.
+    pub fn subscriptions(&self) -> Vec<SubscriptionView> {
+        self.subscriptions
+            .values()
+            .map(Subscription::view)
+            .collect()
+    }
+
+    pub fn subscription(&self, name: &str) -> Option<SubscriptionView> {
+        self.subscriptions.get(name).map(Subscription::view)
+    }
+
+    /// An event of a subscription stream. A fact naming a subscription of another stream is
+    /// ignored (a raw append may write anything there); anything else counts as a version.
+    pub(crate) fn apply_subscription(&mut self, e: &RecordedEvent) {
+        let at = e.recorded_at;
+        self.pool_stream_versions
+            .insert(e.ticket.clone(), e.version);
+        let Some(name) = e.data.subscription_name() else {
+            return;
+        };
+        if events::ids::subscription_stream(name) != e.ticket {
+            return;
+        }
+        match &e.data {
+            EventData::SubscriptionCreated(c) | EventData::SubscriptionChanged(c) => {
+                let s = self
+                    .subscriptions
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Subscription {
+                        name: name.to_owned(),
+                        stream: e.ticket.clone(),
+                        url: String::new(),
+                        format: NoticeFormat::Json,
+                        types: Vec::new(),
+                        tickets: Vec::new(),
+                        umbrella: None,
+                        agents: Vec::new(),
+                        alerts: Vec::new(),
+                        remind_every_ms: None,
+                        chat_id: None,
+                        secret_id: String::new(),
+                        created_by: e.actor.clone(),
+                        created_at: at,
+                        updated_at: at,
+                        paused: None,
+                        parked: None,
+                        replay: None,
+                        version: 0,
+                        position: 0,
+                    });
+                s.set(c);
+            }
+            EventData::SubscriptionDeleted(_) => {
+                self.subscriptions.remove(name);
+                return;
+            }
+            _ => {}
+        }
+        let Some(s) = self.subscriptions.get_mut(name) else {
+            return;
+        };
+        match &e.data {
+            EventData::SubscriptionPaused(p) => {
+                s.paused = Some(Pause {
+                    by: e.actor.clone(),
+                    reason: p.reason.clone(),
+                    at,
+                });
+            }
+            EventData::SubscriptionResumed(_) => {
+                s.paused = None;
+                s.parked = None;
+            }
+            EventData::SubscriptionReplayed(r) => {
+                s.parked = None;
+                s.replay = Some(Replay {
+                    from_position: r.from_position,
+                    requested_at: e.position,
+                });
+            }
+            EventData::SubscriptionParked(p) => {
+                s.parked = Some(Parked {
+                    delivery_id: p.delivery_id.clone(),
+                    position: p.position,
+                    attempts: p.attempts,
+                    error: p.error.clone(),
+                    at,
+                });
+            }
+            _ => {}
+        }
+        s.version = e.version;
+        s.position = e.position;
+        s.updated_at = at;
+    }
+
+    /// `subscription_failing`: a subscription stopped at a parked delivery.
+    pub(crate) fn subscription_alerts(&self, out: &mut Vec<Alert>) {
+        for s in self.subscriptions.values() {
+            let Some(p) = &s.parked else { continue };
+            out.push(Alert {
+                kind: AlertKind::SubscriptionFailing,
+                ticket: None,
+                pool: None,
+                subscription: Some(s.name.clone()),
+                runtime_id: None,
+                since: p.at,
+                detail: format!(
+                    "subscription {} parked delivery {} after {} attempts: {}",
+                    s.name, p.delivery_id, p.attempts, p.error
+                ),
+            });
+        }
+    }
+}
+
+/// What a subscription wants, ready to match: its events and its alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    pub events: EventFilter,
+    pub alerts: BTreeSet<AlertKind>,
+}
+
+/// Why a filter is refused: the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFilter {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Items a filter list may hold.
+pub const FILTER_ITEMS_MAX: usize = 64;
+
+impl Wants {
+    pub fn of(filter: &SubscriptionFilter) -> Result<Wants, BadFilter> {
+        let bad = |e: FilterError| BadFilter {
+            field: e.field(),
+            message: e.to_string(),
+        };
+        for (field, list) in [
+            ("filter.types", &filter.types),
+            ("filter.tickets", &filter.tickets),
+            ("filter.agents", &filter.agents),
+            ("filter.alerts", &filter.alerts),
+        ] {
+            if list.len() > FILTER_ITEMS_MAX {
+                return Err(BadFilter {
+                    field,
+                    message: format!("at most {FILTER_ITEMS_MAX} items"),
+                });
+            }
+            if list.iter().any(|s| s.is_empty() || s.contains(',')) {
+                return Err(BadFilter {
+                    field,
+                    message: "items must be non-empty and hold no comma".into(),
+                });
+            }
+        }
+        let mut events = EventFilter::default();
+        if !filter.types.is_empty() {
+            events.types = EventFilter::parse_types(&filter.types.join(",")).map_err(bad)?;
+        }
+        if !filter.tickets.is_empty() {
+            events.tickets =
+                EventFilter::parse_tickets("tickets", &filter.tickets.join(",")).map_err(bad)?;
+        }
+        if let Some(u) = &filter.umbrella {
+            events.umbrella = Some(TicketId::parse(u).map_err(|_| BadFilter {
+                field: "filter.umbrella",
+                message: format!("{:?} is not a ticket id", crate::limits::excerpt(u, 64)),
+            })?);
+        }
+        if filter.agents.iter().any(|a| a.len() > 64) {
+            return Err(BadFilter {
+                field: "filter.agents",
+                message: "agent names are at most 64 bytes".into(),
+            });
+        }
+        events.agents = filter.agents.iter().cloned().collect();
+        let mut alerts = BTreeSet::new();
+        for name in &filter.alerts {
+            let kind = AlertKind::parse(name).ok_or_else(|| BadFilter {
+                field: "filter.alerts",
+                message: format!(
+                    "{:?} is not an alert kind (one of {})",
+                    crate::limits::excerpt(name, 64),
+                    AlertKind::ALL.map(AlertKind::as_str).join(", ")
+                ),
+            })?;
+            alerts.insert(kind);
+        }
+        Ok(Wants { events, alerts })
+    }
+
+    /// Whether an event is one to deliver. A subscription's own facts are not delivered to it
+    /// (a parked delivery's record must not queue behind the delivery it records).
+    pub fn wants_event(&self, ledger: &Ledger, own_stream: &TicketId, e: &RecordedEvent) -> bool {
+        e.ticket != *own_stream && self.events.matches(ledger, e)
+    }
+
+    /// Whether an alert is one to notify: a kind asked for, and a ticket's alert only when the
+    /// ticket passes the ticket and umbrella parts of the filter.
+    pub fn wants_alert(&self, ledger: &Ledger, alert: &Alert) -> bool {
+        if !self.alerts.contains(&alert.kind) {
+            return false;
+        }
+        match &alert.ticket {
+            Some(t) => {
+                (self.events.tickets.is_empty() || self.events.tickets.contains(t))
+                    && self
+                        .events
+                        .umbrella
+                        .as_ref()
+                        .is_none_or(|u| ledger.is_within(t, u))
+            }
+            None => self.events.tickets.is_empty() && self.events.umbrella.is_none(),
+        }
+    }
+}
+
+/// What an alert notice says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum NoticeKind {
+    #[serde(rename = "alert.raised")]
+    Raised,
+    #[serde(rename = "alert.cleared")]
+    Cleared,
+    #[serde(rename = "alert.reminder")]
+    Reminder,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Raised => "alert.raised",
+            NoticeKind::Cleared => "alert.cleared",
+            NoticeKind::Reminder => "alert.reminder",
+        }
+    }
+}
+
+/// One alert notice, with its stable delivery id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    /// `alert.<kind>.<subject>.<since ms>` and, for the n-th reminder, `.r<n>`: the same on
+    /// every replica and after every restart.
+    pub id: String,
+    pub alert: Alert,
+    pub at: Timestamp,
+}
+
+/// An alert a subscription has been told of and not yet told is cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub alert: Alert,
+    /// Reminders sent for this episode.
+    pub reminders: u32,
+}
+
+/// The subject of an alert: its ticket, pool or subscription.
+pub fn alert_subject(a: &Alert) -> &str {
+    a.ticket
+        .as_ref()
+        .map(TicketId::as_str)
+        .or(a.pool.as_deref())
+        .or(a.subscription.as_deref())
+        .unwrap_or("")
+}
+
+/// The episode of an alert: its kind, subject and start. A new start is a new episode.
+pub fn alert_key(a: &Alert) -> String {
+    format!("{}.{}", a.kind.as_str(), alert_subject(a))
+}
+
+fn notice_id(a: &Alert, suffix: &str) -> String {
+    let base = format!("alert.{}.{}", alert_key(a), a.since.millis());
+    if suffix.is_empty() {
+        base
+    } else {
+        format!("{base}.{suffix}")
+    }
+}
+
+/// The notices due at `now`, given the alerts a subscription wants now and those it was told
+/// of (`open`, updated in place): `alert.raised` for each new episode, `alert.cleared` for each
+/// gone (a new `since` clears the old episode and raises the new), and `alert.reminder` every
+/// `remind_every_ms` after the start while it stays. Pure; notices come out cleared first,
+/// then raised, then reminders, each in key order.
+pub fn alert_notices(
+    open: &mut BTreeMap<String, OpenAlert>,
+    wanted: &[Alert],
+    now: Timestamp,
+    remind_every_ms: Option<u64>,
+) -> Vec<Notice> {
+    let current: BTreeMap<String, &Alert> = wanted.iter().map(|a| (alert_key(a), a)).collect();
+    let mut out = Vec::new();
+    let gone: Vec<String> = open
+        .iter()
+        .filter(|(k, o)| current.get(*k).is_none_or(|a| a.since != o.alert.since))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in gone {
+        if let Some(o) = open.remove(&key) {
+            out.push(Notice {
+                kind: NoticeKind::Cleared,
+                id: notice_id(&o.alert, "cleared"),
+                alert: o.alert,
+                at: now,
+            });
+        }
+    }
+    for (key, alert) in &current {
+        if !open.contains_key(key) {
+            // Reminders count from the start; those already past when it is first seen are
+            // not sent (the raise says it all).
+            let past = match remind_every_ms.filter(|e| *e > 0) {
+                Some(every) => now.millis().saturating_sub(alert.since.millis()) / every,
+                None => 0,
+            };
+            open.insert(
+                key.clone(),
+                OpenAlert {
+                    alert: (*alert).clone(),
+                    reminders: u32::try_from(past).unwrap_or(u32::MAX),
+                },
+            );
+            out.push(Notice {
+                kind: NoticeKind::Raised,
+                id: notice_id(alert, ""),
+                alert: (*alert).clone(),
+                at: now,
+            });
+        }
+    }
+    if let Some(every) = remind_every_ms.filter(|e| *e > 0) {
+        for o in open.values_mut() {
+            // Reminders fall at since + n·every; one notice however many were missed.
+            let due = now.millis().saturating_sub(o.alert.since.millis()) / every;
+            let due = u32::try_from(due).unwrap_or(u32::MAX);
+            if due > o.reminders {
+                o.reminders = due;
+                if let Some(a) = current.get(&alert_key(&o.alert)) {
+                    o.alert = (*a).clone();
+                }
+                out.push(Notice {
+                    kind: NoticeKind::Reminder,
+                    id: notice_id(&o.alert, &format!("r{due}")),
+                    alert: o.alert.clone(),
+                    at: now,
+                });
+            }
+        }
+    }
+    out
+}
