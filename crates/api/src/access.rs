@@ -26,6 +26,8 @@ pub enum On {
     Runtime,
     /// The pool `{name}`.
     Pool,
+    /// The subscription `{name}`.
+    Subscription,
 }
 
 /// A route's declaration.
@@ -52,6 +54,13 @@ pub fn runtime(op: Operation) -> Decl {
 
 pub fn pool(op: Operation) -> Decl {
     Decl { op, on: On::Pool }
+}
+
+pub fn subscription(op: Operation) -> Decl {
+    Decl {
+        op,
+        on: On::Subscription,
+    }
 }
 
 /// Every route's declaration, by method and path template (as `MatchedPath` names it).
@@ -165,6 +174,7 @@ pub enum Named {
     Ticket(TicketId),
     Runtime(String),
     Pool(String),
+    Subscription(String),
 }
 
 impl Named {
@@ -173,6 +183,7 @@ impl Named {
             (On::Ticket, Some(id)) => TicketId::parse(id).map_or(Named::Ledger, Named::Ticket),
             (On::Runtime, Some(id)) => Named::Runtime(id.to_owned()),
             (On::Pool, Some(name)) => Named::Pool(name.to_owned()),
+            (On::Subscription, Some(name)) => Named::Subscription(name.to_owned()),
             _ => Named::Ledger,
         }
     }
@@ -183,6 +194,7 @@ impl Named {
             Named::Ticket(t) => Some(Target::Ticket(t)),
             Named::Runtime(r) => Some(Target::Runtime(r)),
             Named::Pool(p) => Some(Target::Pool(p)),
+            Named::Subscription(s) => Some(Target::Subscription(s)),
         }
     }
 }

@@ -114,7 +114,7 @@ pub async fn middleware(State(gate): State<Gate>, mut request: Request, next: Ne
     let param = match on {
         On::Ledger => None,
         On::Ticket | On::Runtime => Some("id"),
-        On::Pool => Some("name"),
+        On::Pool | On::Subscription => Some("name"),
     };
     let value = match param {
         Some(name) => request

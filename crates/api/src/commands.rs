@@ -24,7 +24,7 @@ use store::AppendRequest;
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::extract::{ticket_id, Body, Keyed, RuntimePath, TaskPath, TicketPath};
+use crate::extract::{ticket_id, Body, Keyed, RuntimePath, SubscriptionPath, TaskPath, TicketPath};
 use crate::openapi::{CreatedOrCoalesced, CreatedOrDuplicate, RuntimeCreated};
 use crate::state::WriteState;
 use service::tokens::Caller;
@@ -110,6 +110,25 @@ body!(GateBody {
     evidence: Option<String>,
 });
 body!(CloseBody { resolution: Option<Resolution>, commit: Option<String>, evidence: Option<String> });
+body!(
+    /// Pause a subscription: nothing is delivered until it is resumed.
+    PauseBody {
+    /// Why (shown with the subscription), at most 1024 bytes.
+    reason: Option<String>,
+});
+
+body!(
+    /// Only the writer (and, with tokens, not even that).
+    ActorBody {});
+
+body!(
+    /// Deliver again from a log position (what was parked, or anything since).
+    ReplayBody {
+    /// A log position from 1 to the head + 1.
+    #[schema(minimum = 1)]
+    from_position: Option<u64>,
+});
+
 body!(ReasonBody {
     /// Why.
     #[schema(min_length = 1)]
@@ -210,7 +229,7 @@ body!(AbortBody {
 #[schema(min_length = 1)]
 pub struct NonEmpty(#[allow(dead_code)] String);
 
-fn required<T>(value: Option<T>, field: &str) -> Result<T, AppError> {
+pub(crate) fn required<T>(value: Option<T>, field: &str) -> Result<T, AppError> {
     value.ok_or_else(|| {
         AppError::invalid(format!("missing field `{field}`")).with(json!({"field": field}))
     })
@@ -284,6 +303,18 @@ commands! {
         close: TicketClosed { resolution: required(b.resolution, "resolution")?, commit: b.commit, evidence: b.evidence },
     };
     /// Reopen a closed ticket; an open one is 409 `ticket_open` (`commit` is ignored).
+    /// Pause a subscription (200 when it already is).
+    post "/v1/subscriptions/{name}/pause" pause_subscription "pauseSubscription" "subscriptions" SubscriptionPath, PauseBody, CreatedOrDuplicate,
+    |_, p, b| Command::PauseSubscription { name: p.name, reason: b.reason };
+    /// Resume a paused or failing subscription where it stopped (200 when it is active).
+    post "/v1/subscriptions/{name}/resume" resume_subscription "resumeSubscription" "subscriptions" SubscriptionPath, ActorBody, CreatedOrDuplicate,
+    |_, p, _b| Command::ResumeSubscription { name: p.name };
+    /// Deliver again from `from_position`: what was parked, or anything since.
+    post "/v1/subscriptions/{name}/replay" replay_subscription "replaySubscription" "subscriptions" SubscriptionPath, ReplayBody, CreatedOrDuplicate,
+    |_, p, b| Command::ReplaySubscription { name: p.name, from_position: required(b.from_position, "from_position")? };
+    /// Delete a subscription (its facts stay in the log); a JSON body is optional.
+    delete "/v1/subscriptions/{name}" delete_subscription "deleteSubscription" "subscriptions" SubscriptionPath, ActorBody, CreatedOrDuplicate,
+    |_, p, _b| Command::DeleteSubscription { name: p.name };
     post "/v1/tickets/{id}/reopen" reopen "reopenTicket" "tickets" TicketPath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Reopen { ticket: ticket_id(&p.id)?, reason: b.reason };
     /// Add a task (the same task id and title again is 200).

@@ -45,7 +45,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Keyed<T> {
             .get::<service::tokens::Caller>()
             .map(|c| c.token_id.clone())
             .unwrap_or_default();
-        let (body, bytes) = json_body(req, state).await?;
+        // A DELETE may come without a body: it reads as `{}`.
+        let bodiless = req.method() == axum::http::Method::DELETE
+            && req
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_none()
+            && req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        let (body, bytes) = if bodiless {
+            let empty = Bytes::from_static(b"{}");
+            let body = serde_json::from_slice(&empty)
+                .map_err(|e| AppError::invalid(format!("this request needs a body: {e}")))?;
+            (body, empty)
+        } else {
+            json_body(req, state).await?
+        };
         let key = header.map(|k| IdempotencyKey::of(&k, &writer, &method, &path, &bytes));
         Ok(Keyed { body, key })
     }
@@ -133,6 +150,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 pub fn ticket_id(raw: &str) -> Result<events::TicketId, AppError> {
     events::TicketId::parse(raw).map_err(|e| AppError::invalid(e.to_string()))
+}
+
+/// The `{name}` of a subscription route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SubscriptionPath {
+    /// The subscription's name: 1 to 64 characters of A-Z a-z 0-9 _ . -
+    pub name: String,
 }
 
 /// The `{id}` of a ticket route.

@@ -2,7 +2,8 @@
 //! The router and every route's declared operation (`server`, `access`), the middleware that
 //! turns a token into a caller (`auth`), the command table (`commands`), the read handlers
 //! (`reads`), the event stream (`sse`), agents' hooks (`hooks`), token management (`admin`),
-//! errors as problem+json (`error`, `extract`), the OpenAPI document (`openapi`) and the
+//! errors as problem+json (`error`, `extract`), subscriptions (`subscriptions`), the OpenAPI
+//! document (`openapi`) and the
 //! operator console (`console`). The rules it applies are the pure `projections` crate's; it
 //! reads the clock and stores events only through `service`.
 
@@ -19,3 +20,4 @@ pub mod reads;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod subscriptions;

@@ -20,7 +20,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::access::{ledger, pool, runtime, ticket, RouteTable};
+use crate::access::{ledger, pool, runtime, subscription, ticket, RouteTable};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::{auth, reads, sse};
@@ -103,6 +103,31 @@ pub fn routes() -> (Router<AppState>, serde_json::Value, RouteTable) {
                 .on(routes!(c::configure_pool, reads::list_pools)),
         )
         .routes(t.get(pool(Read)).on(routes!(reads::get_pool)))
+        .routes(
+            t.post(ledger(Write(A::Subscribe)))
+                .get(ledger(Read))
+                .on(routes!(
+                    crate::subscriptions::configure,
+                    crate::subscriptions::list
+                )),
+        )
+        .routes(
+            t.get(subscription(Read))
+                .delete(subscription(Write(A::Subscribe)))
+                .on(routes!(crate::subscriptions::get, c::delete_subscription)),
+        )
+        .routes(
+            t.post(subscription(Write(A::Subscribe)))
+                .on(routes!(c::pause_subscription)),
+        )
+        .routes(
+            t.post(subscription(Write(A::Subscribe)))
+                .on(routes!(c::resume_subscription)),
+        )
+        .routes(
+            t.post(subscription(Write(A::Subscribe)))
+                .on(routes!(c::replay_subscription)),
+        )
         .routes(t.get(ledger(Read)).on(routes!(reads::list_events)))
         .routes(t.get(ledger(Stream)).on(routes!(sse::stream)))
         .routes(t.get(ledger(Admin)).on(routes!(reads::verify)))
@@ -238,6 +263,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// sled's page cache in MiB (`LogConfig::cache_bytes`).
     pub cache_mib: u64,
+    /// How subscriptions are delivered.
+    pub delivery: notify::EngineConfig,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -262,11 +289,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shared = state.read.shared.clone();
     let snapshots = state.write.snapshots.clone();
     let snapshotter = tokio::spawn(periodic_snapshots(shared.clone(), snapshots.clone()));
+    let engine = notify::Engine::start(state.write.service.clone(), args.delivery);
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     snapshotter.abort();
+    // Workers save where they are and give their leases up (another replica takes over now).
+    engine.stop(Duration::from_secs(3)).await;
     // In-flight appends have been answered (graceful shutdown waits for handlers); flush and
     // record where the projections are so the next start folds only what is new.
     opened.store.close()?;

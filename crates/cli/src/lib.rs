@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 pub mod demo;
 mod helpers;
+pub mod subscription;
 pub mod transfer;
 pub mod watch;
 
@@ -47,6 +48,8 @@ pub enum Command {
         /// sled's page cache, in MiB (the projections are extra: they live in memory).
         #[arg(long, default_value_t = store_sled::log::DEFAULT_CACHE_MIB)]
         cache_mib: u64,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
     },
     /// Load the seeds' stories (MC-4000, MC-4030, MC-4031, MC-4502) into an empty data dir.
     Demo {
@@ -135,6 +138,10 @@ pub enum Command {
     },
     /// Reap live tmux and process runtimes whose worker is gone (a second probe confirms).
     Watch(crate::watch::WatchArgs),
+    /// Manage subscriptions on a running server: signed webhooks of events and alert
+    /// notices (SPEC §15).
+    #[command(subcommand)]
+    Subscription(subscription::SubscriptionCommand),
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
     Signal {
         /// The server, http://host:port (token in MC_LEDGER_TOKEN).
@@ -323,21 +330,56 @@ fn init_tracing(json: bool) {
     };
 }
 
+/// How `serve` delivers subscriptions (SPEC §15).
+#[derive(Debug, clap::Args)]
+pub struct DeliveryArgs {
+    /// The console's address as notices link it (default: http://LISTEN).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The first retry of a failed delivery waits this long; each further one twice as long
+    /// (with jitter), up to an hour.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    delivery_retry_base: std::time::Duration,
+    /// A delivery failing this long is parked and its subscription stops (failing).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    delivery_park_after: std::time::Duration,
+    /// One delivery attempt's limit, connection to answer.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    delivery_timeout: std::time::Duration,
+}
+
+impl DeliveryArgs {
+    fn config(self, listen: SocketAddr) -> notify::EngineConfig {
+        let public = self
+            .public_url
+            .unwrap_or_else(|| format!("http://{listen}"));
+        notify::EngineConfig {
+            retry_base: self.delivery_retry_base,
+            park_after: self.delivery_park_after,
+            timeout: self.delivery_timeout,
+            ..notify::EngineConfig::new(&public)
+        }
+    }
+}
+
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve {
             store,
             listen,
             cache_mib,
+            delivery,
         } => {
             let store = store.url()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let delivery = delivery.config(listen);
             runtime.block_on(api::server::serve(api::server::ServeArgs {
                 store,
                 listen,
                 cache_mib,
+                delivery,
             }))
         }
         Command::Demo { store } => crate::demo::run_url(&store.url()?),
@@ -458,6 +500,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
              or build it with `cargo build --release --features bench`"
         ),
         Command::Watch(args) => crate::watch::run(&args),
+        Command::Subscription(command) => subscription::run(command),
         Command::Signal {
             server,
             runtime,

@@ -108,6 +108,22 @@ impl Client {
         }
     }
 
+    /// A DELETE. Without a token the body names the writer (a server without tokens needs an
+    /// actor); with one nothing is sent but the token.
+    pub fn delete(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        let request = self.agent.delete(format!("{}{path}", self.base));
+        let sent = match &self.token {
+            Some(t) => request
+                .header("Authorization", format!("Bearer {t}"))
+                .call(),
+            None => request
+                .force_send_body()
+                .content_type("application/json")
+                .send(body.to_string()),
+        };
+        self.answer(sent)
+    }
+
     /// One POST of a raw JSON body, no retry: for agents' hooks, which must finish quickly.
     pub fn post_once(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
         let request = self.agent.post(format!("{}{path}", self.base));

@@ -39,6 +39,8 @@ pub(crate) struct Subscription {
     pub(crate) replay: Option<Replay>,
     pub(crate) version: u64,
     pub(crate) position: u64,
+    /// The position of the fact that created it: deliveries begin after it.
+    pub(crate) origin: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -104,6 +106,8 @@ pub struct SubscriptionView {
     pub updated_at: Timestamp,
     pub version: u64,
     pub stream: TicketId,
+    /// The log position of the fact that created it; its deliveries begin after it.
+    pub origin: u64,
 }
 
 impl Subscription {
@@ -158,6 +162,7 @@ impl Subscription {
             updated_at: self.updated_at,
             version: self.version,
             stream: self.stream.clone(),
+            origin: self.origin,
         }
     }
 
@@ -226,6 +231,7 @@ impl Ledger {
                         replay: None,
                         version: 0,
                         position: 0,
+                        origin: e.position,
                     });
                 s.set(c);
             }

@@ -471,7 +471,7 @@ impl Service {
 
 /// Runs a read that may reach the store on the blocking pool: a PostgreSQL replica reads
 /// records older than its copy from the database, and an async worker must never wait on that.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, Failure> {
     match tokio::task::spawn_blocking(read).await {

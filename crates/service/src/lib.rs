@@ -8,6 +8,7 @@
 //! (`clock`). The HTTP server (`api`), the CLI and the agents' MCP server are its callers.
 
 pub mod clock;
+pub mod credentials;
 pub mod execute;
 pub mod home;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod rebuild;
 pub mod runtime_token;
 pub mod snapshot;
 pub mod state;
+pub mod subscriptions;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 
 mod cache;
+mod checkpoints;
 mod config;
 mod connect;
 mod migrate;
@@ -74,6 +75,7 @@ impl PgStore {
             following: AtomicBool::new(false),
             runtime: runtime.handle().clone(),
             reads: tokio::sync::Mutex::new(None),
+            leases: tokio::sync::Mutex::new(None),
         });
         let loaded = Arc::clone(&inner);
         inner.block_on(async move {
@@ -218,6 +220,12 @@ impl ReadsThrough for PgStore {
 }
 
 impl EventStore for PgStore {
+    fn checkpoints(&self) -> Arc<dyn store::Checkpoints> {
+        Arc::new(checkpoints::PgCheckpoints {
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Box::pin(async move {

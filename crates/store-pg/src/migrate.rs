@@ -31,10 +31,18 @@ const MIGRATIONS: &[&str] = &[
          body bytea NOT NULL,
          updated_at timestamptz NOT NULL DEFAULT now()
      );",
+    // 3: subscriptions' checkpoints and the lease that lets one replica deliver each.
+    "CREATE TABLE {s}.checkpoints (
+         name text PRIMARY KEY,
+         holder text NOT NULL,
+         epoch bigint NOT NULL,
+         expires_at timestamptz NOT NULL,
+         body bytea
+     );",
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<(), LogError> {
     let tx = client.transaction().await.map_err(pg_error)?;

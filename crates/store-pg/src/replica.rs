@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) runtime: tokio::runtime::Handle,
     /// The connection that reads records older than the tail.
     pub(crate) reads: tokio::sync::Mutex<Option<Client>>,
+    /// The connection of subscriptions' checkpoints and leases.
+    pub(crate) leases: tokio::sync::Mutex<Option<Client>>,
 }
 
 /// Positions fetched per query when reading records older than the tail.

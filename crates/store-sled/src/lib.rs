@@ -3,6 +3,7 @@
 
 pub mod baseline;
 mod blob;
+mod checkpoints;
 mod commit;
 mod config;
 pub mod durable;

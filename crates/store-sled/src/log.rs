@@ -62,6 +62,8 @@ pub use crate::reader::LogReader;
 pub struct Log {
     reader: LogReader,
     db: sled::Db,
+    /// Subscriptions' checkpoints (SPEC §15), beside the log in the same database.
+    checkpoints: sled::Tree,
     dir: std::path::PathBuf,
     queue: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -83,6 +85,7 @@ impl Log {
                 other => storage(other),
             })?;
         let tree = db.open_tree("ledger").map_err(storage)?;
+        let checkpoints = db.open_tree("checkpoints").map_err(storage)?;
         let (position, hash) = recover_head(&tree)?;
         let (index, pending) = load_index(&tree, position)?;
         let index = Arc::new(RwLock::new(index));
@@ -126,6 +129,7 @@ impl Log {
         Ok(Log {
             reader: LogReader::new(tree, index, committed_rx),
             db,
+            checkpoints,
             dir: dir.to_owned(),
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -197,6 +201,12 @@ impl Drop for Log {
 }
 
 impl EventStore for Log {
+    fn checkpoints(&self) -> Arc<dyn store::Checkpoints> {
+        Arc::new(crate::checkpoints::SledCheckpoints {
+            tree: self.checkpoints.clone(),
+        })
+    }
+
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
         Box::pin(self.append_async(request))
     }

@@ -20,6 +20,7 @@ use events::ids::{is_event_id, ACTOR_NAME_BYTES_MAX, EVENTS_PER_APPEND_MAX, EVEN
 use events::{NewEvent, RecordedEvent, TicketId};
 
 pub mod chain;
+pub mod checkpoints;
 pub mod classify;
 pub mod error;
 pub mod id_index;
@@ -47,6 +48,7 @@ mod test_support {
     }
 }
 
+pub use checkpoints::{Checkpoints, Lease};
 pub use error::LogError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -214,6 +216,8 @@ impl<S: ReadsThrough> EventReader for S {
 }
 
 pub trait EventStore: EventReader {
+    /// The subscriptions' checkpoints and leases kept beside this log.
+    fn checkpoints(&self) -> Arc<dyn Checkpoints>;
     /// Appends atomically; resolves only once the events are durable.
     fn append(&self, request: AppendRequest) -> BoxFuture<'_, Result<Appended, LogError>>;
     /// A handle for read paths that cannot append.

@@ -16,7 +16,9 @@ mod tickets;
 mod types;
 
 pub use pools::POOL_CAPACITY_MAX;
-pub use subscriptions::{REMIND_EVERY_MS_MAX, REMIND_EVERY_MS_MIN, SUBSCRIPTION_URL_BYTES_MAX};
+pub use subscriptions::{
+    check_url, REMIND_EVERY_MS_MAX, REMIND_EVERY_MS_MIN, SUBSCRIPTION_URL_BYTES_MAX,
+};
 pub use types::*;
 
 use crate::ledger::Ledger;

@@ -74,7 +74,7 @@ fn unchanged(ledger: &Ledger, stream: TicketId) -> Decision {
 }
 
 /// An `http://` or `https://` URL with a host, no whitespace or control characters.
-fn check_url(url: &str) -> Result<(), Rejection> {
+pub fn check_url(url: &str) -> Result<(), Rejection> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));

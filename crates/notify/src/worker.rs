@@ -1,0 +1,497 @@
+//! One subscription's worker: lease, checkpoint, next item, attempt, retry or park.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use events::{SubscriptionConfigured, SubscriptionParked};
+use projections::{alert_notices, Command, SubscriptionState, SubscriptionView, Wants};
+use service::credentials::{self, Credentials};
+use service::subscriptions::{engine_actor, Checkpoint};
+use service::Writer;
+use store::Lease;
+
+use crate::body::{self, Item};
+use crate::deliver::{self, Attempt, Request};
+use crate::{sign, Ctx};
+
+/// Events read from the log at a time.
+const READ_BATCH: usize = 512;
+/// A moving worker saves its checkpoint at least this often.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Alerts are evaluated at most this often while events keep coming.
+const ALERTS_EVERY: Duration = Duration::from_millis(250);
+
+pub(crate) struct Worker {
+    ctx: Arc<Ctx>,
+    name: String,
+    lease: Option<Lease>,
+    renewed: Instant,
+    cp: Checkpoint,
+    dirty: bool,
+    saved: Instant,
+    alerts_at: Option<Instant>,
+    credentials: HashMap<String, Credentials>,
+    wants: Option<(u64, Wants)>,
+}
+
+fn now_ms() -> u64 {
+    service::clock::now().millis()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the worker does next.
+enum Step {
+    Go,
+    Wait(Duration, bool),
+    Stop,
+}
+
+impl Worker {
+    pub(crate) fn new(ctx: Arc<Ctx>, name: String) -> Worker {
+        Worker {
+            ctx,
+            name,
+            lease: None,
+            renewed: Instant::now(),
+            cp: Checkpoint::default(),
+            dirty: false,
+            saved: Instant::now(),
+            alerts_at: None,
+            credentials: HashMap::new(),
+            wants: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut head = self.ctx.service.shared.reader.subscribe();
+        let mut stop = self.ctx.stop.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let step = self.step().await;
+            let (wait, on_head) = match step {
+                Step::Go => continue,
+                Step::Stop => break,
+                Step::Wait(d, on_head) => (d, on_head),
+            };
+            if self.dirty {
+                self.save().await;
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = head.changed(), if on_head => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.finish().await;
+    }
+
+    async fn step(&mut self) -> Step {
+        let shared = &self.ctx.service.shared;
+        if let Err(e) = shared.catch_up() {
+            tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
+            return Step::Wait(self.ctx.config.tick, false);
+        }
+        let Some(sub) = shared.read(|l| l.subscription(&self.name)) else {
+            return Step::Stop;
+        };
+        if sub.state != SubscriptionState::Active {
+            return Step::Stop;
+        }
+        if !self.hold_lease().await {
+            return Step::Wait(self.renew_every(), false);
+        }
+        self.align(&sub);
+        let wants = self.wants(&sub);
+        let item = match self.next(&sub, &wants).await {
+            Ok(Some(item)) => item,
+            Ok(None) => return Step::Wait(self.ctx.config.tick, true),
+            Err(e) => {
+                tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
+                return Step::Wait(self.ctx.config.tick, false);
+            }
+        };
+        if let Some(at) = self.cp.next_attempt_at {
+            let now = now_ms();
+            if now < at {
+                let left = Duration::from_millis(at - now);
+                return Step::Wait(left.min(self.ctx.config.tick), false);
+            }
+        }
+        if self.attempt(&sub, item).await {
+            Step::Go
+        } else {
+            Step::Stop
+        }
+    }
+
+    fn renew_every(&self) -> Duration {
+        (self.ctx.config.lease_ttl / 3).max(Duration::from_millis(100))
+    }
+
+    /// Takes or renews the lease; a new epoch means another holder may have moved the
+    /// checkpoint, so it is loaded again.
+    async fn hold_lease(&mut self) -> bool {
+        if self.lease.is_some() && self.renewed.elapsed() < self.renew_every() {
+            return true;
+        }
+        let checkpoints = self.ctx.service.store.checkpoints();
+        let (name, holder) = (self.name.clone(), self.ctx.config.holder.clone());
+        let ttl = millis(self.ctx.config.lease_ttl);
+        let taken =
+            tokio::task::spawn_blocking(move || checkpoints.acquire(&name, &holder, ttl)).await;
+        match taken {
+            Ok(Ok(Some(mut lease))) => {
+                let held = self.lease.as_ref().map(|l| l.epoch);
+                if held != Some(lease.epoch) {
+                    self.cp = lease
+                        .body
+                        .take()
+                        .as_deref()
+                        .and_then(Checkpoint::decode)
+                        .unwrap_or_default();
+                    self.dirty = false;
+                    if held.is_none() {
+                        tracing::info!(subscription = %self.name, position = self.cp.position, "delivering");
+                    }
+                }
+                lease.body = None;
+                self.lease = Some(lease);
+                self.renewed = Instant::now();
+                true
+            }
+            Ok(Ok(None)) => {
+                self.lease = None;
+                false
+            }
+            Ok(Err(e)) => {
+                // Without a renewed lease another server may take over: stop delivering.
+                tracing::warn!(subscription = %self.name, error = %e, "cannot renew the lease");
+                self.lease = None;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A subscription created again starts afresh after its creation; a replay not yet
+    /// applied moves the position back.
+    fn align(&mut self, sub: &SubscriptionView) {
+        if self.cp.origin != sub.origin {
+            self.cp = Checkpoint {
+                origin: sub.origin,
+                position: sub.origin,
+                replay_applied: sub.replay.map_or(0, |r| r.requested_at),
+                ..Checkpoint::default()
+            };
+            self.dirty = true;
+        }
+        if let Some(r) = sub.replay {
+            if r.requested_at > self.cp.replay_applied {
+                self.cp.position = r.from_position.saturating_sub(1);
+                self.cp.replay_applied = r.requested_at;
+                self.cp.queue.clear();
+                self.reset_retries();
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn reset_retries(&mut self) {
+        self.cp.attempts = 0;
+        self.cp.failing_since = None;
+        self.cp.next_attempt_at = None;
+    }
+
+    fn wants(&mut self, sub: &SubscriptionView) -> Wants {
+        match &self.wants {
+            Some((version, wants)) if *version == sub.version => wants.clone(),
+            _ => {
+                let wants = Wants::of(&sub.filter).unwrap_or_default();
+                self.wants = Some((sub.version, wants.clone()));
+                wants
+            }
+        }
+    }
+
+    /// The next item to deliver: a notice already due, else the next matching event, else
+    /// (caught up) the notices the alerts call for now.
+    async fn next(
+        &mut self,
+        sub: &SubscriptionView,
+        wants: &Wants,
+    ) -> Result<Option<Item>, String> {
+        if let Some(n) = self.cp.queue.front() {
+            return Ok(Some(Item::Notice(n.clone())));
+        }
+        let shared = self.ctx.service.shared.clone();
+        loop {
+            let (reader, after) = (shared.reader.clone(), self.cp.position);
+            let batch = tokio::task::spawn_blocking(move || reader.read_after(after, READ_BATCH))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            let _ = shared.catch_up();
+            let found = shared.read(|l| {
+                batch
+                    .iter()
+                    .position(|e| wants.wants_event(l, &sub.stream, e))
+            });
+            if let Some(i) = found {
+                if i > 0 {
+                    self.cp.position = batch[i - 1].position;
+                    self.dirty = true;
+                }
+                return Ok(Some(Item::Event(Box::new(batch[i].clone()))));
+            }
+            self.cp.position = last;
+            self.dirty = true;
+            if batch.len() < READ_BATCH {
+                break;
+            }
+        }
+        if wants.alerts.is_empty() {
+            if !self.cp.open.is_empty() {
+                self.cp.open.clear();
+                self.dirty = true;
+            }
+            return Ok(None);
+        }
+        if self.alerts_at.is_some_and(|at| at.elapsed() < ALERTS_EVERY) {
+            return Ok(None);
+        }
+        self.alerts_at = Some(Instant::now());
+        let now = service::clock::now();
+        let wanted = shared.read(|l| {
+            l.alerts(now, &shared.config)
+                .into_iter()
+                .filter(|a| wants.wants_alert(l, a))
+                .collect::<Vec<_>>()
+        });
+        let notices = alert_notices(&mut self.cp.open, &wanted, now, sub.remind_every_ms);
+        if !notices.is_empty() {
+            self.cp.queue.extend(notices);
+            self.dirty = true;
+        }
+        Ok(self.cp.queue.front().cloned().map(Item::Notice))
+    }
+
+    async fn credentials(&mut self, id: &str) -> Option<Credentials> {
+        if !self.credentials.contains_key(id) {
+            let home = self.ctx.service.home.clone();
+            if let Ok(Ok(all)) = tokio::task::spawn_blocking(move || credentials::load(&home)).await
+            {
+                self.credentials = all;
+            }
+        }
+        self.credentials.get(id).cloned()
+    }
+
+    /// One attempt at `item`; `false` when the worker stops (parked, paused).
+    async fn attempt(&mut self, sub: &SubscriptionView, item: Item) -> bool {
+        let creds = self.credentials(&sub.secret_id).await;
+        let secret = creds.as_ref().and_then(Credentials::secret);
+        let attempt = match (creds, secret) {
+            (Some(creds), Some(secret)) => {
+                let config = SubscriptionConfigured {
+                    name: sub.name.clone(),
+                    url: creds.url.clone(),
+                    format: sub.format,
+                    filter: sub.filter.clone(),
+                    remind_every_ms: sub.remind_every_ms,
+                    chat_id: sub.chat_id.clone(),
+                    secret_id: sub.secret_id.clone(),
+                };
+                let body = body::render(&config, &item, &self.ctx.config.public_url);
+                let timestamp_s = now_ms() / 1000;
+                let signature = sign::signature(secret.key(), item.id(), timestamp_s, &body);
+                let permit = self.ctx.slots.acquire().await;
+                let (agent, id, url) = (
+                    self.ctx.agent.clone(),
+                    item.id().to_owned(),
+                    creds.url.clone(),
+                );
+                let sent = tokio::task::spawn_blocking(move || {
+                    deliver::send(
+                        &agent,
+                        &Request {
+                            url: &url,
+                            id: &id,
+                            timestamp_s,
+                            signature: &signature,
+                            body: &body,
+                        },
+                    )
+                })
+                .await;
+                drop(permit);
+                sent.unwrap_or_else(|e| Attempt::Failed {
+                    error: format!("delivery task failed: {e}"),
+                    retry_after: None,
+                })
+            }
+            _ => Attempt::Failed {
+                error: "this server has no credentials for the subscription's secret_id; set \
+                        its url and secret again"
+                    .into(),
+                retry_after: None,
+            },
+        };
+        match attempt {
+            Attempt::Delivered => {
+                match &item {
+                    Item::Event(e) => self.cp.position = e.position,
+                    Item::Notice(_) => {
+                        self.cp.queue.pop_front();
+                    }
+                }
+                self.reset_retries();
+                self.cp.delivered += 1;
+                self.cp.last_delivered_at = Some(now_ms());
+                self.dirty = true;
+                self.ctx.counters.count(&self.name, true);
+                if self.saved.elapsed() >= SAVE_EVERY {
+                    self.save().await;
+                }
+                true
+            }
+            Attempt::Gone(error) => {
+                self.note_error(&error);
+                self.save().await;
+                self.record(Command::PauseSubscription {
+                    name: self.name.clone(),
+                    reason: Some(format!(
+                        "the receiver answered 410 Gone to delivery {}",
+                        item.id()
+                    )),
+                })
+                .await;
+                false
+            }
+            Attempt::Failed { error, retry_after } => {
+                self.ctx.counters.count(&self.name, false);
+                self.note_error(&error);
+                self.cp.failures += 1;
+                self.cp.attempts = self.cp.attempts.saturating_add(1);
+                let now = now_ms();
+                let since = *self.cp.failing_since.get_or_insert(now);
+                let config = &self.ctx.config;
+                if now.saturating_sub(since) >= millis(config.park_after) {
+                    self.save().await;
+                    let position = match &item {
+                        Item::Event(e) => e.position,
+                        Item::Notice(_) => self.cp.position,
+                    };
+                    self.record(Command::ParkDelivery {
+                        parked: SubscriptionParked {
+                            name: self.name.clone(),
+                            delivery_id: item.id().to_owned(),
+                            position,
+                            attempts: self.cp.attempts,
+                            error,
+                        },
+                    })
+                    .await;
+                    return false;
+                }
+                let delay = match retry_after {
+                    Some(d) => d.min(config.retry_max),
+                    None => backoff(config.retry_base, config.retry_max, self.cp.attempts),
+                };
+                self.cp.next_attempt_at = Some(now.saturating_add(millis(delay)));
+                self.dirty = true;
+                self.save().await;
+                true
+            }
+        }
+    }
+
+    fn note_error(&mut self, error: &str) {
+        tracing::warn!(subscription = %self.name, error, "delivery failed");
+        self.cp.last_error = Some(error.to_owned());
+        self.cp.last_error_at = Some(now_ms());
+    }
+
+    /// Appends a fact as the engine (a pause on 410, a parked delivery).
+    async fn record(&self, command: Command) {
+        let writer = Writer {
+            actor: engine_actor(),
+            token_id: None,
+        };
+        if let Err(e) = self.ctx.service.execute(command, writer, None, None).await {
+            tracing::error!(subscription = %self.name, error = ?e, "cannot record the delivery engine's fact");
+        }
+    }
+
+    async fn save(&mut self) {
+        let Some(lease) = self.lease.clone() else {
+            return;
+        };
+        let checkpoints = self.ctx.service.store.checkpoints();
+        let body = self.cp.encode();
+        let ttl = millis(self.ctx.config.lease_ttl);
+        let saved = tokio::task::spawn_blocking(move || checkpoints.save(&lease, &body, ttl)).await;
+        match saved {
+            Ok(Ok(true)) => {
+                self.dirty = false;
+                self.saved = Instant::now();
+                self.renewed = Instant::now();
+            }
+            Ok(Ok(false)) => {
+                tracing::warn!(subscription = %self.name, "lease taken over; this server stops delivering it");
+                self.lease = None;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(subscription = %self.name, error = %e, "cannot save the checkpoint")
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn finish(&mut self) {
+        if self.dirty {
+            self.save().await;
+        }
+        if let Some(lease) = self.lease.take() {
+            let checkpoints = self.ctx.service.store.checkpoints();
+            let _ = tokio::task::spawn_blocking(move || checkpoints.release(&lease)).await;
+        }
+    }
+}
+
+/// The wait before retry `attempts` (1 = the first retry): `base · 2^(attempts−1)`, at most
+/// `max`, times a random factor in [0.5, 1) so that failed receivers are not hit in step.
+pub(crate) fn backoff(base: Duration, max: Duration, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(30);
+    let full = base.saturating_mul(1u32 << exp).min(max);
+    let jitter = 0.5 + f64::from(service::clock::random_u32() % 1000) / 2000.0;
+    full.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(3600));
+        for attempts in 1..40u32 {
+            let d = backoff(base, max, attempts);
+            let full = base
+                .saturating_mul(1u32 << attempts.saturating_sub(1).min(30))
+                .min(max);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempts}: {d:?} of {full:?}"
+            );
+        }
+    }
+}
