@@ -5,6 +5,8 @@
 #   the console in headless Chromium; scripts/install-browser.sh);
 # - Prometheus's promtool from Debian's prometheus package, unpacked into target/promtool
 #   (tests/metrics.rs; scripts/install-promtool.sh);
+# - PyPI's standardwebhooks in target/webhooks-venv (tests/notify.rs: a receiver verifies every
+#   delivery's signature with the published library; scripts/install-standardwebhooks.sh);
 # - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
 #   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
 #   when missing), and curl for the dispatcher script they run under;
@@ -44,6 +46,7 @@ if [ -z "${MC_LEDGER_TEST_PG:-}" ]; then
 fi
 scripts/install-browser.sh target/browser >&2
 scripts/install-promtool.sh target/promtool >&2
+scripts/install-standardwebhooks.sh target/webhooks-venv >&2
 if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
   if ! command -v curl >/dev/null 2>&1; then
     apt_install curl

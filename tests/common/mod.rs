@@ -240,7 +240,7 @@ pub fn spawn_serve(store_args: &[&str]) -> Child {
         .args(store_args)
         .args(["--listen", &addr.to_string()])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(serve_log(port))
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -249,6 +249,16 @@ pub fn spawn_serve(store_args: &[&str]) -> Child {
         .unwrap();
     assert!(line.contains("listening"), "server said: {line}");
     Child { child, addr }
+}
+
+/// Where a spawned server's log goes: nowhere, or with `MC_LEDGER_TEST_SERVE_LOG=DIR` to
+/// `DIR/serve-PORT.log` (to see what a server did in a failing test).
+fn serve_log(port: u16) -> std::process::Stdio {
+    match std::env::var_os("MC_LEDGER_TEST_SERVE_LOG") {
+        Some(dir) => std::fs::File::create(Path::new(&dir).join(format!("serve-{port}.log")))
+            .map_or_else(|_| std::process::Stdio::null(), Into::into),
+        None => std::process::Stdio::null(),
+    }
 }
 
 pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
