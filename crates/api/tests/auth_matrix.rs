@@ -152,6 +152,19 @@ fn routes() -> Vec<(&'static str, String, Value, Action)> {
             json!({"name": "gpu", "capacity": 2}),
             Action::Pool,
         ),
+        // SPEC §15: subscriptions (orchestrator, human or admin).
+        (
+            "POST",
+            "/v1/subscriptions".into(),
+            json!({"name": "ops", "url": "http://127.0.0.1:9/hook"}),
+            Action::Subscribe,
+        ),
+        (
+            "POST",
+            "/v1/subscriptions/ops/pause".into(),
+            json!({"reason": "r"}),
+            Action::Subscribe,
+        ),
         // The hook events that pause or end a runtime (issue 26: actions of their own).
         (
             "POST",
@@ -252,7 +265,7 @@ async fn every_write_route_times_every_kind() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6 * 26);
+    assert_eq!(checked, 6 * routes().len());
 }
 
 #[tokio::test]

@@ -319,7 +319,12 @@ pub const FILTER_ITEMS_MAX: usize = 64;
 impl Wants {
     pub fn of(filter: &SubscriptionFilter) -> Result<Wants, BadFilter> {
         let bad = |e: FilterError| BadFilter {
-            field: e.field(),
+            field: match e.field() {
+                "types" => "filter.types",
+                "tickets" => "filter.tickets",
+                "agents" => "filter.agents",
+                other => other,
+            },
             message: e.to_string(),
         };
         for (field, list) in [
