@@ -99,6 +99,20 @@ fn the_scrape_says_what_needs_a_person_and_promtool_accepts_it() {
         201
     );
     assert_eq!(get(s.addr, "/v1/nothing").status, 404);
+    // A subscription (this in-process server delivers nothing): its lag is the log after it.
+    let sub = json!({"name": "ops", "url": "http://127.0.0.1:9/hook"});
+    let created = post(s.addr, "/v1/subscriptions", &human(sub));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let origin = created.json()["position"].as_u64().unwrap();
+    assert_eq!(
+        post(
+            s.addr,
+            "/v1/tickets/MC-1/comments",
+            &human(json!({"body": "after"}))
+        )
+        .status,
+        201
+    );
 
     let scrape = get(s.addr, "/metrics");
     assert_eq!(scrape.status, 200);
@@ -130,10 +144,29 @@ fn the_scrape_says_what_needs_a_person_and_promtool_accepts_it() {
             "mc_ledger_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}",
             1.0,
         ),
+        ("mc_ledger_subscription_parked{subscription=\"ops\"}", 0.0),
+        (
+            "mc_ledger_subscription_deliveries_total{subscription=\"ops\"}",
+            0.0,
+        ),
+        (
+            "mc_ledger_subscription_failures_total{subscription=\"ops\"}",
+            0.0,
+        ),
     ];
     for (series, expected) in rows {
         assert_eq!(sample(text, series), Some(*expected), "{series} in\n{text}");
     }
+    let head = sample(text, "mc_ledger_log_head_position").unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let lag = head - origin as f64;
+    assert_eq!(
+        sample(
+            text,
+            "mc_ledger_subscription_lag_events{subscription=\"ops\"}"
+        ),
+        Some(lag)
+    );
     // Every alert kind is a series, zeros included; a lost worker is not an alert once
     // harvested partial work outranks the reap, so count what the API says.
     let alerts = get(s.addr, "/v1/alerts").json();
@@ -144,6 +177,7 @@ fn the_scrape_says_what_needs_a_person_and_promtool_accepts_it() {
         "unanswered_question",
         "ready_to_resume",
         "pool_saturated",
+        "subscription_failing",
     ] {
         let open = alerts["alerts"]
             .as_array()

@@ -520,3 +520,57 @@ fn gone_pauses_and_a_parked_delivery_waits_for_resume() {
         "{who:?}"
     );
 }
+
+/// Two replicas on one PostgreSQL ledger: exactly one delivers (the lease); when it is
+/// SIGKILLed the other takes over within 10 s and resumes where it stopped, nothing missed.
+#[test]
+fn a_replica_takes_over_delivery_within_ten_seconds_of_the_holders_death() {
+    let schema = PgSchema::new("notify_failover");
+    let url = schema.store_url();
+    let args = ["--store", url.as_str(), "--delivery-retry-base", "100ms"];
+    let receiver = Receiver::start(vec![]);
+    let mut a = spawn_serve(&args);
+    let mut b = spawn_serve(&args);
+    subscribe(
+        a.addr,
+        json!({"name": "ha", "url": receiver.url("/ha"), "filter": {"types": ["ticket.commented"]}}),
+    );
+    open(a.addr, "MC-3");
+    let mut expected: Vec<String> = (0..10).map(|n| comment(a.addr, "MC-3", n)).collect();
+    let got = receiver.wait_for(Duration::from_secs(30), "the first ten", |got| {
+        first_seen(got).len() >= 10
+    });
+    assert_eq!(first_seen(&got), expected);
+    // Exactly one replica delivered: the one the checkpoint names.
+    let holder = subscription(b.addr, "ha")["delivery"]["holder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (dead, survivor) = if holder.starts_with(&format!("serve-{}-", a.child.id())) {
+        (&mut a, b.addr)
+    } else {
+        assert!(
+            holder.starts_with(&format!("serve-{}-", b.child.id())),
+            "{holder}"
+        );
+        (&mut b, a.addr)
+    };
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed = Instant::now();
+    expected.extend((10..20).map(|n| comment(survivor, "MC-3", n)));
+    let got = receiver.wait_for(Duration::from_secs(30), "all twenty", |got| {
+        first_seen(got).len() >= 20
+    });
+    assert_eq!(first_seen(&got), expected, "in order, nothing missed");
+    let resumed = got
+        .iter()
+        .find(|r| r.id() == expected[10])
+        .map(|r| r.at)
+        .unwrap();
+    let took = resumed.duration_since(killed);
+    println!("the survivor delivered {took:?} after the holder's SIGKILL");
+    assert!(took <= Duration::from_secs(10), "took over after {took:?}");
+    let now_holder = subscription(survivor, "ha")["delivery"]["holder"].clone();
+    assert_ne!(now_holder.as_str(), Some(holder.as_str()));
+}

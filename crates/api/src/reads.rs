@@ -643,13 +643,21 @@ pub async fn readyz(State(r): State<ReadState>) -> Result<Response, AppError> {
             (String = "text/plain")
         )))
 )]
-pub async fn metrics(State(r): State<ReadState>, headers: axum::http::HeaderMap) -> Response {
+pub async fn metrics(
+    State(r): State<ReadState>,
+    State(w): State<crate::state::WriteState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let _ = r.shared.catch_up();
     let head = r.shared.reader.head();
     let (projected, gauges) = r
         .shared
         .read(|l| (l.position(), l.gauges(now(), &r.shared.config)));
-    let openmetrics = r.shared.metrics.render(head, projected, &gauges);
+    let subscriptions = crate::subscriptions::samples(&w).await;
+    let openmetrics = r
+        .shared
+        .metrics
+        .render(head, projected, &gauges, &subscriptions);
     // Prometheus asks for OpenMetrics; anything else gets the classic text format.
     let wants_openmetrics = headers
         .get(axum::http::header::ACCEPT)

@@ -141,6 +141,9 @@ pub struct Delivery {
     pub last_delivered_at: Option<Timestamp>,
     /// Parked deliveries (0 or 1: a subscription stops at the one it parked).
     pub parked: u32,
+    /// The server delivering it, as it last saved (`serve-<pid>-<ulid>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 /// A subscription and its delivery.
@@ -186,6 +189,7 @@ pub async fn status(
             failures: cp.failures,
             last_delivered_at: at(cp.last_delivered_at),
             parked: u32::from(view.parked.is_some()),
+            holder: cp.holder,
         },
         subscription: view,
     })
@@ -224,4 +228,22 @@ pub async fn get(
         )
     })?;
     Ok(Json(status(&w, view).await?).into_response())
+}
+
+/// Every subscription's delivery for a scrape (one that cannot be read is left out).
+pub async fn samples(service: &Service) -> Vec<service::metrics::SubscriptionSample> {
+    let views = service.shared.read(projections::Ledger::subscriptions);
+    let mut out = Vec::with_capacity(views.len());
+    for view in views {
+        if let Ok(s) = status(service, view).await {
+            out.push(service::metrics::SubscriptionSample {
+                name: s.subscription.name,
+                lag: s.delivery.lag,
+                delivered: s.delivery.delivered,
+                failures: s.delivery.failures,
+                parked: u64::from(s.delivery.parked),
+            });
+        }
+    }
+    out
 }

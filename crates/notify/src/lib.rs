@@ -50,7 +50,7 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// How often alerts are evaluated, leases renewed and new subscriptions noticed.
     pub tick: Duration,
-    /// This server, as leases name their holder.
+    /// This server, as leases name their holder (`serve-<pid>-<ulid>`).
     pub holder: String,
 }
 
@@ -65,7 +65,7 @@ impl EngineConfig {
             concurrent: 16,
             lease_ttl: Duration::from_secs(6),
             tick: Duration::from_secs(1),
-            holder: format!("serve-{}", ulid::Ulid::new()),
+            holder: format!("serve-{}-{}", std::process::id(), ulid::Ulid::new()),
         }
     }
 }

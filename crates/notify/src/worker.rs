@@ -436,6 +436,7 @@ impl Worker {
             return;
         };
         let checkpoints = self.ctx.service.store.checkpoints();
+        self.cp.holder = Some(self.ctx.config.holder.clone());
         let body = self.cp.encode();
         let ttl = millis(self.ctx.config.lease_ttl);
         let saved = tokio::task::spawn_blocking(move || checkpoints.save(&lease, &body, ttl)).await;

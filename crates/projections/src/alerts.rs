@@ -92,6 +92,25 @@ pub struct Alert {
 const MINUTE_MS: u64 = 60_000;
 
 impl Ledger {
+    /// `subscription_failing`: a subscription stopped at a parked delivery.
+    pub(crate) fn subscription_alerts(&self, out: &mut Vec<Alert>) {
+        for s in self.subscriptions.values() {
+            let Some(p) = &s.parked else { continue };
+            out.push(Alert {
+                kind: AlertKind::SubscriptionFailing,
+                ticket: None,
+                pool: None,
+                subscription: Some(s.name.clone()),
+                runtime_id: None,
+                since: p.at,
+                detail: format!(
+                    "subscription {} parked delivery {} after {} attempts: {}",
+                    s.name, p.delivery_id, p.attempts, p.error
+                ),
+            });
+        }
+    }
+
     /// Every alert at `now`: tickets' in ticket id order, then by kind; then pools' by name.
     pub fn alerts(&self, now: Timestamp, cfg: &Config) -> Vec<Alert> {
         let mut out = Vec::new();

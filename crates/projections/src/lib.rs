@@ -20,6 +20,7 @@ pub mod permissions;
 pub mod pools;
 pub mod rules;
 pub mod sim;
+pub mod subscription_state;
 pub mod subscriptions;
 pub mod views;
 
@@ -41,9 +42,8 @@ pub use permissions::{
 };
 pub use pools::{PoolHolder, PoolPage, PoolView};
 pub use rules::{NextAction, NextActionCode, TicketState, TicketStatus};
-pub use subscriptions::{
-    alert_notices, Notice, NoticeKind, OpenAlert, SubscriptionState, SubscriptionView, Wants,
-};
+pub use subscription_state::SubscriptionState;
+pub use subscriptions::{alert_notices, Notice, NoticeKind, OpenAlert, SubscriptionView, Wants};
 pub use views::{
     Board, BoardCard, BoardTotals, ExitView, GateView, Progress, RuntimeFilter, RuntimePage,
     RuntimeView, TaskCounts, TaskView, Tasks, TicketFilter, TicketPage, TicketView, VerdictView,

@@ -4,79 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::{
-    Actor, EventData, NoticeFormat, RecordedEvent, SubscriptionConfigured, SubscriptionFilter,
-    TicketId, Timestamp,
-};
+use events::{Actor, NoticeFormat, RecordedEvent, SubscriptionFilter, TicketId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::alerts::{Alert, AlertKind};
 use crate::filter::{EventFilter, FilterError};
+use crate::subscription_state::{Parked, Pause, Replay, Subscription, SubscriptionState};
 use crate::Ledger;
-
-/// A subscription as its facts left it. Plain fields only: the snapshot's bincode form cannot
-/// skip a field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Subscription {
-    pub(crate) name: String,
-    pub(crate) stream: TicketId,
-    pub(crate) url: String,
-    pub(crate) format: NoticeFormat,
-    pub(crate) types: Vec<String>,
-    pub(crate) tickets: Vec<String>,
-    pub(crate) umbrella: Option<String>,
-    pub(crate) agents: Vec<String>,
-    pub(crate) alerts: Vec<String>,
-    pub(crate) remind_every_ms: Option<u64>,
-    pub(crate) chat_id: Option<String>,
-    pub(crate) secret_id: String,
-    pub(crate) created_by: Actor,
-    pub(crate) created_at: Timestamp,
-    pub(crate) updated_at: Timestamp,
-    pub(crate) paused: Option<Pause>,
-    pub(crate) parked: Option<Parked>,
-    pub(crate) replay: Option<Replay>,
-    pub(crate) version: u64,
-    pub(crate) position: u64,
-    /// The position of the fact that created it: deliveries begin after it.
-    pub(crate) origin: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Pause {
-    pub by: Actor,
-    pub reason: Option<String>,
-    pub at: Timestamp,
-}
-
-/// The delivery a subscription stopped at after its retries ran out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Parked {
-    pub delivery_id: String,
-    pub position: u64,
-    pub attempts: u32,
-    pub error: String,
-    pub at: Timestamp,
-}
-
-/// The last replay asked for: deliver again from `from_position`. `requested_at` (the
-/// position of the `subscription.replayed` fact) tells a deliverer whether it has applied it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Replay {
-    pub from_position: u64,
-    pub requested_at: u64,
-}
-
-/// What a subscription is doing, as its facts say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionState {
-    Active,
-    Paused,
-    /// A delivery was parked; nothing after it goes out until a resume or a replay.
-    Failing,
-}
 
 /// One subscription as the API shows it (the secret never; its fingerprint only).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -110,41 +45,12 @@ pub struct SubscriptionView {
     pub origin: u64,
 }
 
+fn view(s: &Subscription) -> SubscriptionView {
+    s.view()
+}
+
 impl Subscription {
-    pub(crate) fn state(&self) -> SubscriptionState {
-        if self.paused.is_some() {
-            SubscriptionState::Paused
-        } else if self.parked.is_some() {
-            SubscriptionState::Failing
-        } else {
-            SubscriptionState::Active
-        }
-    }
-
-    pub(crate) fn filter(&self) -> SubscriptionFilter {
-        SubscriptionFilter {
-            types: self.types.clone(),
-            tickets: self.tickets.clone(),
-            umbrella: self.umbrella.clone(),
-            agents: self.agents.clone(),
-            alerts: self.alerts.clone(),
-        }
-    }
-
-    /// The configuration as a `subscription.changed` would state it again.
-    pub(crate) fn config(&self) -> SubscriptionConfigured {
-        SubscriptionConfigured {
-            name: self.name.clone(),
-            url: self.url.clone(),
-            format: self.format,
-            filter: self.filter(),
-            remind_every_ms: self.remind_every_ms,
-            chat_id: self.chat_id.clone(),
-            secret_id: self.secret_id.clone(),
-        }
-    }
-
-    fn view(&self) -> SubscriptionView {
+    pub(crate) fn view(&self) -> SubscriptionView {
         SubscriptionView {
             name: self.name.clone(),
             url: self.url.clone(),
@@ -165,19 +71,6 @@ impl Subscription {
             origin: self.origin,
         }
     }
-
-    fn set(&mut self, c: &SubscriptionConfigured) {
-        self.url.clone_from(&c.url);
-        self.format = c.format;
-        self.types.clone_from(&c.filter.types);
-        self.tickets.clone_from(&c.filter.tickets);
-        self.umbrella.clone_from(&c.filter.umbrella);
-        self.agents.clone_from(&c.filter.agents);
-        self.alerts.clone_from(&c.filter.alerts);
-        self.remind_every_ms = c.remind_every_ms;
-        self.chat_id.clone_from(&c.chat_id);
-        self.secret_id.clone_from(&c.secret_id);
-    }
 }
 
 impl Ledger {
@@ -190,112 +83,7 @@ impl Ledger {
     }
 
     pub fn subscription(&self, name: &str) -> Option<SubscriptionView> {
-        self.subscriptions.get(name).map(Subscription::view)
-    }
-
-    /// An event of a subscription stream. A fact naming a subscription of another stream is
-    /// ignored (a raw append may write anything there); anything else counts as a version.
-    pub(crate) fn apply_subscription(&mut self, e: &RecordedEvent) {
-        let at = e.recorded_at;
-        self.pool_stream_versions
-            .insert(e.ticket.clone(), e.version);
-        let Some(name) = e.data.subscription_name() else {
-            return;
-        };
-        if events::ids::subscription_stream(name) != e.ticket {
-            return;
-        }
-        match &e.data {
-            EventData::SubscriptionCreated(c) | EventData::SubscriptionChanged(c) => {
-                let s = self
-                    .subscriptions
-                    .entry(name.to_owned())
-                    .or_insert_with(|| Subscription {
-                        name: name.to_owned(),
-                        stream: e.ticket.clone(),
-                        url: String::new(),
-                        format: NoticeFormat::Json,
-                        types: Vec::new(),
-                        tickets: Vec::new(),
-                        umbrella: None,
-                        agents: Vec::new(),
-                        alerts: Vec::new(),
-                        remind_every_ms: None,
-                        chat_id: None,
-                        secret_id: String::new(),
-                        created_by: e.actor.clone(),
-                        created_at: at,
-                        updated_at: at,
-                        paused: None,
-                        parked: None,
-                        replay: None,
-                        version: 0,
-                        position: 0,
-                        origin: e.position,
-                    });
-                s.set(c);
-            }
-            EventData::SubscriptionDeleted(_) => {
-                self.subscriptions.remove(name);
-                return;
-            }
-            _ => {}
-        }
-        let Some(s) = self.subscriptions.get_mut(name) else {
-            return;
-        };
-        match &e.data {
-            EventData::SubscriptionPaused(p) => {
-                s.paused = Some(Pause {
-                    by: e.actor.clone(),
-                    reason: p.reason.clone(),
-                    at,
-                });
-            }
-            EventData::SubscriptionResumed(_) => {
-                s.paused = None;
-                s.parked = None;
-            }
-            EventData::SubscriptionReplayed(r) => {
-                s.parked = None;
-                s.replay = Some(Replay {
-                    from_position: r.from_position,
-                    requested_at: e.position,
-                });
-            }
-            EventData::SubscriptionParked(p) => {
-                s.parked = Some(Parked {
-                    delivery_id: p.delivery_id.clone(),
-                    position: p.position,
-                    attempts: p.attempts,
-                    error: p.error.clone(),
-                    at,
-                });
-            }
-            _ => {}
-        }
-        s.version = e.version;
-        s.position = e.position;
-        s.updated_at = at;
-    }
-
-    /// `subscription_failing`: a subscription stopped at a parked delivery.
-    pub(crate) fn subscription_alerts(&self, out: &mut Vec<Alert>) {
-        for s in self.subscriptions.values() {
-            let Some(p) = &s.parked else { continue };
-            out.push(Alert {
-                kind: AlertKind::SubscriptionFailing,
-                ticket: None,
-                pool: None,
-                subscription: Some(s.name.clone()),
-                runtime_id: None,
-                since: p.at,
-                detail: format!(
-                    "subscription {} parked delivery {} after {} attempts: {}",
-                    s.name, p.delivery_id, p.attempts, p.error
-                ),
-            });
-        }
+        self.subscriptions.get(name).map(view)
     }
 }
 

@@ -273,7 +273,8 @@ fn notices_follow_alerts_through_time() {
     let kinds =
         |n: &[projections::Notice]| n.iter().map(|n| (n.kind, n.id.clone())).collect::<Vec<_>>();
     // (now, alerts, expected notices)
-    let rows: Vec<(u64, Vec<Alert>, Vec<(NoticeKind, String)>)> = vec![
+    type Told = Vec<(NoticeKind, String)>;
+    let rows: Vec<(u64, Vec<Alert>, Told)> = vec![
         (10 * H, vec![], vec![]),
         (
             10 * H,

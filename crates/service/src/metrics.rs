@@ -57,6 +57,33 @@ struct AgentModelLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabel {
+    subscription: String,
+}
+
+/// One subscription's delivery, as its checkpoint says, for a scrape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSample {
+    pub name: String,
+    pub lag: u64,
+    pub delivered: u64,
+    pub failures: u64,
+    pub parked: u64,
+}
+
+/// Per subscription: its lag and parked deliveries (gauges), its deliveries and failures
+/// (counters, from the checkpoint's counts, which every replica shares).
+#[derive(Default)]
+struct Deliveries {
+    lag: Family<SubscriptionLabel, Gauge>,
+    parked: Family<SubscriptionLabel, Gauge>,
+    delivered: Family<SubscriptionLabel, Counter>,
+    failures: Family<SubscriptionLabel, Counter>,
+    /// What each counter was last set to: a counter goes up by the difference.
+    seen: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     method: String,
     route: String,
@@ -95,6 +122,7 @@ pub struct Metrics {
     attention: Attention,
     http_requests: Family<RouteStatusLabel, Counter>,
     http_seconds: Family<RouteLabel, Histogram>,
+    deliveries: Deliveries,
 }
 
 impl Default for Metrics {
@@ -185,7 +213,29 @@ impl Default for Metrics {
             "Latency of HTTP requests, by method and route",
             http_seconds.clone(),
         );
+        let deliveries = Deliveries::default();
+        r.register(
+            "mc_ledger_subscription_lag_events",
+            "Log positions after the one a subscription has delivered",
+            deliveries.lag.clone(),
+        );
+        r.register(
+            "mc_ledger_subscription_parked",
+            "Parked deliveries of a subscription (it stops at one)",
+            deliveries.parked.clone(),
+        );
+        r.register(
+            "mc_ledger_subscription_deliveries",
+            "Deliveries a receiver answered 2xx, by subscription",
+            deliveries.delivered.clone(),
+        );
+        r.register(
+            "mc_ledger_subscription_failures",
+            "Delivery attempts that failed, by subscription",
+            deliveries.failures.clone(),
+        );
         Metrics {
+            deliveries,
             registry,
             attention,
             http_requests,
@@ -235,16 +285,52 @@ impl Metrics {
 
     /// The registry in OpenMetrics text, with the log head, the projections' position and
     /// the gauges of what needs a person.
-    pub fn render(&self, head: u64, projected: u64, gauges: &projections::Gauges) -> String {
+    pub fn render(
+        &self,
+        head: u64,
+        projected: u64,
+        gauges: &projections::Gauges,
+        subscriptions: &[SubscriptionSample],
+    ) -> String {
         self.head_position
             .set(i64::try_from(head).unwrap_or(i64::MAX));
         self.projection_lag
             .set(i64::try_from(head.saturating_sub(projected)).unwrap_or(i64::MAX));
         self.set_attention(gauges);
+        self.set_deliveries(subscriptions);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    fn set_deliveries(&self, samples: &[SubscriptionSample]) {
+        let d = &self.deliveries;
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        // Subscriptions come and go: only the present ones have gauges.
+        d.lag.clear();
+        d.parked.clear();
+        let mut seen = d.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for s in samples {
+            let label = SubscriptionLabel {
+                subscription: s.name.clone(),
+            };
+            d.lag.get_or_create(&label).set(count(s.lag));
+            d.parked.get_or_create(&label).set(count(s.parked));
+            let before = seen.entry(s.name.clone()).or_insert((0, 0));
+            // A subscription created again counts from 0: the counter goes on from there.
+            let step = |now: u64, was: &mut u64| {
+                let delta = if now >= *was { now - *was } else { now };
+                *was = now;
+                delta
+            };
+            d.delivered
+                .get_or_create(&label)
+                .inc_by(step(s.delivered, &mut before.0));
+            d.failures
+                .get_or_create(&label)
+                .inc_by(step(s.failures, &mut before.1));
+        }
     }
 
     fn set_attention(&self, g: &projections::Gauges) {

@@ -60,6 +60,9 @@ pub struct Checkpoint {
     pub delivered: u64,
     pub failures: u64,
     pub last_delivered_at: Option<u64>,
+    /// The server that saved it (`serve-<pid>-<ulid>`).
+    #[serde(default)]
+    pub holder: Option<String>,
 }
 
 impl Checkpoint {

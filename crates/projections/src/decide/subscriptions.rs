@@ -9,7 +9,8 @@ use events::{
 use events::ids::POOL_NAME_BYTES_MAX;
 
 use super::types::{Append, Decision, Duplicate, Rejection};
-use crate::subscriptions::{Subscription, Wants};
+use crate::subscription_state::Subscription;
+use crate::subscriptions::Wants;
 use crate::Ledger;
 
 /// Longest receiver URL.
