@@ -4,6 +4,7 @@
 
 mod console;
 mod http;
+mod notify;
 mod peers;
 mod rebuild;
 mod soak;
@@ -36,6 +37,9 @@ pub enum BenchCommand {
     Soak(crate::soak::SoakArgs),
     /// The console's server time (board, ticket pages, lists) on a big generated ledger.
     Console(ConsoleArgs),
+    /// Subscriptions delivering under load: commit-to-receipt latency, deliveries/s, and
+    /// append throughput with them vs without.
+    Notify(crate::notify::NotifyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +158,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scan(s) => bench_scan(s),
         BenchCommand::Rebuild(r) => crate::rebuild::run(r),
         BenchCommand::Http(h) => crate::http::run(h),
+        BenchCommand::Notify(n) => crate::notify::run(n),
         BenchCommand::Peers(p) => crate::peers::run(p),
         BenchCommand::Soak(s) => crate::soak::run(s),
         BenchCommand::Console(c) => crate::console::run(c),
@@ -180,7 +185,7 @@ fn ticket(i: usize, tickets: usize) -> TicketId {
     TicketId::parse(&format!("BENCH-{}", i % tickets.max(1))).expect("valid ticket id")
 }
 
-fn event(i: usize, run: &str) -> NewEvent {
+pub(crate) fn event(i: usize, run: &str) -> NewEvent {
     NewEvent {
         id: format!("{run}-{i}"),
         recorded_at: Timestamp(1_790_000_000_000),

@@ -1,10 +1,10 @@
 //! One subscription's worker: lease, checkpoint, next item, attempt, retry or park.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use events::{SubscriptionConfigured, SubscriptionParked};
+use events::{RecordedEvent, SubscriptionConfigured, SubscriptionParked};
 use projections::{alert_notices, Command, SubscriptionState, SubscriptionView, Wants};
 use service::credentials::{self, Credentials};
 use service::subscriptions::{engine_actor, Checkpoint};
@@ -19,6 +19,8 @@ use crate::{sign, Ctx};
 const READ_BATCH: usize = 512;
 /// A moving worker saves its checkpoint at least this often.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// After a commit wakes an idle worker, it waits this long for more before reading.
+const COALESCE: Duration = Duration::from_millis(2);
 /// Alerts are evaluated at most this often while events keep coming.
 const ALERTS_EVERY: Duration = Duration::from_millis(250);
 
@@ -33,6 +35,12 @@ pub(crate) struct Worker {
     alerts_at: Option<Instant>,
     credentials: HashMap<String, Credentials>,
     wants: Option<(u64, Wants)>,
+    /// The subscription as last read, by its stream version.
+    sub: Option<SubscriptionView>,
+    /// Matching events read after `cp.position` and not yet delivered, and how far the log
+    /// was read: every event up to `read_to` is in `pending` or does not match.
+    pending: VecDeque<RecordedEvent>,
+    read_to: u64,
 }
 
 fn now_ms() -> u64 {
@@ -63,6 +71,9 @@ impl Worker {
             alerts_at: None,
             credentials: HashMap::new(),
             wants: None,
+            sub: None,
+            pending: VecDeque::new(),
+            read_to: 0,
         }
     }
 
@@ -84,7 +95,10 @@ impl Worker {
             }
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = head.changed(), if on_head => {}
+                _ = head.changed(), if on_head => {
+                    // Let a few more commits come: one read for them all.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -92,12 +106,23 @@ impl Worker {
     }
 
     async fn step(&mut self) -> Step {
-        let shared = &self.ctx.service.shared;
+        let shared = self.ctx.service.shared.clone();
         if let Err(e) = shared.catch_up() {
             tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
             return Step::Wait(self.ctx.config.tick, false);
         }
-        let Some(sub) = shared.read(|l| l.subscription(&self.name)) else {
+        let version = shared.read(|l| l.subscription_version(&self.name));
+        let Some(version) = version else {
+            return Step::Stop;
+        };
+        if self.sub.as_ref().is_none_or(|s| s.version != version) {
+            if self.sub.is_some() {
+                // Its filter may have changed: match what was read again.
+                self.reset_reading();
+            }
+            self.sub = shared.read(|l| l.subscription(&self.name));
+        }
+        let Some(sub) = self.sub.clone() else {
             return Step::Stop;
         };
         if sub.state != SubscriptionState::Active {
@@ -156,6 +181,7 @@ impl Worker {
                         .and_then(Checkpoint::decode)
                         .unwrap_or_default();
                     self.dirty = false;
+                    self.reset_reading();
                     if held.is_none() {
                         tracing::info!(subscription = %self.name, position = self.cp.position, "delivering");
                     }
@@ -190,6 +216,7 @@ impl Worker {
                 ..Checkpoint::default()
             };
             self.dirty = true;
+            self.reset_reading();
         }
         if let Some(r) = sub.replay {
             if r.requested_at > self.cp.replay_applied {
@@ -198,8 +225,15 @@ impl Worker {
                 self.cp.queue.clear();
                 self.reset_retries();
                 self.dirty = true;
+                self.reset_reading();
             }
         }
+    }
+
+    /// The position moved other than by a delivery: read the log again from it.
+    fn reset_reading(&mut self) {
+        self.pending.clear();
+        self.read_to = self.cp.position;
     }
 
     fn reset_retries(&mut self) {
@@ -230,8 +264,9 @@ impl Worker {
             return Ok(Some(Item::Notice(n.clone())));
         }
         let shared = self.ctx.service.shared.clone();
-        loop {
-            let (reader, after) = (shared.reader.clone(), self.cp.position);
+        self.read_to = self.read_to.max(self.cp.position);
+        while self.pending.is_empty() {
+            let (reader, after) = (shared.reader.clone(), self.read_to);
             let batch = tokio::task::spawn_blocking(move || reader.read_after(after, READ_BATCH))
                 .await
                 .map_err(|e| e.to_string())?
@@ -240,23 +275,26 @@ impl Worker {
                 break;
             };
             let _ = shared.catch_up();
-            let found = shared.read(|l| {
-                batch
-                    .iter()
-                    .position(|e| wants.wants_event(l, &sub.stream, e))
+            let full = batch.len() == READ_BATCH;
+            shared.read(|l| {
+                self.pending.extend(
+                    batch
+                        .into_iter()
+                        .filter(|e| wants.wants_event(l, &sub.stream, e)),
+                );
             });
-            if let Some(i) = found {
-                if i > 0 {
-                    self.cp.position = batch[i - 1].position;
-                    self.dirty = true;
-                }
-                return Ok(Some(Item::Event(Box::new(batch[i].clone()))));
+            self.read_to = last;
+            if self.pending.is_empty() {
+                // Nothing here to deliver: all of it is handled.
+                self.cp.position = last;
+                self.dirty = true;
             }
-            self.cp.position = last;
-            self.dirty = true;
-            if batch.len() < READ_BATCH {
+            if !full {
                 break;
             }
+        }
+        if let Some(e) = self.pending.front() {
+            return Ok(Some(Item::Event(Box::new(e.clone()))));
         }
         if wants.alerts.is_empty() {
             if !self.cp.open.is_empty() {
@@ -348,7 +386,14 @@ impl Worker {
         match attempt {
             Attempt::Delivered => {
                 match &item {
-                    Item::Event(e) => self.cp.position = e.position,
+                    Item::Event(_) => {
+                        if let Some(e) = self.pending.pop_front() {
+                            self.cp.position = e.position;
+                        }
+                        if self.pending.is_empty() {
+                            self.cp.position = self.read_to;
+                        }
+                    }
                     Item::Notice(_) => {
                         self.cp.queue.pop_front();
                     }

@@ -82,6 +82,11 @@ impl Ledger {
             .collect()
     }
 
+    /// A subscription's stream version: whether it changed since a view was taken.
+    pub fn subscription_version(&self, name: &str) -> Option<u64> {
+        self.subscriptions.get(name).map(|s| s.version)
+    }
+
     pub fn subscription(&self, name: &str) -> Option<SubscriptionView> {
         self.subscriptions.get(name).map(view)
     }
