@@ -176,6 +176,33 @@ try {
     ok('runtimes, event log, a confirmed comment');
   }
 
+  // Subscriptions: a receiver that is not there shows its last error; pause and resume, each
+  // behind a confirmation, change its state.
+  {
+    const { p, watch } = await page(browser);
+    await api(openUrl, 'POST', '/v1/subscriptions', { name: 'nowhere', url: 'http://127.0.0.1:9/hook', ...as('human') });
+    await api(openUrl, 'POST', '/v1/tickets/MC-4030/comments', { body: 'for the subscription', ...as('human') });
+    await p.goto(openUrl + '/subscriptions');
+    expect(await p.getByRole('heading', { name: 'Subscriptions', exact: true }).count(), 'subscriptions page');
+    const row = '#subscriptions tr[data-subscription=nowhere]';
+    for (let i = 0; i < 50; i++) {
+      if ((await p.locator(`${row} td.error`).innerText()).includes('connection')) break;
+      await p.waitForTimeout(200);
+      await p.reload();
+    }
+    const error = await p.locator(`${row} td.error`).innerText();
+    expect(error.includes('connection'), `the last error shows: ${error}`);
+    expect((await p.locator(`${row} td.state`).getAttribute('data-state')) === 'active', 'active');
+    await screenshot(p, `${shots}/subscriptions.png`);
+    await p.getByRole('button', { name: 'Pause', exact: true }).click();
+    await waitFor(p, () => document.querySelector('#subscriptions tr[data-subscription=nowhere] td.state').dataset.state === 'paused', 3000);
+    await p.getByRole('button', { name: 'Resume', exact: true }).click();
+    await waitFor(p, () => document.querySelector('#subscriptions tr[data-subscription=nowhere] td.state').dataset.state === 'active', 3000);
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    clean(watch);
+    ok(`subscriptions: last error, confirmed pause and resume (page width ${width})`);
+  }
+
   // With tokens: a sign-in form; a write token sees actions, a read token none.
   {
     const { p, watch } = await page(browser);

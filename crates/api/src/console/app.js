@@ -133,6 +133,7 @@
         const body = {};
         for (const [k, v] of new FormData(form)) {
           if (k === "resume") body.resume = v === "true";
+          else if (k === "from_position") body.from_position = Number(v);
           else if (k === "waiting_on") body.waiting_on = v.split(",").map((s) => s.trim()).filter(Boolean);
           else body[k] = v;
         }

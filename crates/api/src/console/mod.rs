@@ -1,5 +1,5 @@
 //! The operator console (SPEC §11): server-rendered pages at `/`, `/tickets/{id}`,
-//! `/runtimes`, `/alerts` and `/events`, and their two assets, built into the binary. The
+//! `/runtimes`, `/alerts`, `/events` and `/subscriptions`, and their two assets, built into the binary. The
 //! pages read the same projections as the API; a little script (`app.js`) follows the event
 //! stream and swaps each page's `main` in place, asks for a token when the server has tokens
 //! (kept in `sessionStorage`), and sends the actions the token may take, each after a
@@ -53,6 +53,7 @@ pub fn routes() -> (Router<AppState>, RouteTable) {
         .route(t.get(page).at("/runtimes"), get(runtimes))
         .route(t.get(page).at("/alerts"), get(alerts))
         .route(t.get(page).at("/events"), get(event_log))
+        .route(t.get(page).at("/subscriptions"), get(subscriptions))
         .route(t.get(page).at("/console/app.js"), get(app_js))
         .route(t.get(page).at("/console/style.css"), get(style_css));
     (router, t)
@@ -438,6 +439,49 @@ async fn alerts(
         "Alerts",
         "/alerts",
         pages::alerts(&alerts, &pools),
+    )
+}
+
+/// The Subscriptions page (SPEC §15): each subscription's state and delivery, and pause,
+/// resume and replay for a token that may (`Action::Subscribe`).
+async fn subscriptions(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(answer) = gate(
+        &app,
+        caller.as_ref(),
+        &headers,
+        "Subscriptions",
+        "/subscriptions",
+    ) {
+        return answer;
+    }
+    let may_write = match viewer(&app, caller.as_ref()) {
+        Some(Viewer::Token(c)) => {
+            let principal = c.principal();
+            app.read.shared.read(|l| {
+                authorize(l, &principal, Operation::Write(Action::Subscribe), None).is_ok()
+            })
+        }
+        _ => true,
+    };
+    let views = app.read.shared.read(projections::Ledger::subscriptions);
+    let mut rows = Vec::with_capacity(views.len());
+    for view in views {
+        match crate::subscriptions::status(&app.write, view).await {
+            Ok(s) => rows.push(s),
+            Err(e) => return e.into_response(),
+        }
+    }
+    page(
+        &app,
+        &headers,
+        StatusCode::OK,
+        "Subscriptions",
+        "/subscriptions",
+        pages::subscriptions(&rows, may_write, app.auth.is_open()),
     )
 }
 

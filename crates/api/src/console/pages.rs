@@ -32,6 +32,7 @@ pub fn layout(title: &str, current: &str, position: u64, open: bool, main: Marku
         ("/runtimes", "Runtimes"),
         ("/alerts", "Alerts"),
         ("/events", "Event log"),
+        ("/subscriptions", "Subscriptions"),
     ];
     html! {
         (DOCTYPE)
@@ -131,6 +132,9 @@ fn alert_list(alerts: &[Alert]) -> Markup {
                         }
                         @if let Some(p) = &a.pool {
                             "pool " (p) " "
+                        }
+                        @if let Some(s) = &a.subscription {
+                            "subscription " a href="/subscriptions" { (s) } " "
                         }
                         span { (a.detail) } " "
                         span.quiet { "since " time datetime=(a.since.to_rfc3339()) { (a.since.to_rfc3339()) } }
@@ -538,6 +542,82 @@ pub fn alerts(alerts: &[Alert], pools: &[PoolView]) -> Markup {
             ul {
                 @for p in pools {
                     li { strong { (p.name) } " " (p.holders.len()) " of " (p.capacity) " slots held" }
+                }
+            }
+        }
+    }
+}
+
+/// Every subscription: state, where it is, what went wrong; pause, resume and replay (each
+/// behind a confirmation) when `may_write`.
+pub fn subscriptions(
+    rows: &[crate::subscriptions::SubscriptionStatus],
+    may_write: bool,
+    open: bool,
+) -> Markup {
+    let state_name = |s: projections::SubscriptionState| match s {
+        projections::SubscriptionState::Active => "active",
+        projections::SubscriptionState::Paused => "paused",
+        projections::SubscriptionState::Failing => "failing",
+    };
+    html! {
+        h1 { "Subscriptions" }
+        @if rows.is_empty() {
+            p.quiet { "No subscriptions. " code { "mc-ledger subscription create NAME --url URL --server …" } " adds one." }
+        } @else {
+            div.scroll {
+                table #subscriptions {
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "State" } th scope="col" { "Format" }
+                        th scope="col" { "Receiver" } th scope="col" { "Delivered to" } th scope="col" { "Lag" }
+                        th scope="col" { "Delivered · failed" } th scope="col" { "Last error" } th scope="col" { "Parked" }
+                    } }
+                    tbody {
+                        @for r in rows {
+                            @let s = &r.subscription;
+                            @let d = &r.delivery;
+                            tr data-subscription=(s.name) {
+                                th scope="row" { (s.name) }
+                                td.state data-state=(state_name(s.state)) { (state_name(s.state))
+                                    @if let Some(p) = &s.paused { br; span.quiet { "by " (p.by.name) @if let Some(why) = &p.reason { ": " (why) } } }
+                                }
+                                td { (s.format.as_str()) }
+                                td { code { (s.url) } }
+                                td { (d.position) }
+                                td { (d.lag) }
+                                td { (d.delivered) " · " (d.failures) }
+                                td.error { @if let Some(e) = &d.last_error { (e) @if let Some(at) = d.last_error_at { br; span.quiet { (at.to_rfc3339()) } } } @else { "—" } }
+                                td { @if let Some(p) = &s.parked { code { (p.delivery_id) } " at " (p.position) ", " (p.attempts) " attempts: " (p.error) } @else { "—" } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if may_write {
+                h2 { "Actions" }
+                @for r in rows {
+                    @let s = &r.subscription;
+                    @let path = format!("/v1/subscriptions/{}", s.name);
+                    @let from = s.parked.as_ref().map_or(r.delivery.position + 1, |p| p.position).max(1);
+                    div.actions data-subscription=(s.name) {
+                        h3 { (s.name) }
+                        @if s.state != projections::SubscriptionState::Paused {
+                            (form(&format!("pause-{}", s.name), &format!("{path}/pause"), &format!("Pause subscription {}? Nothing is delivered until it is resumed.", s.name), open, html! {
+                                input type="hidden" name="reason" value="paused from the console";
+                                button type="submit" { "Pause" }
+                            }))
+                        }
+                        @if s.state != projections::SubscriptionState::Active {
+                            (form(&format!("resume-{}", s.name), &format!("{path}/resume"), &format!("Resume subscription {} where it stopped?", s.name), open, html! {
+                                button type="submit" { "Resume" }
+                            }))
+                        }
+                        (form(&format!("replay-{}", s.name), &format!("{path}/replay"), &format!("Deliver {} again from this position? The receiver gets those deliveries again, with the same ids.", s.name), open, html! {
+                            label for={ "replay-from-" (s.name) } { "From position" }
+                            input id={ "replay-from-" (s.name) } name="from_position" type="number" min="1" value=(from) required;
+                            button type="submit" { "Replay" }
+                        }))
+                    }
                 }
             }
         }
