@@ -27,7 +27,7 @@ pub struct Request<'a> {
 }
 
 pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         // A receiver that moved answers 3xx: that is a failure to see, not a place to follow
@@ -39,8 +39,59 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .max_idle_connections(256)
         .max_idle_connections_per_host(64)
         .no_delay(true)
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        CachingResolver::default(),
+    )
+}
+
+/// How long a receiver's resolved address is used again.
+const RESOLVED_FOR: Duration = Duration::from_secs(30);
+
+/// ureq's resolver, remembered per host for [`RESOLVED_FOR`]: with a timeout set, ureq's own
+/// resolves every request on a thread of its own (so that it can give up), even a kept-alive
+/// one to an IP address; a profile of `bench notify` showed those threads' creation as the
+/// largest cost of a delivery.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    resolved: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, ureq::unversioned::resolver::ResolvedSocketAddrs)>,
+    >,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        let cached = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < RESOLVED_FOR)
+            .map(|(_, addrs)| addrs.clone());
+        if let Some(addrs) = cached {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if resolved.len() > 1024 {
+            resolved.clear();
+        }
+        resolved.insert(key, (std::time::Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
 }
 
 pub fn send(agent: &ureq::Agent, r: &Request<'_>) -> Attempt {

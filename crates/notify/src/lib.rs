@@ -16,7 +16,9 @@
 //!
 //! Bounded: one delivery in flight per subscription, `concurrent` across all, each with a
 //! timeout; appends never wait for deliveries (workers read the log after the fact), and a slow
-//! receiver holds only its own subscription's worker.
+//! receiver holds only its own subscription's worker. A worker is a thread of its own doing
+//! blocking calls (the log, the checkpoint, the HTTP request), entering the runtime only to
+//! wait and to append: a delivery costs no hand-off between threads on our side.
 
 pub mod body;
 pub mod deliver;
@@ -93,6 +95,8 @@ impl Counters {
 
 pub(crate) struct Ctx {
     pub(crate) service: Arc<Service>,
+    /// The runtime workers enter to wait (a commit, the timer) and to append a fact.
+    pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) config: EngineConfig,
     pub(crate) agent: ureq::Agent,
     pub(crate) slots: Semaphore,
@@ -113,6 +117,7 @@ impl Engine {
         let (stop, stopped) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let ctx = Arc::new(Ctx {
+            runtime: tokio::runtime::Handle::current(),
             agent: deliver::agent(config.timeout),
             slots: Semaphore::new(config.concurrent.max(1)),
             service,
@@ -139,7 +144,7 @@ impl Engine {
 
 /// Starts a worker for each active subscription that has none, every tick.
 async fn supervise(ctx: Arc<Ctx>) {
-    let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut workers: HashMap<String, std::thread::JoinHandle<()>> = HashMap::new();
     let mut stop = ctx.stop.clone();
     loop {
         let shared = &ctx.service.shared;
@@ -157,7 +162,15 @@ async fn supervise(ctx: Arc<Ctx>) {
         for name in active {
             if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(name) {
                 let worker = worker::Worker::new(ctx.clone(), slot.key().clone());
-                slot.insert(tokio::spawn(worker.run()));
+                let thread = std::thread::Builder::new()
+                    .name(format!("notify-{}", slot.key()))
+                    .spawn(move || worker.run());
+                match thread {
+                    Ok(t) => {
+                        slot.insert(t);
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot start a delivery worker"),
+                }
             }
         }
         tokio::select! {
@@ -165,7 +178,10 @@ async fn supervise(ctx: Arc<Ctx>) {
             () = tokio::time::sleep(ctx.config.tick) => {}
         }
     }
-    for (_, w) in workers {
-        let _ = w.await;
-    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for (_, w) in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
 }

@@ -77,35 +77,45 @@ impl Worker {
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    /// The worker's loop, on a thread of its own: every call in it (the log, the checkpoint,
+    /// the HTTP request) blocks this thread only, with no hand-off to a pool per delivery; it
+    /// enters the runtime only to wait for a commit or the timer and to append a fact.
+    pub(crate) fn run(mut self) {
         let mut head = self.ctx.service.shared.reader.subscribe();
         let mut stop = self.ctx.stop.clone();
+        let rt = self.ctx.runtime.clone();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let step = self.step().await;
+            let step = self.step();
             let (wait, on_head) = match step {
                 Step::Go => continue,
                 Step::Stop => break,
                 Step::Wait(d, on_head) => (d, on_head),
             };
             if self.dirty {
-                self.save().await;
+                self.save();
             }
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = head.changed(), if on_head => {
-                    // Let a few more commits come: one read for them all.
-                    tokio::time::sleep(COALESCE).await;
+            let stopped = rt.block_on(async {
+                tokio::select! {
+                    _ = stop.changed() => true,
+                    _ = head.changed(), if on_head => {
+                        // Let a few more commits come: one read for them all.
+                        tokio::time::sleep(COALESCE).await;
+                        false
+                    }
+                    () = tokio::time::sleep(wait) => false,
                 }
-                () = tokio::time::sleep(wait) => {}
+            });
+            if stopped {
+                break;
             }
         }
-        self.finish().await;
+        self.finish();
     }
 
-    async fn step(&mut self) -> Step {
+    fn step(&mut self) -> Step {
         let shared = self.ctx.service.shared.clone();
         if let Err(e) = shared.catch_up() {
             tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
@@ -128,12 +138,12 @@ impl Worker {
         if sub.state != SubscriptionState::Active {
             return Step::Stop;
         }
-        if !self.hold_lease().await {
+        if !self.hold_lease() {
             return Step::Wait(self.renew_every(), false);
         }
         self.align(&sub);
         let wants = self.wants(&sub);
-        let item = match self.next(&sub, &wants).await {
+        let item = match self.next(&sub, &wants) {
             Ok(Some(item)) => item,
             Ok(None) => return Step::Wait(self.ctx.config.tick, true),
             Err(e) => {
@@ -148,7 +158,7 @@ impl Worker {
                 return Step::Wait(left.min(self.ctx.config.tick), false);
             }
         }
-        if self.attempt(&sub, item).await {
+        if self.attempt(&sub, item) {
             Step::Go
         } else {
             Step::Stop
@@ -161,15 +171,14 @@ impl Worker {
 
     /// Takes or renews the lease; a new epoch means another holder may have moved the
     /// checkpoint, so it is loaded again.
-    async fn hold_lease(&mut self) -> bool {
+    fn hold_lease(&mut self) -> bool {
         if self.lease.is_some() && self.renewed.elapsed() < self.renew_every() {
             return true;
         }
         let checkpoints = self.ctx.service.store.checkpoints();
         let (name, holder) = (self.name.clone(), self.ctx.config.holder.clone());
         let ttl = millis(self.ctx.config.lease_ttl);
-        let taken =
-            tokio::task::spawn_blocking(move || checkpoints.acquire(&name, &holder, ttl)).await;
+        let taken = Ok::<_, ()>(checkpoints.acquire(&name, &holder, ttl));
         match taken {
             Ok(Ok(Some(mut lease))) => {
                 let held = self.lease.as_ref().map(|l| l.epoch);
@@ -255,7 +264,7 @@ impl Worker {
 
     /// The next item to deliver: a notice already due, else the next matching event, else
     /// (caught up) the notices the alerts call for now.
-    async fn next(
+    fn next(
         &mut self,
         sub: &SubscriptionView,
         wants: &Wants,
@@ -267,10 +276,7 @@ impl Worker {
         self.read_to = self.read_to.max(self.cp.position);
         while self.pending.is_empty() {
             let (reader, after) = (shared.reader.clone(), self.read_to);
-            let batch = tokio::task::spawn_blocking(move || reader.read_after(after, READ_BATCH))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let batch = reader.read_after(after, READ_BATCH).map_err(|e| e.to_string())?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 break;
             };
@@ -322,10 +328,10 @@ impl Worker {
         Ok(self.cp.queue.front().cloned().map(Item::Notice))
     }
 
-    async fn credentials(&mut self, id: &str) -> Option<Credentials> {
+    fn credentials(&mut self, id: &str) -> Option<Credentials> {
         if !self.credentials.contains_key(id) {
             let home = self.ctx.service.home.clone();
-            if let Ok(Ok(all)) = tokio::task::spawn_blocking(move || credentials::load(&home)).await
+            if let Ok(all) = credentials::load(&home)
             {
                 self.credentials = all;
             }
@@ -334,8 +340,8 @@ impl Worker {
     }
 
     /// One attempt at `item`; `false` when the worker stops (parked, paused).
-    async fn attempt(&mut self, sub: &SubscriptionView, item: Item) -> bool {
-        let creds = self.credentials(&sub.secret_id).await;
+    fn attempt(&mut self, sub: &SubscriptionView, item: Item) -> bool {
+        let creds = self.credentials(&sub.secret_id);
         let secret = creds.as_ref().and_then(Credentials::secret);
         let attempt = match (creds, secret) {
             (Some(creds), Some(secret)) => {
@@ -351,30 +357,19 @@ impl Worker {
                 let body = body::render(&config, &item, &self.ctx.config.public_url);
                 let timestamp_s = now_ms() / 1000;
                 let signature = sign::signature(secret.key(), item.id(), timestamp_s, &body);
-                let permit = self.ctx.slots.acquire().await;
-                let (agent, id, url) = (
-                    self.ctx.agent.clone(),
-                    item.id().to_owned(),
-                    creds.url.clone(),
+                let permit = self.ctx.runtime.block_on(self.ctx.slots.acquire());
+                let sent = deliver::send(
+                    &self.ctx.agent,
+                    &Request {
+                        url: &creds.url,
+                        id: item.id(),
+                        timestamp_s,
+                        signature: &signature,
+                        body: &body,
+                    },
                 );
-                let sent = tokio::task::spawn_blocking(move || {
-                    deliver::send(
-                        &agent,
-                        &Request {
-                            url: &url,
-                            id: &id,
-                            timestamp_s,
-                            signature: &signature,
-                            body: &body,
-                        },
-                    )
-                })
-                .await;
                 drop(permit);
-                sent.unwrap_or_else(|e| Attempt::Failed {
-                    error: format!("delivery task failed: {e}"),
-                    retry_after: None,
-                })
+                sent
             }
             _ => Attempt::Failed {
                 error: "this server has no credentials for the subscription's secret_id; set \
@@ -404,21 +399,20 @@ impl Worker {
                 self.dirty = true;
                 self.ctx.counters.count(&self.name, true);
                 if self.saved.elapsed() >= SAVE_EVERY {
-                    self.save().await;
+                    self.save();
                 }
                 true
             }
             Attempt::Gone(error) => {
                 self.note_error(&error);
-                self.save().await;
+                self.save();
                 self.record(Command::PauseSubscription {
                     name: self.name.clone(),
                     reason: Some(format!(
                         "the receiver answered 410 Gone to delivery {}",
                         item.id()
                     )),
-                })
-                .await;
+                });
                 false
             }
             Attempt::Failed { error, retry_after } => {
@@ -430,7 +424,7 @@ impl Worker {
                 let since = *self.cp.failing_since.get_or_insert(now);
                 let config = &self.ctx.config;
                 if now.saturating_sub(since) >= millis(config.park_after) {
-                    self.save().await;
+                    self.save();
                     let position = match &item {
                         Item::Event(e) => e.position,
                         Item::Notice(_) => self.cp.position,
@@ -443,8 +437,7 @@ impl Worker {
                             attempts: self.cp.attempts,
                             error,
                         },
-                    })
-                    .await;
+                    });
                     return false;
                 }
                 let delay = match retry_after {
@@ -453,7 +446,7 @@ impl Worker {
                 };
                 self.cp.next_attempt_at = Some(now.saturating_add(millis(delay)));
                 self.dirty = true;
-                self.save().await;
+                self.save();
                 true
             }
         }
@@ -466,17 +459,22 @@ impl Worker {
     }
 
     /// Appends a fact as the engine (a pause on 410, a parked delivery).
-    async fn record(&self, command: Command) {
+    fn record(&self, command: Command) {
         let writer = Writer {
             actor: engine_actor(),
             token_id: None,
         };
-        if let Err(e) = self.ctx.service.execute(command, writer, None, None).await {
+        let service = self.ctx.service.clone();
+        let done = self
+            .ctx
+            .runtime
+            .block_on(async move { service.execute(command, writer, None, None).await });
+        if let Err(e) = done {
             tracing::error!(subscription = %self.name, error = ?e, "cannot record the delivery engine's fact");
         }
     }
 
-    async fn save(&mut self) {
+    fn save(&mut self) {
         let Some(lease) = self.lease.clone() else {
             return;
         };
@@ -484,7 +482,7 @@ impl Worker {
         self.cp.holder = Some(self.ctx.config.holder.clone());
         let body = self.cp.encode();
         let ttl = millis(self.ctx.config.lease_ttl);
-        let saved = tokio::task::spawn_blocking(move || checkpoints.save(&lease, &body, ttl)).await;
+        let saved = Ok::<_, ()>(checkpoints.save(&lease, &body, ttl));
         match saved {
             Ok(Ok(true)) => {
                 self.dirty = false;
@@ -502,13 +500,13 @@ impl Worker {
         }
     }
 
-    async fn finish(&mut self) {
+    fn finish(&mut self) {
         if self.dirty {
-            self.save().await;
+            self.save();
         }
         if let Some(lease) = self.lease.take() {
             let checkpoints = self.ctx.service.store.checkpoints();
-            let _ = tokio::task::spawn_blocking(move || checkpoints.release(&lease)).await;
+            let _ = checkpoints.release(&lease);
         }
     }
 }
