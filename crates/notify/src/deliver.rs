@@ -58,7 +58,13 @@ const RESOLVED_FOR: Duration = Duration::from_secs(30);
 struct CachingResolver {
     inner: ureq::unversioned::resolver::DefaultResolver,
     resolved: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, ureq::unversioned::resolver::ResolvedSocketAddrs)>,
+        std::collections::HashMap<
+            String,
+            (
+                std::time::Instant,
+                ureq::unversioned::resolver::ResolvedSocketAddrs,
+            ),
+        >,
     >,
 }
 

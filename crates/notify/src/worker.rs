@@ -264,11 +264,7 @@ impl Worker {
 
     /// The next item to deliver: a notice already due, else the next matching event, else
     /// (caught up) the notices the alerts call for now.
-    fn next(
-        &mut self,
-        sub: &SubscriptionView,
-        wants: &Wants,
-    ) -> Result<Option<Item>, String> {
+    fn next(&mut self, sub: &SubscriptionView, wants: &Wants) -> Result<Option<Item>, String> {
         if let Some(n) = self.cp.queue.front() {
             return Ok(Some(Item::Notice(n.clone())));
         }
@@ -276,7 +272,9 @@ impl Worker {
         self.read_to = self.read_to.max(self.cp.position);
         while self.pending.is_empty() {
             let (reader, after) = (shared.reader.clone(), self.read_to);
-            let batch = reader.read_after(after, READ_BATCH).map_err(|e| e.to_string())?;
+            let batch = reader
+                .read_after(after, READ_BATCH)
+                .map_err(|e| e.to_string())?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 break;
             };
@@ -331,8 +329,7 @@ impl Worker {
     fn credentials(&mut self, id: &str) -> Option<Credentials> {
         if !self.credentials.contains_key(id) {
             let home = self.ctx.service.home.clone();
-            if let Ok(all) = credentials::load(&home)
-            {
+            if let Ok(all) = credentials::load(&home) {
                 self.credentials = all;
             }
         }

@@ -51,14 +51,15 @@ fn view(s: &Subscription) -> SubscriptionView {
 
 impl Subscription {
     pub(crate) fn view(&self) -> SubscriptionView {
+        let c = self.config();
         SubscriptionView {
-            name: self.name.clone(),
-            url: self.url.clone(),
-            format: self.format,
-            filter: self.filter(),
-            remind_every_ms: self.remind_every_ms,
-            chat_id: self.chat_id.clone(),
-            secret_id: self.secret_id.clone(),
+            name: c.name,
+            url: c.url,
+            format: c.format,
+            filter: c.filter,
+            remind_every_ms: c.remind_every_ms,
+            chat_id: c.chat_id,
+            secret_id: c.secret_id,
             state: self.state(),
             paused: self.paused.clone(),
             parked: self.parked.clone(),
