@@ -574,3 +574,42 @@ fn a_replica_takes_over_delivery_within_ten_seconds_of_the_holders_death() {
     let now_holder = subscription(survivor, "ha")["delivery"]["holder"].clone();
     assert_ne!(now_holder.as_str(), Some(holder.as_str()));
 }
+
+/// A receiver that hangs holds only its own subscription: another one delivers everything
+/// meanwhile, and appends are answered as ever.
+#[test]
+fn a_slow_receiver_holds_only_its_own_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let server = spawn_serve(&serve_args(&data, &FAST));
+    let slow = Receiver::start(vec![Answer::Hang(Duration::from_secs(3)); 20]);
+    let quick = Receiver::start(vec![]);
+    let only_comments = json!({"types": ["ticket.commented"]});
+    subscribe(
+        server.addr,
+        json!({"name": "slow", "url": slow.url("/s"), "filter": only_comments}),
+    );
+    subscribe(
+        server.addr,
+        json!({"name": "quick", "url": quick.url("/q"), "filter": only_comments}),
+    );
+    open(server.addr, "MC-5");
+    let expected: Vec<String> = (0..10).map(|n| comment(server.addr, "MC-5", n)).collect();
+    let got = quick.wait_for(Duration::from_secs(15), "the quick receiver's ten", |got| {
+        first_seen(got).len() >= 10
+    });
+    assert_eq!(first_seen(&got), expected);
+    assert!(
+        first_seen(&slow.received()).is_empty(),
+        "the slow one has delivered nothing yet"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the slow one's timeout shows",
+        || subscription(server.addr, "slow")["delivery"]["last_error"] == "timed out",
+    );
+    // The quick one's position is saved within a second of its last delivery.
+    wait_until(Duration::from_secs(5), "the quick one caught up", || {
+        subscription(server.addr, "quick")["delivery"]["lag"] == 0
+    });
+}
