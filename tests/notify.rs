@@ -613,3 +613,81 @@ fn a_slow_receiver_holds_only_its_own_subscription() {
         subscription(server.addr, "quick")["delivery"]["lag"] == 0
     });
 }
+
+#[test]
+fn a_subscription_far_behind_catches_up_in_order_umbrella_and_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let server = spawn_serve(&serve_args(&data, &FAST));
+    let receiver = Receiver::start(vec![]);
+    // Given an umbrella with a child and a grandchild, and a ticket outside it,
+    ok(
+        server.addr,
+        "/v1/tickets",
+        human(json!({"id": "UMB-7", "title": "umbrella", "umbrella": true})),
+    );
+    for (id, parent) in [("MC-70", "UMB-7"), ("MC-71", "MC-70")] {
+        open(server.addr, id);
+        ok(
+            server.addr,
+            &format!("/v1/tickets/{id}/links"),
+            human(json!({"relation": "child_of", "target": parent})),
+        );
+    }
+    open(server.addr, "MC-72");
+    // and two paused subscriptions, one to the umbrella's comments and one to every comment,
+    let comments = json!(["ticket.commented"]);
+    for (name, filter) in [
+        ("under", json!({"types": comments, "umbrella": "UMB-7"})),
+        ("every", json!({"types": comments})),
+    ] {
+        subscribe(
+            server.addr,
+            json!({"name": name, "url": receiver.url(&format!("/{name}")), "filter": filter}),
+        );
+        ok(
+            server.addr,
+            &format!("/v1/subscriptions/{name}/pause"),
+            human(json!({"reason": "let a backlog build"})),
+        );
+    }
+    // when 150 comments (far more than a worker delivers at normal priority) are appended
+    // while they are paused and then they are resumed,
+    let mut under = Vec::new();
+    let mut every = Vec::new();
+    for n in 0..150 {
+        let ticket = ["MC-70", "MC-71", "MC-72"][n % 3];
+        let id = comment(server.addr, ticket, n);
+        if ticket != "MC-72" {
+            under.push(id.clone());
+        }
+        every.push(id);
+    }
+    for name in ["under", "every"] {
+        ok(
+            server.addr,
+            &format!("/v1/subscriptions/{name}/resume"),
+            human(json!({})),
+        );
+    }
+    // then each receives its backlog in log order: the grandchild's comments as well, nothing
+    // outside the umbrella, and both end with no lag.
+    let on = |got: &[receiver::Received], path: &str| {
+        let only: Vec<_> = got.iter().filter(|r| r.path == path).cloned().collect();
+        first_seen(&only)
+    };
+    let got = receiver.wait_for(Duration::from_secs(60), "both backlogs", |got| {
+        on(got, "/under").len() >= under.len() && on(got, "/every").len() >= every.len()
+    });
+    assert_eq!(
+        on(&got, "/under"),
+        under,
+        "the umbrella's comments, in order"
+    );
+    assert_eq!(on(&got, "/every"), every, "every comment, in order");
+    for name in ["under", "every"] {
+        wait_until(Duration::from_secs(5), "no lag", || {
+            subscription(server.addr, name)["delivery"]["lag"] == 0
+        });
+    }
+}

@@ -283,6 +283,9 @@ pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
 
     // Cost to appends: none, subscribed, none, subscribed, … on fresh stores.
     let (mut none, mut subscribed) = (Vec::new(), Vec::new());
+    // Deliveries received while the appenders ran: what the subscriptions took from them.
+    let mut delivered_meanwhile = Vec::new();
+    let received = || got.lock().unwrap_or_else(|p| p.into_inner()).len();
     for round in 0..args.rounds {
         for with in [false, true] {
             let s = server(
@@ -290,9 +293,12 @@ pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
                 &args,
                 with.then_some(addr),
             )?;
+            let before = received();
             let rate = throughput(&s, &args, &format!("r{round}"))?;
+            let meanwhile = received() - before;
             s.stop()?;
             if with {
+                delivered_meanwhile.push(meanwhile);
                 subscribed.push(rate)
             } else {
                 none.push(rate)
@@ -372,6 +378,7 @@ pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
         "append_events_per_s_without": none.iter().map(|r| r.round()).collect::<Vec<_>>(),
         "append_events_per_s_with": subscribed.iter().map(|r| r.round()).collect::<Vec<_>>(),
         "append_ratio_with_to_without": with_median / none_median.max(1e-9),
+        "delivered_during_append_runs": delivered_meanwhile,
         "machine": machine(),
     });
     print_result(&line, args.json);

@@ -23,6 +23,15 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 const COALESCE: Duration = Duration::from_millis(2);
 /// Alerts are evaluated at most this often while events keep coming.
 const ALERTS_EVERY: Duration = Duration::from_millis(250);
+/// A worker with more events than this left to examine or deliver is catching up: it drains
+/// its backlog at the lowest CPU priority until it is within `CAUGHT_UP` of the head.
+const BEHIND: u64 = 32;
+const CAUGHT_UP: u64 = 8;
+/// A background stretch returns to the foreground at least this often, to fold what other
+/// writers appended (a pause or a deletion made on another replica is seen within it).
+const BACKGROUND_STRETCH: Duration = Duration::from_secs(1);
+/// Events matched against a filter per hold of the projections' read lock.
+const MATCH_PER_LOCK: usize = 64;
 
 pub(crate) struct Worker {
     ctx: Arc<Ctx>,
@@ -41,6 +50,11 @@ pub(crate) struct Worker {
     /// was read: every event up to `read_to` is in `pending` or does not match.
     pending: VecDeque<RecordedEvent>,
     read_to: u64,
+    /// Stepping on the low-priority catch-up thread (see `catch_up`).
+    background: bool,
+    /// The log has events the projections have not folded yet, and this worker (in the
+    /// background) did not fold them.
+    needs_fold: bool,
 }
 
 fn now_ms() -> u64 {
@@ -74,6 +88,8 @@ impl Worker {
             sub: None,
             pending: VecDeque::new(),
             read_to: 0,
+            background: false,
+            needs_fold: false,
         }
     }
 
@@ -88,7 +104,11 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let step = self.step();
+            let step = if self.backlog() > BEHIND {
+                self.catch_up(&stop)
+            } else {
+                self.step()
+            };
             let (wait, on_head) = match step {
                 Step::Go => continue,
                 Step::Stop => break,
@@ -115,11 +135,74 @@ impl Worker {
         self.finish();
     }
 
+    /// Events this worker has still to examine or deliver.
+    fn backlog(&self) -> u64 {
+        let head = self.ctx.service.shared.reader.head();
+        let read = self.read_to.max(self.cp.position);
+        head.saturating_sub(read) + self.pending.len() as u64
+    }
+
+    /// Steps on a thread of the lowest CPU priority until the backlog is small or there is
+    /// nothing to do now. A subscription that is current delivers at normal priority (a
+    /// notice is waited for); one that is far behind is background work, and when the CPU is
+    /// saturated it yields to the write path and to current subscriptions. Niceness can be
+    /// raised but not lowered again without privilege, hence a thread per catch-up.
+    fn catch_up(&mut self, stop: &tokio::sync::watch::Receiver<bool>) -> Step {
+        // Folding is the foreground's: at normal priority, before each background stretch.
+        let _ = self.ctx.service.shared.catch_up();
+        self.background = true;
+        let drain = |w: &mut Worker| {
+            use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+            if let Err(e) = thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                thread_priority::ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            ) {
+                tracing::debug!(error = %e, "cannot lower a catch-up thread's priority");
+            }
+            let started = Instant::now();
+            loop {
+                let step = w.step();
+                if w.needs_fold || started.elapsed() >= BACKGROUND_STRETCH {
+                    // Back to the foreground to fold, and to see any change made elsewhere.
+                    return Step::Go;
+                }
+                if !matches!(step, Step::Go) || *stop.borrow() || w.backlog() <= CAUGHT_UP {
+                    return step;
+                }
+            }
+        };
+        let step = std::thread::scope(|s| {
+            let spawned = std::thread::Builder::new()
+                .name(format!("catch-up {}", self.name))
+                .spawn_scoped(s, || drain(self));
+            match spawned {
+                Ok(thread) => Some(
+                    thread
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no catch-up thread: one step at normal priority");
+                    None
+                }
+            }
+        });
+        let step = match step {
+            Some(step) => step,
+            None => self.step(),
+        };
+        self.background = false;
+        step
+    }
+
     fn step(&mut self) -> Step {
         let shared = self.ctx.service.shared.clone();
-        if let Err(e) = shared.catch_up() {
-            tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
-            return Step::Wait(self.ctx.config.tick, false);
+        if !self.background {
+            if let Err(e) = shared.catch_up() {
+                tracing::warn!(subscription = %self.name, error = %e, "cannot read the log");
+                return Step::Wait(self.ctx.config.tick, false);
+            }
         }
         let version = shared.read(|l| l.subscription_version(&self.name));
         let Some(version) = version else {
@@ -270,23 +353,44 @@ impl Worker {
         }
         let shared = self.ctx.service.shared.clone();
         self.read_to = self.read_to.max(self.cp.position);
+        self.needs_fold = false;
         while self.pending.is_empty() {
-            let (reader, after) = (shared.reader.clone(), self.read_to);
-            let batch = reader
-                .read_after(after, READ_BATCH)
+            // A filter that asks the projections matches only what they have folded. The
+            // foreground folds; a background thread never takes the fold's locks, where
+            // being descheduled would hold up the write path.
+            let folded = if !wants.events.needs_ledger() {
+                shared.reader.head()
+            } else if self.background {
+                shared.read(|l| l.position())
+            } else {
+                shared.catch_up().map_err(|e| e.to_string())?
+            };
+            let after = self.read_to;
+            if folded <= after {
+                self.needs_fold = self.background && shared.reader.head() > after;
+                break;
+            }
+            let limit = READ_BATCH.min(usize::try_from(folded - after).unwrap_or(READ_BATCH));
+            let mut batch = shared
+                .reader
+                .read_after(after, limit)
                 .map_err(|e| e.to_string())?;
+            batch.retain(|e| e.position <= folded);
             let Some(last) = batch.last().map(|e| e.position) else {
                 break;
             };
-            let _ = shared.catch_up();
-            let full = batch.len() == READ_BATCH;
-            shared.read(|l| {
-                self.pending.extend(
-                    batch
-                        .into_iter()
-                        .filter(|e| wants.wants_event(l, &sub.stream, e)),
-                );
-            });
+            let full = batch.len() == limit;
+            let mut events = batch.into_iter().peekable();
+            while events.peek().is_some() {
+                // A few events per hold of the read lock, so a writer never waits long.
+                shared.read(|l| {
+                    for e in events.by_ref().take(MATCH_PER_LOCK) {
+                        if wants.wants_event(l, &sub.stream, &e) {
+                            self.pending.push_back(e);
+                        }
+                    }
+                });
+            }
             self.read_to = last;
             if self.pending.is_empty() {
                 // Nothing here to deliver: all of it is handled.
@@ -299,6 +403,10 @@ impl Worker {
         }
         if let Some(e) = self.pending.front() {
             return Ok(Some(Item::Event(Box::new(e.clone()))));
+        }
+        if self.needs_fold {
+            // Not caught up yet: alerts wait for the foreground's fold.
+            return Ok(None);
         }
         if wants.alerts.is_empty() {
             if !self.cp.open.is_empty() {

@@ -110,6 +110,12 @@ impl EventFilter {
             .collect())
     }
 
+    /// Whether matching an event asks the projections (an umbrella's descendants, a
+    /// runtime's agent), so only what they have folded can be matched.
+    pub fn needs_ledger(&self) -> bool {
+        self.umbrella.is_some() || !self.agents.is_empty()
+    }
+
     /// Whether nothing is filtered.
     pub fn is_empty(&self) -> bool {
         self.types.is_empty()
