@@ -402,3 +402,55 @@ fn the_circle_check_finds_circles() {
     acyclic.get_mut("c").unwrap().clear();
     assert_eq!(cycle(&acyclic), None);
 }
+
+/// Every Rust file the project writes (crates' sources and tests, `tests/`), with its lines.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, usize)>) {
+    for entry in std::fs::read_dir(dir).expect("readable").flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if name != "target"
+                && name != "node_modules"
+                && !name.to_string_lossy().starts_with('.')
+            {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let lines = std::fs::read_to_string(&path)
+                .expect("utf-8")
+                .lines()
+                .count();
+            out.push((path, lines));
+        }
+    }
+}
+
+/// No file is over 1,000 lines unless ARCHITECTURE.md names it and says why: a file that long
+/// mixes concerns (issue 24).
+#[test]
+fn no_file_over_a_thousand_lines_unless_the_architecture_says_why() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    rust_files(&root.join("tests"), &mut files);
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 100, "{} files read", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter(|(_, lines)| *lines > 1000)
+        .map(|(p, lines)| {
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned();
+            format!("{rel} ({lines} lines)")
+        })
+        .filter(|f| !doc.contains(f.split(' ').next().unwrap_or_default()))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "over 1,000 lines, not in ARCHITECTURE.md: {long:?}"
+    );
+}
