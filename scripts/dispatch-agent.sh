@@ -75,6 +75,8 @@ case "$agent" in
 esac
 
 env_args=(-e "MC_LEDGER_SERVER=$server" -e "MC_LEDGER_RUNTIME=$rt")
+# The hook spool (SPEC §17): the agent's hooks and this script's flush share it.
+if [ -n "${MC_LEDGER_SPOOL:-}" ]; then env_args+=(-e "MC_LEDGER_SPOOL=$MC_LEDGER_SPOOL"); fi
 if [ -n "$runtime_token" ]; then env_args+=(-e "MC_LEDGER_TOKEN=$runtime_token"); fi
 for name in ${AGENT_ENV:-HOME PATH ANTHROPIC_BASE_URL ANTHROPIC_API_KEY CLAUDE_CONFIG_DIR \
   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC CLAUDE_CODE_SESSIONEND_HOOKS_TIMEOUT_MS \
@@ -87,4 +89,7 @@ done_channel="done-$rt"
 "${tmux_cmd[@]}" new-session -d -s "$session" -c "$workdir" "${env_args[@]}" \
   "$quoted </dev/null >$(printf '%q' "$out") 2>$(printf '%q' "$out.err"); ${tmux_cmd[*]} wait-for -S $done_channel"
 "${tmux_cmd[@]}" wait-for "$done_channel"
+# Hooks the server could not take in time (down, slow) are delivered before the harvest,
+# while the runtime's token still holds; what is still left waits for the next flush.
+"$mc" hook flush >&2 || echo "dispatch-agent.sh: some hooks are still spooled (mc-ledger hook flush)" >&2
 "$mc" harvest --server "$server" --runtime "$rt" "${harvest[@]}" --actor dispatch-agent.sh --actor-kind orchestrator

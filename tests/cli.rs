@@ -201,22 +201,9 @@ fn a_worker_signals_with_its_runtime_token() {
 
     let url = format!("http://{addr}");
     let helper = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-            .args(args)
-            .env("MC_LEDGER_TOKEN", &token)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mc-ledger"));
+        command.args(args).env("MC_LEDGER_TOKEN", &token);
+        output_with_stdin(command, stdin.as_bytes())
     };
     let out = helper(
         &["signal", "--server", &url, "--runtime", &runtime],

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -216,26 +216,10 @@ fn a_permission_prompt_waits_for_an_answer() {
 fn the_hook_command_never_fails_the_agent() {
     let s = start_temp();
     let (rt, _) = dispatched(s.addr, "MC-4");
+    let spool = tempfile::tempdir().unwrap();
     let run = |server: &str, stdin: &Value| {
-        use std::io::Write;
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-            .args(["hook", "claude"])
-            .env("MC_LEDGER_SERVER", server)
-            .env("MC_LEDGER_RUNTIME", &rt)
-            .env_remove("MC_LEDGER_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = hook_claude(server, &rt, spool.path(), stdin);
         (out, started.elapsed())
     };
     let end = merged(
@@ -256,7 +240,8 @@ fn the_hook_command_never_fails_the_agent() {
     drop(unused);
     let (out, took) = run(&dead, &end);
     assert!(out.status.success(), "exit 0 with the server down");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not recorded"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("kept in"), "spooled for later: {said}");
     eprintln!("hook with the server down returned after {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     // A server that accepts and never answers: the hook gives up in time.
@@ -356,4 +341,132 @@ fn hook_routes_fuzzed_never_fail() {
         )
         .unwrap();
     assert_eq!(get(server.addr, "/healthz").status, 200);
+}
+
+/// Runs `mc-ledger hook claude` with this stdin against `server`, spooling in `spool`.
+fn hook_claude(
+    server: &str,
+    rt: &str,
+    spool: &std::path::Path,
+    stdin: &Value,
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mc-ledger"));
+    command
+        .args(["hook", "claude"])
+        .env("MC_LEDGER_SERVER", server)
+        .env("MC_LEDGER_RUNTIME", rt)
+        .env("MC_LEDGER_SPOOL", spool)
+        .env_remove("MC_LEDGER_TOKEN");
+    output_with_stdin(command, stdin.to_string().as_bytes())
+}
+
+fn hook_flush(server: &str, spool: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["hook", "flush", "--server", server])
+        .env("MC_LEDGER_SPOOL", spool)
+        .env_remove("MC_LEDGER_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn spooled(spool: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(spool)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// SPEC §17: hooks with the server down are spooled (0600, in order) and the agent is not held
+/// up; once the server is back, `hook flush` records each exactly once, and sending them again
+/// (an answer lost after the server recorded them) records nothing more.
+#[test]
+fn hooks_spool_while_the_server_is_down_and_flush_records_each_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path());
+    let (rt, nonce) = dispatched(server.addr, "MC-8");
+    let url = format!("http://{}", server.addr);
+    // Given the server stopped,
+    drop(server);
+    // when the agent's Stop (with a REVIEW signal) and SessionEnd hooks run,
+    let stop = merged(
+        common_fields("Stop"),
+        json!({"last_assistant_message": format!(
+            "{{\"mc_signal\": {{\"verdict\": \"REVIEW\", \"nonce\": \"{nonce}\", \"payload\": \"spooled\"}}}}"
+        )}),
+    );
+    let end = merged(common_fields("SessionEnd"), json!({"reason": "logout"}));
+    for hook in [&stop, &end] {
+        let started = Instant::now();
+        let out = hook_claude(&url, &rt, spool.path(), hook);
+        assert!(out.status.success(), "exit 0 with the server down");
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("kept in"), "{said}");
+    }
+    // then both wait in the spool, in order, readable by the user alone.
+    let waiting = spooled(spool.path());
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    for path in &waiting {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let first: Value = serde_json::from_slice(&std::fs::read(&waiting[0]).unwrap()).unwrap();
+    assert!(
+        first["body"].as_str().unwrap().contains("\"Stop\""),
+        "{first}"
+    );
+    let copies = tempfile::tempdir().unwrap();
+    for path in &waiting {
+        std::fs::copy(path, copies.path().join(path.file_name().unwrap())).unwrap();
+    }
+
+    // When the server is back (on another port) and the spool is flushed,
+    let server = spawn_binary(data.path());
+    let url = format!("http://{}", server.addr);
+    let out = hook_flush(&url, spool.path());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("delivered 2 hook(s)"), "{said}");
+    assert!(spooled(spool.path()).is_empty());
+    // then the signal and the session's end are recorded once each, in that order.
+    let recorded = |t: &str| ledger_types(server.addr).iter().filter(|x| *x == t).count();
+    assert_eq!(recorded("runtime.signaled"), 1);
+    assert_eq!(recorded("runtime.session_ended"), 1);
+    let types = ledger_types(server.addr);
+    let at = |t: &str| types.iter().position(|x| x == t).unwrap();
+    assert!(
+        at("runtime.signaled") < at("runtime.session_ended"),
+        "{types:?}"
+    );
+    let view = get(server.addr, "/v1/tickets/MC-8").json();
+    assert_eq!(view["state"], "review", "{view}");
+
+    // When the same entries are sent again (as after an answer lost on the way back),
+    for copy in std::fs::read_dir(copies.path()).unwrap().flatten() {
+        std::fs::copy(copy.path(), spool.path().join(copy.file_name())).unwrap();
+    }
+    let before = ledger_types(server.addr).len();
+    let out = hook_flush(&url, spool.path());
+    assert!(out.status.success());
+    // then they are answered as already recorded (none refused) and nothing more lands.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("delivered 2 hook(s), 0 refused"), "{said}");
+    assert_eq!(ledger_types(server.addr).len(), before);
+    assert_eq!(recorded("runtime.signaled"), 1);
+    assert_eq!(recorded("runtime.session_ended"), 1);
+    assert!(spooled(spool.path()).is_empty());
+    // And a flush of an empty spool delivers nothing and succeeds.
+    let out = hook_flush(&url, spool.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered 0 hook(s)"));
 }

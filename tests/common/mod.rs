@@ -337,3 +337,15 @@ pub fn logged_seed(what: &str) -> u64 {
     println!("{what} seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
     seed
 }
+
+/// Runs `command` with `stdin` written to it and its stdout and stderr captured.
+pub fn output_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}

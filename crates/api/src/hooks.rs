@@ -20,9 +20,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::commands::IdempotencyKeyHeader;
 use crate::commands::{respond, Writer};
 use crate::error::AppError;
-use crate::extract::{Body, RuntimePath};
+use crate::extract::{IdempotencyKey, Keyed, RuntimePath};
 use crate::state::WriteState;
 use service::clock::now;
 use service::tokens::Caller;
@@ -75,12 +76,15 @@ fn writer(
 }
 
 /// Runs a hook's commands in order, each with its writer. Every command is authorized before
-/// the first is appended, so a hook that is refused anything appends nothing.
+/// the first is appended, so a hook that is refused anything appends nothing. With an
+/// `Idempotency-Key` (the hook spool sends one derived from the payload), each command has a
+/// part of it, so a hook sent again is recorded once.
 async fn run(
     w: &WriteState,
     caller: Option<&Caller>,
     runtime_id: &str,
     commands: Vec<Command>,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Response, AppError> {
     let mut authorized = Vec::with_capacity(commands.len());
     for command in commands {
@@ -88,8 +92,11 @@ async fn run(
         authorized.push((command, writer));
     }
     let mut answered = None;
-    for (command, writer) in authorized {
-        answered = Some(respond(w.execute(command, writer, None, None).await)?);
+    for (n, (command, writer)) in authorized.into_iter().enumerate() {
+        let key = key.map(|k| k.part(n));
+        answered = Some(respond(
+            w.execute(command, writer, None, key.as_ref()).await,
+        )?);
     }
     answered.ok_or_else(|| AppError::internal("hook", "a hook with no command"))
 }
@@ -100,6 +107,7 @@ async fn turn_ended(
     caller: Option<&Caller>,
     runtime_id: &str,
     message: Option<&str>,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Response, AppError> {
     let mut commands = vec![Command::Activity {
         runtime_id: runtime_id.to_owned(),
@@ -120,13 +128,13 @@ async fn turn_ended(
             });
         }
     }
-    run(w, caller, runtime_id, commands).await
+    run(w, caller, runtime_id, commands, key).await
 }
 
 /// Claude Code hook input, as the hook receives it on stdin.
 #[utoipa::path(
     post, path = "/v1/runtimes/{id}/hooks/claude", operation_id = "claudeHook", tag = "runtimes",
-    params(RuntimePath), request_body(content = Object, description = "The hook's stdin JSON (`hook_event_name`, …)."),
+    params(RuntimePath, IdempotencyKeyHeader), request_body(content = Object, description = "The hook's stdin JSON (`hook_event_name`, …)."),
     responses(
         (status = 201, description = "Recorded.", body = crate::commands::WriteResult),
         (status = 200, description = "Already recorded.", body = crate::commands::WriteResult),
@@ -137,14 +145,21 @@ pub async fn claude(
     State(w): State<WriteState>,
     caller: Option<Extension<Caller>>,
     Path(p): Path<RuntimePath>,
-    Body(hook): Body<serde_json::Map<String, Value>>,
+    Keyed { body: hook, key }: Keyed<serde_json::Map<String, Value>>,
 ) -> Result<Response, AppError> {
     let hook = Value::Object(hook);
     let caller = caller.as_deref();
     let event = text(&hook, "hook_event_name");
     match event {
         Some("Stop" | "SubagentStop") => {
-            turn_ended(&w, caller, &p.id, text(&hook, "last_assistant_message")).await
+            turn_ended(
+                &w,
+                caller,
+                &p.id,
+                text(&hook, "last_assistant_message"),
+                key.as_ref(),
+            )
+            .await
         }
         Some("Notification") => match text(&hook, "notification_type") {
             Some(kind @ ("permission_prompt" | "idle_prompt")) => {
@@ -154,7 +169,7 @@ pub async fn claude(
                     message: text(&hook, "message")
                         .map(|m| projections::limits::excerpt(m, 4096).to_owned()),
                 };
-                run(&w, caller, &p.id, vec![command]).await
+                run(&w, caller, &p.id, vec![command], key.as_ref()).await
             }
             _ => Ok(ignored(event)),
         },
@@ -164,7 +179,7 @@ pub async fn claude(
                 runtime_id: p.id.clone(),
                 reason: projections::limits::excerpt(reason, 128).to_owned(),
             };
-            run(&w, caller, &p.id, vec![command]).await
+            run(&w, caller, &p.id, vec![command], key.as_ref()).await
         }
         _ => Ok(ignored(event)),
     }
@@ -173,7 +188,7 @@ pub async fn claude(
 /// Codex `notify` JSON, as Codex passes it to its notify program.
 #[utoipa::path(
     post, path = "/v1/runtimes/{id}/hooks/codex", operation_id = "codexNotify", tag = "runtimes",
-    params(RuntimePath), request_body(content = Object, description = "The notify JSON (`type`, `last-assistant-message`, …)."),
+    params(RuntimePath, IdempotencyKeyHeader), request_body(content = Object, description = "The notify JSON (`type`, `last-assistant-message`, …)."),
     responses(
         (status = 201, description = "Recorded.", body = crate::commands::WriteResult),
         (status = 200, description = "Already recorded.", body = crate::commands::WriteResult),
@@ -184,13 +199,20 @@ pub async fn codex(
     State(w): State<WriteState>,
     caller: Option<Extension<Caller>>,
     Path(p): Path<RuntimePath>,
-    Body(notify): Body<serde_json::Map<String, Value>>,
+    Keyed { body: notify, key }: Keyed<serde_json::Map<String, Value>>,
 ) -> Result<Response, AppError> {
     let notify = Value::Object(notify);
     let caller = caller.as_deref();
     match text(&notify, "type") {
         Some("agent-turn-complete") => {
-            turn_ended(&w, caller, &p.id, text(&notify, "last-assistant-message")).await
+            turn_ended(
+                &w,
+                caller,
+                &p.id,
+                text(&notify, "last-assistant-message"),
+                key.as_ref(),
+            )
+            .await
         }
         other => Ok(ignored(other)),
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 pub mod demo;
 mod helpers;
+mod spool;
 pub mod subscription;
 pub mod transfer;
 pub mod watch;
@@ -269,6 +270,14 @@ pub enum HookCommand {
     /// Codex's notify program: the JSON as the last argument (`notify = ["mc-ledger", "hook",
     /// "codex"]` in `~/.codex/config.toml`).
     Codex { json: String },
+    /// Deliver the hooks waiting in the spool (`MC_LEDGER_SPOOL`, else
+    /// `$XDG_STATE_HOME/mc-ledger/spool`, else `~/.local/state/mc-ledger/spool`), in order;
+    /// exits 1 when some are still waiting.
+    Flush {
+        /// Send them here instead of the server each names.
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -428,6 +437,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             server,
         } => replay(&store, server.as_deref(), &ticket, as_of, json),
         Command::Token(command) => token(command),
+        Command::Hook(HookCommand::Flush { server }) => hook_flush(server.as_deref()),
         Command::Hook(command) => {
             hook(command);
             Ok(())
@@ -540,27 +550,32 @@ const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500)
 
 /// Forwards one hook event; any failure is one line on stderr, never a non-zero exit.
 fn hook(command: HookCommand) {
-    if let Err(e) = try_hook(command) {
-        eprintln!("mc-ledger hook: not recorded: {e:#}");
-    }
-}
-
-fn try_hook(command: HookCommand) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::Read;
-    let (agent, raw) = match command {
+    let input = match command {
         HookCommand::Claude => {
             let mut text = String::new();
             std::io::stdin()
                 .take(1024 * 1024)
                 .read_to_string(&mut text)
-                .map_err(|e| anyhow::anyhow!("reading the hook's stdin: {e}"))?;
-            ("claude", text)
+                .map(|_| ("claude", text))
+                .map_err(|e| anyhow::anyhow!("reading the hook's stdin: {e}"))
         }
-        HookCommand::Codex { json } => ("codex", json),
+        HookCommand::Codex { json } => Ok(("codex", json)),
+        HookCommand::Flush { .. } => Err(anyhow::anyhow!("`hook flush` is not a hook")),
     };
-    let body: serde_json::Value =
-        serde_json::from_str(&raw).context("the hook's input is not JSON")?;
+    if let Err(e) = input.and_then(|(agent, raw)| try_hook(agent, raw)) {
+        eprintln!("mc-ledger hook: not recorded: {e:#}");
+    }
+}
+
+/// The hook's payload goes to the spool first (fsync'd), then the spool is delivered in order
+/// for as long as the hook may take: a server that is down or slow keeps it for the next hook,
+/// `hook flush` or the dispatcher (SPEC §17).
+fn try_hook(agent: &str, raw: String) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let started = std::time::Instant::now();
+    let _: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&raw).context("the hook's input is not a JSON object")?;
     let runtime = std::env::var("MC_LEDGER_RUNTIME")
         .ok()
         .filter(|r| !r.is_empty())
@@ -569,16 +584,35 @@ fn try_hook(command: HookCommand) -> anyhow::Result<()> {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "http://127.0.0.1:7171".to_owned());
-    let client = Client::with_timeout(&server, HOOK_TIMEOUT)?;
-    let path = format!(
-        "/v1/runtimes/{}/hooks/{agent}",
-        watch::encode_component(&runtime)
+    client::Client::with_timeout(&server, HOOK_TIMEOUT)?;
+    let token = std::env::var("MC_LEDGER_TOKEN").ok();
+    let spool = spool::Spool::for_user()?;
+    spool.push(&server, &runtime, agent, raw, token)?;
+    let flushed = spool.flush(Some(started + HOOK_TIMEOUT), None, false)?;
+    if flushed.left > 0 {
+        eprintln!(
+            "mc-ledger hook: {} hook(s) kept in {} for the next hook or `mc-ledger hook flush`",
+            flushed.left,
+            spool.dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// `mc-ledger hook flush`: the spool delivered, each answer waited for.
+fn hook_flush(server: Option<&str>) -> anyhow::Result<()> {
+    let spool = spool::Spool::for_user()?;
+    let flushed = spool.flush(None, server, true)?;
+    println!(
+        "delivered {} hook(s), {} refused (in {}/rejected), {} left in {}",
+        flushed.delivered,
+        flushed.rejected,
+        spool.dir().display(),
+        flushed.left,
+        spool.dir().display()
     );
-    let answer = client.post_once(&path, &body)?;
-    if answer.status >= 300 {
-        let code = answer.body["code"].as_str().unwrap_or("error");
-        let detail = answer.body["detail"].as_str().unwrap_or("");
-        anyhow::bail!("server answered {} {code}: {detail}", answer.status);
+    if flushed.left > 0 {
+        std::process::exit(1);
     }
     Ok(())
 }

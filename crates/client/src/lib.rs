@@ -126,16 +126,29 @@ impl Client {
 
     /// One POST of a raw JSON body, no retry: for agents' hooks, which must finish quickly.
     pub fn post_once(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        self.post_raw(path, &body.to_string(), None)
+    }
+
+    /// One POST of `body` as it is, with `key` as its `Idempotency-Key` when given: the hook
+    /// spool sends an entry again byte for byte, so the server recognises it.
+    pub fn post_raw(&self, path: &str, body: &str, key: Option<&str>) -> anyhow::Result<Response> {
         let request = self.agent.post(format!("{}{path}", self.base));
         let request = match &self.token {
             Some(t) => request.header("Authorization", format!("Bearer {t}")),
             None => request,
         };
-        self.answer(
-            request
-                .content_type("application/json")
-                .send(body.to_string()),
-        )
+        let request = match key {
+            Some(k) => request.header("Idempotency-Key", k),
+            None => request,
+        };
+        self.answer(request.content_type("application/json").send(body))
+    }
+
+    /// This client with another token than `MC_LEDGER_TOKEN`'s (the one a spooled hook was
+    /// written with).
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     fn answer(

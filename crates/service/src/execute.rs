@@ -140,6 +140,18 @@ impl IdempotencyKey {
         IdempotencyKey { digest }
     }
 
+    /// The key of the `n`-th of the commands one keyed request runs (a hook's activity, then
+    /// its signal), so each has event ids of its own.
+    pub fn part(&self, n: usize) -> IdempotencyKey {
+        let mut h = blake3::Hasher::new();
+        h.update(b"mc-ledger idempotency-key part v1\0");
+        h.update(&self.digest);
+        h.update(&u64::try_from(n).unwrap_or(u64::MAX).to_le_bytes());
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        IdempotencyKey { digest }
+    }
+
     /// The id of the `index`-th event the keyed command appends.
     pub fn event_id(&self, index: usize) -> String {
         let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
