@@ -287,5 +287,86 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         ["claude-sonnet-4-5", "gpt-5.5"],
         "Claude names its model; Codex's is the dispatch's: {by_model}"
     );
+
+    // SPEC §17: the real Claude Code CLI's Stop and SessionEnd hooks while the server is
+    // stopped are spooled, and after it starts `hook flush` records each exactly once.
+    let r = post(
+        server.addr,
+        "/v1/tickets",
+        &json!({"id": "MC-3", "title": "hooks while down", "actor": {"name": "luci", "kind": "orchestrator"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        server.addr,
+        "/v1/tickets/MC-3/dispatch",
+        &json!({"dispatch_key": "down", "agent": "claude", "transport": "tmux", "tmux_target": "mc-3",
+                "actor": {"name": "luci", "kind": "orchestrator"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rt = r.json()["runtime_id"].as_str().unwrap().to_owned();
+    assert_eq!(sigterm(&mut server.child).code(), Some(0));
+    let spool = dir.path().join("spool");
+    let settings = dir.path().join("hooks.json");
+    let hook = json!([{"hooks": [{"type": "command",
+        "command": format!("{} hook claude", env!("CARGO_BIN_EXE_mc-ledger"))}]}]);
+    std::fs::write(
+        &settings,
+        json!({"hooks": {"Stop": hook, "SessionEnd": hook}}).to_string(),
+    )
+    .unwrap();
+    let out = Command::new(&claude)
+        .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
+        .args(["--output-format", "json", "--settings"])
+        .arg(&settings)
+        .current_dir(&work)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("MC_LEDGER_RUNTIME", &rt)
+        .env("MC_LEDGER_SPOOL", &spool)
+        .env_remove("MC_LEDGER_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let waiting: Vec<String> = std::fs::read_dir(&spool)
+        .expect("the hooks made a spool")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        waiting.iter().any(|w| w.contains("\\\"Stop\\\""))
+            && waiting.iter().any(|w| w.contains("\\\"SessionEnd\\\"")),
+        "Stop and SessionEnd spooled: {waiting:?}"
+    );
+    let mut server = spawn_binary(&dir.path().join("data"));
+    let flush = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+            .args(["hook", "flush", "--server", url])
+            .env("MC_LEDGER_SPOOL", &spool)
+            .env_remove("MC_LEDGER_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let url = format!("http://{}", server.addr);
+    let out = flush(&url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = flush(&url);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("delivered 0 hook(s)"));
+    let kinds = types(&events(server.addr, "MC-3"));
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("runtime.signaled"), 1, "{kinds:?}");
+    assert_eq!(count("runtime.session_ended"), 1, "{kinds:?}");
+    assert_eq!(
+        get(server.addr, "/v1/tickets/MC-3").json()["state"],
+        "review"
+    );
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
 }
