@@ -124,12 +124,20 @@ impl IntoResponse for AppError {
         if let (Some(Value::Object(extra)), Some(map)) = (self.extra, body.as_object_mut()) {
             map.extend(extra);
         }
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The store is down, full or stalled: a client may try again in a second (with the
+            // same Idempotency-Key for a write).
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

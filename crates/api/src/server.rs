@@ -299,7 +299,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     engine.stop(Duration::from_secs(3)).await;
     // In-flight appends have been answered (graceful shutdown waits for handlers); flush and
     // record where the projections are so the next start folds only what is new.
-    opened.store.close()?;
+    if let Err(e) = opened.store.close() {
+        // A disk that failed or stalls: what was acknowledged is durable; leave now rather
+        // than wait on it (sled's own drop would flush again).
+        tracing::error!(error = %e, "the store did not close cleanly; exiting");
+        std::process::exit(1);
+    }
     shared.catch_up()?;
     let position = snapshots.save()?;
     tracing::info!(position, "shut down cleanly; snapshot saved");

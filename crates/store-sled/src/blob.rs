@@ -40,8 +40,13 @@ pub(crate) fn position_of_key(key: &[u8]) -> Result<u64, LogError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// A sled error as the log's: the disk refusing a read or a write (full, failing) is
+/// `Unavailable` (503, retry later), anything else a storage error.
 pub(crate) fn storage(e: sled::Error) -> LogError {
-    LogError::Storage(e.to_string())
+    match e {
+        sled::Error::Io(io) => LogError::Unavailable(format!("the disk refused: {io}")),
+        other => LogError::Storage(other.to_string()),
+    }
 }
 
 pub(crate) fn count(n: usize) -> u64 {

@@ -57,6 +57,38 @@ pub(crate) struct Commits {
     pub(crate) closing: bool,
     /// A storage error stopped the flusher; nothing more is written.
     pub(crate) failed: Option<String>,
+    /// When each commit a flusher is writing was taken, by a number of its own: a write the
+    /// disk has not confirmed for [`STALLED_AFTER`] means appends cannot commit now.
+    pub(crate) flushing: std::collections::BTreeMap<u64, std::time::Instant>,
+    next_flush: u64,
+}
+
+/// A write unconfirmed this long is stalled: its append is answered 503 and `/readyz` is 503
+/// until the disk answers (a full disk can hold sled's flush without an error).
+pub(crate) const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Commits {
+    /// Notes that a flusher has taken a commit to write; the number to give back when done.
+    pub(crate) fn start_flush(&mut self) -> u64 {
+        self.next_flush += 1;
+        self.flushing
+            .insert(self.next_flush, std::time::Instant::now());
+        self.next_flush
+    }
+
+    /// Why appends cannot commit now, if they cannot: a failed write, or one stalled.
+    pub(crate) fn unavailable(&self) -> Option<String> {
+        if let Some(why) = &self.failed {
+            return Some(why.clone());
+        }
+        let stalled = self.flushing.values().min()?.elapsed();
+        (stalled >= STALLED_AFTER).then(|| {
+            format!(
+                "the disk has not confirmed a write for {} s (full or failing?)",
+                stalled.as_secs()
+            )
+        })
+    }
 }
 
 /// One commit: a blob of records (maybe none), maybe a checkpoint, and the answers to send

@@ -35,7 +35,7 @@ impl Flusher {
                 .apply_order
                 .lock()
                 .expect("apply lock is never poisoned: nothing panics while holding it");
-            let (commit, blob) = {
+            let (commit, blob, flush) = {
                 let mut state = self.shared.lock();
                 while state.open.is_empty() && !state.closing {
                     state = self
@@ -62,7 +62,7 @@ impl Flusher {
                 if let Some(blob) = &blob {
                     state.in_flight = Some((commit.blob_first, blob.clone()));
                 }
-                (commit, blob)
+                (commit, blob, state.start_flush())
             };
             let applied = self.apply(&commit, blob);
             self.shared.lock().in_flight = None;
@@ -71,6 +71,7 @@ impl Flusher {
             let flushed = applied
                 .and_then(|()| self.db.flush().map(|_| ()).map_err(storage))
                 .and_then(|()| self.sync_files());
+            self.shared.lock().flushing.remove(&flush);
             if let Err(e) = flushed {
                 let message = e.to_string();
                 {
@@ -127,9 +128,10 @@ impl Flusher {
     }
 }
 
-/// A storage failure leaves sled in an unknown state: refuse, and let a restart recover.
+/// A storage failure leaves sled in an unknown state: refuse (503, the outcome of these
+/// appends is unknown: a keyed retry lands once), and let a restart recover.
 fn answer_all(replies: Vec<(Reply, Result<Appended, LogError>)>, message: &str) {
     for (reply, _) in replies {
-        let _ = reply.send(Err(LogError::Storage(message.to_owned())));
+        let _ = reply.send(Err(LogError::Unavailable(message.to_owned())));
     }
 }

@@ -29,7 +29,7 @@
 //! 4  log       → writer flusher reader recover commit config blob durable
 //! 3  writer    → commit config blob index      the single writer: check, encode, stage
 //!    flusher   → commit blob durable           apply, flush, publish the head, answer
-//!    reader    → verify blob index             LogReader: the EventReader reads
+//!    reader    → commit verify blob index      LogReader: the EventReader reads
 //! 2  commit    → config                        Request, Reply, the shared open commit
 //!    verify    → blob index                    verify: the chain, the index, checkpoints
 //!    recover   → blob index                    open: the head and the index
@@ -67,7 +67,17 @@ pub struct Log {
     dir: std::path::PathBuf,
     queue: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's and flushers' state: whether a write has failed.
+    shared: Arc<Shared>,
 }
+
+/// An append not confirmed durable within this is answered `Unavailable` (503): the disk is
+/// stalled or full, and its outcome is unknown (a retry with the same key lands once). It
+/// also bounds how long SIGTERM waits for an in-flight write.
+const CONFIRM_WITHIN: std::time::Duration = crate::commit::STALLED_AFTER;
+/// `close` waits this long for the writer and flushers, then leaves them (a disk that does
+/// not answer must not keep the process from ending).
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
@@ -92,6 +102,7 @@ impl Log {
         let (committed_tx, committed_rx) = watch::channel(position);
         let (tx, rx) = mpsc::channel(config.queue_appends_max.max(1));
         let shared = Arc::new(Shared::new());
+        let shared_for_reader = shared.clone();
         let committed_tx = Arc::new(committed_tx);
         let sync = match config.durability {
             Durability::Fsync => Some(Arc::new(Mutex::new(
@@ -127,12 +138,13 @@ impl Log {
             .spawn(move || writer.run(rx, flushers))
             .map_err(|e| LogError::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Log {
-            reader: LogReader::new(tree, index, committed_rx),
+            reader: LogReader::new(tree, index, committed_rx, shared_for_reader.clone()),
             db,
             checkpoints,
             dir: dir.to_owned(),
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            shared: shared_for_reader,
         })
     }
 
@@ -158,7 +170,14 @@ impl Log {
             .send(Request { append, reply })
             .await
             .map_err(|_| LogError::Closed)?;
-        answer.await.map_err(|_| LogError::Closed)?
+        match tokio::time::timeout(CONFIRM_WITHIN, answer).await {
+            Ok(answer) => answer.map_err(|_| LogError::Closed)?,
+            Err(_) => Err(LogError::Unavailable(format!(
+                "the disk has not confirmed this write within {} s; its outcome is unknown \
+                 (a retry with the same Idempotency-Key is recorded once)",
+                CONFIRM_WITHIN.as_secs()
+            ))),
+        }
     }
 
     /// Appends and waits for durability (blocking callers; not from inside an async task).
@@ -177,7 +196,21 @@ impl Log {
     pub fn close(&self) -> Result<(), LogError> {
         drop(self.queue.lock().expect("queue lock").take());
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let deadline = std::time::Instant::now() + CLOSE_WITHIN;
+            while !handle.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if !handle.is_finished() {
+                return Err(LogError::Unavailable(format!(
+                    "the writer did not stop within {} s: the disk is not answering",
+                    CLOSE_WITHIN.as_secs()
+                )));
+            }
             let _ = handle.join();
+        }
+        if let Some(why) = self.shared.lock().failed.clone() {
+            // sled is in an unknown state after a failed write: a flush may never return.
+            return Err(LogError::Unavailable(why));
         }
         self.db.flush().map_err(storage)?;
         if let Ok(mut target) = SyncTarget::open(self.dir.as_path()) {

@@ -10,6 +10,7 @@ use events::ids::{is_event_id, TicketId};
 use store::{EventReader, LogError, VerifyReport};
 
 use crate::blob::{count, decode_at, log_key, position_of_key, storage, BlobRecords};
+use crate::commit::Shared;
 use crate::index::{id_hash, Index, Location};
 use crate::verify::verify_log;
 
@@ -19,6 +20,8 @@ pub struct LogReader {
     tree: sled::Tree,
     index: Arc<RwLock<Index>>,
     committed: watch::Receiver<u64>,
+    /// The writer's state: whether appends can commit (`ready`).
+    shared: Arc<Shared>,
 }
 
 impl LogReader {
@@ -27,11 +30,13 @@ impl LogReader {
         tree: sled::Tree,
         index: Arc<RwLock<Index>>,
         committed: watch::Receiver<u64>,
+        shared: Arc<Shared>,
     ) -> LogReader {
         LogReader {
             tree,
             index,
             committed,
+            shared,
         }
     }
 
@@ -192,6 +197,14 @@ impl EventReader for LogReader {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// Not ready while a write has failed or is stalled: appends cannot commit (`/readyz` 503).
+    fn ready(&self) -> Result<(), LogError> {
+        match self.shared.lock().unavailable() {
+            Some(why) => Err(LogError::Unavailable(why)),
+            None => Ok(()),
+        }
     }
 
     fn verify(&self) -> Result<VerifyReport, LogError> {

@@ -171,7 +171,7 @@ impl Writer {
     fn answer(&mut self, reply: Reply, answer: Result<Appended, LogError>) -> bool {
         let mut state = self.shared.lock();
         if let Some(message) = &state.failed {
-            let _ = reply.send(Err(LogError::Storage(message.clone())));
+            let _ = reply.send(Err(LogError::Unavailable(message.clone())));
             return false;
         }
         state.open.replies.push((reply, answer));
@@ -197,7 +197,7 @@ impl Writer {
                 .expect("commit lock is never poisoned");
         }
         if let Some(message) = &state.failed {
-            let _ = reply.send(Err(LogError::Storage(message.clone())));
+            let _ = reply.send(Err(LogError::Unavailable(message.clone())));
             return false;
         }
         let commit = &mut state.open;

@@ -1,0 +1,204 @@
+//! SPEC §17, a full disk: the real binary on a small tmpfs this test mounts, written to until
+//! the disk is full. Every refusal is 503 `store_unavailable` with `Retry-After`, never a 500;
+//! `/readyz` is 503 while appends cannot commit; after the filesystem grows a write is answered
+//! (503 or 201, never a hang to the 30 s request timeout); SIGTERM ends the server within
+//! 10 s; after a restart everything acknowledged is there, `verify` passes, and the keyed
+//! retries of what was refused are recorded once each. Behind `MC_LEDGER_SLOW_TESTS=1`; the
+//! mount needs root (CI runs as root): without it the test says so and fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A tmpfs mounted for the test, unmounted when it ends (panics included).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs at {} (this test needs root, as CI has): {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_owned())
+    }
+
+    fn grow(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn comment(n: usize) -> serde_json::Value {
+    json!({"body": format!("{n:05} {}", "x".repeat(60_000)), "actor": {"name": "ops", "kind": "human"}})
+}
+
+#[test]
+fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
+    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (mounts a tmpfs; needs root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(dir.path(), "12m");
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    let mut server = spawn_serve(&["--data-dir", &data_arg]);
+    let open = post(
+        server.addr,
+        "/v1/tickets",
+        &json!({"id": "MC-1", "title": "fill the disk", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(open.status, 201, "{}", open.body);
+
+    // Given 60 KiB comments, each with its own key, when the 12 MiB disk fills,
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for n in 0..400 {
+        let r = post_keyed(
+            server.addr,
+            "/v1/tickets/MC-1/comments",
+            &comment(n),
+            &format!("c-{n}"),
+        );
+        match r.status {
+            201 => acknowledged.push(n),
+            // then every refusal is 503 store_unavailable with Retry-After, never a 500,
+            503 => {
+                assert_eq!(r.json()["code"], "store_unavailable", "{}", r.body);
+                assert!(r.header("retry-after").is_some(), "Retry-After on 503");
+                refused.push(n);
+                if refused.len() >= 5 {
+                    break;
+                }
+            }
+            other => panic!("comment {n}: {other} {}", r.body),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "the disk filled ({} acknowledged)",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{} acknowledged before the disk was full",
+        acknowledged.len()
+    );
+    // and /readyz says appends cannot commit.
+    let ready = get(server.addr, "/readyz");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+
+    // When the filesystem grows, then a write is answered (no hang to the request timeout),
+    // and one not confirmed is 503, never 201 without being durable.
+    disk.grow("64m");
+    let n = 400;
+    let started = Instant::now();
+    let r = post_keyed(
+        server.addr,
+        "/v1/tickets/MC-1/comments",
+        &comment(n),
+        &format!("c-{n}"),
+    );
+    eprintln!(
+        "after the disk grew: {} in {:?}",
+        r.status,
+        started.elapsed()
+    );
+    assert!(matches!(r.status, 201 | 503), "{} {}", r.status, r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    if r.status == 201 {
+        acknowledged.push(n);
+    } else {
+        refused.push(n);
+        assert_eq!(
+            get(server.addr, "/readyz").status,
+            503,
+            "not ready while stalled"
+        );
+    }
+
+    // When SIGTERMed, then the server is gone within 10 s.
+    let started = Instant::now();
+    let status = sigterm(&mut server.child);
+    let took = started.elapsed();
+    eprintln!("SIGTERM on a failed disk: {status} after {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // When it starts again (the disk has room), then every acknowledged comment is there,
+    let server = spawn_serve(&["--data-dir", &data_arg]);
+    let bodies = |addr| -> Vec<String> {
+        get(addr, "/v1/tickets/MC-1/comments?limit=1000").json()["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["body"].as_str().unwrap()[..5].to_owned())
+            .collect()
+    };
+    let there = bodies(server.addr);
+    for n in &acknowledged {
+        assert!(
+            there.contains(&format!("{n:05}")),
+            "acknowledged comment {n} is there"
+        );
+    }
+    // and each refused one, sent again with its key, is recorded exactly once.
+    for n in &refused {
+        let r = post_keyed(
+            server.addr,
+            "/v1/tickets/MC-1/comments",
+            &comment(*n),
+            &format!("c-{n}"),
+        );
+        assert!(
+            matches!(r.status, 200 | 201),
+            "retry of {n}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let there = bodies(server.addr);
+    for n in acknowledged.iter().chain(&refused) {
+        let copies = there.iter().filter(|b| **b == format!("{n:05}")).count();
+        assert_eq!(copies, 1, "comment {n} recorded once");
+    }
+    drop(server);
+    let out = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["verify", "--data-dir", &data_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(disk);
+}
