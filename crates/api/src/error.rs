@@ -113,6 +113,8 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if self.status.is_client_error() {
             tracing::debug!(code = self.code, detail = %self.detail, "request refused");
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(code = self.code, detail = %self.detail, "store unavailable");
         }
         let mut body = json!({
             "type": format!("https://mc-ledger.dev/problems/{}", self.code),
