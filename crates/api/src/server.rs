@@ -2,7 +2,7 @@
 //! opens the data directory, loads the projection snapshot, binds, and shuts down gracefully.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -285,10 +285,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
-    println!("mc-ledger listening on http://{}", listener.local_addr()?);
+    {
+        // Not println!: after a restart in place nobody may read stdout any more, and a
+        // closed pipe must not end the server.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(
+            out,
+            "mc-ledger listening on http://{}",
+            listener.local_addr()?
+        );
+        let _ = out.flush();
+    }
     let shared = state.read.shared.clone();
     let snapshots = state.write.snapshots.clone();
     let snapshotter = tokio::spawn(periodic_snapshots(shared.clone(), snapshots.clone()));
+    if let service::home::StoreUrl::Sled(dir) = &args.store {
+        tokio::spawn(restart_when_the_disk_recovers(
+            shared.reader.clone(),
+            dir.clone(),
+        ));
+    }
     let engine = notify::Engine::start(state.write.service.clone(), args.delivery);
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
@@ -325,6 +342,70 @@ async fn periodic_snapshots(shared: Arc<Shared>, snapshots: Arc<Snapshots>) {
             }
         }
     }
+}
+
+/// SPEC §17: once the embedded store has failed or stalled (a full disk, an I/O error), sled
+/// keeps the failure and its flush may never return, so the store cannot be reopened beside
+/// it. When it has been unavailable for 5 s and the data directory takes a 1 MiB fsync'd write
+/// again, the server execs itself in place (same PID, arguments and environment): the new
+/// image opens the log as after a crash, with everything acknowledged in it. At most
+/// [`RESTARTS_MAX`] times per process lifetime, so a fault the probe does not see cannot loop.
+async fn restart_when_the_disk_recovers(reader: Arc<dyn store::EventReader>, dir: PathBuf) {
+    let restarts: u32 = std::env::var("MC_LEDGER_RESTARTS_IN_PLACE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if restarts >= RESTARTS_MAX {
+        tracing::warn!(
+            restarts,
+            "restarted in place too often; will not do it again"
+        );
+        return;
+    }
+    let mut unready_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if reader.ready().is_ok() {
+            unready_since = None;
+            continue;
+        }
+        let since = *unready_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        let probe = dir.join(".mc-ledger-disk-probe");
+        let takes_writes = tokio::task::spawn_blocking(move || disk_takes_writes(&probe))
+            .await
+            .unwrap_or(false);
+        if !takes_writes {
+            continue;
+        }
+        tracing::warn!(
+            dir = %dir.display(),
+            "the disk takes writes again: restarting in place to reopen the store"
+        );
+        use std::os::unix::process::CommandExt;
+        let failed = std::process::Command::new("/proc/self/exe")
+            .args(std::env::args_os().skip(1))
+            .env("MC_LEDGER_RESTARTS_IN_PLACE", (restarts + 1).to_string())
+            .exec();
+        tracing::error!(error = %failed, "cannot restart in place; restart the server");
+        return;
+    }
+}
+
+/// Restarts in place after a storage fault, at most, per process.
+const RESTARTS_MAX: u32 = 3;
+
+/// Whether `probe` can be written (1 MiB), fsync'd and removed.
+fn disk_takes_writes(probe: &std::path::Path) -> bool {
+    use std::io::Write;
+    let written = std::fs::File::create(probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; 1024 * 1024])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(probe);
+    written.is_ok()
 }
 
 async fn shutdown_signal() {
