@@ -55,8 +55,21 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A 60 KiB comment that does not compress (PostgreSQL's TOAST would shrink a repeated one).
 fn comment(n: usize) -> serde_json::Value {
-    json!({"body": format!("{n:05} {}", "x".repeat(60_000)), "actor": {"name": "ops", "kind": "human"}})
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ n as u64;
+    let noise: String = (0..60_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    [(x % 62) as usize],
+            )
+        })
+        .collect();
+    json!({"body": format!("{n:05} {noise}"), "actor": {"name": "ops", "kind": "human"}})
 }
 
 /// Comments until the disk refuses five: which were acknowledged, which refused. Every
@@ -282,4 +295,131 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(disk);
+}
+
+/// Runs SQL on the test database as its superuser; panics with psql's answer when it fails.
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([&test_pg_url(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tablespace on a small tmpfs of PostgreSQL's own, dropped (with the test's schema) and
+/// unmounted when the test ends.
+struct SmallTablespace {
+    name: String,
+    schema: PgSchema,
+    disk: Option<Tmpfs>,
+}
+
+impl Drop for SmallTablespace {
+    fn drop(&mut self) {
+        let _ = store_pg::PgStore::drop_schema(&self.schema.config);
+        let _ = Command::new("psql")
+            .args([
+                &test_pg_url(),
+                "-qc",
+                &format!("DROP TABLESPACE IF EXISTS {}", self.name),
+            ])
+            .output();
+        drop(self.disk.take());
+    }
+}
+
+/// SPEC §17 on PostgreSQL: the store's tables on a tablespace whose 8 MiB disk fills. Every
+/// refusal is 503 `store_unavailable` (SQLSTATE 53100 disk_full), never a 500, and once the
+/// disk grows the same keyed writes land, once each, with no restart.
+#[test]
+fn a_full_postgresql_disk_is_503_and_keyed_retries_land_once() {
+    if !slow_tests() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let at = dir.path().join("ts");
+    std::fs::create_dir(&at).unwrap();
+    let out = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=8m,uid=postgres,gid=postgres,mode=0700",
+            "tmpfs",
+        ])
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("mc_full_{}", std::process::id());
+    let space = SmallTablespace {
+        name: name.clone(),
+        schema: PgSchema::new("full"),
+        disk: Some(Tmpfs(at.clone())),
+    };
+    psql(&format!(
+        "CREATE TABLESPACE {name} LOCATION '{}'",
+        at.display()
+    ));
+    // Every table and index the store creates goes to the small tablespace.
+    let url = format!(
+        "{}&options=-c%20default_tablespace%3D{name}",
+        space.schema.store_url()
+    );
+    let server = spawn_serve(&["--store", &url]);
+    let open = post(
+        server.addr,
+        "/v1/tickets",
+        &json!({"id": "MC-1", "title": "fill the disk", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(open.status, 201, "{}", open.body);
+    // Given 60 KiB comments, when the tablespace's disk fills, then 503, never 500.
+    let (acknowledged, refused) = fill(server.addr);
+    assert!(!refused.is_empty(), "the disk filled");
+    eprintln!(
+        "{} acknowledged before PostgreSQL's disk was full",
+        acknowledged.len()
+    );
+    // When the disk grows, then each refused write, sent again with its key, lands once.
+    space.disk.as_ref().unwrap().grow("64m");
+    for n in &refused {
+        let r = post_keyed(
+            server.addr,
+            "/v1/tickets/MC-1/comments",
+            &comment(*n),
+            &format!("c-{n}"),
+        );
+        assert!(
+            matches!(r.status, 200 | 201),
+            "retry of {n}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let bodies: Vec<String> = get(server.addr, "/v1/tickets/MC-1/comments?limit=1000").json()
+        ["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap()[..5].to_owned())
+        .collect();
+    for n in acknowledged.iter().chain(&refused) {
+        let copies = bodies.iter().filter(|b| **b == format!("{n:05}")).count();
+        assert_eq!(copies, 1, "comment {n} recorded once");
+    }
+    drop(server);
+    drop(space);
 }

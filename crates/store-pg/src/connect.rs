@@ -24,10 +24,11 @@ pub(crate) fn connection_lost(e: &tokio_postgres::Error) -> bool {
 }
 
 fn pg_error_ref(e: &tokio_postgres::Error) -> LogError {
-    // SQLSTATE classes 08 (connection exception), 53 (insufficient resources: too many
-    // connections) and 57 (operator intervention: shutdown, crash, starting up) pass.
+    // SQLSTATE classes 08 (connection exception), 53 (insufficient resources: a full disk,
+    // too many connections), 57 (operator intervention: shutdown, crash, starting up) and 58
+    // (system error: an I/O error) pass: 503, and a keyed retry once the database recovers.
     let transient = e.code().is_none_or(|c| {
-        ["08", "53", "57"]
+        ["08", "53", "57", "58"]
             .iter()
             .any(|class| c.code().starts_with(class))
     });
