@@ -314,22 +314,17 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         json!({"hooks": {"Stop": hook, "SessionEnd": hook}}).to_string(),
     )
     .unwrap();
-    let out = Command::new(&claude)
-        .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
-        .args(["--output-format", "json", "--settings"])
-        .arg(&settings)
-        .current_dir(&work)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("MC_LEDGER_RUNTIME", &rt)
-        .env("MC_LEDGER_SPOOL", &spool)
-        .env_remove("MC_LEDGER_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(&claude)
+            .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
+            .args(["--output-format", "json", "--settings"])
+            .arg(&settings)
+            .current_dir(&work)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("MC_LEDGER_RUNTIME", &rt)
+            .env("MC_LEDGER_SPOOL", &spool)
+            .env_remove("MC_LEDGER_TOKEN")
+            .stdin(Stdio::null()),
     );
     let waiting: Vec<String> = std::fs::read_dir(&spool)
         .expect("the hooks made a spool")
@@ -344,20 +339,15 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
     );
     let mut server = spawn_binary(&dir.path().join("data"));
     let flush = |url: &str| {
-        Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-            .args(["hook", "flush", "--server", url])
-            .env("MC_LEDGER_SPOOL", &spool)
-            .env_remove("MC_LEDGER_TOKEN")
-            .output()
-            .unwrap()
+        run_ok(
+            Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+                .args(["hook", "flush", "--server", url])
+                .env("MC_LEDGER_SPOOL", &spool)
+                .env_remove("MC_LEDGER_TOKEN"),
+        )
     };
     let url = format!("http://{}", server.addr);
-    let out = flush(&url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    flush(&url);
     let again = flush(&url);
     assert!(String::from_utf8_lossy(&again.stdout).contains("delivered 0 hook(s)"));
     let kinds = types(&events(server.addr, "MC-3"));

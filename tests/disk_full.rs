@@ -36,15 +36,10 @@ impl Tmpfs {
     }
 
     fn grow(&self, size: &str) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={size}")])
+                .arg(&self.0),
         );
     }
 }
@@ -97,6 +92,35 @@ fn fill(addr: std::net::SocketAddr) -> (Vec<usize>, Vec<usize>) {
         }
     }
     (acknowledged, refused)
+}
+
+/// Sends each refused comment again with its key; then every acknowledged and every refused
+/// comment is there exactly once.
+fn retried_once_each(addr: std::net::SocketAddr, acknowledged: &[usize], refused: &[usize]) {
+    for n in refused {
+        let r = post_keyed(
+            addr,
+            "/v1/tickets/MC-1/comments",
+            &comment(*n),
+            &format!("c-{n}"),
+        );
+        assert!(
+            matches!(r.status, 200 | 201),
+            "retry of {n}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let there: Vec<String> = get(addr, "/v1/tickets/MC-1/comments?limit=1000").json()["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap()[..5].to_owned())
+        .collect();
+    for n in acknowledged.iter().chain(refused) {
+        let copies = there.iter().filter(|b| **b == format!("{n:05}")).count();
+        assert_eq!(copies, 1, "comment {n} recorded once");
+    }
 }
 
 /// A server on a fresh 12 MiB tmpfs with ticket MC-1 open.
@@ -247,67 +271,19 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     eprintln!("SIGTERM: {status} after {took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 
-    // When it starts again (the disk has room), then every acknowledged comment is there,
+    // When it starts again, then every acknowledged comment is there and each refused one,
+    // sent again with its key, is recorded exactly once,
     let server = spawn_serve(&["--data-dir", &data_arg]);
-    let bodies = |addr| -> Vec<String> {
-        get(addr, "/v1/tickets/MC-1/comments?limit=1000").json()["comments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["body"].as_str().unwrap()[..5].to_owned())
-            .collect()
-    };
-    let there = bodies(server.addr);
-    for n in &acknowledged {
-        assert!(
-            there.contains(&format!("{n:05}")),
-            "acknowledged comment {n} is there"
-        );
-    }
-    // and each refused one, sent again with its key, is recorded exactly once.
-    for n in &refused {
-        let r = post_keyed(
-            server.addr,
-            "/v1/tickets/MC-1/comments",
-            &comment(*n),
-            &format!("c-{n}"),
-        );
-        assert!(
-            matches!(r.status, 200 | 201),
-            "retry of {n}: {} {}",
-            r.status,
-            r.body
-        );
-    }
-    let there = bodies(server.addr);
-    for n in acknowledged.iter().chain(&refused) {
-        let copies = there.iter().filter(|b| **b == format!("{n:05}")).count();
-        assert_eq!(copies, 1, "comment {n} recorded once");
-    }
+    retried_once_each(server.addr, &acknowledged, &refused);
     drop(server);
-    let out = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["verify", "--data-dir", &data_arg])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // and the log verifies.
+    mc_ledger_ok(&["verify", "--data-dir", &data_arg]);
     drop(disk);
 }
 
 /// Runs SQL on the test database as its superuser; panics with psql's answer when it fails.
 fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args([&test_pg_url(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new("psql").args([&test_pg_url(), "-v", "ON_ERROR_STOP=1", "-qc", sql]));
 }
 
 /// A tablespace on a small tmpfs of PostgreSQL's own, dropped (with the test's schema) and
@@ -348,21 +324,16 @@ fn a_full_postgresql_disk_is_503_and_keyed_retries_land_once() {
     .unwrap();
     let at = dir.path().join("ts");
     std::fs::create_dir(&at).unwrap();
-    let out = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=8m,uid=postgres,gid=postgres,mode=0700",
-            "tmpfs",
-        ])
-        .arg(&at)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mount: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=8m,uid=postgres,gid=postgres,mode=0700",
+                "tmpfs",
+            ])
+            .arg(&at),
     );
     let name = format!("mc_full_{}", std::process::id());
     let space = SmallTablespace {
@@ -395,31 +366,7 @@ fn a_full_postgresql_disk_is_503_and_keyed_retries_land_once() {
     );
     // When the disk grows, then each refused write, sent again with its key, lands once.
     space.disk.as_ref().unwrap().grow("64m");
-    for n in &refused {
-        let r = post_keyed(
-            server.addr,
-            "/v1/tickets/MC-1/comments",
-            &comment(*n),
-            &format!("c-{n}"),
-        );
-        assert!(
-            matches!(r.status, 200 | 201),
-            "retry of {n}: {} {}",
-            r.status,
-            r.body
-        );
-    }
-    let bodies: Vec<String> = get(server.addr, "/v1/tickets/MC-1/comments?limit=1000").json()
-        ["comments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["body"].as_str().unwrap()[..5].to_owned())
-        .collect();
-    for n in acknowledged.iter().chain(&refused) {
-        let copies = bodies.iter().filter(|b| **b == format!("{n:05}")).count();
-        assert_eq!(copies, 1, "comment {n} recorded once");
-    }
+    retried_once_each(server.addr, &acknowledged, &refused);
     drop(server);
     drop(space);
 }

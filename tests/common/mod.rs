@@ -309,16 +309,20 @@ impl Drop for PgSchema {
 /// Runs `mc-ledger ARGS` to its end and answers its stdout; a failure fails the test with
 /// the command's stderr.
 pub fn mc_ledger_ok(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(args)
-        .output()
-        .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"));
+    let out = run_ok(command.args(args));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `command` to its end; a failure fails the test with the command and its stderr.
+pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "mc-ledger {args:?}: {}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out
 }
 
 /// The seed of a randomized test: `PROPTEST_RNG_SEED` to replay one, else from the clock;

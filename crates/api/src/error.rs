@@ -94,10 +94,16 @@ impl From<LogError> for AppError {
             }
             e if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
             LogError::Closed | LogError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A record the store cannot read: named, so an operator can salvage or restore it.
+            LogError::Corruption { .. } => {
+                tracing::error!(error = %e, "a read reached a corrupt record");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             _ => return AppError::internal("log failure", e),
         };
         let extra = match &e {
             LogError::VersionConflict { actual, .. } => Some(json!({"current_version": actual})),
+            LogError::Corruption { position, .. } => Some(json!({"position": position})),
             _ => None,
         };
         AppError {

@@ -56,6 +56,8 @@ pub struct Problem {
     action: Option<String>,
     /// With `actor_mismatch`: the actor the token writes as.
     token_actor: Option<events::Actor>,
+    /// With `corrupt_record`: the first position of the commit that cannot be read.
+    position: Option<u64>,
 }
 
 #[derive(OpenApi)]
@@ -140,8 +142,8 @@ pub fn error_description(status: u16) -> &'static str {
         413 => "`body_too_large` (over 1 MiB), `event_too_large` or `too_many_events`.",
         415 => "`unsupported_media_type`: send `Content-Type: application/json`.",
         422 => "`invalid` (with `field` when one field is at fault), an invalid ticket id, `no_signal` (raw pane text with no signal in it; nothing is appended), or another refused value (`invalid_actor`, `invalid_event_id`, `invalid_token_id`, `invalid_timestamp`, `empty_append`, `duplicate_event_id`, `too_expensive`).",
-        500 => "`internal`: see the server log.",
-        503 => "`store_unavailable` (the database cannot be reached; retry with the same `Idempotency-Key`, which is applied once even if this try was recorded), `log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
+        500 => "`internal`: see the server log; `corrupt_record` (with `position`): the read reached a record the store cannot read (`mc-ledger verify` names the tickets it holds).",
+        503 => "`store_unavailable` with `Retry-After` (the database cannot be reached, or the disk is full, failing or not confirming writes; retry with the same `Idempotency-Key`, which is applied once even if this try was recorded), `log_closed` (the writer stopped after a storage error) or `too_many_streams` (256 event streams are open).",
         _ => "Error.",
     }
 }

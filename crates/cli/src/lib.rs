@@ -714,7 +714,11 @@ fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
 }
 
 fn verify(url: &StoreUrl) -> anyhow::Result<()> {
-    let log = open_existing(url, false)?.store;
+    let OpenedStore { store: log, home } = open_existing(url, false)?;
+    if let (StoreUrl::Sled(_), Some(lost)) = (url, service::lost_tail(log.reader().as_ref(), &home))
+    {
+        anyhow::bail!("{lost}");
+    }
     let report = log.verify()?;
     println!(
         "ok: {} events, {} tickets, head hash {}",

@@ -378,6 +378,11 @@ impl Ledger {
         self.tickets.contains_key(id)
     }
 
+    /// Every ticket and its stream version, in no order.
+    pub fn ticket_versions(&self) -> impl Iterator<Item = (&TicketId, u64)> + '_ {
+        self.tickets.iter().map(|(id, t)| (id, t.version))
+    }
+
     /// The stream version (events folded for it) of a ticket or a pool stream, `None` for an
     /// unknown one.
     pub fn ticket_version(&self, id: &TicketId) -> Option<u64> {

@@ -50,6 +50,11 @@ impl Service {
     pub fn open(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Service> {
         let OpenedStore { store, home } = open_store(url, config)?;
         let reader: Arc<dyn EventReader> = store.reader();
+        // On sled only: PostgreSQL loses no committed row by itself, and a replica's head can
+        // be behind a snapshot another replica saved.
+        if let (StoreUrl::Sled(_), Some(lost)) = (url, lost_tail(reader.as_ref(), &home)) {
+            anyhow::bail!("{lost}");
+        }
         let mut ledger = load_projections(reader.as_ref(), &home);
         if ledger.position() == 0 && reader.head() > 0 {
             // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
@@ -68,6 +73,62 @@ impl Service {
             home,
         })
     }
+}
+
+/// Events the log acknowledged once and no longer has: the projections' snapshot was taken
+/// at a position past the log's head (SPEC §17). Seen with sled: a blob file that fails its
+/// checksum at open ends its log there, silently, dropping every later commit.
+#[derive(Debug)]
+pub struct LostTail {
+    pub head: u64,
+    pub snapshot_position: u64,
+    /// Tickets the snapshot has more events of than the log.
+    pub tickets: Vec<events::ids::TicketId>,
+}
+
+impl std::fmt::Display for LostTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tickets: Vec<String> = self.tickets.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "the log ends at position {} but the projections were saved at position {}: \
+             positions {} to {} (tickets {}) were acknowledged and are missing, so the log's \
+             files are damaged. Nothing was started. Restore the data directory from a backup \
+             (docs/operations.md), or, to go on without those events, move the file \
+             `projections.snapshot` aside and start again",
+            self.head,
+            self.snapshot_position,
+            self.head + 1,
+            self.snapshot_position,
+            if tickets.is_empty() {
+                "unknown".to_owned()
+            } else {
+                tickets.join(", ")
+            }
+        )
+    }
+}
+
+/// Whether the log has lost events the projections' snapshot saw (see [`LostTail`]).
+pub fn lost_tail(reader: &dyn EventReader, home: &Home) -> Option<LostTail> {
+    let loaded = snapshot::load(home).ok()?;
+    let snapshot_position = loaded.ledger.position();
+    let head = reader.head();
+    if snapshot_position <= head {
+        return None;
+    }
+    let mut tickets: Vec<events::ids::TicketId> = loaded
+        .ledger
+        .ticket_versions()
+        .filter(|(t, version)| reader.stream_version(t).is_ok_and(|v| v < *version))
+        .map(|(t, _)| t.clone())
+        .collect();
+    tickets.sort();
+    Some(LostTail {
+        head,
+        snapshot_position,
+        tickets,
+    })
 }
 
 /// Loads the snapshot if it belongs to this log and this schema; otherwise starts empty

@@ -49,6 +49,31 @@ pub(crate) fn storage(e: sled::Error) -> LogError {
     }
 }
 
+/// A sled error reading the commit blob that starts at `first`: when sled finds it corrupt
+/// (its checksum), the error names the positions and tickets it holds, in words.
+pub(crate) fn unreadable(e: sled::Error, first: u64, index: &crate::index::Index) -> LogError {
+    match e {
+        sled::Error::Corruption { .. } => {
+            let (first, last, tickets) = index.blob_contents(first);
+            let tickets: Vec<String> = tickets.iter().map(ToString::to_string).collect();
+            LogError::corrupt(
+                first,
+                format!(
+                    "the commit holding positions {first} to {last} (tickets {}) cannot be \
+                     read: its checksum does not match; `mc-ledger salvage` copies what is \
+                     readable, a backup has the rest",
+                    if tickets.is_empty() {
+                        "unknown".to_owned()
+                    } else {
+                        tickets.join(", ")
+                    }
+                ),
+            )
+        }
+        other => storage(other),
+    }
+}
+
 pub(crate) fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }

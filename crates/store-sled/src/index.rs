@@ -89,6 +89,24 @@ impl Index {
         })
     }
 
+    /// The positions of the commit blob that starts at `first`, and the tickets they belong
+    /// to (sorted): what a blob that cannot be read takes with it.
+    pub(crate) fn blob_contents(&self, first: u64) -> (u64, u64, Vec<TicketId>) {
+        let next = self.blobs.partition_point(|&f| f <= first);
+        let last = self.blobs.get(next).map_or(self.len(), |n| n - 1);
+        let mut tickets: Vec<TicketId> = self
+            .streams
+            .iter()
+            .filter(|(_, positions)| {
+                let at = positions.partition_point(|&p| p < first);
+                positions.get(at).is_some_and(|&p| p <= last)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        tickets.sort();
+        (first, last, tickets)
+    }
+
     /// A stream's positions in version order (durable and staged).
     pub(crate) fn stream(&self, ticket: &TicketId) -> &[u64] {
         self.streams.get(ticket).map_or(&[], Vec::as_slice)

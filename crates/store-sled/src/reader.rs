@@ -9,7 +9,7 @@ use events::envelope::RecordedEvent;
 use events::ids::{is_event_id, TicketId};
 use store::{EventReader, LogError, VerifyReport};
 
-use crate::blob::{count, decode_at, log_key, position_of_key, storage, BlobRecords};
+use crate::blob::{count, decode_at, log_key, position_of_key, unreadable, BlobRecords};
 use crate::commit::Shared;
 use crate::index::{id_hash, Index, Location};
 use crate::verify::verify_log;
@@ -61,7 +61,7 @@ impl LogReader {
                 let blob = self
                     .tree
                     .get(log_key(loc.blob_first))
-                    .map_err(storage)?
+                    .map_err(|e| unreadable(e, loc.blob_first, &self.index()))?
                     .ok_or_else(|| {
                         LogError::corrupt(loc.blob_first, "index points at a missing blob")
                     })?;
@@ -152,7 +152,7 @@ impl EventReader for LogReader {
         let mut out = Vec::with_capacity(wanted.min(64 * 1024));
         let mut next = start;
         'blobs: for entry in self.tree.range(log_key(loc.blob_first)..=log_key(u64::MAX)) {
-            let (key, blob) = entry.map_err(storage)?;
+            let (key, blob) = entry.map_err(|e| unreadable(e, next, &self.index()))?;
             let first = position_of_key(&key)?;
             let records = if first == loc.blob_first {
                 BlobRecords::at(start, &blob, loc.offset)?

@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use store::chain::ChainCheck;
 use store::{LogError, VerifyReport};
 
-use crate::blob::{log_key, position_of_key, storage, BlobRecords, TAG_CHECKPOINT};
+use crate::blob::{log_key, position_of_key, storage, unreadable, BlobRecords, TAG_CHECKPOINT};
 use crate::index::{id_hash, Checkpoint, Index, Location};
 
 /// Recomputes the chain from position 1 and checks every record against the in-memory index
@@ -39,12 +39,17 @@ pub(crate) fn verify_log(
     // The chain and every stream's versions, record by record (`store::chain`).
     let mut chain = ChainCheck::new();
     for entry in tree.range(log_key(0)..=log_key(u64::MAX)) {
-        let (key, blob) = entry.map_err(storage)?;
+        let expected_position = chain.head().position + 1;
+        let (key, blob) = entry.map_err(|e| {
+            let index = index
+                .read()
+                .expect("index lock is never poisoned: nothing panics while holding it");
+            unreadable(e, expected_position, &index)
+        })?;
         let first = position_of_key(&key)?;
         if first > durable {
             break;
         }
-        let expected_position = chain.head().position + 1;
         if first != expected_position {
             return Err(LogError::corrupt(
                 expected_position,

@@ -58,7 +58,7 @@ impl LogError {
             LogError::StreamTwiceInAppend { .. } => "stream_twice_in_append",
             LogError::TooManyEvents { .. } => "too_many_events",
             LogError::EventTooLarge { .. } => "event_too_large",
-            LogError::Corruption { .. } => "corruption",
+            LogError::Corruption { .. } => "corrupt_record",
             LogError::Locked(_) => "data_dir_locked",
             LogError::Storage(_) => "storage",
             LogError::Closed => "log_closed",
