@@ -117,10 +117,11 @@ impl From<LogError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
         if self.status.is_client_error() {
             tracing::debug!(code = self.code, detail = %self.detail, "request refused");
-        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(code = self.code, detail = %self.detail, "store unavailable");
+        } else if unavailable {
+            tracing::warn!(code = self.code, detail = %self.detail, "unavailable");
         }
         let mut body = json!({
             "type": format!("https://mc-ledger.dev/problems/{}", self.code),
@@ -138,7 +139,7 @@ impl IntoResponse for AppError {
             body.to_string(),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if unavailable {
             // The store is down, full or stalled: a client may try again in a second (with the
             // same Idempotency-Key for a write).
             response

@@ -20,8 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::commands::IdempotencyKeyHeader;
-use crate::commands::{respond, Writer};
+use crate::commands::{respond, IdempotencyKeyHeader, Writer};
 use crate::error::AppError;
 use crate::extract::{IdempotencyKey, Keyed, RuntimePath};
 use crate::state::WriteState;

@@ -63,16 +63,6 @@ fn entry_name(order: u64) -> String {
     format!("{order:016}.json")
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -143,7 +133,8 @@ impl Spool {
             Err(e) => return Err(e).context("reading the hook spool's order"),
         };
         let order = last + 1;
-        let spooled_at_ms = u64::try_from(
+        // Nanoseconds in the key: two hooks of one payload in the same millisecond differ.
+        let at_ns = u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
@@ -156,10 +147,10 @@ impl Spool {
                 "/v1/runtimes/{}/hooks/{agent}",
                 crate::watch::encode_component(runtime)
             ),
-            key: key(runtime, agent, order, spooled_at_ms, &body),
+            key: key(runtime, agent, order, at_ns, &body),
             body,
             token,
-            spooled_at_ms: spooled_at_ms / 1_000_000,
+            spooled_at_ms: at_ns / 1_000_000,
         };
         self.write_atomically(&entry_name(order), &serde_json::to_vec(&entry)?)?;
         self.write_atomically(".seq", order.to_string().as_bytes())?;
@@ -246,7 +237,7 @@ impl Spool {
                     continue;
                 }
             };
-            let age_ms = now_ms().saturating_sub(entry.spooled_at_ms);
+            let age_ms = crate::now_ms().saturating_sub(entry.spooled_at_ms);
             if Duration::from_millis(age_ms) > EXPIRES_AFTER {
                 self.reject(&path, "waited over 7 days: its server is gone")?;
                 done.rejected += 1;

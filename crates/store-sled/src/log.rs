@@ -41,6 +41,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -74,10 +75,10 @@ pub struct Log {
 /// An append not confirmed durable within this is answered `Unavailable` (503): the disk is
 /// stalled or full, and its outcome is unknown (a retry with the same key lands once). It
 /// also bounds how long SIGTERM waits for an in-flight write.
-const CONFIRM_WITHIN: std::time::Duration = crate::commit::STALLED_AFTER;
+const CONFIRM_WITHIN: Duration = crate::commit::STALLED_AFTER;
 /// `close` waits this long for the writer and flushers, then leaves them (a disk that does
 /// not answer must not keep the process from ending).
-const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
@@ -196,9 +197,9 @@ impl Log {
     pub fn close(&self) -> Result<(), LogError> {
         drop(self.queue.lock().expect("queue lock").take());
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
-            let deadline = std::time::Instant::now() + CLOSE_WITHIN;
-            while !handle.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
+            let deadline = Instant::now() + CLOSE_WITHIN;
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
             }
             if !handle.is_finished() {
                 return Err(LogError::Unavailable(format!(
