@@ -123,17 +123,22 @@ fn retried_once_each(addr: std::net::SocketAddr, acknowledged: &[usize], refused
     }
 }
 
+/// Opens MC-1, the ticket the comments go to.
+fn open_ticket(addr: std::net::SocketAddr) {
+    let open = post(
+        addr,
+        "/v1/tickets",
+        &json!({"id": "MC-1", "title": "fill the disk", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(open.status, 201, "{}", open.body);
+}
+
 /// A server on a fresh 12 MiB tmpfs with ticket MC-1 open.
 fn on_small_disk(dir: &Path) -> (Tmpfs, String, Child) {
     let disk = Tmpfs::mount(dir, "12m");
     let data = dir.join("data").to_string_lossy().into_owned();
     let server = spawn_serve(&["--data-dir", &data]);
-    let open = post(
-        server.addr,
-        "/v1/tickets",
-        &json!({"id": "MC-1", "title": "fill the disk", "actor": {"name": "ops", "kind": "human"}}),
-    );
-    assert_eq!(open.status, 201, "{}", open.body);
+    open_ticket(server.addr);
     (disk, data, server)
 }
 
@@ -351,12 +356,7 @@ fn a_full_postgresql_disk_is_503_and_keyed_retries_land_once() {
         space.schema.store_url()
     );
     let server = spawn_serve(&["--store", &url]);
-    let open = post(
-        server.addr,
-        "/v1/tickets",
-        &json!({"id": "MC-1", "title": "fill the disk", "actor": {"name": "ops", "kind": "human"}}),
-    );
-    assert_eq!(open.status, 201, "{}", open.body);
+    open_ticket(server.addr);
     // Given 60 KiB comments, when the tablespace's disk fills, then 503, never 500.
     let (acknowledged, refused) = fill(server.addr);
     assert!(!refused.is_empty(), "the disk filled");
