@@ -1,18 +1,29 @@
-//! SPEC §17, corruption names its place: bytes flipped in one of sled's blob files (a commit
-//! too large for its segments), with the server stopped. sled, opening, ends its log at the
-//! blob that fails its checksum and drops every later commit without a word; the projections'
-//! snapshot remembers how far the log went, so `verify` names the missing positions and
-//! tickets in words and `serve` refuses to start on a log that lost acknowledged events.
+//! SPEC §17, corruption names its place, and salvage keeps what is whole: bytes flipped, with
+//! the server stopped, in every copy of one record that sled keeps in blob files, in every
+//! copy of one record in sled's segment file `db`, and in the projections' snapshot.
+//!
+//! sled, opening a log with a commit that fails its checksum, ends the log there, fills the
+//! rest of the segment and deletes later blob files: every later commit is gone from the log
+//! without a word. The projections' snapshot remembers how far the log went, so an open names
+//! the missing positions and tickets and refuses to serve a ledger that forgot; the files sled
+//! had before it opened them are kept aside (`store_sled::preserve`), so `verify --all` and
+//! `salvage` still read every whole record, and salvage's new ledger holds every event but
+//! the damaged one.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::*;
 use serde_json::json;
 
-/// An incompressible comment of `len` characters that starts with `mark`.
-fn comment(mark: &str, len: usize) -> serde_json::Value {
+const TICKETS: [&str; 3] = ["MC-1", "MC-2", "MC-3"];
+/// Per ticket: the open, one append of three large comments, five small comments.
+const EVENTS: usize = 3 * 9;
+
+/// An incompressible comment body of `len` characters that starts with `mark`.
+fn body(mark: &str, len: usize) -> String {
     let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ mark.len() as u64;
     let noise: String = (0..len)
         .map(|_| {
@@ -22,7 +33,12 @@ fn comment(mark: &str, len: usize) -> serde_json::Value {
             char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize])
         })
         .collect();
-    json!({"body": format!("{mark} {noise}"), "actor": {"name": "ops", "kind": "human"}})
+    format!("{mark} {noise}")
+}
+
+fn comment_event(body: String) -> serde_json::Value {
+    json!({"type": "ticket.commented", "data": {"body": body},
+           "actor": {"name": "import", "kind": "system"}})
 }
 
 /// Every file below `dir` whose bytes contain `needle`.
@@ -43,28 +59,49 @@ fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     found
 }
 
-#[test]
-fn a_log_that_lost_its_tail_to_a_corrupt_blob_is_named_and_not_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_arg = data.to_string_lossy().into_owned();
-    let mut server = spawn_binary(&data);
-    // Given three tickets, each with one comment large enough to be a blob file of its own,
-    for t in ["MC-1", "MC-2", "MC-3"] {
+/// Flips the byte `offset` bytes past `needle` in every file below `dir` that holds it;
+/// answers the files changed.
+fn flip_after(dir: &Path, needle: &[u8], offset: usize) -> Vec<PathBuf> {
+    let files = files_holding(dir, needle);
+    for file in &files {
+        let mut bytes = std::fs::read(file).unwrap();
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+            + offset;
+        bytes[at] ^= 0xff;
+        std::fs::write(file, &bytes).unwrap();
+    }
+    files
+}
+
+fn mc_ledger(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A ledger of [`EVENTS`] events in `data`, written by a server that then stopped cleanly.
+fn write_ledger(data: &Path) {
+    let mut server = spawn_binary(data);
+    for t in TICKETS {
         let open = post(
             server.addr,
             "/v1/tickets",
             &json!({"id": t, "title": "corrupt me", "actor": {"name": "ops", "kind": "human"}}),
         );
         assert_eq!(open.status, 201, "{}", open.body);
-        // One raw append of three 60 KB comments: one commit of ~180 KB, which sled keeps as
-        // a blob file of its own.
-        let events: Vec<serde_json::Value> = (0..3)
-            .map(|k| {
-                let c = comment(&format!("MARK-{t}-MARK-{k}"), 60_000);
-                json!({"type": "ticket.commented", "data": {"body": c["body"]},
-                       "actor": {"name": "import", "kind": "system"}})
-            })
+        // One raw append of three 60 KB comments: one commit of ~180 KB, which sled keeps in
+        // blob files.
+        let events: Vec<_> = (0..3)
+            .map(|k| comment_event(body(&format!("BIG-{t}-{k}"), 60_000)))
             .collect();
         let r = post(
             server.addr,
@@ -72,69 +109,180 @@ fn a_log_that_lost_its_tail_to_a_corrupt_blob_is_named_and_not_served() {
             &json!({ "events": events }),
         );
         assert_eq!(r.status, 201, "{}", r.body);
+        for k in 0..5 {
+            let r = post(
+                server.addr,
+                &format!("/v1/tickets/{t}/events"),
+                &json!({"events": [comment_event(format!("SMALL-{t}-{k} note"))]}),
+            );
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
     }
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
-    // when two bytes of the blob holding MC-2's comment are changed,
-    let holding = files_holding(&data, b"MARK-MC-2-MARK-1");
-    assert_eq!(
-        holding.len(),
-        1,
-        "one file holds MC-2's comment: {holding:?}"
-    );
-    let blob = &holding[0];
-    assert!(
-        blob.components().any(|c| c.as_os_str() == "blobs"),
-        "a sled blob file: {}",
-        blob.display()
-    );
-    let mut bytes = std::fs::read(blob).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    bytes[middle + 1] ^= 0xff;
-    std::fs::write(blob, &bytes).unwrap();
+}
 
-    // then verify fails, saying in words which positions and tickets are missing (sled ends
-    // its log at a blob that fails its checksum when it opens, silently dropping every later
-    // commit; the projections' snapshot remembers how far the log went),
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["verify", "--data-dir", &data_arg])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "verify fails: {said}");
-    assert!(said.contains("were acknowledged and are missing"), "{said}");
-    assert!(
-        said.contains("MC-2") && said.contains("MC-3"),
-        "names the tickets: {said}"
-    );
-    assert!(
-        !said.contains("MC-1,") && !said.contains("MC-1)"),
-        "not MC-1: {said}"
-    );
-    assert!(
-        !said.contains("backtrace"),
-        "words, not a debug dump: {said}"
-    );
+struct Row {
+    name: &'static str,
+    /// Damages the stopped ledger in `data`.
+    damage: fn(&Path),
+    /// The lost position and its ticket, or `None` when nothing acknowledged is lost.
+    lost: Option<(u64, &'static str)>,
+}
 
-    // and the server refuses to start on it rather than serve a ledger that forgot,
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["serve", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
-    assert!(!refused.status.success(), "serve refuses: {said}");
-    assert!(said.contains("are missing"), "{said}");
+#[test]
+fn damage_is_named_and_salvage_keeps_every_whole_event() {
+    let rows = [
+        Row {
+            name: "every copy of MC-2's second large comment, in blob files",
+            damage: |data| {
+                let files = flip_after(&data.join("log"), b"BIG-MC-2-1", 30_000);
+                assert!(
+                    files
+                        .iter()
+                        .any(|f| f.components().any(|c| c.as_os_str() == "blobs")),
+                    "sled keeps the commit in blob files: {files:?}"
+                );
+            },
+            // MC-1's 9 events, MC-2's open, big comment 0, then big comment 1.
+            lost: Some((12, "MC-2")),
+        },
+        Row {
+            name: "every copy of MC-1's fourth small comment, one in sled's segment file",
+            damage: |data| {
+                let files = flip_after(&data.join("log"), b"SMALL-MC-1-3 note", 8);
+                assert!(
+                    files.iter().any(|f| f.ends_with("log/db")),
+                    "the segment file holds it: {files:?}"
+                );
+            },
+            // MC-1's open, its three big comments, small comments 0 to 3.
+            lost: Some((8, "MC-1")),
+        },
+        Row {
+            name: "the projections' snapshot",
+            damage: |data| {
+                let file = data.join("projections.snapshot");
+                let mut bytes = std::fs::read(&file).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0xff;
+                std::fs::write(&file, &bytes).unwrap();
+            },
+            lost: None,
+        },
+    ];
+    for row in rows {
+        let name = row.name;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.to_string_lossy().into_owned();
+        // Given a stopped ledger of 27 events,
+        write_ledger(&data);
+        // when its bytes are damaged,
+        (row.damage)(&data);
 
-    // until the operator moves the snapshot aside (going on without those events): then it
-    // serves what the log has.
-    std::fs::rename(
-        data.join("projections.snapshot"),
-        dir.path().join("projections.snapshot.aside"),
-    )
-    .unwrap();
-    let server = spawn_binary(&data);
-    let r = get(server.addr, "/v1/tickets/MC-1/events");
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["events"].as_array().unwrap().len(), 4);
-    assert_eq!(get(server.addr, "/v1/tickets/MC-3").status, 404);
+        // then `verify --all` reads past the damage and names it: the position, the ticket,
+        // in words (a sled log is read from its files, not opened),
+        let (ok, out, err) = mc_ledger(&["verify", "--all", "--data-dir", &data_arg]);
+        match row.lost {
+            Some((position, ticket)) => {
+                assert!(!ok, "{name}: verify --all fails: {out}{err}");
+                assert!(
+                    err.contains(&format!("{} of {EVENTS} events are whole", EVENTS - 1)),
+                    "{name}: {err}"
+                );
+                assert!(
+                    err.contains(&format!("position {position} (tickets {ticket})")),
+                    "{name}: names the position and ticket: {err}"
+                );
+                assert!(err.contains("1 bad range"), "{name}: {err}");
+                assert!(
+                    !err.contains("backtrace"),
+                    "{name}: words, not a dump: {err}"
+                );
+            }
+            None => assert!(ok, "{name}: verify --all passes: {out}{err}"),
+        }
+
+        // and `verify` and `serve`, which open the log, refuse a log that lost acknowledged
+        // events (sled ended it at the damage), naming the missing positions and tickets,
+        let (ok, out, err) = mc_ledger(&["verify", "--data-dir", &data_arg]);
+        if let Some((position, ticket)) = row.lost {
+            assert!(!ok, "{name}: verify fails: {out}");
+            // (sled ends the log at the commit holding the damage, or before)
+            let ends_at: u64 = err
+                .split("the log ends at position ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: names where the log ends: {err}"));
+            assert!(ends_at < position, "{name}: {err}");
+            assert!(
+                err.contains("were acknowledged and are missing") && err.contains(ticket),
+                "{name}: {err}"
+            );
+            let (ok, _, err) =
+                mc_ledger(&["serve", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"]);
+            assert!(
+                !ok && err.contains("are missing"),
+                "{name}: serve refuses: {err}"
+            );
+        } else {
+            // (a damaged snapshot is rebuilt from the log: nothing is lost)
+            assert!(ok, "{name}: {out}{err}");
+            assert!(
+                out.contains(&format!("ok: {EVENTS} events")),
+                "{name}: {out}"
+            );
+        }
+
+        // and salvage, even after those opens, copies every whole event into a new ledger that
+        // verifies, reporting the loss in JSON,
+        let new = dir.path().join("salvaged");
+        let report_file = dir.path().join("report.json");
+        let (ok, out, err) = mc_ledger(&[
+            "salvage",
+            "--from",
+            &format!("sled:{data_arg}"),
+            "--to",
+            &format!("sled:{}", new.display()),
+            "--report",
+            &report_file.to_string_lossy(),
+        ]);
+        assert!(ok, "{name}: salvage: {out}{err}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+        let kept = EVENTS - usize::from(row.lost.is_some());
+        assert_eq!(report["expected_events"], json!(EVENTS), "{name}: {report}");
+        assert_eq!(report["recovered"], json!(kept), "{name}: {report}");
+        match row.lost {
+            Some((position, ticket)) => {
+                assert_eq!(report["lost_events"], json!(1), "{name}: {report}");
+                let range = &report["lost"][0];
+                assert_eq!(range["first"], json!(position), "{name}: {report}");
+                assert_eq!(range["last"], json!(position), "{name}: {report}");
+                assert_eq!(range["tickets"], json!([ticket]), "{name}: {report}");
+                assert!(range["after"].is_string() && range["before"].is_string());
+            }
+            None => assert_eq!(report["lost"], json!([]), "{name}: {report}"),
+        }
+        let (ok, out, err) = mc_ledger(&["verify", "--data-dir", &new.to_string_lossy()]);
+        assert!(ok, "{name}: the new ledger verifies: {err}");
+        assert!(
+            out.contains(&format!("ok: {kept} events, 3 tickets")),
+            "{name}: {out}"
+        );
+
+        // and the new ledger serves every ticket with every event but the damaged one.
+        let server = spawn_binary(&new);
+        for t in TICKETS {
+            let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
+            assert_eq!(r.status, 200, "{name}: {}", r.body);
+            let lost_here = row.lost.is_some_and(|(_, ticket)| ticket == t);
+            assert_eq!(
+                r.json()["events"].as_array().unwrap().len(),
+                9 - usize::from(lost_here),
+                "{name}: {t}"
+            );
+        }
+    }
 }

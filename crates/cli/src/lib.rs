@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 pub mod demo;
 mod helpers;
+mod salvage;
 mod spool;
 pub mod subscription;
 pub mod transfer;
@@ -61,6 +62,10 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         store: StoreArg,
+        /// Read past damage and name every bad range (a sled log is read from its files,
+        /// without opening it).
+        #[arg(long, conflicts_with = "server")]
+        all: bool,
         /// Ask a running server instead (admin token in MC_LEDGER_TOKEN).
         #[arg(long)]
         server: Option<String>,
@@ -117,6 +122,25 @@ pub enum Command {
         /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
         #[arg(long)]
         pg_schema: Option<String>,
+    },
+    /// Copy every whole event of a damaged ledger into a new, empty one that verifies, and
+    /// report what was lost (positions, tickets, event types, time range).
+    Salvage {
+        /// sled:PATH or postgres://… (a sled log is read from its files, never opened)
+        #[arg(long)]
+        from: String,
+        /// sled:PATH (an empty or new directory) or postgres://… (an empty schema)
+        #[arg(long)]
+        to: String,
+        /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
+        #[arg(long)]
+        pg_schema: Option<String>,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -412,7 +436,32 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 )
             }
         }
+        Command::Verify {
+            store, all: true, ..
+        } => match salvage::verify_all(&store.url()?)? {
+            None => verify(&store.url()?),
+            Some(report) => {
+                eprint!("{report}");
+                anyhow::bail!(
+                    "{} bad range{}; `mc-ledger salvage` copies every whole event into a new ledger",
+                    report.lost.len() + report.chain_breaks.len(),
+                    if report.lost.len() + report.chain_breaks.len() == 1 { "" } else { "s" }
+                )
+            }
+        },
         Command::Verify { store, .. } => verify(&store.url()?),
+        Command::Salvage {
+            from,
+            to,
+            pg_schema,
+            json,
+            report,
+        } => salvage::salvage(
+            &StoreUrl::parse(&from, pg_schema.as_deref())?,
+            &StoreUrl::parse(&to, pg_schema.as_deref())?,
+            json,
+            report.as_deref(),
+        ),
         Command::Rebuild {
             server: Some(url), ..
         } => {
@@ -704,7 +753,7 @@ fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<service::home::Home
     }
 }
 
-fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
+pub(crate) fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
     if let StoreUrl::Sled(dir) = url {
         if !create && !dir.join("log").exists() {
             anyhow::bail!("no ledger at {} (is --data-dir right?)", dir.display());
@@ -714,11 +763,7 @@ fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
 }
 
 fn verify(url: &StoreUrl) -> anyhow::Result<()> {
-    let OpenedStore { store: log, home } = open_existing(url, false)?;
-    if let (StoreUrl::Sled(_), Some(lost)) = (url, service::lost_tail(log.reader().as_ref(), &home))
-    {
-        anyhow::bail!("{lost}");
-    }
+    let OpenedStore { store: log, .. } = open_existing(url, false)?;
     let report = log.verify()?;
     println!(
         "ok: {} events, {} tickets, head hash {}",

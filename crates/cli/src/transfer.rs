@@ -21,7 +21,7 @@ pub enum Target<'a> {
     Server(Client),
 }
 
-fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
@@ -152,6 +152,28 @@ fn flush(
         result.appended += count;
     }
     Ok(())
+}
+
+/// Appends `events` (in order) to `to` as import does: consecutive events of one ticket
+/// together, each keeping its id, time, actor and data; the store numbers them afresh.
+/// Answers how many were appended (an id already there is not appended again).
+pub fn append_all(to: &dyn EventStore, events: Vec<RecordedEvent>) -> anyhow::Result<u64> {
+    let progress = bar(u64::try_from(events.len())?, "events written");
+    let target = Target::Local(to);
+    let mut result = Imported::default();
+    let mut group: Vec<RecordedEvent> = Vec::new();
+    for event in events {
+        if group.first().is_some_and(|g| g.ticket != event.ticket)
+            || group.len() == GROUP_EVENTS_MAX
+        {
+            flush(&target, std::mem::take(&mut group), &mut result)?;
+            progress.set_position(result.appended + result.duplicates);
+        }
+        group.push(event);
+    }
+    flush(&target, group, &mut result)?;
+    progress.finish_and_clear();
+    Ok(result.appended)
 }
 
 /// Runs an append from the blocking command line.

@@ -231,6 +231,16 @@ pub fn framed_len(bytes: &[u8]) -> Result<usize, CodecError> {
 /// The record's own hash is checked (a pair assertion with [`encode_record`]); whether its
 /// `prev_hash` continues the chain is the caller's to check.
 pub fn decode_record(bytes: &[u8]) -> Result<(RecordedEvent, usize), CodecError> {
+    decode_framed(bytes, true)
+}
+
+/// Decodes a record whose hash does not match (salvage's report of a damaged record: what it
+/// seems to say, never an event to keep). The framing and body must still decode.
+pub fn decode_record_unchecked(bytes: &[u8]) -> Result<(RecordedEvent, usize), CodecError> {
+    decode_framed(bytes, false)
+}
+
+fn decode_framed(bytes: &[u8], checked: bool) -> Result<(RecordedEvent, usize), CodecError> {
     let total = framed_len(bytes)?;
     let format = bytes[4];
     let mut prev = [0u8; 32];
@@ -239,7 +249,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordedEvent, usize), CodecError>
     stored.copy_from_slice(&bytes[37..69]);
     let (prev_hash, hash) = (Hash(prev), Hash(stored));
     let body = &bytes[RECORD_HEADER_BYTES..total];
-    if chain_hash(&prev_hash, format, body) != hash {
+    if checked && chain_hash(&prev_hash, format, body) != hash {
         return Err(CodecError::HashMismatch);
     }
     let b = match format {

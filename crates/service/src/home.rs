@@ -127,10 +127,19 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
     match url {
         StoreUrl::Sled(dir) => {
             std::fs::create_dir_all(dir)?;
-            let log = Log::open(&dir.join("log"), config)?;
+            let log_dir = dir.join("log");
+            let log = Log::open(&log_dir, config)?;
+            let home = Home::Dir(dir.clone());
+            // sled alone can lose a committed tail (PostgreSQL loses no committed row by
+            // itself): refuse a log that lost acknowledged events, keeping the files sled
+            // had before it opened them for salvage (`store_sled::preserve`).
+            if let Some(lost) = crate::lost_tail(log.reader().as_ref(), &home) {
+                anyhow::bail!("{lost}");
+            }
+            store_sled::preserve::forget(&log_dir);
             Ok(OpenedStore {
                 store: Arc::new(log),
-                home: Home::Dir(dir.clone()),
+                home,
             })
         }
         StoreUrl::Postgres(pg) => {

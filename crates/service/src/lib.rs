@@ -14,6 +14,7 @@ pub mod home;
 pub mod metrics;
 pub mod rebuild;
 pub mod runtime_token;
+pub mod salvage;
 pub mod snapshot;
 pub mod state;
 pub mod subscriptions;
@@ -50,11 +51,6 @@ impl Service {
     pub fn open(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Service> {
         let OpenedStore { store, home } = open_store(url, config)?;
         let reader: Arc<dyn EventReader> = store.reader();
-        // On sled only: PostgreSQL loses no committed row by itself, and a replica's head can
-        // be behind a snapshot another replica saved.
-        if let (StoreUrl::Sled(_), Some(lost)) = (url, lost_tail(reader.as_ref(), &home)) {
-            anyhow::bail!("{lost}");
-        }
         let mut ledger = load_projections(reader.as_ref(), &home);
         if ledger.position() == 0 && reader.head() > 0 {
             // No usable snapshot: a full rebuild, with decoding pipelined against the fold.
@@ -93,8 +89,10 @@ impl std::fmt::Display for LostTail {
             f,
             "the log ends at position {} but the projections were saved at position {}: \
              positions {} to {} (tickets {}) were acknowledged and are missing, so the log's \
-             files are damaged. Nothing was started. Restore the data directory from a backup \
-             (docs/operations.md), or, to go on without those events, move the file \
+             files are damaged. Nothing was started. The log's files as they were before this \
+             open are kept in `log/before-open`: `mc-ledger salvage --from sled:DATA_DIR --to \
+             sled:NEW_DIR` copies every whole event into a new ledger, and a backup has the \
+             rest (docs/operations.md). To go on without those events instead, move the file \
              `projections.snapshot` aside and start again",
             self.head,
             self.snapshot_position,

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 mod blob;
+pub mod carve;
 mod checkpoints;
 mod commit;
 mod config;
@@ -10,6 +11,7 @@ pub mod durable;
 mod flusher;
 mod index;
 pub mod log;
+pub mod preserve;
 mod reader;
 mod recover;
 mod verify;

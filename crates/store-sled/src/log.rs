@@ -84,6 +84,7 @@ impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
     /// fails with [`LogError::Locked`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        crate::preserve::before_open(dir);
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_bytes)
