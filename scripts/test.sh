@@ -9,7 +9,8 @@
 #   delivery's signature with the published library; scripts/install-standardwebhooks.sh);
 # - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
 #   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
-#   when missing), and curl for the dispatcher script they run under;
+#   when missing), curl for the dispatcher script they run under, and Debian's fiu-utils
+#   (libfiu's fiu-run and fiu-ctrl: tests/io_faults.rs injects I/O errors into the server);
 # - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a
 #   schema of its own): the local cluster is started when it is down, and installed when there
 #   is none. Another server can be named with MC_LEDGER_TEST_PG (a postgres:// URL).
@@ -50,6 +51,9 @@ scripts/install-standardwebhooks.sh target/webhooks-venv >&2
 if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
   if ! command -v curl >/dev/null 2>&1; then
     apt_install curl
+  fi
+  if ! command -v fiu-run >/dev/null 2>&1 || ! command -v fiu-ctrl >/dev/null 2>&1; then
+    apt_install fiu-utils
   fi
   scripts/install-agents.sh target/agents >&2
 fi

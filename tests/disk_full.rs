@@ -142,17 +142,9 @@ fn on_small_disk(dir: &Path) -> (Tmpfs, String, Child) {
     (disk, data, server)
 }
 
-fn slow_tests() -> bool {
-    let on = std::env::var_os("MC_LEDGER_SLOW_TESTS").is_some();
-    if !on {
-        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (mounts a tmpfs; needs root)");
-    }
-    on
-}
-
 #[test]
 fn sigterm_on_a_full_disk_ends_the_server_within_ten_seconds() {
-    if !slow_tests() {
+    if !slow_tests("mounts a tmpfs; needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +178,7 @@ fn sigterm_on_a_full_disk_ends_the_server_within_ten_seconds() {
 
 #[test]
 fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
-    if !slow_tests() {
+    if !slow_tests("mounts a tmpfs; needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -318,7 +310,7 @@ impl Drop for SmallTablespace {
 /// disk grows the same keyed writes land, once each, with no restart.
 #[test]
 fn a_full_postgresql_disk_is_503_and_keyed_retries_land_once() {
-    if !slow_tests() {
+    if !slow_tests("mounts a tmpfs; needs root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -230,12 +230,36 @@ pub fn spawn_binary(data_dir: &Path) -> Child {
 
 /// `mc-ledger serve` with these store arguments, on a free port, once it listens.
 pub fn spawn_serve(store_args: &[&str]) -> Child {
+    spawn_serve_under(&[], store_args)
+}
+
+/// Whether the slow tests run (`MC_LEDGER_SLOW_TESTS=1`, as CI sets); says so when not.
+pub fn slow_tests(needs: &str) -> bool {
+    let on = std::env::var_os("MC_LEDGER_SLOW_TESTS").is_some();
+    if !on {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 ({needs})");
+    }
+    on
+}
+
+/// `mc-ledger serve` run by `launcher` (a command and its arguments that end by running the
+/// binary, e.g. `fiu-run -x`), or directly when `launcher` is empty.
+pub fn spawn_serve_under(launcher: &[&str], store_args: &[&str]) -> Child {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+    let binary = env!("CARGO_BIN_EXE_mc-ledger");
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        None => std::process::Command::new(binary),
+    };
+    let mut child = command
         .arg("serve")
         .args(store_args)
         .args(["--listen", &addr.to_string()])

@@ -1,5 +1,6 @@
 //! The `mc-ledger` command line. Errors are one clear line and a non-zero exit.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -344,7 +345,9 @@ pub fn run() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mc-ledger: {e:#}");
+            // Not eprintln!, which panics when stderr cannot be written (a full disk under a
+            // redirected log): the exit code must still say failure, not 101.
+            let _ = writeln!(std::io::stderr(), "mc-ledger: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -355,12 +358,30 @@ fn init_tracing(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// stderr for the log lines, dropping a line it cannot write. tracing-subscriber reports a
+/// failed write with `eprintln!`, which panics when stderr itself fails (a log redirected to
+/// a full disk, seen under fiu-run): a request must never fail because its log line could not
+/// be written.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// How `serve` delivers subscriptions (SPEC §15).
