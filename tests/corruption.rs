@@ -8,7 +8,8 @@
 //! the missing positions and tickets and refuses to serve a ledger that forgot; the files sled
 //! had before it opened them are kept aside (`store_sled::preserve`), so `verify --all` and
 //! `salvage` still read every whole record, and salvage's new ledger holds every event but
-//! the damaged one.
+//! the damaged one. When only the copy sled checks is damaged and its later copies are whole,
+//! the open puts the dropped tail back (same positions, same hashes) and nothing is lost.
 
 mod common;
 
@@ -127,6 +128,9 @@ struct Row {
     damage: fn(&Path),
     /// The lost position and its ticket, or `None` when nothing acknowledged is lost.
     lost: Option<(u64, &'static str)>,
+    /// Whether the first open finds sled dropped a tail the files still hold whole, and puts
+    /// it back.
+    put_back: bool,
 }
 
 #[test]
@@ -145,6 +149,7 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
             },
             // MC-1's 9 events, MC-2's open, big comment 0, then big comment 1.
             lost: Some((12, "MC-2")),
+            put_back: false,
         },
         Row {
             name: "every copy of MC-1's fourth small comment, one in sled's segment file",
@@ -157,6 +162,7 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
             },
             // MC-1's open, its three big comments, small comments 0 to 3.
             lost: Some((8, "MC-1")),
+            put_back: false,
         },
         Row {
             name: "the projections' snapshot",
@@ -168,6 +174,28 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
                 std::fs::write(&file, &bytes).unwrap();
             },
             lost: None,
+            put_back: false,
+        },
+        Row {
+            name: "the first copy of MC-2's second large comment (sled's later copies whole)",
+            damage: |data| {
+                // The blob written first (blob files are named by log sequence number) is
+                // the one sled's recovery checks: it ends the log there.
+                let mut files = files_holding(&data.join("log"), b"BIG-MC-2-1");
+                files.sort_by_key(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(u64::MAX)
+                });
+                assert!(files.len() > 1, "sled keeps more than one copy: {files:?}");
+                let mut bytes = std::fs::read(&files[0]).unwrap();
+                let at = bytes.windows(10).position(|w| w == b"BIG-MC-2-1").unwrap() + 30_000;
+                bytes[at] ^= 0xff;
+                std::fs::write(&files[0], &bytes).unwrap();
+            },
+            lost: None,
+            put_back: true,
         },
     ];
     for row in rows {
@@ -202,6 +230,8 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
             }
             None => assert!(ok, "{name}: verify --all passes: {out}{err}"),
         }
+        // (when sled dropped a tail the files hold whole, the open put it back)
+        assert_eq!(err.contains("is back"), row.put_back, "{name}: {err}");
 
         // and `verify` and `serve`, which open the log, refuse a log that lost acknowledged
         // events (sled ended it at the damage), naming the missing positions and tickets,
@@ -285,4 +315,68 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
             );
         }
     }
+}
+
+#[test]
+fn a_damaged_postgresql_row_is_named_and_salvaged_into_sled() {
+    let schema = PgSchema::new("corrupt_row");
+    let url = schema.store_url();
+    // Given a PostgreSQL ledger of two tickets with three comments each,
+    let mut server = spawn_serve(&["--store", &url]);
+    for t in ["MC-1", "MC-2"] {
+        let open = post(
+            server.addr,
+            "/v1/tickets",
+            &json!({"id": t, "title": "row", "actor": {"name": "ops", "kind": "human"}}),
+        );
+        assert_eq!(open.status, 201, "{}", open.body);
+        for k in 0..3 {
+            let r = post(
+                server.addr,
+                &format!("/v1/tickets/{t}/comments"),
+                &json!({"body": format!("note {k}"), "actor": {"name": "ops", "kind": "human"}}),
+            );
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+    }
+    assert!(sigterm(&mut server.child).success());
+    // when one byte of the record at position 3 (MC-1's second comment) changes in its row,
+    psql(&format!(
+        "UPDATE {}.events SET record = set_byte(record, 80, get_byte(record, 80) # 255) \
+         WHERE position = 3",
+        schema.config.schema
+    ));
+    // then the store will not open, naming the position,
+    let (ok, _, err) = mc_ledger(&["verify", "--store", &url]);
+    assert!(!ok && err.contains("position 3"), "{err}");
+    // `verify --all` reads the rows past it and names position and ticket,
+    let (ok, _, err) = mc_ledger(&["verify", "--all", "--store", &url]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("7 of 8 events are whole"), "{err}");
+    assert!(err.contains("position 3 (tickets MC-1)"), "{err}");
+    // and salvage copies the 7 whole events into a sled ledger that verifies and serves.
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("salvaged");
+    let (ok, out, err) = mc_ledger(&[
+        "salvage",
+        "--from",
+        &url,
+        "--to",
+        &format!("sled:{}", new.display()),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["recovered"], json!(7), "{report}");
+    assert_eq!(report["lost"][0]["first"], json!(3), "{report}");
+    let server = spawn_binary(&new);
+    let comments = get(server.addr, "/v1/tickets/MC-1/comments").json();
+    let bodies: Vec<&str> = comments["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{comments}");
+    assert!(!bodies.contains(&"note 1"), "{comments}");
 }

@@ -278,11 +278,6 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     drop(disk);
 }
 
-/// Runs SQL on the test database as its superuser; panics with psql's answer when it fails.
-fn psql(sql: &str) {
-    run_ok(Command::new("psql").args([&test_pg_url(), "-v", "ON_ERROR_STOP=1", "-qc", sql]));
-}
-
 /// A tablespace on a small tmpfs of PostgreSQL's own, dropped (with the test's schema) and
 /// unmounted when the test ends.
 struct SmallTablespace {

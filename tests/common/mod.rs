@@ -300,6 +300,17 @@ pub fn test_pg_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// Runs SQL on the test database as its superuser; panics with psql's answer when it fails.
+pub fn psql(sql: &str) {
+    run_ok(std::process::Command::new("psql").args([
+        &test_pg_url(),
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qc",
+        sql,
+    ]));
+}
+
 /// A schema of its own on the test database for one test, dropped when it ends.
 pub struct PgSchema {
     pub config: store_pg::PgConfig,

@@ -116,7 +116,7 @@ fn flush(
     let duplicate = match target {
         Target::Local(log) => {
             let events = group.into_iter().map(NewEvent::from).collect();
-            block_on(log.append(AppendRequest {
+            service::salvage::block_on(log.append(AppendRequest {
                 also: Vec::new(),
                 ticket,
                 expected_version: None,
@@ -176,14 +176,6 @@ pub fn append_all(to: &dyn EventStore, events: Vec<RecordedEvent>) -> anyhow::Re
     Ok(result.appended)
 }
 
-/// Runs an append from the blocking command line.
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future))
-}
-
 /// Copies every event of `from` that `to` lacks, in position order and in the same appends as
 /// import makes them, so positions, versions, ids and hashes come out equal. `to` must be empty
 /// or hold a prefix of `from` (an interrupted copy resumes); anything else is refused before a
@@ -217,41 +209,13 @@ pub fn copy(from: &dyn EventStore, to: &dyn EventStore) -> anyhow::Result<u64> {
             if group.first().is_some_and(|g| g.ticket != event.ticket)
                 || group.len() == GROUP_EVENTS_MAX
             {
-                copied += copy_group(to, std::mem::take(&mut group))?;
+                copied += service::salvage::append_as_recorded(to, std::mem::take(&mut group))?;
                 progress.set_position(copied);
             }
             group.push(event);
         }
     }
-    copied += copy_group(to, group)?;
+    copied += service::salvage::append_as_recorded(to, group)?;
     progress.finish_and_clear();
     Ok(copied)
-}
-
-/// Appends one run of a ticket's events and checks they landed where they stood.
-fn copy_group(to: &dyn EventStore, group: Vec<RecordedEvent>) -> anyhow::Result<u64> {
-    let Some(first) = group.first() else {
-        return Ok(0);
-    };
-    let ticket = first.ticket.clone();
-    let expected: Vec<(u64, events::Hash)> = group.iter().map(|e| (e.position, e.hash)).collect();
-    let events = group.into_iter().map(NewEvent::from).collect();
-    let appended = block_on(to.append(AppendRequest {
-        also: Vec::new(),
-        ticket,
-        expected_version: None,
-        events,
-    }))??;
-    let got: Vec<(u64, events::Hash)> = appended
-        .events
-        .iter()
-        .map(|e| (e.position, e.hash))
-        .collect();
-    anyhow::ensure!(
-        got == expected,
-        "copied events landed at {:?}, not where they stood ({:?}): is another writer using the target?",
-        got.first(),
-        expected.first()
-    );
-    Ok(u64::try_from(got.len())?)
 }

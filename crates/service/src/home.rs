@@ -134,7 +134,17 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
             // itself): refuse a log that lost acknowledged events, keeping the files sled
             // had before it opened them for salvage (`store_sled::preserve`).
             if let Some(lost) = crate::lost_tail(log.reader().as_ref(), &home) {
-                anyhow::bail!("{lost}");
+                // Put back what the files still hold whole; else refuse, naming the loss.
+                match crate::salvage::restore_lost_tail(&log, &log_dir, lost.snapshot_position)? {
+                    Some(n) => tracing::warn!(
+                        from = lost.head + 1,
+                        put_back = n,
+                        "sled ended the log at position {} when it opened it (a damaged copy of a \
+                         commit); every later record was whole in the log's files and is back",
+                        lost.head
+                    ),
+                    None => anyhow::bail!("{lost}"),
+                }
             }
             store_sled::preserve::forget(&log_dir);
             Ok(OpenedStore {

@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use events::ids::TicketId;
+use events::NewEvent;
 use events::{RecordedEvent, Timestamp};
 use serde::Serialize;
-use store::{EventReader, LogError};
+use store::{AppendRequest, EventStore};
 
 use crate::home::{Home, StoreUrl};
 
@@ -158,61 +159,25 @@ pub fn analyse(url: &StoreUrl, progress: &Progress<'_>) -> anyhow::Result<Salvag
                 &snapshot_versions,
             ))
         }
-        StoreUrl::Postgres(_) => {
-            let opened = crate::home::open_store(url, store_sled::LogConfig::default())?;
-            let reader = opened.store.reader();
-            let (records, head) = read_past_damage(reader.as_ref(), progress)?;
+        StoreUrl::Postgres(pg) => {
+            // Row by row, without opening the store (it refuses a log with a damaged record):
+            // each row holds one framed record, read as the sled files are.
+            let (rows, head) = store_pg::PgStore::raw_records(pg)?;
+            (progress.start)(u64::try_from(rows.len())?, "records");
+            let mut carved = store_sled::carve::Carved::default();
+            for (n, (_, record)) in rows.iter().enumerate() {
+                store_sled::carve::carve_bytes(record, &mut carved);
+                (progress.advance)(u64::try_from(n + 1)?);
+            }
             Ok(assemble(
                 url.describe(),
-                records,
-                BTreeMap::new(),
+                carved.records,
+                carved.damaged,
                 head,
                 &BTreeMap::new(),
             ))
         }
     }
-}
-
-const PAGE: usize = 1000;
-
-/// Every record the reader can give, stepping one position past each it cannot.
-fn read_past_damage(
-    reader: &dyn EventReader,
-    progress: &Progress<'_>,
-) -> anyhow::Result<(BTreeMap<u64, Vec<RecordedEvent>>, u64)> {
-    let head = reader.head();
-    (progress.start)(head, "events");
-    let mut records = BTreeMap::new();
-    let mut after = 0u64;
-    // `after` grows on every turn, so this ends.
-    while after < head {
-        match reader.read_after(after, PAGE) {
-            Ok(page) => {
-                let Some(last) = page.last() else { break };
-                after = last.position;
-                records.extend(page.into_iter().map(|e| (e.position, vec![e])));
-            }
-            Err(LogError::Corruption { position, .. }) if position > after => {
-                // The records before the bad one, then one past it.
-                let before = usize::try_from(position - after - 1).map_or(PAGE, |n| n.min(PAGE));
-                let page = if before > 0 {
-                    reader.read_after(after, before)?
-                } else {
-                    Vec::new()
-                };
-                match page.last() {
-                    Some(last) if last.position < position => {
-                        after = last.position;
-                        records.extend(page.into_iter().map(|e| (e.position, vec![e])));
-                    }
-                    _ => after = position,
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        (progress.advance)(after);
-    }
-    Ok((records, head))
 }
 
 /// Chooses one record per position (the one continuing the chain, where copies differ) and
@@ -320,9 +285,9 @@ pub fn assemble(
                 cause: if decoded > 0 {
                     "damaged (the bytes are there and fail their hash)".to_owned()
                 } else if first > last_found {
-                    "missing: the log's files end before them".to_owned()
+                    "missing: the log ends before them".to_owned()
                 } else {
-                    "missing from the log's files".to_owned()
+                    "missing: no whole record holds them".to_owned()
                 },
             }
         })
@@ -339,4 +304,90 @@ pub fn assemble(
         },
         events,
     }
+}
+
+/// Runs an append from blocking code (the command line, an open before the server starts).
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future))
+}
+
+/// Appends one run of a ticket's recorded events to `to` and checks they landed where they
+/// stood, with the same hashes (`copy`, and the repair of a lost tail): `to` must hold exactly
+/// the events before them.
+pub fn append_as_recorded(to: &dyn EventStore, group: Vec<RecordedEvent>) -> anyhow::Result<u64> {
+    let Some(first) = group.first() else {
+        return Ok(0);
+    };
+    let ticket = first.ticket.clone();
+    let expected: Vec<(u64, events::Hash)> = group.iter().map(|e| (e.position, e.hash)).collect();
+    let events = group.into_iter().map(NewEvent::from).collect();
+    let appended = block_on(to.append(AppendRequest {
+        also: Vec::new(),
+        ticket,
+        expected_version: None,
+        events,
+    }))??;
+    let got: Vec<(u64, events::Hash)> = appended
+        .events
+        .iter()
+        .map(|e| (e.position, e.hash))
+        .collect();
+    anyhow::ensure!(
+        got == expected,
+        "copied events landed at {:?}, not where they stood ({:?}): is another writer using the target?",
+        got.first(),
+        expected.first()
+    );
+    Ok(u64::try_from(got.len())?)
+}
+
+/// Puts back a tail sled dropped when it opened the log (SPEC §17), when the log's files (with
+/// the copy kept before the open, `store_sled::preserve`) still hold it whole: every record
+/// from the head on, each continuing the chain, at least up to the position the projections
+/// were saved at. They are appended again in order and land at the same positions with the
+/// same hashes (checked), so the log is as it was acknowledged. Answers how many were put
+/// back, or `None` (nothing written) when one is missing or damaged: then only salvage helps.
+pub fn restore_lost_tail(
+    store: &dyn EventStore,
+    log_dir: &std::path::Path,
+    saved_at: u64,
+) -> anyhow::Result<Option<u64>> {
+    let head = store.head();
+    let mut prev = match head {
+        0 => events::Hash::ZERO,
+        _ => match store.read_after(head - 1, 1)?.first() {
+            Some(e) => e.hash,
+            None => return Ok(None),
+        },
+    };
+    let carved = store_sled::carve::carve(log_dir, &mut |_| {})?;
+    let mut tail: Vec<RecordedEvent> = Vec::new();
+    for (position, copies) in carved.records.range(head + 1..) {
+        let next = head + 1 + u64::try_from(tail.len())?;
+        let Some(record) = copies.iter().find(|e| e.prev_hash == prev) else {
+            break;
+        };
+        if *position != next {
+            break;
+        }
+        prev = record.hash;
+        tail.push(record.clone());
+    }
+    let reaches = head + u64::try_from(tail.len())?;
+    if reaches < saved_at {
+        return Ok(None);
+    }
+    let mut put_back = 0u64;
+    let mut group: Vec<RecordedEvent> = Vec::new();
+    for event in tail {
+        if group.first().is_some_and(|g| g.ticket != event.ticket) || group.len() == 64 {
+            put_back += append_as_recorded(store, std::mem::take(&mut group))?;
+        }
+        group.push(event);
+    }
+    put_back += append_as_recorded(store, group)?;
+    Ok(Some(put_back))
 }

@@ -165,22 +165,47 @@ impl PgStore {
 
     /// Drops a ledger's schema and everything in it (tests, and an operator starting over).
     pub fn drop_schema(config: &PgConfig) -> Result<(), LogError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LogError::Storage(format!("runtime: {e}")))?;
         let config = config.clone();
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let client = connect(&config).await?;
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
-                    .await
-                    .map_err(pg_error)
-            })
+        run_alone(async move {
+            let client = connect(&config).await?;
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
+                .await
+                .map_err(pg_error)
         })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// Every row of a ledger's log as stored, in position order, and the position the head
+    /// row names, without opening the store (which refuses a log with a damaged record):
+    /// salvage's read (SPEC §17).
+    pub fn raw_records(config: &PgConfig) -> Result<(Vec<RawRecord>, u64), LogError> {
+        let config = config.clone();
+        run_alone(async move {
+            let s = &config.schema;
+            let client = connect(&config).await?;
+            let rows = client
+                .query(
+                    &format!("SELECT position, record FROM {s}.events ORDER BY position"),
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?;
+            let head = client
+                .query_one(&format!("SELECT position FROM {s}.head"), &[])
+                .await
+                .map_err(pg_error)?;
+            let records = rows
+                .iter()
+                .map(|row| {
+                    let position: i64 = row.get(0);
+                    (
+                        u64::try_from(position).unwrap_or(0),
+                        row.get::<_, Vec<u8>>(1),
+                    )
+                })
+                .collect();
+            Ok((records, u64::try_from(head.get::<_, i64>(0)).unwrap_or(0)))
+        })
     }
 
     /// Brings this replica's copy up to everything committed now (tests, `copy`).
@@ -256,4 +281,23 @@ impl EventStore for PgStore {
         }
         Ok(())
     }
+}
+
+/// A row of the log as stored: its position and its framed record's bytes.
+pub type RawRecord = (u64, Vec<u8>);
+
+/// Runs `work` on a runtime and a thread of its own: for calls made with no store open, from
+/// callers that may be inside another runtime.
+fn run_alone<T, F>(work: F) -> Result<T, LogError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, LogError>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LogError::Storage(format!("runtime: {e}")))?;
+    std::thread::spawn(move || runtime.block_on(work))
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
