@@ -198,6 +198,14 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     // and /readyz says appends cannot commit.
     let ready = get(server.addr, "/readyz");
     assert_eq!(ready.status, 503, "{}", ready.body);
+    // and so does /metrics (a scrape still answers),
+    let metrics = get(server.addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("\nmc_ledger_store_ready 0\n"),
+        "{}",
+        metrics.body
+    );
 
     // When the filesystem grows, then a write is answered (no hang to the request timeout):
     // 503 while the store is still stalled, never 201 before it is durable,
@@ -252,6 +260,9 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     );
     acknowledged.push(n);
     assert_eq!(get(server.addr, "/readyz").status, 200);
+    assert!(get(server.addr, "/metrics")
+        .body
+        .contains("\nmc_ledger_store_ready 1\n"));
     let r = post_keyed(
         server.addr,
         "/v1/tickets/MC-1/comments",

@@ -17,7 +17,8 @@ pub mod watch;
 
 use events::TicketId;
 use projections::Config;
-use service::home::{open_store, OpenedStore, StoreUrl};
+use service::home::{OpenedStore, StoreUrl};
+use service::open_store;
 use store_sled::LogConfig;
 
 use client::Client;
@@ -113,29 +114,17 @@ pub enum Command {
     },
     /// Copy a whole ledger into an empty store (sled → PostgreSQL and back), keeping positions,
     /// ids and hashes; `verify` then reports the same head hash on both.
+    /// (`--to` may also hold a prefix of the source: the copy resumes.)
     Copy {
-        /// sled:PATH or postgres://…
-        #[arg(long)]
-        from: String,
-        /// sled:PATH or postgres://… (empty, or holding a prefix of the source: it resumes)
-        #[arg(long)]
-        to: String,
-        /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
-        #[arg(long)]
-        pg_schema: Option<String>,
+        #[command(flatten)]
+        stores: FromTo,
     },
     /// Copy every whole event of a damaged ledger into a new, empty one that verifies, and
     /// report what was lost (positions, tickets, event types, time range).
+    /// (A sled source is read from its files, never opened.)
     Salvage {
-        /// sled:PATH or postgres://… (a sled log is read from its files, never opened)
-        #[arg(long)]
-        from: String,
-        /// sled:PATH (an empty or new directory) or postgres://… (an empty schema)
-        #[arg(long)]
-        to: String,
-        /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
-        #[arg(long)]
-        pg_schema: Option<String>,
+        #[command(flatten)]
+        stores: FromTo,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -241,6 +230,31 @@ impl StoreArg {
             Some(url) => StoreUrl::parse(url, self.pg_schema.as_deref()),
             None => Ok(StoreUrl::Sled(self.data_dir.clone())),
         }
+    }
+}
+
+/// Two stores, for `copy` and `salvage`: where the events come from and the empty store they
+/// go to.
+#[derive(Debug, clap::Args)]
+pub struct FromTo {
+    /// sled:PATH or postgres://…
+    #[arg(long)]
+    from: String,
+    /// sled:PATH (an empty or new directory) or postgres://… (an empty schema)
+    #[arg(long)]
+    to: String,
+    /// The PostgreSQL schema for either side (`?schema=NAME` in a URL wins).
+    #[arg(long)]
+    pg_schema: Option<String>,
+}
+
+impl FromTo {
+    /// Both stores, which must differ.
+    fn urls(&self) -> anyhow::Result<(StoreUrl, StoreUrl)> {
+        let from = StoreUrl::parse(&self.from, self.pg_schema.as_deref())?;
+        let to = StoreUrl::parse(&self.to, self.pg_schema.as_deref())?;
+        anyhow::ensure!(from != to, "--from and --to name the same store");
+        Ok((from, to))
     }
 }
 
@@ -472,17 +486,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         },
         Command::Verify { store, .. } => verify(&store.url()?),
         Command::Salvage {
-            from,
-            to,
-            pg_schema,
+            stores,
             json,
             report,
-        } => salvage::salvage(
-            &StoreUrl::parse(&from, pg_schema.as_deref())?,
-            &StoreUrl::parse(&to, pg_schema.as_deref())?,
-            json,
-            report.as_deref(),
-        ),
+        } => {
+            let (from, to) = stores.urls()?;
+            salvage::salvage(&from, &to, json, report.as_deref())
+        }
         Command::Rebuild {
             server: Some(url), ..
         } => {
@@ -549,14 +559,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Copy {
-            from,
-            to,
-            pg_schema,
-        } => {
-            let from = StoreUrl::parse(&from, pg_schema.as_deref())?;
-            let to = StoreUrl::parse(&to, pg_schema.as_deref())?;
-            anyhow::ensure!(from != to, "--from and --to name the same store");
+        Command::Copy { stores } => {
+            let (from, to) = stores.urls()?;
             let source = open_existing(&from, false)?;
             let target = open_existing(&to, true)?;
             let copied = transfer::copy(source.store.as_ref(), target.store.as_ref())?;

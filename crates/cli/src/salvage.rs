@@ -46,7 +46,6 @@ pub(crate) fn salvage(
     json: bool,
     report_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(from != to, "--from and --to name the same store");
     if let StoreUrl::Sled(dir) = to {
         anyhow::ensure!(
             !dir.exists() || std::fs::read_dir(dir)?.next().is_none(),

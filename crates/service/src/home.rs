@@ -123,33 +123,16 @@ pub struct OpenedStore {
 
 /// Opens the store a URL names: the sled log in `PATH/log`, or the PostgreSQL schema
 /// (created or migrated on first use).
-pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedStore> {
+/// Opens a store as it is, without the check that a sled log lost no acknowledged tail:
+/// commands open with [`crate::open_store`], which checks.
+pub fn open_store_unchecked(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedStore> {
     match url {
         StoreUrl::Sled(dir) => {
             std::fs::create_dir_all(dir)?;
-            let log_dir = dir.join("log");
-            let log = Log::open(&log_dir, config)?;
-            let home = Home::Dir(dir.clone());
-            // sled alone can lose a committed tail (PostgreSQL loses no committed row by
-            // itself): refuse a log that lost acknowledged events, keeping the files sled
-            // had before it opened them for salvage (`store_sled::preserve`).
-            if let Some(lost) = crate::lost_tail(log.reader().as_ref(), &home) {
-                // Put back what the files still hold whole; else refuse, naming the loss.
-                match crate::salvage::restore_lost_tail(&log, &log_dir, lost.snapshot_position)? {
-                    Some(n) => tracing::warn!(
-                        from = lost.head + 1,
-                        put_back = n,
-                        "sled ended the log at position {} when it opened it (a damaged copy of a \
-                         commit); every later record was whole in the log's files and is back",
-                        lost.head
-                    ),
-                    None => anyhow::bail!("{lost}"),
-                }
-            }
-            store_sled::preserve::forget(&log_dir);
+            let log = Log::open(&dir.join("log"), config)?;
             Ok(OpenedStore {
                 store: Arc::new(log),
-                home,
+                home: Home::Dir(dir.clone()),
             })
         }
         StoreUrl::Postgres(pg) => {

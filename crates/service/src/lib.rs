@@ -26,7 +26,7 @@ use projections::{Config, Ledger};
 use store::{EventReader, EventStore};
 use store_sled::LogConfig;
 
-use crate::home::{open_store, Home, OpenedStore, StoreUrl};
+use crate::home::{open_store_unchecked, Home, OpenedStore, StoreUrl};
 use crate::runtime_token::RuntimeTokens;
 use crate::state::{anchor_hash, Shared, Snapshots};
 use crate::tokens::Auth;
@@ -69,6 +69,33 @@ impl Service {
             home,
         })
     }
+}
+
+/// Opens any store for a command. sled alone can lose a committed tail (PostgreSQL loses no
+/// committed row by itself): a sled log that lost acknowledged events gets back what the
+/// log's files still hold whole (`salvage::restore_lost_tail`), or is refused, naming the
+/// loss, with the files sled had before it opened them kept for salvage
+/// (`store_sled::preserve`); a whole one drops that copy.
+pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedStore> {
+    let opened = open_store_unchecked(url, config)?;
+    let StoreUrl::Sled(dir) = url else {
+        return Ok(opened);
+    };
+    let log_dir = dir.join("log");
+    if let Some(lost) = lost_tail(opened.store.reader().as_ref(), &opened.home) {
+        match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, lost.snapshot_position)? {
+            Some(n) => tracing::warn!(
+                from = lost.head + 1,
+                put_back = n,
+                "sled ended the log at position {} when it opened it (a damaged copy of a \
+                 commit); every later record was whole in the log's files and is back",
+                lost.head
+            ),
+            None => anyhow::bail!("{lost}"),
+        }
+    }
+    store_sled::preserve::forget(&log_dir);
+    Ok(opened)
 }
 
 /// Events the log acknowledged once and no longer has: the projections' snapshot was taken

@@ -119,6 +119,7 @@ pub struct Metrics {
     rejections: Family<CodeLabel, Counter>,
     projection_lag: Gauge,
     head_position: Gauge,
+    store_ready: Gauge,
     attention: Attention,
     http_requests: Family<RouteStatusLabel, Counter>,
     http_seconds: Family<RouteLabel, Histogram>,
@@ -136,6 +137,7 @@ impl Default for Metrics {
         let rejections = Family::default();
         let projection_lag = Gauge::default();
         let head_position = Gauge::default();
+        let store_ready = Gauge::default();
         // Counters are exposed with the `_total` suffix: `mc_ledger_appends_total`, ….
         let r = &mut registry;
         r.register(
@@ -177,6 +179,11 @@ impl Default for Metrics {
             "mc_ledger_log_head_position",
             "The last durable position",
             head_position.clone(),
+        );
+        r.register(
+            "mc_ledger_store_ready",
+            "1 while the store takes appends (/readyz 200), 0 while it cannot: a full or failing disk, PostgreSQL out of reach",
+            store_ready.clone(),
         );
         let attention = Attention::default();
         r.register(
@@ -248,6 +255,7 @@ impl Default for Metrics {
             rejections,
             projection_lag,
             head_position,
+            store_ready,
         }
     }
 }
@@ -287,13 +295,14 @@ impl Metrics {
     /// the gauges of what needs a person.
     pub fn render(
         &self,
-        head: u64,
+        (head, store_ready): (u64, bool),
         projected: u64,
         gauges: &projections::Gauges,
         subscriptions: &[SubscriptionSample],
     ) -> String {
         self.head_position
             .set(i64::try_from(head).unwrap_or(i64::MAX));
+        self.store_ready.set(i64::from(store_ready));
         self.projection_lag
             .set(i64::try_from(head.saturating_sub(projected)).unwrap_or(i64::MAX));
         self.set_attention(gauges);
