@@ -50,6 +50,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Brings the projections up to the durable head, so a read after a write sees it. This folds
 /// into memory; it never appends.
+/// Whether the server can take appends and read its log now: what `/readyz` answers and
+/// `mc_ledger_store_ready` says (it also brings the projections up to the log).
+fn ready(r: &ReadState) -> Result<(), AppError> {
+    r.shared.reader.ready()?;
+    fresh(r)
+}
+
 pub(crate) fn fresh(r: &ReadState) -> Result<(), AppError> {
     r.shared.catch_up()?;
     Ok(())
@@ -623,9 +630,9 @@ pub async fn healthz() -> Response {
     responses((status = 200, description = "Ready.", body = Ready))
 )]
 pub async fn readyz(State(r): State<ReadState>) -> Result<Response, AppError> {
-    r.shared.reader.ready()?;
+    ready(&r)?;
     let head = r.shared.reader.head();
-    let projected = fresh(&r).map(|_| r.shared.read(|l| l.position()))?;
+    let projected = r.shared.read(|l| l.position());
     Ok(Json(Ready {
         status: "ready".into(),
         head,
@@ -648,14 +655,14 @@ pub async fn metrics(
     State(w): State<crate::state::WriteState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let _ = r.shared.catch_up();
+    let store_ready = ready(&r).is_ok();
     let head = r.shared.reader.head();
     let (projected, gauges) = r
         .shared
         .read(|l| (l.position(), l.gauges(now(), &r.shared.config)));
     let subscriptions = crate::subscriptions::samples(&w).await;
     let openmetrics = r.shared.metrics.render(
-        (head, r.shared.reader.ready().is_ok()),
+        (head, store_ready),
         projected,
         &gauges,
         &subscriptions,

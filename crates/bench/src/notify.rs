@@ -7,6 +7,11 @@
 //! - **cost to appends:** closed-loop append throughput (`concurrency` appenders, `events`
 //!   comments) with the subscriptions delivering vs with none, interleaved `rounds` times in
 //!   the same run (the ratio is of the medians).
+//!
+//! Every comment is appended as a client's raw append is, through the service, which folds
+//! the projections after it: a server folds with or without subscriptions, so both arms pay
+//! for it (until 2026-12-04 the appends went to the store alone, and the subscriptions' fold
+//! was counted as their cost).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -232,7 +237,26 @@ fn server(dir: &Path, args: &NotifyArgs, receiver: Option<SocketAddr>) -> anyhow
     })
 }
 
+/// One comment appended the way a client's raw append is (`POST /v1/tickets/{id}/events`):
+/// through the service, which folds the projections after it. Both arms pay the fold, as a
+/// server does with or without subscriptions.
+async fn append(
+    service: &service::Service,
+    ticket: TicketId,
+    event: NewEvent,
+) -> anyhow::Result<()> {
+    service
+        .append_raw(AppendRequest::new(ticket, None, vec![event]))
+        .await
+        .map_err(|e| anyhow::anyhow!("append: {e:?}"))?;
+    Ok(())
+}
+
 impl Server {
+    fn service(&self) -> Arc<service::Service> {
+        self.opened.state.write.service.clone()
+    }
+
     fn stop(self) -> anyhow::Result<()> {
         if let Some(engine) = self.engine {
             self.runtime.block_on(engine.stop(Duration::from_secs(5)));
@@ -249,7 +273,7 @@ fn throughput(s: &Server, args: &NotifyArgs, run: &str) -> anyhow::Result<f64> {
     s.runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..args.concurrency {
-            let (store, next, run) = (s.opened.store.clone(), next.clone(), run.to_owned());
+            let (service, next, run) = (s.service(), next.clone(), run.to_owned());
             let (events, tickets) = (args.events, args.tickets);
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -258,9 +282,7 @@ fn throughput(s: &Server, args: &NotifyArgs, run: &str) -> anyhow::Result<f64> {
                         return anyhow::Ok(());
                     }
                     let e = crate::event(i, &run);
-                    store
-                        .append(AppendRequest::new(load_ticket(i, tickets), None, vec![e]))
-                        .await?;
+                    append(&service, load_ticket(i, tickets), e).await?;
                 }
             }));
         }
@@ -323,13 +345,11 @@ pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
             if (i % args.tickets.max(1)).is_multiple_of(10) {
                 under_umbrella += 1;
             }
-            let (store, committed) = (s.opened.store.clone(), committed.clone());
+            let (service, committed) = (s.service(), committed.clone());
             tasks.push(tokio::spawn(async move {
                 let e = crate::event(i, "lat");
                 let id = e.id.clone();
-                store
-                    .append(AppendRequest::new(ticket, None, vec![e]))
-                    .await?;
+                append(&service, ticket, e).await?;
                 committed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
