@@ -301,3 +301,37 @@ fn random_io_errors_lose_nothing_acknowledged_and_never_answer_500() {
         seen.unanswered.len()
     );
 }
+
+/// `mc-ledger hook` never fails the agent: with every `write` failing (ENOSPC: the spool's
+/// disk full, stderr redirected to it), the hook still exits 0 and leaves no half-written
+/// spool file. Before: `eprintln!` panicked on the failed stderr write and the hook exited 101.
+#[test]
+fn a_hook_exits_0_when_every_write_fails() {
+    if !slow_tests("runs the hook under fiu-run") {
+        return;
+    }
+    let spool = tempfile::tempdir().unwrap();
+    let mut command = Command::new("fiu-run");
+    command
+        .args(["-x", "-c", "enable name=posix/io/rw/write,failinfo=28"])
+        .arg(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["hook", "claude"])
+        .env("MC_LEDGER_SERVER", "http://127.0.0.1:1")
+        .env("MC_LEDGER_RUNTIME", "rt-1")
+        .env("MC_LEDGER_TOKEN", "mcl_unused")
+        .env("MC_LEDGER_SPOOL", spool.path());
+    let out = output_with_stdin(command, br#"{"hook_event_name":"Stop","session_id":"s1"}"#);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the hook exits 0: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<String> = std::fs::read_dir(spool.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "half-written spool files: {left:?}");
+}

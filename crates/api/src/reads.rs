@@ -661,12 +661,10 @@ pub async fn metrics(
         .shared
         .read(|l| (l.position(), l.gauges(now(), &r.shared.config)));
     let subscriptions = crate::subscriptions::samples(&w).await;
-    let openmetrics = r.shared.metrics.render(
-        (head, store_ready),
-        projected,
-        &gauges,
-        &subscriptions,
-    );
+    let openmetrics =
+        r.shared
+            .metrics
+            .render((head, store_ready), projected, &gauges, &subscriptions);
     // Prometheus asks for OpenMetrics; anything else gets the classic text format.
     let wants_openmetrics = headers
         .get(axum::http::header::ACCEPT)

@@ -284,6 +284,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("NO TOKENS CONFIGURED: serving loopback only, without authentication");
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // SIGTERM and SIGINT are taken before the listening line: a supervisor (or a test) that
+    // stops the server the moment it says it listens must get a clean stop, not the default
+    // action of a signal no one handles yet.
+    let shutdown = shutdown_signal()?;
     tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
     {
         // Not println!: after a restart in place nobody may read stdout any more, and a
@@ -309,7 +313,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = notify::Engine::start(state.write.service.clone(), args.delivery);
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     snapshotter.abort();
     // Workers save where they are and give their leases up (another replica takes over now).
@@ -408,21 +412,16 @@ fn disk_takes_writes(probe: &std::path::Path) -> bool {
     written.is_ok()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM or SIGINT, handled from the moment this is called (not from the first poll).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    })
 }

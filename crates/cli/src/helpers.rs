@@ -42,7 +42,7 @@ pub(super) fn signal(server: &str, runtime: &str, actor: &str, kind: &str) -> an
     // A verdict is at the bottom of a pane: when the scrollback is too big, keep its end.
     let (raw, dropped) = tail_within(&text, 0, PAYLOAD_BYTES_MAX);
     if dropped > 0 {
-        eprintln!("pane text is over the server's 1 MiB body limit: sent its last lines ({dropped} earlier lines left out)");
+        say!("pane text is over the server's 1 MiB body limit: sent its last lines ({dropped} earlier lines left out)");
     }
     let body = json!({"raw": raw, "actor": {"name": actor, "kind": kind}});
     post(&client, runtime, "signals", &body)
@@ -65,7 +65,7 @@ pub(super) fn harvest(
             // last ones. A long session keeps both ends.
             let (jsonl, dropped) = tail_within(&text, 1, PAYLOAD_BYTES_MAX);
             if dropped > 0 {
-                eprintln!(
+                say!(
                     "{} is over the server's 1 MiB body limit: sent its first line and last lines ({dropped} lines left out)",
                     path.display()
                 );
@@ -107,7 +107,7 @@ fn claude_body(path: &Path) -> anyhow::Result<Value> {
     }
     let (jsonl, dropped) = tail_within(&text, 0, PAYLOAD_BYTES_MAX);
     if dropped > 0 {
-        eprintln!(
+        say!(
             "{} is over the server's 1 MiB body limit: sent its last lines ({dropped} lines left out)",
             path.display()
         );
@@ -121,7 +121,7 @@ fn claude_body(path: &Path) -> anyhow::Result<Value> {
 fn claude_result(path: &Path) -> anyhow::Result<Value> {
     let text = read_text(path)?;
     if text.trim().is_empty() {
-        eprintln!(
+        say!(
             "{} is empty: sending a result with nothing in it (no result)",
             path.display()
         );

@@ -7,6 +7,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+/// `eprintln!` that never panics: a line stderr cannot take (closed, or a full disk under a
+/// redirect) is dropped. `eprintln!` panics there, and `mc-ledger hook` must exit 0 whatever
+/// happens (seen under libfiu: tests/io_faults.rs).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod demo;
 mod helpers;
 mod salvage;
@@ -476,7 +486,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         } => match salvage::verify_all(&store.url()?)? {
             None => verify(&store.url()?),
             Some(report) => {
-                eprint!("{report}");
+                let _ = write!(std::io::stderr(), "{report}");
                 anyhow::bail!(
                     "{} bad range{}; `mc-ledger salvage` copies every whole event into a new ledger",
                     report.lost.len() + report.chain_breaks.len(),
@@ -536,7 +546,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
             };
             let count = transfer::export(&target, after, &mut std::io::stdout().lock())?;
-            eprintln!("exported {count} events");
+            say!("exported {count} events");
             Ok(())
         }
         Command::Import {
@@ -638,7 +648,7 @@ fn hook(command: HookCommand) {
         HookCommand::Flush { .. } => Err(anyhow::anyhow!("`hook flush` is not a hook")),
     };
     if let Err(e) = input.and_then(|(agent, raw)| try_hook(agent, raw)) {
-        eprintln!("mc-ledger hook: not recorded: {e:#}");
+        say!("mc-ledger hook: not recorded: {e:#}");
     }
 }
 
@@ -664,7 +674,7 @@ fn try_hook(agent: &str, raw: String) -> anyhow::Result<()> {
     spool.push(&server, &runtime, agent, raw, token)?;
     let flushed = spool.flush(Some(started + HOOK_TIMEOUT), None, false)?;
     if flushed.left > 0 {
-        eprintln!(
+        say!(
             "mc-ledger hook: {} hook(s) kept in {} for the next hook or `mc-ledger hook flush`",
             flushed.left,
             spool.dir().display()
@@ -719,7 +729,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             };
             let (info, secret) = service::tokens::create_token_in(&home, &new, now_ms())?;
             println!("{secret}");
-            eprintln!(
+            say!(
                 "token {} stored hashed in {}; servers use it within a second",
                 info.id,
                 url.describe()
@@ -825,7 +835,7 @@ fn rebuild(url: &StoreUrl) -> anyhow::Result<()> {
         }
         Err(snapshot::Unusable::Missing) => Vec::new(),
         Err(e) => {
-            eprintln!("previous snapshot not compared: {e}");
+            say!("previous snapshot not compared: {e}");
             Vec::new()
         }
     };

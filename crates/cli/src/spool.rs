@@ -167,10 +167,15 @@ impl Spool {
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join(name))?;
-        Ok(())
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&tmp, self.dir.join(name)));
+        if written.is_err() {
+            // A full or failing disk: leave no half-written file behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(written?)
     }
 
     /// The entries waiting, oldest first.
@@ -258,7 +263,7 @@ impl Spool {
                     done.rejected += 1;
                 }
                 Sent::NotNow(why) => {
-                    eprintln!("mc-ledger hook: {why}");
+                    say!("mc-ledger hook: {why}");
                     waiting.insert(to);
                     done.left += 1;
                 }
@@ -277,7 +282,7 @@ impl Spool {
             .create(&rejected)?;
         let to = rejected.join(path.file_name().unwrap_or_default());
         fs::rename(path, &to)?;
-        eprintln!(
+        say!(
             "mc-ledger hook: a spooled hook was refused ({why}); kept in {}",
             to.display()
         );
