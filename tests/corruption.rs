@@ -380,3 +380,80 @@ fn a_damaged_postgresql_row_is_named_and_salvaged_into_sled() {
     assert_eq!(bodies.len(), 2, "{comments}");
     assert!(!bodies.contains(&"note 1"), "{comments}");
 }
+
+#[test]
+fn a_page_that_turns_bad_while_serving_is_corrupt_record_and_the_rest_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    // Given a server with a small page cache, three tickets with three large comments each
+    // (one append), 2,500 later comments of 3 KB (so sled's cache lets the first pages go)
+    // and a late ticket MC-4,
+    let server = spawn_serve(&["--data-dir", &data_arg, "--cache-mib", "1"]);
+    for t in TICKETS {
+        let open = post(
+            server.addr,
+            "/v1/tickets",
+            &json!({"id": t, "title": "early", "actor": {"name": "ops", "kind": "human"}}),
+        );
+        assert_eq!(open.status, 201, "{}", open.body);
+        let events: Vec<_> = (0..3)
+            .map(|k| comment_event(body(&format!("BIG-{t}-{k}"), 60_000)))
+            .collect();
+        let r = post(
+            server.addr,
+            &format!("/v1/tickets/{t}/events"),
+            &json!({ "events": events }),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    for k in 0..2_500 {
+        let r = post(
+            server.addr,
+            "/v1/tickets/MC-3/events",
+            &json!({"events": [comment_event(body(&format!("FILL-{k}"), 3_000))]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let open = post(
+        server.addr,
+        "/v1/tickets",
+        &json!({"id": "MC-4", "title": "late", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(open.status, 201, "{}", open.body);
+    // when the bytes of MC-2's comment change on disk under the running server,
+    let files = flip_after(&data.join("log"), b"BIG-MC-2-1", 30_000);
+    assert!(!files.is_empty());
+    // then a read that reaches the damaged page (once sled's cache has let it go: other
+    // pages are read until then) answers 500 `corrupt_record` naming the position and the
+    // ticket,
+    let mut r = get(server.addr, "/v1/tickets/MC-2/events");
+    for after in (0..2_500).step_by(250).cycle().take(40) {
+        if r.status != 200 {
+            break;
+        }
+        get(
+            server.addr,
+            &format!("/v1/tickets/MC-3/events?after={after}&limit=1000"),
+        );
+        r = get(server.addr, "/v1/tickets/MC-2/events");
+    }
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["code"], "corrupt_record", "{}", r.body);
+    assert!(r.json()["position"].is_u64(), "{}", r.body);
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("MC-2"),
+        "{}",
+        r.body
+    );
+    // `GET /v1/admin/verify` says where, as a result rather than a 500,
+    let v = get(server.addr, "/v1/admin/verify");
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert_eq!(v.json()["ok"], json!(false), "{}", v.body);
+    assert!(v.json()["first_bad_position"].is_u64(), "{}", v.body);
+    // and everything else is served: the late ticket, the board, /readyz.
+    let late = get(server.addr, "/v1/tickets/MC-4/events");
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert_eq!(get(server.addr, "/v1/board").status, 200);
+    assert_eq!(get(server.addr, "/readyz").status, 200);
+}

@@ -45,6 +45,12 @@ pub(crate) fn position_of_key(key: &[u8]) -> Result<u64, LogError> {
 pub(crate) fn storage(e: sled::Error) -> LogError {
     match e {
         sled::Error::Io(io) => LogError::Unavailable(format!("the disk refused: {io}")),
+        // A page sled cannot read back (its checksum): where in the log is not known here.
+        sled::Error::Corruption { .. } => LogError::corrupt(
+            0,
+            "the log's files are damaged (a page fails its checksum): `mc-ledger verify --all` \
+             names what is lost, `mc-ledger salvage` copies the rest",
+        ),
         other => LogError::Storage(other.to_string()),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use store::chain::ChainCheck;
 use store::{LogError, VerifyReport};
 
-use crate::blob::{log_key, position_of_key, storage, unreadable, BlobRecords, TAG_CHECKPOINT};
+use crate::blob::{log_key, position_of_key, unreadable, BlobRecords, TAG_CHECKPOINT};
 use crate::index::{id_hash, Checkpoint, Index, Location};
 
 /// Recomputes the chain from position 1 and checks every record against the in-memory index
@@ -19,7 +19,12 @@ pub(crate) fn verify_log(
     let mut checkpoints = Vec::new();
     let mut covered = 0u64;
     for entry in tree.scan_prefix([TAG_CHECKPOINT]) {
-        let (key, value) = entry.map_err(storage)?;
+        let (key, value) = entry.map_err(|e| {
+            let index = index
+                .read()
+                .expect("index lock is never poisoned: nothing panics while holding it");
+            unreadable(e, covered + 1, &index)
+        })?;
         let checkpoint = Checkpoint::decode(&value)
             .map_err(|e| LogError::corrupt(covered + 1, format!("checkpoint: {e}")))?;
         if checkpoint.first != covered + 1 || position_of_key(&key)? != checkpoint.last() {
