@@ -91,7 +91,13 @@ fn mc_ledger(args: &[&str]) -> (bool, String, String) {
 
 /// A ledger of [`EVENTS`] events in `data`, written by a server that then stopped cleanly.
 fn write_ledger(data: &Path) {
-    let mut server = spawn_binary(data);
+    let mut server = fill_ledger(data);
+    assert_eq!(sigterm(&mut server.child).code(), Some(0));
+}
+
+/// A server on `data` that has written the [`EVENTS`] events.
+fn fill_ledger(data: &Path) -> Child {
+    let server = spawn_binary(data);
     for t in TICKETS {
         let open = post(
             server.addr,
@@ -119,7 +125,7 @@ fn write_ledger(data: &Path) {
             assert_eq!(r.status, 201, "{}", r.body);
         }
     }
-    assert_eq!(sigterm(&mut server.child).code(), Some(0));
+    server
 }
 
 struct Row {
@@ -178,22 +184,9 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
         },
         Row {
             name: "the first copy of MC-2's second large comment (sled's later copies whole)",
-            damage: |data| {
-                // The blob written first (blob files are named by log sequence number) is
-                // the one sled's recovery checks: it ends the log there.
-                let mut files = files_holding(&data.join("log"), b"BIG-MC-2-1");
-                files.sort_by_key(|f| {
-                    f.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .unwrap_or(u64::MAX)
-                });
-                assert!(files.len() > 1, "sled keeps more than one copy: {files:?}");
-                let mut bytes = std::fs::read(&files[0]).unwrap();
-                let at = bytes.windows(10).position(|w| w == b"BIG-MC-2-1").unwrap() + 30_000;
-                bytes[at] ^= 0xff;
-                std::fs::write(&files[0], &bytes).unwrap();
-            },
+            // The blob written first (blob files are named by log sequence number) is the one
+            // sled's recovery checks: it ends the log there.
+            damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", false),
             lost: None,
             put_back: true,
         },
@@ -456,4 +449,79 @@ fn a_page_that_turns_bad_while_serving_is_corrupt_record_and_the_rest_is_served(
     assert_eq!(late.status, 200, "{}", late.body);
     assert_eq!(get(server.addr, "/v1/board").status, 200);
     assert_eq!(get(server.addr, "/readyz").status, 200);
+}
+
+/// Flips a byte of the blob files holding `needle`: only the one sled wrote first (the copy
+/// its recovery checks), or every one.
+fn flip_blob_copies(data: &Path, needle: &[u8], all: bool) {
+    let mut files = files_holding(&data.join("log"), needle);
+    files.sort_by_key(|f| {
+        f.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    });
+    assert!(files.len() > 1, "sled keeps more than one copy: {files:?}");
+    let take = if all { files.len() } else { 1 };
+    for file in &files[..take] {
+        let mut bytes = std::fs::read(file).unwrap();
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+            + 30_000;
+        bytes[at] ^= 0xff;
+        std::fs::write(file, &bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_dropped_tail_is_put_back_or_kept_without_a_snapshot() {
+    for all in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.to_string_lossy().into_owned();
+        // Given a ledger whose server was killed (so no projections snapshot was saved),
+        let mut server = fill_ledger(&data);
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        assert!(!data.join("projections.snapshot").exists());
+        // when the copy of MC-2's second comment that sled checks first is damaged (and, in
+        // the second case, every later copy too),
+        flip_blob_copies(&data, b"BIG-MC-2-1", all);
+        if !all {
+            // then a server opening it puts the dropped tail back (inside its runtime) and
+            // serves every event,
+            let server = spawn_binary(&data);
+            for t in TICKETS {
+                let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
+                assert_eq!(r.json()["events"].as_array().unwrap().len(), 9, "{t}");
+            }
+        }
+        let (ok, out, err) = mc_ledger(&["verify", "--data-dir", &data_arg]);
+        if all {
+            // then the open, with no snapshot to tell an acknowledged tail from writes a crash
+            // cut off, goes on with what sled kept but says so and keeps the files,
+            assert!(ok, "{out}{err}");
+            assert!(err.contains("log/before-open"), "{err}");
+            assert!(data.join("log/before-open").is_dir());
+            // and salvage keeps every whole event.
+            let new = dir.path().join("salvaged");
+            let (ok, out, err) = mc_ledger(&[
+                "salvage",
+                "--from",
+                &format!("sled:{data_arg}"),
+                "--to",
+                &format!("sled:{}", new.display()),
+                "--json",
+            ]);
+            assert!(ok, "{out}{err}");
+            let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(report["recovered"], json!(EVENTS - 1), "{report}");
+        } else {
+            // and the log verifies whole.
+            assert!(ok, "{out}{err}");
+            assert!(out.contains(&format!("ok: {EVENTS} events")), "{out}");
+        }
+    }
 }

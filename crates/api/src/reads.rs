@@ -48,8 +48,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| AppError::internal("read task", e))?
 }
 
-/// Brings the projections up to the durable head, so a read after a write sees it. This folds
-/// into memory; it never appends.
 /// Whether the server can take appends and read its log now: what `/readyz` answers and
 /// `mc_ledger_store_ready` says (it also brings the projections up to the log).
 fn ready(r: &ReadState) -> Result<(), AppError> {
@@ -57,6 +55,8 @@ fn ready(r: &ReadState) -> Result<(), AppError> {
     fresh(r)
 }
 
+/// Brings the projections up to the durable head, so a read after a write sees it. This folds
+/// into memory; it never appends.
 pub(crate) fn fresh(r: &ReadState) -> Result<(), AppError> {
     r.shared.catch_up()?;
     Ok(())

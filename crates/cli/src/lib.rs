@@ -627,8 +627,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Opens the store a command names; a sled data directory must already hold a ledger unless
-/// the command creates one.
 /// How long a hook may take, start to end.
 const HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
@@ -788,6 +786,8 @@ fn open_home(url: &StoreUrl, create: bool) -> anyhow::Result<service::home::Home
     }
 }
 
+/// Opens the store a command names; a sled data directory must already hold a ledger unless
+/// the command creates one.
 pub(crate) fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<OpenedStore> {
     if let StoreUrl::Sled(dir) = url {
         if !create && !dir.join("log").exists() {

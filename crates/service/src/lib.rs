@@ -82,16 +82,38 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
         return Ok(opened);
     };
     let log_dir = dir.join("log");
-    if let Some(lost) = lost_tail(opened.store.reader().as_ref(), &opened.home) {
-        match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, lost.snapshot_position)? {
+    let head = opened.store.head();
+    let lost = lost_tail(opened.store.reader().as_ref(), &opened.home);
+    // The snapshot sees a loss up to where it was saved; blob files sled deleted while it
+    // opened the log say it dropped commits, wherever the snapshot was (or without one).
+    if lost.is_some() || store_sled::preserve::dropped_at_open(&log_dir) {
+        let saved_at = lost.as_ref().map_or(0, |l| l.snapshot_position);
+        match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, saved_at)? {
+            Some(0) => {}
             Some(n) => tracing::warn!(
-                from = lost.head + 1,
+                from = head + 1,
                 put_back = n,
-                "sled ended the log at position {} when it opened it (a damaged copy of a \
-                 commit); every later record was whole in the log's files and is back",
-                lost.head
+                "sled ended the log at position {head} when it opened it (a damaged copy of a \
+                 commit); every later record was whole in the log's files and is back"
             ),
-            None => anyhow::bail!("{lost}"),
+            None => match lost {
+                Some(lost) => anyhow::bail!("{lost}"),
+                // Without a snapshot past the head, records sled cut off may be writes a crash
+                // or a full disk ended before they were acknowledged: go on, loudly, and keep
+                // the files for `verify --all` and `salvage`.
+                None => {
+                    tracing::warn!(
+                        head,
+                        "sled ended the log at position {head} when it opened it, and the \
+                         log's files hold records past it that do not continue it whole: writes \
+                         cut off before they were acknowledged, or damage. The files as they \
+                         were are kept in log/before-open: `mc-ledger verify --all` names the \
+                         records and `mc-ledger salvage` copies them; remove log/before-open \
+                         once done"
+                    );
+                    return Ok(opened);
+                }
+            },
         }
     }
     store_sled::preserve::forget(&log_dir);

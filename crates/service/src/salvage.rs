@@ -3,7 +3,8 @@
 //!
 //! A sled log is read without opening sled ([`store_sled::carve`]): sled ends a log at a
 //! damaged commit and drops every later one, and its recovery rewrites what it dropped. A
-//! PostgreSQL log is read through its reader, one row past each record that will not decode.
+//! PostgreSQL log is read from its rows without opening the store (which refuses a damaged
+//! row), each row's record found as in a file.
 //! The losses are the positions up to the last one known (the highest record found, or the
 //! position the projections' snapshot was saved at, if higher) that no whole record holds,
 //! grouped into ranges, each with what can be told of it: the tickets (from damaged records
@@ -180,6 +181,9 @@ pub fn analyse(url: &StoreUrl, progress: &Progress<'_>) -> anyhow::Result<Salvag
     }
 }
 
+/// How far past the last whole record a damaged one still counts as written.
+const DAMAGED_REACH: u64 = 65_536;
+
 /// Chooses one record per position (the one continuing the chain, where copies differ) and
 /// names every lost range.
 pub fn assemble(
@@ -212,7 +216,15 @@ pub fn assemble(
         events.push(chosen);
     }
     let last_found = events.last().map_or(0, |e| e.position);
-    let expected = known_head.max(last_found);
+    // A damaged record past the last whole one was written too (a plausible distance on: its
+    // position is read from bytes that failed their hash).
+    let last_damaged = damaged
+        .keys()
+        .copied()
+        .filter(|p| *p <= last_found.saturating_add(DAMAGED_REACH))
+        .max()
+        .unwrap_or(0);
+    let expected = known_head.max(last_found).max(last_damaged);
     let damaged: BTreeMap<u64, RecordedEvent> = damaged
         .into_iter()
         .filter(|(p, _)| *p >= 1 && *p <= expected)
@@ -306,12 +318,20 @@ pub fn assemble(
     }
 }
 
-/// Runs an append from blocking code (the command line, an open before the server starts).
-pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(future))
+/// Runs an append from blocking code: the command line, or an open that may itself run
+/// inside the server's runtime (where blocking on another runtime panics), so on a thread and
+/// a runtime of its own.
+pub fn block_on<T: Send>(future: impl std::future::Future<Output = T> + Send) -> anyhow::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            Ok(tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(future))
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 /// Appends one run of a ticket's recorded events to `to` and checks they landed where they
@@ -346,10 +366,11 @@ pub fn append_as_recorded(to: &dyn EventStore, group: Vec<RecordedEvent>) -> any
 
 /// Puts back a tail sled dropped when it opened the log (SPEC §17), when the log's files (with
 /// the copy kept before the open, `store_sled::preserve`) still hold it whole: every record
-/// from the head on, each continuing the chain, at least up to the position the projections
+/// past the head, each continuing the chain, at least up to the position the projections
 /// were saved at. They are appended again in order and land at the same positions with the
 /// same hashes (checked), so the log is as it was acknowledged. Answers how many were put
-/// back, or `None` (nothing written) when one is missing or damaged: then only salvage helps.
+/// back (0: the files hold nothing past the head), or `None` (nothing written) when a record
+/// past the head is missing, damaged or off the chain: then only salvage helps.
 pub fn restore_lost_tail(
     store: &dyn EventStore,
     log_dir: &std::path::Path,
@@ -377,7 +398,11 @@ pub fn restore_lost_tail(
         tail.push(record.clone());
     }
     let reaches = head + u64::try_from(tail.len())?;
-    if reaches < saved_at {
+    // All or nothing: a tail short of the snapshot, or any record past what would be put back
+    // (whole but off the chain, or damaged), means something acknowledged cannot come back.
+    let beyond = carved.records.range(reaches + 1..).next().is_some()
+        || carved.damaged.range(reaches + 1..).next().is_some();
+    if reaches < saved_at || beyond {
         return Ok(None);
     }
     let mut put_back = 0u64;

@@ -21,8 +21,8 @@ use events::envelope::RecordedEvent;
 #[derive(Debug, Default)]
 pub struct Carved {
     /// Every whole record, by position. Copies of one record are kept once; two different
-    /// records at one position (never written by one log) are both kept for the caller to
-    /// choose by the chain.
+    /// records at one position (a log that went on after losing its tail, with old bytes not
+    /// yet reclaimed) are both kept for the caller to choose by the chain.
     pub records: BTreeMap<u64, Vec<RecordedEvent>>,
     /// Records whose framing and body decode but whose hash does not match: what they seem to
     /// say, for the report only (never an event to keep).

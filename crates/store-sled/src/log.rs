@@ -66,6 +66,9 @@ pub struct Log {
     /// Subscriptions' checkpoints (SPEC §15), beside the log in the same database.
     checkpoints: sled::Tree,
     dir: std::path::PathBuf,
+    /// This process's hold on the log's files (`preserve`): no other opener copies them while
+    /// this one has them open.
+    _owner: Option<std::fs::File>,
     queue: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The writer's and flushers' state: whether a write has failed.
@@ -84,7 +87,7 @@ impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
     /// fails with [`LogError::Locked`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
-        crate::preserve::before_open(dir);
+        let owner = crate::preserve::before_open(dir);
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_bytes)
@@ -144,6 +147,7 @@ impl Log {
             db,
             checkpoints,
             dir: dir.to_owned(),
+            _owner: owner,
             queue: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             shared: shared_for_reader,

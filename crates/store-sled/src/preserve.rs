@@ -22,24 +22,42 @@ pub fn kept_dir(log_dir: &Path) -> PathBuf {
 }
 
 /// Keeps `log_dir`'s files aside, unless a copy is already kept or there is no log yet.
-pub(crate) fn before_open(log_dir: &Path) {
+/// First takes `log_dir/owner.lock` (an exclusive lock, held by the returned file for as
+/// long as the log is open): when another process holds it, that process has the log open
+/// (its files are live and its own open kept them), so nothing is copied and sled's own lock
+/// then refuses this open.
+pub(crate) fn before_open(log_dir: &Path) -> Option<std::fs::File> {
+    let owner = std::fs::create_dir_all(log_dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(log_dir.join("owner.lock"))
+        })
+        .ok()?;
+    if owner.try_lock().is_err() {
+        return None;
+    }
     let kept = kept_dir(log_dir);
     if kept.exists() || !log_dir.join("db").is_file() {
-        return;
+        return Some(owner);
     }
-    if let Err(e) = keep(log_dir, &kept) {
+    let building = log_dir.join("before-open.partial");
+    if let Err(e) = keep(log_dir, &building, &kept) {
         tracing::warn!(
             kept = %kept.display(),
             "could not keep the log's files aside while sled opens them ({e}); going on without"
         );
-        let _ = std::fs::remove_dir_all(&kept);
     }
+    // Whole or not, nothing half-built stays (a full disk must not stay fuller).
+    let _ = std::fs::remove_dir_all(&building);
+    Some(owner)
 }
 
-fn keep(log_dir: &Path, kept: &Path) -> std::io::Result<()> {
-    // Built under a temporary name and renamed, so a kept directory is always whole.
-    let building = log_dir.join("before-open.partial");
-    let _ = std::fs::remove_dir_all(&building);
+/// Builds the copy under `building` and renames it to `kept` once it is whole and durable.
+fn keep(log_dir: &Path, building: &Path, kept: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(building);
     std::fs::create_dir_all(building.join("blobs"))?;
     let blobs = log_dir.join("blobs");
     if blobs.is_dir() {
@@ -49,7 +67,21 @@ fn keep(log_dir: &Path, kept: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::copy(log_dir.join("db"), building.join("db"))?;
-    std::fs::rename(&building, kept)
+    std::fs::File::open(building.join("db"))?.sync_all()?;
+    std::fs::File::open(building.join("blobs"))?.sync_all()?;
+    std::fs::File::open(building)?.sync_all()?;
+    std::fs::rename(building, kept)?;
+    std::fs::File::open(log_dir)?.sync_all()
+}
+
+/// Whether sled deleted, while it opened the log, blob files it had before: it does that to
+/// the commits after one it takes for torn, so the log may have lost acknowledged ones.
+pub fn dropped_at_open(log_dir: &Path) -> bool {
+    let Ok(kept) = std::fs::read_dir(kept_dir(log_dir).join("blobs")) else {
+        return false;
+    };
+    kept.flatten()
+        .any(|blob| !log_dir.join("blobs").join(blob.file_name()).exists())
 }
 
 /// Drops the files kept for `log_dir`: the open found the log whole.
