@@ -141,7 +141,16 @@ pub fn analyse(url: &StoreUrl, progress: &Progress<'_>) -> anyhow::Result<Salvag
             // damaged (`store_sled::preserve`).
             (progress.start)(store_sled::carve::carve_size(&log_dir)?, "bytes");
             let carved = store_sled::carve::carve(&log_dir, &mut |b| (progress.advance)(b))?;
-            let snapshot = crate::snapshot::load(&Home::Dir(dir.clone())).ok();
+            // The snapshot counts only if it was taken of this log: the record at its
+            // position, where one is whole, must be its anchor.
+            let snapshot = crate::snapshot::load(&Home::Dir(dir.clone()))
+                .ok()
+                .filter(|s| {
+                    carved
+                        .records
+                        .get(&s.ledger.position())
+                        .is_none_or(|copies| copies.iter().any(|e| e.hash == s.anchor))
+                });
             let snapshot_versions: BTreeMap<TicketId, u64> = snapshot
                 .as_ref()
                 .map(|s| {
