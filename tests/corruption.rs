@@ -99,33 +99,41 @@ fn write_ledger(data: &Path) {
 fn fill_ledger(data: &Path) -> Child {
     let server = spawn_binary(data);
     for t in TICKETS {
-        let open = post(
-            server.addr,
-            "/v1/tickets",
-            &json!({"id": t, "title": "corrupt me", "actor": {"name": "ops", "kind": "human"}}),
-        );
-        assert_eq!(open.status, 201, "{}", open.body);
-        // One raw append of three 60 KB comments: one commit of ~180 KB, which sled keeps in
-        // blob files.
-        let events: Vec<_> = (0..3)
-            .map(|k| comment_event(body(&format!("BIG-{t}-{k}"), 60_000)))
-            .collect();
-        let r = post(
-            server.addr,
-            &format!("/v1/tickets/{t}/events"),
-            &json!({ "events": events }),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        open_with_big_comments(server.addr, t);
         for k in 0..5 {
-            let r = post(
+            append_ok(
                 server.addr,
-                &format!("/v1/tickets/{t}/events"),
-                &json!({"events": [comment_event(format!("SMALL-{t}-{k} note"))]}),
+                t,
+                vec![comment_event(format!("SMALL-{t}-{k} note"))],
             );
-            assert_eq!(r.status, 201, "{}", r.body);
         }
     }
     server
+}
+
+/// Raw-appends `events` to ticket `t`; they must be acknowledged.
+fn append_ok(addr: std::net::SocketAddr, t: &str, events: Vec<serde_json::Value>) {
+    let r = post(
+        addr,
+        &format!("/v1/tickets/{t}/events"),
+        &json!({ "events": events }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Opens ticket `t` with one raw append of three 60 KB comments `BIG-t-k`: one commit of
+/// ~180 KB, which sled keeps in blob files.
+fn open_with_big_comments(addr: std::net::SocketAddr, t: &str) {
+    let open = post(
+        addr,
+        "/v1/tickets",
+        &json!({"id": t, "title": "corrupt me", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(open.status, 201, "{}", open.body);
+    let events = (0..3)
+        .map(|k| comment_event(body(&format!("BIG-{t}-{k}"), 60_000)))
+        .collect();
+    append_ok(addr, t, events);
 }
 
 struct Row {
@@ -384,29 +392,14 @@ fn a_page_that_turns_bad_while_serving_is_corrupt_record_and_the_rest_is_served(
     // and a late ticket MC-4,
     let server = spawn_serve(&["--data-dir", &data_arg, "--cache-mib", "1"]);
     for t in TICKETS {
-        let open = post(
-            server.addr,
-            "/v1/tickets",
-            &json!({"id": t, "title": "early", "actor": {"name": "ops", "kind": "human"}}),
-        );
-        assert_eq!(open.status, 201, "{}", open.body);
-        let events: Vec<_> = (0..3)
-            .map(|k| comment_event(body(&format!("BIG-{t}-{k}"), 60_000)))
-            .collect();
-        let r = post(
-            server.addr,
-            &format!("/v1/tickets/{t}/events"),
-            &json!({ "events": events }),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        open_with_big_comments(server.addr, t);
     }
     for k in 0..2_500 {
-        let r = post(
+        append_ok(
             server.addr,
-            "/v1/tickets/MC-3/events",
-            &json!({"events": [comment_event(body(&format!("FILL-{k}"), 3_000))]}),
+            "MC-3",
+            vec![comment_event(body(&format!("FILL-{k}"), 3_000))],
         );
-        assert_eq!(r.status, 201, "{}", r.body);
     }
     let open = post(
         server.addr,
