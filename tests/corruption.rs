@@ -89,6 +89,17 @@ fn mc_ledger(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `mc-ledger salvage --from FROM --to sled:TO` with `extra` arguments, which must succeed;
+/// answers its stdout.
+fn salvage(from: &str, to: &Path, extra: &[&str]) -> String {
+    let to = format!("sled:{}", to.display());
+    let mut args = vec!["salvage", "--from", from, "--to", &to];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = mc_ledger(&args);
+    assert!(ok, "salvage {from}: {out}{err}");
+    out
+}
+
 /// A ledger of [`EVENTS`] events in `data`, written by a server that then stopped cleanly.
 fn write_ledger(data: &Path) {
     let mut server = fill_ledger(data);
@@ -270,16 +281,11 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
         // verifies, reporting the loss in JSON,
         let new = dir.path().join("salvaged");
         let report_file = dir.path().join("report.json");
-        let (ok, out, err) = mc_ledger(&[
-            "salvage",
-            "--from",
+        salvage(
             &format!("sled:{data_arg}"),
-            "--to",
-            &format!("sled:{}", new.display()),
-            "--report",
-            &report_file.to_string_lossy(),
-        ]);
-        assert!(ok, "{name}: salvage: {out}{err}");
+            &new,
+            &["--report", &report_file.to_string_lossy()],
+        );
         let report: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
         let kept = EVENTS - usize::from(row.lost.is_some());
@@ -358,15 +364,7 @@ fn a_damaged_postgresql_row_is_named_and_salvaged_into_sled() {
     // and salvage copies the 7 whole events into a sled ledger that verifies and serves.
     let dir = tempfile::tempdir().unwrap();
     let new = dir.path().join("salvaged");
-    let (ok, out, err) = mc_ledger(&[
-        "salvage",
-        "--from",
-        &url,
-        "--to",
-        &format!("sled:{}", new.display()),
-        "--json",
-    ]);
-    assert!(ok, "{out}{err}");
+    let out = salvage(&url, &new, &["--json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["recovered"], json!(7), "{report}");
     assert_eq!(report["lost"][0]["first"], json!(3), "{report}");
@@ -500,15 +498,7 @@ fn a_dropped_tail_is_put_back_or_kept_without_a_snapshot() {
             assert!(data.join("log/before-open").is_dir());
             // and salvage keeps every whole event.
             let new = dir.path().join("salvaged");
-            let (ok, out, err) = mc_ledger(&[
-                "salvage",
-                "--from",
-                &format!("sled:{data_arg}"),
-                "--to",
-                &format!("sled:{}", new.display()),
-                "--json",
-            ]);
-            assert!(ok, "{out}{err}");
+            let out = salvage(&format!("sled:{data_arg}"), &new, &["--json"]);
             let report: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(report["recovered"], json!(EVENTS - 1), "{report}");
         } else {
