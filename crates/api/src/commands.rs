@@ -162,6 +162,11 @@ body!(DispatchBody {
     /// Take a slot of this pool (409 `pool_full` with the holders when none is free); a
     /// replacing dispatch passes the replaced runtime's slot on.
     pool: Option<String>,
+    /// The most the run may spend (Claude Code's `--max-budget-usd`), reserved in every
+    /// budget covering the dispatch while the runtime is live (409 `budget_exhausted` when one
+    /// has no room); absent: the smallest default reservation of those budgets.
+    #[schema(exclusive_minimum = 0, maximum = 1e9)]
+    max_budget_usd: Option<f64>,
 });
 body!(ReapBody { cause: Option<ReapCause>, evidence: Option<String> });
 body!(SwitchBody { agent: Option<String>, profile: Option<String>, model: Option<String> });
@@ -169,6 +174,30 @@ body!(RetryBody {
     resume: bool,
     /// The new runtime's pool; absent: the retried runtime's, if it had one.
     pool: Option<String>,
+    /// The new run's reservation; absent: the retried runtime's, if it had one.
+    #[schema(exclusive_minimum = 0, maximum = 1e9)]
+    max_budget_usd: Option<f64>,
+});
+body!(
+    /// Create a budget or change it (orchestrators and humans).
+    BudgetBody {
+    /// 1 to 64 characters of A-Z a-z 0-9 _ . -
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    name: String,
+    /// What it covers: `{kind: all}`, or `{kind: agent|owner|umbrella|ticket, value}` (an
+    /// umbrella's budget covers its descendants).
+    scope: Option<events::BudgetScope>,
+    /// Dollars, 0 to 1e9.
+    #[schema(minimum = 0, maximum = 1e9)]
+    limit_usd: Option<f64>,
+    /// `total` (default), `day` or `month`; days and months roll over in UTC.
+    period: Option<events::BudgetPeriod>,
+    /// `budget_near` from this share of the limit (1 to 100, default 80).
+    #[schema(minimum = 1, maximum = 100)]
+    warn_at_pct: Option<u8>,
+    /// What a dispatch without `max_budget_usd` reserves (default: a tenth of the limit).
+    #[schema(exclusive_minimum = 0, maximum = 1e9)]
+    default_reservation_usd: Option<f64>,
 });
 body!(
     /// Create a pool or change its capacity (orchestrators and humans).
@@ -339,6 +368,7 @@ commands! {
         cwd: b.cwd,
         replace: b.replace,
         pool: b.pool,
+        max_budget_usd: b.max_budget_usd,
     };
     /// Record a worker's verdict, structured or read from raw pane text (422 `no_signal` when it
     /// holds none); a wrong nonce or an ended runtime is 409 and records
@@ -367,7 +397,7 @@ commands! {
     /// Retry an ended runtime: a new runtime with attempt + 1; 409 `runtime_live` or
     /// `ticket_closed`.
     post "/v1/runtimes/{id}/retry" retry "retry" "runtimes" RuntimePath, RetryBody, RuntimeCreated,
-    |_, p, b| Command::Retry { runtime_id: p.id, resume: b.resume, pool: b.pool };
+    |_, p, b| Command::Retry { runtime_id: p.id, resume: b.resume, pool: b.pool, max_budget_usd: b.max_budget_usd };
     /// Mark a runtime completed by the controller.
     post "/v1/runtimes/{id}/complete" complete "complete" "runtimes" RuntimePath, ReasonBody, CreatedOrDuplicate,
     |_, p, b| Command::Complete { runtime_id: p.id, reason: b.reason, commit: b.commit };
@@ -380,17 +410,35 @@ commands! {
     |_, p, b| Command::AbortLaunch { runtime_id: p.id, reason: b.reason, detail: b.detail };
 }
 
-/// Open a ticket (`ticket.opened`); an existing id is 409 `ticket_exists`.
-#[utoipa::path(
-    post, path = "/v1/tickets", operation_id = "openTicket", tag = "tickets",
-    params(IdempotencyKeyHeader), request_body = OpenBody, responses(CreatedOrDuplicate)
-)]
-pub async fn open(
-    State(w): State<WriteState>,
-    caller: Option<Extension<Caller>>,
-    Keyed { body: b, key }: Keyed<OpenBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::Open {
+/// Declares command routes without a path parameter: the body names the target.
+macro_rules! top_level_commands {
+    ($(
+        $(#[doc = $doc:literal])*
+        post $path:literal $name:ident $op:literal $tag:literal $body:ty,
+        |$b:ident| $command:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post, path = $path, operation_id = $op, tag = $tag,
+            params(IdempotencyKeyHeader), request_body = $body, responses(CreatedOrDuplicate)
+        )]
+        pub async fn $name(
+            State(w): State<WriteState>,
+            caller: Option<Extension<Caller>>,
+            Keyed { body: $b, key }: Keyed<$body>,
+        ) -> Result<Response, AppError> {
+            let actor = $b.actor.clone();
+            let expected_version = $b.expected_version;
+            let command: Command = $command;
+            respond(w.submit(caller.as_deref(), actor, command, expected_version, key.as_ref()).await)
+        }
+    )*};
+}
+
+top_level_commands! {
+    /// Open a ticket (`ticket.opened`); an existing id is 409 `ticket_exists`.
+    post "/v1/tickets" open "openTicket" "tickets" OpenBody,
+    |b| Command::Open {
         ticket: ticket_id(&b.id)?,
         opened: TicketOpened {
             title: b.title,
@@ -402,42 +450,21 @@ pub async fn open(
             labels: b.labels.unwrap_or_default(),
         },
     };
-    respond(
-        w.submit(
-            caller.as_deref(),
-            b.actor,
-            cmd,
-            b.expected_version,
-            key.as_ref(),
-        )
-        .await,
-    )
-}
-
-/// Create a pool or change its capacity (`pool.configured`); the same capacity again is 200.
-#[utoipa::path(
-    post, path = "/v1/pools", operation_id = "configurePool", tag = "pools",
-    params(IdempotencyKeyHeader), request_body = PoolBody, responses(CreatedOrDuplicate)
-)]
-pub async fn configure_pool(
-    State(w): State<WriteState>,
-    caller: Option<Extension<Caller>>,
-    Keyed { body: b, key }: Keyed<PoolBody>,
-) -> Result<Response, AppError> {
-    let cmd = Command::ConfigurePool {
-        name: b.name,
-        capacity: required(b.capacity, "capacity")?,
+    /// Create a pool or change its capacity (`pool.configured`); the same capacity again is 200.
+    post "/v1/pools" configure_pool "configurePool" "pools" PoolBody,
+    |b| Command::ConfigurePool { name: b.name, capacity: required(b.capacity, "capacity")? };
+    /// Create a budget or change it (`budget.configured`); the same settings again are 200.
+    post "/v1/budgets" configure_budget "configureBudget" "budgets" BudgetBody,
+    |b| Command::ConfigureBudget {
+        budget: projections::BudgetRequest {
+            name: b.name,
+            scope: required(b.scope, "scope")?,
+            limit_usd: required(b.limit_usd, "limit_usd")?,
+            period: b.period.unwrap_or_default(),
+            warn_at_pct: b.warn_at_pct,
+            default_reservation_usd: b.default_reservation_usd,
+        },
     };
-    respond(
-        w.submit(
-            caller.as_deref(),
-            b.actor,
-            cmd,
-            b.expected_version,
-            key.as_ref(),
-        )
-        .await,
-    )
 }
 
 /// The `Idempotency-Key` header every command takes.

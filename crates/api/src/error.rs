@@ -74,6 +74,19 @@ impl From<Rejection> for AppError {
                 capacity,
                 holders,
             } => Some(json!({"pool": pool, "capacity": capacity, "holders": holders})),
+            Rejection::BudgetExhausted {
+                budget,
+                limit_usd,
+                spent_usd,
+                reserved_usd,
+                reservation_usd,
+            } => Some(json!({
+                "budget": budget,
+                "limit_usd": limit_usd,
+                "spent_usd": spent_usd,
+                "reserved_usd": reserved_usd,
+                "reservation_usd": reservation_usd,
+            })),
             _ => None,
         };
         AppError {

@@ -50,6 +50,14 @@ pub struct Problem {
     capacity: Option<u32>,
     /// With `pool_full` and `pool_in_use`: the live runtimes holding its slots.
     holders: Option<Vec<String>>,
+    /// With `budget_exhausted`: the budget without room.
+    budget: Option<String>,
+    /// With `budget_exhausted`: its limit, what ended runs spent in this period, what live
+    /// runs hold, and the reservation refused (dollars).
+    limit_usd: Option<f64>,
+    spent_usd: Option<f64>,
+    reserved_usd: Option<f64>,
+    reservation_usd: Option<f64>,
     /// With `not_permitted`: the rule that refused.
     rule: Option<String>,
     /// With `not_permitted`: what was refused (a command's action, `hook`, `raw_append`).
@@ -75,7 +83,7 @@ pub struct Problem {
     components(schemas(WriteResult, Coalesced, Problem)),
     tags(
         (name = "tickets"), (name = "tasks"), (name = "runtimes"), (name = "pools"),
-        (name = "events"), (name = "admin"), (name = "health")
+        (name = "budgets"), (name = "events"), (name = "admin"), (name = "health")
     )
 )]
 pub struct ApiDoc;
@@ -138,7 +146,7 @@ pub fn error_description(status: u16) -> &'static str {
         429 => "`too_many_failures`: more than 20 unknown tokens from this client address this minute; unknown tokens from it wait for the next minute.",
         404 => "`ticket_not_found`, `runtime_not_found`, `task_not_found`, `pool_not_found`, or `no_route` (e.g. an empty path segment).",
         408 => "The request took longer than 30 s (code `timeout`).",
-        409 => "A conflict with the current state, named by `code`: `ticket_exists`, `ticket_closed`, `ticket_open`, `runtime_live`, `runtime_ended` (with `class`), `stale_nonce`, `unknown_nonce`, `task_exists`, `version_conflict` (with `current_version`), `event_id_conflict`, `pool_full` and `pool_in_use` (a capacity below the holders; both with `pool`, `capacity` and `holders`: the runtimes holding its slots). A refused signal also carries `recorded_position`.",
+        409 => "A conflict with the current state, named by `code`: `ticket_exists`, `ticket_closed`, `ticket_open`, `runtime_live`, `runtime_ended` (with `class`), `stale_nonce`, `unknown_nonce`, `task_exists`, `version_conflict` (with `current_version`), `event_id_conflict`, `pool_full` and `pool_in_use` (a capacity below the holders; both with `pool`, `capacity` and `holders`: the runtimes holding its slots), `budget_exhausted` (with `budget`, `limit_usd`, `spent_usd`, `reserved_usd` and `reservation_usd`). A refused signal also carries `recorded_position`.",
         413 => "`body_too_large` (over 1 MiB), `event_too_large` or `too_many_events`.",
         415 => "`unsupported_media_type`: send `Content-Type: application/json`.",
         422 => "`invalid` (with `field` when one field is at fault), an invalid ticket id, `no_signal` (raw pane text with no signal in it; nothing is appended), or another refused value (`invalid_actor`, `invalid_event_id`, `invalid_token_id`, `invalid_timestamp`, `empty_append`, `duplicate_event_id`, `too_expensive`).",

@@ -535,6 +535,47 @@ pub async fn get_pool(
         })
 }
 
+/// Every budget with what it has spent and reserved now (SPEC §16), in one page.
+#[utoipa::path(
+    get, path = "/v1/budgets", operation_id = "listBudgets", tag = "budgets",
+    responses((status = 200, description = "Every budget, by name.", body = projections::BudgetPage))
+)]
+pub async fn list_budgets(State(r): State<ReadState>) -> Result<Response, AppError> {
+    fresh(&r)?;
+    let at = now();
+    Ok(Json(r.shared.read(|l| l.budgets(at))).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BudgetPath {
+    /// The budget's name.
+    name: String,
+}
+
+/// One budget: spent, reserved, remaining, and the live runtimes holding reservations.
+#[utoipa::path(
+    get, path = "/v1/budgets/{name}", operation_id = "getBudget", tag = "budgets",
+    params(BudgetPath),
+    responses((status = 200, description = "The budget.", body = projections::BudgetView))
+)]
+pub async fn get_budget(
+    State(r): State<ReadState>,
+    Path(p): Path<BudgetPath>,
+) -> Result<Response, AppError> {
+    fresh(&r)?;
+    let at = now();
+    r.shared
+        .read(|l| l.budget(&p.name, at))
+        .map(|v| Json(v).into_response())
+        .ok_or_else(|| {
+            AppError::not_found(
+                "budget_not_found",
+                format!("budget {:.64} not found", p.name),
+            )
+        })
+}
+
 /// Every current alert, in one page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertPage {

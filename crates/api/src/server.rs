@@ -104,6 +104,12 @@ pub fn routes() -> (Router<AppState>, serde_json::Value, RouteTable) {
         )
         .routes(t.get(pool(Read)).on(routes!(reads::get_pool)))
         .routes(
+            t.post(ledger(Write(A::Budget)))
+                .get(ledger(Read))
+                .on(routes!(c::configure_budget, reads::list_budgets)),
+        )
+        .routes(t.get(ledger(Read)).on(routes!(reads::get_budget)))
+        .routes(
             t.post(ledger(Write(A::Subscribe)))
                 .get(ledger(Read))
                 .on(routes!(

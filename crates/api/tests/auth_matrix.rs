@@ -152,6 +152,13 @@ fn routes() -> Vec<(&'static str, String, Value, Action)> {
             json!({"name": "gpu", "capacity": 2}),
             Action::Pool,
         ),
+        // SPEC §16: budgets (orchestrator, human or admin).
+        (
+            "POST",
+            "/v1/budgets".into(),
+            json!({"name": "team", "scope": {"kind": "all"}, "limit_usd": 10.0}),
+            Action::Budget,
+        ),
         // SPEC §15: subscriptions (orchestrator, human or admin).
         (
             "POST",

@@ -114,6 +114,7 @@ fn dispatch(
         cwd: None,
         replace: false,
         pool: None,
+        max_budget_usd: None,
     })
 }
 

@@ -510,6 +510,114 @@ pub struct RuntimePooled {
     pub pool: String,
 }
 
+// ---- budgets (SPEC §16), on each budget's own stream ----
+
+/// What a budget covers: every runtime, or those of one agent, one ticket owner, one
+/// umbrella's descendants, or one ticket.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScopeKind {
+    All,
+    Agent,
+    Owner,
+    Umbrella,
+    Ticket,
+}
+
+impl BudgetScopeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetScopeKind::All => "all",
+            BudgetScopeKind::Agent => "agent",
+            BudgetScopeKind::Owner => "owner",
+            BudgetScopeKind::Umbrella => "umbrella",
+            BudgetScopeKind::Ticket => "ticket",
+        }
+    }
+}
+
+/// How long a budget's spend counts: forever, or until the next UTC midnight or month.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
+    ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetPeriod {
+    #[default]
+    Total,
+    Day,
+    Month,
+}
+
+impl BudgetPeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Total => "total",
+            BudgetPeriod::Day => "day",
+            BudgetPeriod::Month => "month",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetScope {
+    pub kind: BudgetScopeKind,
+    /// The agent, owner, umbrella ticket or ticket; absent for `all`.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A budget (SPEC §16), on its own stream ([`crate::ids::budget_stream`]): the first one
+/// creates it, a later one changes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfigured {
+    pub name: String,
+    pub scope: BudgetScope,
+    pub limit_usd: f64,
+    pub period: BudgetPeriod,
+    /// `budget_near` once spent + reserved reach this share of the limit.
+    pub warn_at_pct: u8,
+    /// What a dispatch without `max_budget_usd` reserves.
+    pub default_reservation_usd: f64,
+}
+
+/// A runtime reserved `reservation_usd` of the budget whose stream this is: the budget
+/// stream's half of a dispatch in its scope (the ticket's half is `runtime.budgeted`),
+/// appended in one append over both streams so that racing dispatches meet on its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetReserved {
+    pub runtime_id: String,
+    /// The runtime's ticket.
+    pub ticket: String,
+    pub reservation_usd: f64,
+}
+
+/// The runtime dispatched just before, in the same append, may spend `reservation_usd` (the
+/// agent's `--max-budget-usd`), reserved in each of `budgets` while it is live; once it ends
+/// its harvested spend counts instead. No event releases a reservation: the runtime's end does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Encode, Decode, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeBudgeted {
+    pub runtime_id: String,
+    pub reservation_usd: f64,
+    pub budgets: Vec<String>,
+}
+
 // ---- subscriptions (SPEC §15), on each subscription's own stream ----
 
 /// The body a subscription's deliveries take.
@@ -703,10 +811,16 @@ pub enum EventData {
     SubscriptionParked(SubscriptionParked),
     #[serde(rename = "subscription.deleted")]
     SubscriptionDeleted(SubscriptionNamed),
+    #[serde(rename = "budget.configured")]
+    BudgetConfigured(BudgetConfigured),
+    #[serde(rename = "budget.reserved")]
+    BudgetReserved(BudgetReserved),
+    #[serde(rename = "runtime.budgeted")]
+    RuntimeBudgeted(RuntimeBudgeted),
 }
 
 /// Every event type name, in variant order (the stored discriminant).
-pub const EVENT_TYPES: [&str; 36] = [
+pub const EVENT_TYPES: [&str; 39] = [
     "ticket.opened",
     "ticket.edited",
     "ticket.commented",
@@ -743,6 +857,9 @@ pub const EVENT_TYPES: [&str; 36] = [
     "subscription.replayed",
     "subscription.parked",
     "subscription.deleted",
+    "budget.configured",
+    "budget.reserved",
+    "runtime.budgeted",
 ];
 
 /// The event types format 1 knew when its fixtures were written (wave 1).
@@ -792,6 +909,9 @@ impl EventData {
             EventData::SubscriptionReplayed(_) => 33,
             EventData::SubscriptionParked(_) => 34,
             EventData::SubscriptionDeleted(_) => 35,
+            EventData::BudgetConfigured(_) => 36,
+            EventData::BudgetReserved(_) => 37,
+            EventData::RuntimeBudgeted(_) => 38,
         }
     }
 
@@ -814,6 +934,7 @@ impl EventData {
             EventData::RuntimeSessionEnded(e) => &e.runtime_id,
             EventData::RuntimeUsageRecorded(e) => &e.runtime_id,
             EventData::RuntimePooled(e) => &e.runtime_id,
+            EventData::RuntimeBudgeted(e) => &e.runtime_id,
             _ => return None,
         };
         Some(id)

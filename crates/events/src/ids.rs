@@ -107,6 +107,15 @@ pub fn subscription_stream(name: &str) -> TicketId {
     named_stream(SUBSCRIPTION_STREAM_PREFIX, name)
 }
 
+/// The prefix of budget streams; no ticket may use it.
+pub const BUDGET_STREAM_PREFIX: &str = "BUDGET";
+
+/// The stream a budget's events live on: `BUDGET-<9 digits of blake3(name)>`, found from the
+/// name alone as a pool's is. Budget names follow pool names' rules ([`is_pool_name`]).
+pub fn budget_stream(name: &str) -> TicketId {
+    named_stream(BUDGET_STREAM_PREFIX, name)
+}
+
 fn named_stream(prefix: &str, name: &str) -> TicketId {
     let digest = blake3::hash(name.as_bytes());
     let mut eight = [0u8; 8];
@@ -133,9 +142,14 @@ pub fn is_subscription_stream(id: &TicketId) -> bool {
     has_prefix(id, SUBSCRIPTION_STREAM_PREFIX)
 }
 
-/// A stream of a pool or a subscription: no ticket may be opened on it.
+/// A stream of a budget, not a ticket.
+pub fn is_budget_stream(id: &TicketId) -> bool {
+    has_prefix(id, BUDGET_STREAM_PREFIX)
+}
+
+/// A stream of a pool, a subscription or a budget: no ticket may be opened on it.
 pub fn is_reserved_stream(id: &TicketId) -> bool {
-    is_pool_stream(id) || is_subscription_stream(id)
+    is_pool_stream(id) || is_subscription_stream(id) || is_budget_stream(id)
 }
 
 /// Event ids: 1..=64 bytes of `[A-Za-z0-9_.:-]`.

@@ -199,6 +199,7 @@ mod tests {
                 ticket: Some(TicketId::parse("MC-4030").unwrap()),
                 pool: None,
                 subscription: None,
+                budget: None,
                 runtime_id: Some("rt_1".into()),
                 since: Timestamp(1_764_000_000_000),
                 detail: "tmux_session_missing <b>".into(),

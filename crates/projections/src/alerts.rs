@@ -33,10 +33,14 @@ pub enum AlertKind {
     PoolSaturated,
     /// A subscription parked a delivery and stopped (SPEC §15).
     SubscriptionFailing,
+    /// A budget's spent + reserved reached its `warn_at_pct` (SPEC §16).
+    BudgetNear,
+    /// A budget has no room left for its default reservation (SPEC §16).
+    BudgetExhausted,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 9] = [
         AlertKind::WorkerLost,
         AlertKind::StaleWorker,
         AlertKind::RetryLoop,
@@ -44,6 +48,8 @@ impl AlertKind {
         AlertKind::ReadyToResume,
         AlertKind::PoolSaturated,
         AlertKind::SubscriptionFailing,
+        AlertKind::BudgetNear,
+        AlertKind::BudgetExhausted,
     ];
 
     /// The kind a name (`worker_lost`, …) names.
@@ -60,6 +66,8 @@ impl AlertKind {
             AlertKind::ReadyToResume => "ready_to_resume",
             AlertKind::PoolSaturated => "pool_saturated",
             AlertKind::SubscriptionFailing => "subscription_failing",
+            AlertKind::BudgetNear => "budget_near",
+            AlertKind::BudgetExhausted => "budget_exhausted",
         }
     }
 }
@@ -82,6 +90,9 @@ pub struct Alert {
     /// The subscription a `subscription_failing` alert is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<String>,
+    /// The budget a `budget_near` or `budget_exhausted` alert is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     /// When the condition started.
@@ -101,6 +112,7 @@ impl Ledger {
                 ticket: None,
                 pool: None,
                 subscription: Some(s.name.clone()),
+                budget: None,
                 runtime_id: None,
                 since: p.at,
                 detail: format!(
@@ -128,6 +140,7 @@ impl Ledger {
                     ticket: None,
                     pool: Some(p.name.clone()),
                     subscription: None,
+                    budget: None,
                     runtime_id: None,
                     since,
                     detail: format!(
@@ -140,6 +153,7 @@ impl Ledger {
             }
         }
         self.subscription_alerts(&mut out);
+        self.budget_alerts(now, &mut out);
         out
     }
 
@@ -163,6 +177,7 @@ impl Ledger {
             ticket: Some(t.id.clone()),
             pool: None,
             subscription: None,
+            budget: None,
             runtime_id: runtime_id.map(str::to_owned),
             since,
             detail,

@@ -70,7 +70,7 @@ struct Line<'a> {
     output: u64,
 }
 
-fn nanos(usd: f64) -> u64 {
+pub(crate) fn nanos(usd: f64) -> u64 {
     // decide refuses negative and non-finite costs; a raw append's are clamped here.
     if usd.is_finite() && usd > 0.0 {
         // Positive and finite, so no sign is lost; `as` saturates a too-large value at
@@ -120,6 +120,19 @@ pub(crate) fn spend_by_model(r: &Runtime) -> Vec<(&str, u64)> {
         .into_iter()
         .filter_map(|l| l.nanos.map(|n| (l.model, n)))
         .collect()
+}
+
+/// A runtime's whole spend, in nanodollars (0 when it reported none).
+pub(crate) fn spend_nanos(r: &Runtime) -> u64 {
+    lines(r)
+        .iter()
+        .filter_map(|l| l.nanos)
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Nanodollars as dollars.
+pub(crate) fn usd(nanos: u64) -> f64 {
+    nanos as f64 / NANOS_PER_USD
 }
 
 /// A sum in exact units; turned into a [`CostView`] at the end.

@@ -13,9 +13,10 @@ use events::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::budgets::{Budget, Reservation};
 use crate::class::{Harvest, RuntimeClass, TerminalFacts};
 use crate::limits::{excerpt, EXCERPT_BYTES_MAX, USAGE_MODELS_MAX};
-use crate::subscription_state::{Parked, Pause, Replay, Subscription};
+use crate::subscription_state::Subscription;
 
 /// Where an event sits in the log: its global position and its ticket stream version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -64,6 +65,8 @@ pub struct Ledger {
     pub(crate) pool_stream_versions: HashMap<TicketId, u64>,
     /// Subscriptions by name (SPEC §15); their streams' versions are kept with the pools'.
     pub(crate) subscriptions: BTreeMap<String, Subscription>,
+    /// Budgets by stream (SPEC §16); their streams' versions are kept with the pools'.
+    pub(crate) budgets: BTreeMap<TicketId, Budget>,
 }
 
 /// A pool: its capacity and the live runtimes holding its slots. `holders` is an index the
@@ -235,6 +238,8 @@ pub(crate) struct Runtime {
     pub(crate) session_end_ref: Option<EventRef>,
     /// The pool whose slot this runtime holds while it is live (its `pool.admitted`).
     pub(crate) pool: Option<String>,
+    /// What it may spend, reserved in budgets while it is live (its `runtime.budgeted`).
+    pub(crate) budget: Option<Reservation>,
     /// What the run spent by model: the latest `runtime.usage_recorded` (it states the whole
     /// spend, so it replaces).
     pub(crate) usage: Vec<ModelUsage>,
@@ -431,6 +436,10 @@ impl Ledger {
         }
         if events::ids::is_subscription_stream(&e.ticket) {
             self.apply_subscription(e);
+            return;
+        }
+        if events::ids::is_budget_stream(&e.ticket) {
+            self.apply_budget(e);
             return;
         }
 
@@ -660,6 +669,7 @@ impl Ledger {
                         usage: Vec::new(),
                         cost_at: None,
                         pool: None,
+                        budget: None,
                     },
                 );
             }
@@ -689,6 +699,12 @@ impl Ledger {
                     }
                     return;
                 }
+                if let EventData::RuntimeBudgeted(x) = data {
+                    let id = r.id.clone();
+                    self.reserve(&id, x);
+                    self.refresh_runtime_budgets(&id, e.recorded_at);
+                    return;
+                }
                 let worker_expected = t.closed.is_none() && t.park.is_none() && !t.umbrella;
                 let was_live = r.is_live();
                 apply_runtime(r, &mut t.nonces, data, e, worker_expected);
@@ -698,6 +714,11 @@ impl Ledger {
                         pool.holders.remove(&r.id);
                         pool.refresh_full(e.recorded_at);
                     }
+                }
+                Ledger::settle(&mut self.budgets, r, e.recorded_at);
+                if r.budget.is_some() {
+                    let id = r.id.clone();
+                    self.refresh_runtime_budgets(&id, e.recorded_at);
                 }
             }
         }
@@ -741,94 +762,6 @@ impl Ledger {
             pool.position = e.position;
             pool.updated_at = at;
         }
-    }
-}
-
-impl Ledger {
-    /// An event of a subscription stream. A fact naming a subscription of another stream is
-    /// ignored (a raw append may write anything there); anything else counts as a version.
-    pub(crate) fn apply_subscription(&mut self, e: &RecordedEvent) {
-        let at = e.recorded_at;
-        self.pool_stream_versions
-            .insert(e.ticket.clone(), e.version);
-        let Some(name) = e.data.subscription_name() else {
-            return;
-        };
-        if events::ids::subscription_stream(name) != e.ticket {
-            return;
-        }
-        match &e.data {
-            EventData::SubscriptionCreated(c) | EventData::SubscriptionChanged(c) => {
-                let s = self
-                    .subscriptions
-                    .entry(name.to_owned())
-                    .or_insert_with(|| Subscription {
-                        name: name.to_owned(),
-                        stream: e.ticket.clone(),
-                        url: String::new(),
-                        format: events::NoticeFormat::Json,
-                        types: Vec::new(),
-                        tickets: Vec::new(),
-                        umbrella: None,
-                        agents: Vec::new(),
-                        alerts: Vec::new(),
-                        remind_every_ms: None,
-                        chat_id: None,
-                        secret_id: String::new(),
-                        created_by: e.actor.clone(),
-                        created_at: at,
-                        updated_at: at,
-                        paused: None,
-                        parked: None,
-                        replay: None,
-                        version: 0,
-                        position: 0,
-                        origin: e.position,
-                    });
-                s.set(c);
-            }
-            EventData::SubscriptionDeleted(_) => {
-                self.subscriptions.remove(name);
-                return;
-            }
-            _ => {}
-        }
-        let Some(s) = self.subscriptions.get_mut(name) else {
-            return;
-        };
-        match &e.data {
-            EventData::SubscriptionPaused(p) => {
-                s.paused = Some(Pause {
-                    by: e.actor.clone(),
-                    reason: p.reason.clone(),
-                    at,
-                });
-            }
-            EventData::SubscriptionResumed(_) => {
-                s.paused = None;
-                s.parked = None;
-            }
-            EventData::SubscriptionReplayed(r) => {
-                s.parked = None;
-                s.replay = Some(Replay {
-                    from_position: r.from_position,
-                    requested_at: e.position,
-                });
-            }
-            EventData::SubscriptionParked(p) => {
-                s.parked = Some(Parked {
-                    delivery_id: p.delivery_id.clone(),
-                    position: p.position,
-                    attempts: p.attempts,
-                    error: p.error.clone(),
-                    at,
-                });
-            }
-            _ => {}
-        }
-        s.version = e.version;
-        s.position = e.position;
-        s.updated_at = at;
     }
 }
 

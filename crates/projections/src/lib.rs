@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod budgets;
 pub mod class;
 pub mod config;
 pub mod cost;
@@ -26,12 +27,13 @@ pub mod views;
 
 pub use alerts::{Alert, AlertKind};
 pub use audit::{as_of, timeline, TimelineEntry};
+pub use budgets::{BudgetHolder, BudgetPage, BudgetScopeView, BudgetStatus, BudgetView};
 pub use class::RuntimeClass;
 pub use config::Config;
 pub use cost::{CostGroup, CostGroupBy, CostReport, CostView};
 pub use decide::{
-    decide, turn_nonce, AlsoAppend, Append, Command, Context, Decision, Duplicate, HarvestReport,
-    Rejection, RejectionKind, Target,
+    decide, turn_nonce, AlsoAppend, Append, BudgetRequest, Command, Context, Decision, Duplicate,
+    HarvestReport, Rejection, RejectionKind, Target,
 };
 pub use filter::{EventFilter, FilterError};
 pub use gauges::Gauges;
@@ -53,4 +55,4 @@ pub use views::{
 /// Version of the persisted [`Ledger`] snapshot layout. Bump it whenever a field of the
 /// projection state changes meaning or shape: the IO shell then rebuilds from the log instead
 /// of loading an incompatible snapshot.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;

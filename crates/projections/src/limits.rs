@@ -27,6 +27,10 @@ pub const EXCERPT_BYTES_MAX: usize = 1024;
 /// Excerpt of a refused signal written into `runtime.signal_rejected`.
 pub const REJECTED_EXCERPT_BYTES_MAX: usize = 256;
 
+/// The most budgets there may be, and so the most one dispatch can reserve in.
+pub const BUDGETS_MAX: usize = 64;
+pub const BUDGETS_PER_RUNTIME_MAX: usize = BUDGETS_MAX;
+
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub fn excerpt(s: &str, max: usize) -> &str {
     if s.len() <= max {

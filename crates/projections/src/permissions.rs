@@ -73,10 +73,12 @@ pub enum Action {
     /// Create, change, pause, resume, replay or delete a subscription (SPEC §15:
     /// orchestrators and humans).
     Subscribe,
+    /// Create or change a budget (SPEC §16: orchestrators and humans).
+    Budget,
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::Open,
         Action::Edit,
         Action::Comment,
@@ -103,6 +105,7 @@ impl Action {
         Action::RequestInput,
         Action::EndSession,
         Action::Subscribe,
+        Action::Budget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +136,7 @@ impl Action {
             Action::RequestInput => "request_input",
             Action::EndSession => "end_session",
             Action::Subscribe => "subscribe",
+            Action::Budget => "budget",
         }
     }
 }
@@ -163,6 +167,7 @@ impl Command {
             Command::Input { .. } => Action::Input,
             Command::AbortLaunch { .. } => Action::Abort,
             Command::ConfigurePool { .. } => Action::Pool,
+            Command::ConfigureBudget { .. } => Action::Budget,
             // What an agent's hooks report about a runtime: they pause or end it, so they are
             // actions of their own (a plain agent token may not end another's runtime).
             Command::RequestInput { .. } => Action::RequestInput,
@@ -222,7 +227,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
     ),
     (
         ActorKind::Orchestrator,
-        "orchestrators may do what controllers may, open, edit, link, park, gate, close and reopen tickets, and manage pools and subscriptions",
+        "orchestrators may do what controllers may, open, edit, link, park, gate, close and reopen tickets, and manage pools, subscriptions and budgets",
         &[
             RUNTIME,
             &[A::Comment, A::Task],
@@ -237,6 +242,7 @@ pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
                 A::Reopen,
                 A::Pool,
                 A::Subscribe,
+                A::Budget,
             ],
         ],
     ),

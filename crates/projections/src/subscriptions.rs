@@ -242,13 +242,14 @@ pub struct OpenAlert {
     pub reminders: u32,
 }
 
-/// The subject of an alert: its ticket, pool or subscription.
+/// The subject of an alert: its ticket, pool, subscription or budget.
 pub fn alert_subject(a: &Alert) -> &str {
     a.ticket
         .as_ref()
         .map(TicketId::as_str)
         .or(a.pool.as_deref())
         .or(a.subscription.as_deref())
+        .or(a.budget.as_deref())
         .unwrap_or("")
 }
 

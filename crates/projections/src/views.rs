@@ -117,6 +117,10 @@ pub struct RuntimeView {
     pub resume_session: Option<String>,
     /// The pool whose slot the runtime holds while live (SPEC §14).
     pub pool: Option<String>,
+    /// The most the run may spend (the agent's `--max-budget-usd`), reserved while it is live
+    /// in each of `budgets` (SPEC §16); null when it reserved nothing.
+    pub max_budget_usd: Option<f64>,
+    pub budgets: Vec<String>,
     /// What the run spent, summed over its models.
     pub cost: CostView,
     /// Its spend model by model, as its harvest reported it.
@@ -585,6 +589,12 @@ pub(crate) fn runtime_view(r: &Runtime, now: Timestamp, cfg: &Config) -> Runtime
         nonce: r.nonce.clone(),
         resume_session: r.resume_session.clone(),
         pool: r.pool.clone(),
+        max_budget_usd: r.budget.as_ref().map(|b| crate::cost::usd(b.nanos)),
+        budgets: r
+            .budget
+            .as_ref()
+            .map(|b| b.budgets.clone())
+            .unwrap_or_default(),
         cost: Ledger::runtime_cost(r),
         usage: r.usage.clone(),
     }

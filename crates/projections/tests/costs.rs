@@ -196,6 +196,7 @@ fn costs_are_summed_per_runtime_ticket_umbrella_and_group() {
             cwd: None,
             replace: false,
             pool: None,
+            max_budget_usd: None,
         },
     );
     let c = w.rt("MC-3");

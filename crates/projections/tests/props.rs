@@ -67,6 +67,11 @@ enum Op {
     Pool(usize, u32),
     /// Dispatch into a pool: ticket, key, replace, pool.
     DispatchIn(usize, u8, bool, usize),
+    /// Budget `b0`/`b1`: scope (all, agent claude, umbrella MC-3, ticket MC-1), limit in
+    /// dollars, period (total, day, month).
+    Budget(usize, u8, u8, u8),
+    /// Dispatch with a reservation: ticket, key, replace, dollars (0: none asked).
+    DispatchBudgeted(usize, u8, bool, u8),
     /// Subscription `s0`/`s1`: 0 create or change (a format), 1 pause, 2 resume, 3 replay,
     /// 4 park, 5 delete.
     Subscription(usize, u8, u8),
@@ -74,6 +79,33 @@ enum Op {
 }
 
 const POOLS: [&str; 2] = ["p0", "p1"];
+const BUDGETS: [&str; 2] = ["b0", "b1"];
+
+fn budget_command(b: usize, scope: u8, limit: u8, period: u8) -> Command {
+    let (kind, value) = match scope {
+        0 => (events::BudgetScopeKind::All, None),
+        1 => (events::BudgetScopeKind::Agent, Some("claude")),
+        2 => (events::BudgetScopeKind::Umbrella, Some("MC-3")),
+        _ => (events::BudgetScopeKind::Ticket, Some("MC-1")),
+    };
+    Command::ConfigureBudget {
+        budget: projections::BudgetRequest {
+            name: BUDGETS[b].to_owned(),
+            scope: events::BudgetScope {
+                kind,
+                value: value.map(str::to_owned),
+            },
+            limit_usd: f64::from(limit),
+            period: [
+                events::BudgetPeriod::Total,
+                events::BudgetPeriod::Day,
+                events::BudgetPeriod::Month,
+            ][usize::from(period % 3)],
+            warn_at_pct: None,
+            default_reservation_usd: Some(1.0),
+        },
+    }
+}
 
 fn op() -> impl Strategy<Value = Op> {
     let t = 0..TICKETS.len();
@@ -103,6 +135,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..POOLS.len(), 0u32..3).prop_map(|(p, c)| Op::Pool(p, c)),
         4 => (t.clone(), 0u8..3, any::<bool>(), 0..POOLS.len()).prop_map(|(a, k, rep, p)| Op::DispatchIn(a, k, rep, p)),
         2 => (0usize..2, 0u8..6, 0u8..3).prop_map(|(s, what, f)| Op::Subscription(s, what, f)),
+        2 => (0..BUDGETS.len(), 0u8..4, 0u8..12, 0u8..3).prop_map(|(b, s, l, p)| Op::Budget(b, s, l, p)),
+        4 => (t.clone(), 0u8..3, any::<bool>(), 0u8..5).prop_map(|(a, k, rep, d)| Op::DispatchBudgeted(a, k, rep, d)),
         2 => (0u16..90).prop_map(Op::Wait),
     ]
 }
@@ -309,6 +343,21 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
                 }
                 Some(d)
             }
+            Op::Budget(b, scope, limit, period) => {
+                Some(budget_command(*b, *scope, *limit, *period))
+            }
+            Op::DispatchBudgeted(t, k, rep, dollars) => {
+                let mut d = dispatch_with(
+                    TICKETS[*t],
+                    &format!("budget-key-{k}"),
+                    Transport::Tmux,
+                    *rep,
+                );
+                if let Command::Dispatch { max_budget_usd, .. } = &mut d {
+                    *max_budget_usd = (*dollars > 0).then_some(f64::from(*dollars));
+                }
+                Some(d)
+            }
             Op::Wait(m) => {
                 w.sim.advance_ms(u64::from(*m) * MIN);
                 None
@@ -427,6 +476,38 @@ proptest! {
                 holders.sort();
                 prop_assert_eq!(&holders, &admitted, "pool {}", p.name);
                 prop_assert!(holders.len() <= usize::try_from(p.capacity).unwrap(), "pool {}: {} holders, capacity {}", p.name, holders.len(), p.capacity);
+            }
+        }
+    }
+
+    /// SPEC §16: after every accepted dispatch or retry, each budget it reserved in stands at
+    /// no more than its limit; each budget's holders are exactly the live runtimes that
+    /// reserved in it; a `total` budget's spend is what its ended runtimes spent.
+    #[test]
+    fn budgets_are_never_overrun_by_a_dispatch(ops in ops(100)) {
+        for prefix in 1..=ops.len() {
+            let (w, _) = play(&ops[..prefix]);
+            let l = &w.sim.ledger;
+            let runtimes = l.runtimes(&Default::default(), None, usize::MAX, w.sim.now, &w.sim.config).runtimes;
+            // The budgets the latest append reserved in, when it was a dispatch's.
+            let last_reserved = match w.sim.log.last().map(|e| &e.data) {
+                Some(EventData::BudgetReserved(x)) => runtimes.iter().find(|r| r.id == x.runtime_id).map(|r| r.budgets.clone()).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            for b in l.budgets(w.sim.now).budgets {
+                let mut reserved: Vec<String> = runtimes.iter().filter(|r| r.live && r.budgets.contains(&b.name)).map(|r| r.id.clone()).collect();
+                reserved.sort();
+                let mut holders: Vec<String> = b.holders.iter().map(|h| h.runtime_id.clone()).collect();
+                holders.sort();
+                prop_assert_eq!(&holders, &reserved, "budget {}", b.name);
+                if b.period == events::BudgetPeriod::Total {
+                    let spent: f64 = runtimes.iter().filter(|r| !r.live && r.budgets.contains(&b.name)).map(|r| r.cost.usd.unwrap_or(0.0)).sum();
+                    prop_assert!((spent - b.spent_usd).abs() < 1e-6, "budget {}: spent {} by the runtimes, {} by the view", b.name, spent, b.spent_usd);
+                }
+                if last_reserved.contains(&b.name) {
+                    prop_assert!(b.spent_usd + b.reserved_usd <= b.limit_usd + 1e-9,
+                        "budget {} overrun after a dispatch: {} spent + {} reserved > {}", b.name, b.spent_usd, b.reserved_usd, b.limit_usd);
+                }
             }
         }
     }
@@ -857,6 +938,7 @@ fn command_builders_cover_every_command() {
             | Command::RequestInput { .. }
             | Command::EndSession { .. }
             | Command::ConfigurePool { .. }
+            | Command::ConfigureBudget { .. }
             | Command::ConfigureSubscription { .. }
             | Command::PauseSubscription { .. }
             | Command::ResumeSubscription { .. }

@@ -256,6 +256,7 @@ fn alert(kind: AlertKind, ticket: &str, since: u64) -> Alert {
         ticket: Some(id(ticket)),
         pool: None,
         subscription: None,
+        budget: None,
         runtime_id: Some("rt_1".into()),
         since: Timestamp(since),
         detail: "d".into(),

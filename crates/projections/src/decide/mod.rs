@@ -8,6 +8,7 @@
 //! client retrying a dispatch after a timeout still holds the old version and must get its
 //! original runtime back, not a conflict.
 
+mod budgets;
 mod checks;
 mod pools;
 mod runtimes;
@@ -15,6 +16,7 @@ mod subscriptions;
 mod tickets;
 mod types;
 
+pub use budgets::BUDGET_USD_MAX;
 pub use pools::POOL_CAPACITY_MAX;
 pub use subscriptions::{
     check_url, REMIND_EVERY_MS_MAX, REMIND_EVERY_MS_MIN, SUBSCRIPTION_URL_BYTES_MAX,
@@ -92,12 +94,9 @@ pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision,
             profile,
             model,
         } => switch(ledger, runtime_id, agent, profile, model, ctx),
-        Command::Retry {
-            runtime_id,
-            resume,
-            pool,
-        } => retry(ledger, runtime_id, *resume, pool.as_deref(), ctx),
+        Command::Retry { .. } => retry(ledger, cmd, ctx),
         Command::ConfigurePool { name, capacity } => configure_pool(ledger, name, *capacity),
+        Command::ConfigureBudget { budget } => budgets::configure_budget(ledger, budget),
         Command::Complete {
             runtime_id,
             reason,

@@ -16,6 +16,7 @@ use crate::limits::{
     REJECTED_EXCERPT_BYTES_MAX, TEXT_BYTES_MAX, USAGE_MODELS_MAX,
 };
 
+use super::budgets::reservation;
 use super::checks::*;
 use super::pools::*;
 use super::types::*;
@@ -44,6 +45,7 @@ pub(super) fn dispatch(
         cwd,
         replace,
         pool,
+        max_budget_usd,
     } = cmd
     else {
         return Err(Rejection::invalid("command", "not a dispatch"));
@@ -107,7 +109,16 @@ pub(super) fn dispatch(
         resume_session: None,
     }));
     let freed: Vec<&str> = live.iter().map(|r| r.id.as_str()).collect();
-    let also = admission(ledger, t, pool.as_deref(), &freed, ctx, &mut events)?;
+    let mut also = admission(ledger, t, pool.as_deref(), &freed, ctx, &mut events)?;
+    also.extend(reservation(
+        ledger,
+        t,
+        agent,
+        *max_budget_usd,
+        &freed,
+        ctx,
+        &mut events,
+    )?);
     Ok(new_runtime(t, events, ctx, also))
 }
 
@@ -427,13 +438,17 @@ pub(super) fn retry_key(runtime_id: &str) -> String {
     format!("retry:{runtime_id}")
 }
 
-pub(super) fn retry(
-    ledger: &Ledger,
-    runtime_id: &str,
-    resume: bool,
-    pool: Option<&str>,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
+pub(super) fn retry(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision, Rejection> {
+    let Command::Retry {
+        runtime_id,
+        resume,
+        pool,
+        max_budget_usd,
+    } = cmd
+    else {
+        return Err(Rejection::invalid("command", "not a retry"));
+    };
+    let (resume, pool) = (*resume, pool.as_deref());
     let (r, t) = find_runtime(ledger, runtime_id)?;
     let key = retry_key(&r.id);
     if let Some(n) = t
@@ -495,7 +510,17 @@ pub(super) fn retry(
         resume_session,
     })];
     let mut events = events;
-    let also = admission(ledger, t, pool.or(r.pool.as_deref()), &[], ctx, &mut events)?;
+    let mut also = admission(ledger, t, pool.or(r.pool.as_deref()), &[], ctx, &mut events)?;
+    let inherited = r.budget.as_ref().map(|b| crate::cost::usd(b.nanos));
+    also.extend(reservation(
+        ledger,
+        t,
+        &r.agent,
+        max_budget_usd.or(inherited),
+        &[],
+        ctx,
+        &mut events,
+    )?);
     Ok(new_runtime(t, events, ctx, also))
 }
 

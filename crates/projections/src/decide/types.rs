@@ -8,13 +8,14 @@ use events::{
     TicketOpened, Timestamp, Transport, Verdict,
 };
 
+pub use super::budgets::BudgetRequest;
 use crate::class::RuntimeClass;
 use crate::config::Config;
 use crate::ledger::EventRef;
 use crate::ledger::Ledger;
 
 /// What the pure core may not invent: the time, fresh ids, and what the client last saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Context {
     pub now: Timestamp,
     /// A fresh, never used runtime id (used by dispatch and retry only).
@@ -136,6 +137,8 @@ pub enum Command {
         replace: bool,
         /// Take a slot of this pool (SPEC §14), or be refused `pool_full`.
         pool: Option<String>,
+        /// The most the run may spend, reserved in every budget covering it (SPEC §16).
+        max_budget_usd: Option<f64>,
     },
     Signal {
         runtime_id: String,
@@ -171,6 +174,12 @@ pub enum Command {
         resume: bool,
         /// The pool of the new runtime; absent: the retried runtime's pool, if any.
         pool: Option<String>,
+        /// The new run's reservation; absent: the retried runtime's, if it had one.
+        max_budget_usd: Option<f64>,
+    },
+    /// Create a budget, or change it (SPEC §16).
+    ConfigureBudget {
+        budget: BudgetRequest,
     },
     /// Create a pool, or change its capacity (SPEC §14).
     ConfigurePool {
@@ -241,6 +250,7 @@ impl Command {
             Target::Runtime(r) => ledger.runtime_ticket(r).cloned(),
             Target::Pool(name) => Some(events::ids::pool_stream(name)),
             Target::Subscription(name) => Some(events::ids::subscription_stream(name)),
+            Target::Budget(name) => Some(events::ids::budget_stream(name)),
         }
     }
 
@@ -273,6 +283,7 @@ impl Command {
             | Command::RequestInput { runtime_id, .. }
             | Command::EndSession { runtime_id, .. } => Target::Runtime(runtime_id),
             Command::ConfigurePool { name, .. } => Target::Pool(name),
+            Command::ConfigureBudget { budget } => Target::Budget(&budget.name),
             Command::ConfigureSubscription { config } => Target::Subscription(&config.name),
             Command::PauseSubscription { name, .. }
             | Command::ResumeSubscription { name }
@@ -290,6 +301,7 @@ pub enum Target<'a> {
     Runtime(&'a str),
     Pool(&'a str),
     Subscription(&'a str),
+    Budget(&'a str),
 }
 
 /// The outcome of a command that was not rejected.
@@ -364,7 +376,7 @@ pub enum RejectionKind {
 }
 
 /// A named reason a command changes nothing, with a stable [`Rejection::code`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     TicketExists {
         ticket: TicketId,
@@ -427,6 +439,17 @@ pub enum Rejection {
     SubscriptionNotFound {
         name: String,
     },
+    BudgetNotFound {
+        name: String,
+    },
+    /// The reservation does not fit what is left of this budget (dollars).
+    BudgetExhausted {
+        budget: String,
+        limit_usd: f64,
+        spent_usd: f64,
+        reserved_usd: f64,
+        reservation_usd: f64,
+    },
 }
 
 impl Rejection {
@@ -449,6 +472,8 @@ impl Rejection {
             Rejection::PoolFull { .. } => "pool_full",
             Rejection::PoolInUse { .. } => "pool_in_use",
             Rejection::SubscriptionNotFound { .. } => "subscription_not_found",
+            Rejection::BudgetNotFound { .. } => "budget_not_found",
+            Rejection::BudgetExhausted { .. } => "budget_exhausted",
         }
     }
 
@@ -458,7 +483,8 @@ impl Rejection {
             | Rejection::RuntimeNotFound { .. }
             | Rejection::TaskNotFound { .. }
             | Rejection::PoolNotFound { .. }
-            | Rejection::SubscriptionNotFound { .. } => RejectionKind::NotFound,
+            | Rejection::SubscriptionNotFound { .. }
+            | Rejection::BudgetNotFound { .. } => RejectionKind::NotFound,
             Rejection::Invalid { .. } => RejectionKind::Invalid,
             _ => RejectionKind::Conflict,
         }
@@ -485,6 +511,17 @@ impl fmt::Display for Rejection {
             Rejection::SubscriptionNotFound { name } => {
                 write!(f, "subscription {name} not found")
             }
+            Rejection::BudgetNotFound { name } => write!(f, "budget {name} not found"),
+            Rejection::BudgetExhausted {
+                budget,
+                limit_usd,
+                spent_usd,
+                reserved_usd,
+                reservation_usd,
+            } => write!(
+                f,
+                "budget {budget} has no room for ${reservation_usd}: ${spent_usd} spent and ${reserved_usd} reserved of ${limit_usd}"
+            ),
             Rejection::PoolFull {
                 pool,
                 capacity,

@@ -218,6 +218,7 @@ pub(crate) fn dispatch_with(
         cwd: Some("/home/lucienne/workspace/mission-control".to_owned()),
         replace,
         pool: None,
+        max_budget_usd: None,
     }
 }
 
@@ -294,6 +295,7 @@ pub(crate) fn retry_in(runtime_id: &str, resume: bool, pool: Option<&str>) -> Co
         runtime_id: runtime_id.to_owned(),
         resume,
         pool: pool.map(str::to_owned),
+        max_budget_usd: None,
     }
 }
 
