@@ -64,6 +64,10 @@ fn sample(scrape: &str, line_start: &str) -> Option<f64> {
 fn the_scrape_says_what_needs_a_person_and_promtool_accepts_it() {
     let s = start_temp();
     let human = |b: serde_json::Value| with_actor(b, "elmar", "human");
+    // A budget for codex: the live codex run holds its default reservation ($5 of $50).
+    let budget =
+        json!({"name": "codex", "scope": {"kind": "agent", "value": "codex"}, "limit_usd": 50.0});
+    assert_eq!(post(s.addr, "/v1/budgets", &human(budget)).status, 201);
     for id in ["MC-1", "MC-2"] {
         assert_eq!(
             post(
@@ -136,6 +140,9 @@ fn the_scrape_says_what_needs_a_person_and_promtool_accepts_it() {
             "mc_ledger_cost_usd_total{agent=\"claude\",model=\"opus\"}",
             1.25,
         ),
+        ("mc_ledger_budget_limit_usd{budget=\"codex\"}", 50.0),
+        ("mc_ledger_budget_reserved_usd{budget=\"codex\"}", 5.0),
+        ("mc_ledger_budget_spent_usd{budget=\"codex\"}", 0.0),
         (
             "mc_ledger_http_requests_total{method=\"POST\",route=\"/v1/tickets\",status=\"201\"}",
             2.0,

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Barrier};
 
 use common::*;
 use serde_json::{json, Value};
@@ -61,28 +60,13 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
         .as_array()
         .unwrap()
         .len();
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let racers: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let barrier = barrier.clone();
-            let addr = addrs[i % addrs.len()];
-            std::thread::spawn(move || {
-                barrier.wait();
-                let r = post(
-                    addr,
-                    &format!("/v1/tickets/MC-{}/dispatch", i + 1),
-                    &orchestrator(json!({
-                        "dispatch_key": "k1", "agent": "claude", "transport": "tmux",
-                        "tmux_target": format!("mc-{i}"), "pool": "gpu",
-                    })),
-                );
-                (r.status, r.json())
-            })
-        })
-        .collect();
+    let answers = race_dispatches(
+        addrs,
+        RACERS,
+        &json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "pool": "gpu"}),
+    );
     let mut winners = Vec::new();
-    for racer in racers {
-        let (status, body) = racer.join().unwrap();
+    for (status, body) in answers {
         match status {
             201 => winners.push(body["runtime_id"].as_str().unwrap().to_owned()),
             409 => {

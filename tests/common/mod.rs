@@ -388,3 +388,23 @@ pub fn output_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> st
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// `n` dispatches released at once by a barrier, the i-th on ticket `MC-{i+1}` through
+/// `addrs[i % len]`, each with `body` plus an orchestrator actor; the answers in racer order.
+pub fn race_dispatches(addrs: &[SocketAddr], n: usize, body: &Value) -> Vec<(u16, Value)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let racers: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let addr = addrs[i % addrs.len()];
+            let mut body = with_actor(body.clone(), "luci", "orchestrator");
+            body["tmux_target"] = serde_json::json!(format!("mc-{i}"));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = post(addr, &format!("/v1/tickets/MC-{}/dispatch", i + 1), &body);
+                (r.status, r.json())
+            })
+        })
+        .collect();
+    racers.into_iter().map(|r| r.join().unwrap()).collect()
+}

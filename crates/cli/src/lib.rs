@@ -17,6 +17,7 @@ macro_rules! say {
     }};
 }
 
+pub mod budget;
 pub mod demo;
 mod helpers;
 mod salvage;
@@ -167,6 +168,9 @@ pub enum Command {
     /// notices (SPEC §15).
     #[command(subcommand)]
     Subscription(subscription::SubscriptionCommand),
+    /// Manage budgets on a running server: spend caps reserved at dispatch (SPEC §16).
+    #[command(subcommand)]
+    Budget(budget::BudgetCommand),
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
     Signal {
         /// The server, http://host:port (token in MC_LEDGER_TOKEN).
@@ -595,6 +599,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         ),
         Command::Watch(args) => crate::watch::run(&args),
         Command::Subscription(command) => subscription::run(command),
+        Command::Budget(command) => budget::run(command),
         Command::Signal {
             server,
             runtime,

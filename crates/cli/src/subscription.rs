@@ -104,11 +104,11 @@ pub struct On {
 }
 
 impl On {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Client::new(&self.server)
     }
 
-    fn actor(&self) -> Value {
+    pub(crate) fn actor(&self) -> Value {
         json!({"name": self.actor, "kind": "human"})
     }
 }

@@ -21,6 +21,8 @@ pub struct Gauges {
     pub runtimes_live: BTreeMap<(String, &'static str), u64>,
     /// Spend by (agent, model), in nanodollars (exact sums; shown as dollars).
     pub cost_nanos: BTreeMap<(String, String), u64>,
+    /// Each budget's (limit, spent this period, reserved), in nanodollars (SPEC §16).
+    pub budgets: BTreeMap<String, (u64, u64, u64)>,
 }
 
 impl Ledger {
@@ -56,6 +58,11 @@ impl Ledger {
                     .entry((r.agent.clone(), model.to_owned()))
                     .or_default() += nanos;
             }
+        }
+        for b in self.budgets.values() {
+            let s = b.standing(self, now, &[]);
+            g.budgets
+                .insert(b.name.clone(), (b.limit, s.spent, s.reserved));
         }
         g
     }

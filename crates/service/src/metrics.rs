@@ -40,6 +40,13 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabel {
+    budget: String,
+}
+
+type Dollars = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -106,6 +113,9 @@ struct Attention {
     /// The spend each cost counter was last set to, in nanodollars: a counter only goes up,
     /// by the difference.
     cost_seen: Mutex<HashMap<(String, String), u64>>,
+    budget_limit: Family<BudgetLabel, Dollars>,
+    budget_spent: Family<BudgetLabel, Dollars>,
+    budget_reserved: Family<BudgetLabel, Dollars>,
 }
 
 pub struct Metrics {
@@ -206,6 +216,25 @@ impl Default for Metrics {
             "What harvested runs cost, in US dollars, by agent and model",
             attention.cost_usd.clone(),
         );
+        for (name, help, family) in [
+            (
+                "mc_ledger_budget_limit_usd",
+                "A budget's limit, in US dollars, by budget",
+                &attention.budget_limit,
+            ),
+            (
+                "mc_ledger_budget_spent_usd",
+                "What runs that ended in a budget's current period spent, in US dollars",
+                &attention.budget_spent,
+            ),
+            (
+                "mc_ledger_budget_reserved_usd",
+                "What live runs hold in a budget (each its reservation or its spend so far), in US dollars",
+                &attention.budget_reserved,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
         let http_requests = Family::<RouteStatusLabel, Counter>::default();
         let http_seconds = Family::<RouteLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(HTTP_BUCKETS_S)) as fn() -> Histogram,
@@ -361,6 +390,21 @@ impl Metrics {
                 class,
             };
             a.runtimes_live.get_or_create(&label).set(count(*n));
+        }
+        // Budgets come and go like agents: only the present ones are series.
+        a.budget_limit.clear();
+        a.budget_spent.clear();
+        a.budget_reserved.clear();
+        // Nanodollars to dollars: exact below 2^53 nanodollars (~$9M).
+        #[allow(clippy::cast_precision_loss)]
+        let usd = |n: u64| n as f64 / 1e9;
+        for (budget, (limit, spent, reserved)) in &g.budgets {
+            let label = BudgetLabel {
+                budget: budget.clone(),
+            };
+            a.budget_limit.get_or_create(&label).set(usd(*limit));
+            a.budget_spent.get_or_create(&label).set(usd(*spent));
+            a.budget_reserved.get_or_create(&label).set(usd(*reserved));
         }
         let mut seen = a.cost_seen.lock().unwrap_or_else(|p| p.into_inner());
         for ((agent, model), nanos) in &g.cost_nanos {

@@ -228,10 +228,11 @@ async fn board(
     }
     let cfg = &app.read.shared.config;
     let at = now();
-    let (board, alerts) = app.read.shared.read(|l| {
+    let (board, alerts, budgets) = app.read.shared.read(|l| {
         (
             l.board(at, cfg, projections::BOARD_CLOSED_DEFAULT),
             l.alerts(at, cfg),
+            l.budgets(at).budgets,
         )
     });
     page(
@@ -240,7 +241,7 @@ async fn board(
         StatusCode::OK,
         "Board",
         "/",
-        pages::board(&board, &alerts),
+        pages::board(&board, &alerts, &budgets),
     )
 }
 
@@ -428,17 +429,17 @@ async fn alerts(
     }
     let cfg = &app.read.shared.config;
     let at = now();
-    let (alerts, pools) = app
+    let (alerts, pools, budgets) = app
         .read
         .shared
-        .read(|l| (l.alerts(at, cfg), l.pools().pools));
+        .read(|l| (l.alerts(at, cfg), l.pools().pools, l.budgets(at).budgets));
     page(
         &app,
         &headers,
         StatusCode::OK,
         "Alerts",
         "/alerts",
-        pages::alerts(&alerts, &pools),
+        pages::alerts(&alerts, &pools, &budgets),
     )
 }
 

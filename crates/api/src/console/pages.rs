@@ -5,7 +5,7 @@
 use events::{EventData, RecordedEvent};
 use maud::{html, Markup, DOCTYPE};
 use projections::{
-    Alert, Board, BoardCard, CostView, PoolView, RuntimeView, TicketState, TicketView,
+    Alert, Board, BoardCard, BudgetView, CostView, PoolView, RuntimeView, TicketState, TicketView,
     TimelineEntry,
 };
 
@@ -95,6 +95,11 @@ fn usd(c: &CostView) -> String {
     }
 }
 
+/// A budget's dollars, to the cent.
+fn cents(v: f64) -> String {
+    format!("${v:.2}")
+}
+
 fn cost_line(c: &CostView) -> Markup {
     html! {
         @if c.runtimes > 0 {
@@ -136,6 +141,9 @@ fn alert_list(alerts: &[Alert]) -> Markup {
                         @if let Some(s) = &a.subscription {
                             "subscription " a href="/subscriptions" { (s) } " "
                         }
+                        @if let Some(b) = &a.budget {
+                            "budget " a href="/alerts#budgets-h" { (b) } " "
+                        }
                         span { (a.detail) } " "
                         span.quiet { "since " time datetime=(a.since.to_rfc3339()) { (a.since.to_rfc3339()) } }
                     }
@@ -168,7 +176,68 @@ fn card(c: &BoardCard) -> Markup {
 /// page would weigh megabytes on a big ledger. The count says how many there are.
 pub const CARDS_PER_COLUMN_MAX: usize = 200;
 
-pub fn board(board: &Board, alerts: &[Alert]) -> Markup {
+/// The board's header line of budgets: each one's spent + reserved against its limit.
+fn budget_strip(budgets: &[BudgetView]) -> Markup {
+    html! {
+        @if !budgets.is_empty() {
+            p.budgets aria-label="Budgets" {
+                "Budgets: "
+                @for (i, b) in budgets.iter().enumerate() {
+                    @if i > 0 { " · " }
+                    a href="/alerts#budgets-h" data-budget=(b.name) data-status=(budget_status(b)) {
+                        strong { (b.name) } " " (cents(b.spent_usd + b.reserved_usd)) " of " (cents(b.limit_usd))
+                    }
+                    @if budget_status(b) != "ok" { " " span.warn { (budget_status(b)) } }
+                }
+            }
+        }
+    }
+}
+
+fn budget_status(b: &BudgetView) -> &'static str {
+    match b.status {
+        projections::BudgetStatus::Ok => "ok",
+        projections::BudgetStatus::Near => "near",
+        projections::BudgetStatus::Exhausted => "exhausted",
+    }
+}
+
+/// The Alerts page's Budgets section: every budget, what it has spent and reserved.
+fn budget_table(budgets: &[BudgetView]) -> Markup {
+    html! {
+        h2 #budgets-h { "Budgets" }
+        @if budgets.is_empty() {
+            p.quiet { "No budgets. " code { "mc-ledger budget create NAME --limit-usd N --server …" } " adds one." }
+        } @else {
+            div.scroll {
+                table #budgets {
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Scope" } th scope="col" { "Period" }
+                        th scope="col" { "Limit" } th scope="col" { "Spent" } th scope="col" { "Reserved" }
+                        th scope="col" { "Remaining" } th scope="col" { "Status" } th scope="col" { "Holders" }
+                    } }
+                    tbody {
+                        @for b in budgets {
+                            tr data-budget=(b.name) {
+                                th scope="row" { (b.name) }
+                                td { (b.scope.kind.as_str()) @if let Some(v) = &b.scope.value { " " (v) } }
+                                td { (b.period.as_str()) }
+                                td { (cents(b.limit_usd)) }
+                                td { (cents(b.spent_usd)) }
+                                td { (cents(b.reserved_usd)) }
+                                td { (cents(b.remaining_usd)) }
+                                td { (budget_status(b)) }
+                                td { (b.holders.len()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn board(board: &Board, alerts: &[Alert], budgets: &[BudgetView]) -> Markup {
     let columns = [
         (TicketState::Open, &board.open, board.totals.open),
         (
@@ -192,6 +261,7 @@ pub fn board(board: &Board, alerts: &[Alert]) -> Markup {
     ];
     html! {
         h1 { "Board" }
+        (budget_strip(budgets))
         section aria-labelledby="alerts-h" {
             h2 #alerts-h { "Alerts" }
             (alert_list(alerts))
@@ -533,10 +603,11 @@ pub fn runtimes(live: &[RuntimeView], recent: &[RuntimeView]) -> Markup {
     }
 }
 
-pub fn alerts(alerts: &[Alert], pools: &[PoolView]) -> Markup {
+pub fn alerts(alerts: &[Alert], pools: &[PoolView], budgets: &[BudgetView]) -> Markup {
     html! {
         h1 { "Alerts" }
         (alert_list(alerts))
+        (budget_table(budgets))
         h2 { "Pools" }
         @if pools.is_empty() { p.quiet { "No pools." } } @else {
             ul {
