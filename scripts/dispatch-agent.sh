@@ -16,6 +16,9 @@
 #   CLAUDE_BIN, CODEX_BIN  the agents' binaries (default: claude, codex on PATH)
 #   TMUX_SOCKET_NAME  start the session on `tmux -L NAME` (the watcher's --tmux-socket-name)
 #   AGENT_MODEL       the model to ask for (recorded on the dispatch; default: the agent's own)
+#   MAX_BUDGET_USD    the most the run may spend (SPEC §16): sent as the dispatch's max_budget_usd;
+#                     the reservation the ledger made (this, or a covering budget's default) is
+#                     passed to Claude Code as --max-budget-usd (Codex has no such flag)
 #   WORKDIR           the agent's working directory (default: the current one)
 #   STATE_DIR         where the agent's output and settings go (default: $WORKDIR/.mc-ledger)
 #   AGENT_ENV         names of further variables to hand to the agent (default: the Claude Code
@@ -43,7 +46,7 @@ if [ -n "${MC_LEDGER_TOKEN:-}" ]; then auth=(-H "Authorization: Bearer $MC_LEDGE
 
 session="mc-$ticket-$(date +%s%N | tail -c 9)"
 model="${AGENT_MODEL:-}"
-body=$(node -e 'const [key, agent, target, cwd, model] = process.argv.slice(1); console.log(JSON.stringify({dispatch_key: key, agent, transport: "tmux", tmux_target: target, cwd, model: model || undefined, actor: {name: "dispatch-agent.sh", kind: "orchestrator"}}))' "$session" "$agent" "$session" "$workdir" "$model")
+body=$(node -e 'const [key, agent, target, cwd, model, max] = process.argv.slice(1); console.log(JSON.stringify({dispatch_key: key, agent, transport: "tmux", tmux_target: target, cwd, model: model || undefined, max_budget_usd: max ? Number(max) : undefined, actor: {name: "dispatch-agent.sh", kind: "orchestrator"}}))' "$session" "$agent" "$session" "$workdir" "$model" "${MAX_BUDGET_USD:-}")
 answer=$(curl -sS -X POST "${auth[@]}" -H 'Content-Type: application/json' --data "$body" \
   -w '\n%{http_code}' "$server/v1/tickets/$ticket/dispatch")
 status="${answer##*$'\n'}"
@@ -53,6 +56,8 @@ if [ "$status" != 201 ]; then
   exit 1
 fi
 rt=$(printf '%s' "$answer" | field runtime_id)
+# The reservation the ledger made (runtime.budgeted), if any: what the agent may spend.
+reservation=$(printf '%s' "$answer" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const e=(JSON.parse(s).events||[]).find(e=>e.type==="runtime.budgeted");process.stdout.write(e?String(e.data.reservation_usd):"")})')
 runtime_token=$(printf '%s' "$answer" | field runtime_token)
 echo "runtime $rt session $session"
 
@@ -64,6 +69,7 @@ case "$agent" in
     node -e 'const h=c=>[{hooks:[{type:"command",command:c}]}];console.log(JSON.stringify({hooks:{Stop:h(process.argv[1]),SubagentStop:h(process.argv[1]),Notification:h(process.argv[1]),SessionEnd:h(process.argv[1])}}))' "$hook" >"$settings"
     run=("${CLAUDE_BIN:-claude}" -p "$prompt" --output-format stream-json --verbose --settings "$settings")
     if [ -n "$model" ]; then run+=(--model "$model"); fi
+    if [ -n "$reservation" ]; then run+=(--max-budget-usd "$reservation"); fi
     harvest=(--claude "$out")
     ;;
   codex)

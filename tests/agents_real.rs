@@ -288,6 +288,42 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         "Claude names its model; Codex's is the dispatch's: {by_model}"
     );
 
+    // SPEC §16: a reservation reaches Claude Code as --max-budget-usd; the run stops on it
+    // (`error_max_budget_usd`), is harvested as partial/max_budget, and its spend lands in the
+    // budget covering the ticket.
+    let r = post(
+        server.addr,
+        "/v1/budgets",
+        &json!({"name": "mc-4", "scope": {"kind": "ticket", "value": "MC-4"}, "limit_usd": 1.0,
+                "actor": {"name": "luci", "kind": "orchestrator"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        server.addr,
+        "/v1/tickets",
+        &json!({"id": "MC-4", "title": "a capped run", "actor": {"name": "luci", "kind": "orchestrator"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut capped = env.clone();
+    capped.push(("MAX_BUDGET_USD", "0.0001".to_owned()));
+    let (rt, stdout) = dispatch("claude", "claude-sonnet-4-5", "MC-4", &capped);
+    assert!(
+        stdout.contains("201 appended runtime.harvested partial/max_budget"),
+        "{stdout}"
+    );
+    let runtime = get(server.addr, &format!("/v1/runtimes/{rt}")).json();
+    assert_eq!(runtime["max_budget_usd"], 0.0001, "{runtime}");
+    assert_eq!(runtime["exit"]["exit_reason"], "max_budget", "{runtime}");
+    let budget = get(server.addr, "/v1/budgets/mc-4").json();
+    assert_eq!(
+        (
+            budget["spent_usd"].as_f64(),
+            budget["reserved_usd"].as_f64()
+        ),
+        (Some(0.006495), Some(0.0)),
+        "Claude Code's own cost of the turn it stopped after: {budget}"
+    );
+
     // SPEC §17: the real Claude Code CLI's Stop and SessionEnd hooks while the server is
     // stopped are spooled, and after it starts `hook flush` records each exactly once.
     let r = post(
