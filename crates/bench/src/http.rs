@@ -104,21 +104,44 @@ impl Conn {
     }
 }
 
-struct Phase {
-    requests: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    errors: usize,
+pub(crate) struct Phase {
+    pub(crate) requests: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) errors: usize,
+}
+
+/// The i-th request of a phase: method, path and body.
+pub(crate) type Request<'a> = &'a (dyn Fn(usize) -> (&'static str, String, String) + Sync);
+
+/// A comment on `LOAD-{i % tickets}`, the write every HTTP bench measures.
+pub(crate) fn comment(i: usize, tickets: usize) -> (&'static str, String, String) {
+    let body = json!({"body": format!("load comment {i}: {}", "x".repeat(180)), "actor": {"name": "bench", "kind": "system"}});
+    (
+        "POST",
+        format!("/v1/tickets/LOAD-{}/comments", i % tickets),
+        body.to_string(),
+    )
+}
+
+/// Opens `LOAD-0` … `LOAD-{tickets - 1}`.
+pub(crate) fn open_tickets(addr: SocketAddr, tickets: usize) -> anyhow::Result<()> {
+    let conn = Conn::open(addr);
+    for t in 0..tickets {
+        let body = json!({"id": format!("LOAD-{t}"), "title": "load ticket", "actor": {"name": "bench", "kind": "system"}});
+        let (status, _) = conn.call("POST", "/v1/tickets", &body.to_string())?;
+        anyhow::ensure!(status == 201, "creating LOAD-{t}: {status}");
+    }
+    Ok(())
 }
 
 /// `connections` threads, each on its own connection, taking request numbers from one
 /// counter until `requests` are done.
-fn phase(
+pub(crate) fn phase(
     addr: SocketAddr,
     connections: usize,
     requests: usize,
-    tickets: usize,
-    write: bool,
+    request: Request<'_>,
 ) -> anyhow::Result<Phase> {
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -135,14 +158,9 @@ fn phase(
                         if i >= requests {
                             break;
                         }
-                        let ticket = format!("LOAD-{}", i % tickets);
+                        let (method, path, body) = request(i);
                         let t = Instant::now();
-                        let (status, _) = if write {
-                            let body = json!({"body": format!("load comment {i}: {}", "x".repeat(180)), "actor": {"name": "bench", "kind": "system"}});
-                            conn.call("POST", &format!("/v1/tickets/{ticket}/comments"), &body.to_string())?
-                        } else {
-                            conn.call("GET", &format!("/v1/tickets/{ticket}"), "")?
-                        };
+                        let (status, _) = conn.call(method, &path, &body)?;
                         latencies.push(t.elapsed());
                         if !(200..300).contains(&status) {
                             errors += 1;
@@ -177,27 +195,39 @@ fn phase(
     })
 }
 
-pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir)?;
-    // The server gets its own runtime (its own threads), like a separate process would.
+/// A server in process on `dir`, on its own runtime (its own threads, like a separate
+/// process), listening on a free loopback port.
+pub(crate) fn start_server(
+    dir: &std::path::Path,
+) -> anyhow::Result<(tokio::runtime::Runtime, api::server::Opened, SocketAddr)> {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let opened = api::server::open(&dir.join("server"))?;
+    let opened = api::server::open(dir)?;
     let router = api::server::app(opened.state.clone());
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
+    Ok((server_rt, opened, addr))
+}
 
-    let conn = Conn::open(addr);
-    for t in 0..args.tickets {
-        let body = json!({"id": format!("LOAD-{t}"), "title": "load ticket", "actor": {"name": "bench", "kind": "system"}});
-        let (status, _) = conn.call("POST", "/v1/tickets", &body.to_string())?;
-        anyhow::ensure!(status == 201, "creating LOAD-{t}: {status}");
-    }
-    drop(conn);
-    let writes = phase(addr, args.connections, args.writes, args.tickets, true)?;
-    let reads = phase(addr, args.connections, args.reads, args.tickets, false)?;
+pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
+    let (dir, _guard) = work_dir(args.dir)?;
+    let (server_rt, opened, addr) = start_server(&dir.join("server"))?;
+
+    open_tickets(addr, args.tickets)?;
+    let tickets = args.tickets;
+    let writes = phase(addr, args.connections, args.writes, &|i| {
+        comment(i, tickets)
+    })?;
+    let read = |i: usize| {
+        (
+            "GET",
+            format!("/v1/tickets/LOAD-{}", i % tickets),
+            String::new(),
+        )
+    };
+    let reads = phase(addr, args.connections, args.reads, &read)?;
     opened.store.close()?;
     drop(server_rt);
     drop(opened);

@@ -2,6 +2,7 @@
 //! always reported beside a baseline measured in the same run, because this machine is
 //! shared and noisy and single absolute timings are not stable.
 
+mod budgets;
 mod console;
 mod http;
 mod notify;
@@ -40,6 +41,8 @@ pub enum BenchCommand {
     /// Subscriptions delivering under load: commit-to-receipt latency, deliveries/s, and
     /// append throughput with them vs without.
     Notify(crate::notify::NotifyArgs),
+    /// HTTP writes with dispatches covered by N budgets against none, arms interleaved.
+    Budgets(crate::budgets::BudgetsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +162,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rebuild(r) => crate::rebuild::run(r),
         BenchCommand::Http(h) => crate::http::run(h),
         BenchCommand::Notify(n) => crate::notify::run(n),
+        BenchCommand::Budgets(b) => crate::budgets::run(b),
         BenchCommand::Peers(p) => crate::peers::run(p),
         BenchCommand::Soak(s) => crate::soak::run(s),
         BenchCommand::Console(c) => crate::console::run(c),
