@@ -81,7 +81,12 @@ fn arm(dir: &std::path::Path, args: &BudgetsArgs, budgets: usize) -> anyhow::Res
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 pub(crate) fn run(args: BudgetsArgs) -> anyhow::Result<()> {

@@ -440,3 +440,31 @@ fn bad_budgets_are_refused_and_an_unchanged_one_is_a_duplicate() {
         "{err:?}"
     );
 }
+
+/// Budget alerts reach subscriptions as every alert does: one `alert.raised` per episode, kept
+/// while it stays (another reservation or an hour does not make it new), `alert.cleared` when
+/// it goes.
+#[test]
+fn a_budget_alert_is_one_episode_to_a_subscription() {
+    use projections::subscriptions::alert_notices;
+    let mut w = World::new();
+    w.run(&orchestrator(), all(5.0));
+    tickets(&mut w, &["MC-1", "MC-2"]);
+    let mut open = std::collections::BTreeMap::new();
+    let mut told = |w: &World| -> Vec<String> {
+        let mut alerts = w.sim.ledger.alerts(w.sim.now, &w.sim.config);
+        alerts.retain(|a| a.budget.is_some());
+        alert_notices(&mut open, &alerts, w.sim.now, None)
+            .into_iter()
+            .map(|n| format!("{:?} {}", n.kind, n.alert.kind.as_str()))
+            .collect()
+    };
+    w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.5)));
+    assert_eq!(told(&w), ["Raised budget_exhausted"]);
+    w.wait_min(60);
+    w.run(&orchestrator(), comment("MC-1", "later"));
+    assert!(told(&w).is_empty(), "the same episode");
+    let rt = w.rt("MC-1");
+    w.run(&controller(), kill(&rt));
+    assert_eq!(told(&w), ["Cleared budget_exhausted"]);
+}

@@ -251,6 +251,7 @@ impl Service {
                 return self.answer(&command, &writer, false, duplicate(events));
             }
         }
+        let mut admitted = None;
         for _ in 0..RACE_RETRIES {
             shared.catch_up()?;
             let at = now();
@@ -272,6 +273,10 @@ impl Service {
                 }
             };
             match decision {
+                Decision::Append(a) if !a.also.is_empty() && admitted.is_none() => {
+                    // Its turn on the shared streams first, then decided again.
+                    admitted = Some(self.admission.lock().await);
+                }
                 Decision::Append(a) => {
                     let appended = match self.append(&a, key, &writer, at).await {
                         Ok(appended) => appended,

@@ -43,6 +43,11 @@ pub struct Service {
     /// The runtime tokens' key and index (minted at dispatch, checked when presented).
     pub runtime_tokens: Arc<RuntimeTokens>,
     pub home: Home,
+    /// Taken by a command whose append also writes a pool's or a budget's stream, from its
+    /// decision to its commit: such commands meet on those shared streams, so in one process
+    /// they take turns (fairly, in arrival order) instead of racing and re-deciding until one
+    /// gives up. Other replicas still race them; their expected versions keep that safe.
+    pub admission: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Service {
@@ -67,6 +72,7 @@ impl Service {
             snapshots,
             runtime_tokens: Arc::new(RuntimeTokens::default()),
             home,
+            admission: Arc::default(),
         })
     }
 }
