@@ -74,12 +74,14 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
 
 fn check(addr: SocketAddr, winners: &[String], spent: f64) {
     let b = get(addr, "/v1/budgets/team").json();
-    let holders: Vec<&str> = b["holders"]
+    let mut holders: Vec<&str> = b["holders"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| h["runtime_id"].as_str().unwrap())
         .collect();
+    // The view lists them by start; the winners come sorted by id.
+    holders.sort_unstable();
     let live: Vec<&str> = winners
         .iter()
         .map(String::as_str)
@@ -124,10 +126,15 @@ fn sixteen_racers_on_sled_reserve_exactly_three_and_a_restart_keeps_the_budget()
     check(server.addr, &winners, 1.25);
     // $10 − $1.25 spent − $6 reserved leaves $2.75: a $3 run is refused, a $2.75 one fits.
     let addr = server.addr;
+    ok(
+        addr,
+        "/v1/tickets",
+        json!({"id": "MC-17", "title": "after the race"}),
+    );
     let asking = |usd: f64| {
         post(
             addr,
-            "/v1/tickets/MC-16/dispatch",
+            "/v1/tickets/MC-17/dispatch",
             &with_actor(
                 json!({"dispatch_key": "k2", "agent": "claude", "transport": "tmux", "max_budget_usd": usd}),
                 "luci",

@@ -578,6 +578,7 @@ fn json_shapes() {
         [
             "agent",
             "attempt",
+            "budgets",
             "class",
             "cost",
             "cwd",
@@ -587,6 +588,7 @@ fn json_shapes() {
             "id",
             "last_activity_at",
             "live",
+            "max_budget_usd",
             "model",
             "nonce",
             "pool",

@@ -6,8 +6,8 @@ use events::{
     RuntimeBudgeted,
 };
 
-use crate::budgets::Budget;
 use crate::cost::{nanos, usd};
+use crate::ledger::Budget;
 use crate::ledger::{Ledger, Ticket};
 use crate::limits::{excerpt, BUDGETS_MAX, NAME_BYTES_MAX};
 use events::ids::POOL_NAME_BYTES_MAX;

@@ -41,7 +41,8 @@ pub fn spec_row(kind: ActorKind) -> Vec<&'static str> {
         ActorKind::Controller => controller(),
         // "what a controller may, plus open, edit, link, unlink, park, gates, close, reopen";
         // SPEC §14: `POST /v1/pools` (orchestrator or human); SPEC §15: `POST
-        // /v1/subscriptions` and what changes one (orchestrator, human or admin).
+        // /v1/subscriptions` and what changes one (orchestrator, human or admin); SPEC §16:
+        // `POST /v1/budgets` (orchestrator, human or admin).
         ActorKind::Orchestrator => [
             controller(),
             vec![
@@ -55,6 +56,7 @@ pub fn spec_row(kind: ActorKind) -> Vec<&'static str> {
                 "reopen",
                 "pool",
                 "subscribe",
+                "budget",
             ],
         ]
         .concat(),

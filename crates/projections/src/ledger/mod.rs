@@ -13,10 +13,16 @@ use events::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::budgets::{Budget, Reservation};
 use crate::class::{Harvest, RuntimeClass, TerminalFacts};
 use crate::limits::{excerpt, EXCERPT_BYTES_MAX, USAGE_MODELS_MAX};
 use crate::subscription_state::Subscription;
+
+mod budget_fold;
+pub(crate) mod money;
+mod subscription_fold;
+
+pub use budget_fold::BudgetStatus;
+pub(crate) use budget_fold::{period_start, Budget, Reservation};
 
 /// Where an event sits in the log: its global position and its ticket stream version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
