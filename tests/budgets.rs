@@ -194,7 +194,7 @@ fn the_cli_console_and_metrics_show_budgets_and_bad_ones_are_clear_4xx() {
     let mut server = spawn_binary(dir.path());
     let addr = server.addr;
     let url = format!("http://{addr}");
-    let out = mc_ledger_ok(&[
+    let create = [
         "budget",
         "create",
         "claude-daily",
@@ -208,23 +208,10 @@ fn the_cli_console_and_metrics_show_budgets_and_bad_ones_are_clear_4xx() {
         "day",
         "--server",
         &url,
-    ]);
+    ];
+    let out = mc_ledger_ok(&create);
     assert!(out.contains("claude-daily saved"), "{out}");
-    let out = mc_ledger_ok(&[
-        "budget",
-        "create",
-        "claude-daily",
-        "--scope",
-        "agent",
-        "--value",
-        "claude",
-        "--limit-usd",
-        "20",
-        "--period",
-        "day",
-        "--server",
-        &url,
-    ]);
+    let out = mc_ledger_ok(&create);
     assert!(out.contains("unchanged"), "{out}");
     ok(addr, "/v1/tickets", json!({"id": "MC-1", "title": "t"}));
     ok(

@@ -74,19 +74,7 @@ impl From<Rejection> for AppError {
                 capacity,
                 holders,
             } => Some(json!({"pool": pool, "capacity": capacity, "holders": holders})),
-            Rejection::BudgetExhausted {
-                budget,
-                limit_usd,
-                spent_usd,
-                reserved_usd,
-                reservation_usd,
-            } => Some(json!({
-                "budget": budget,
-                "limit_usd": limit_usd,
-                "spent_usd": spent_usd,
-                "reserved_usd": reserved_usd,
-                "reservation_usd": reservation_usd,
-            })),
+            Rejection::BudgetExhausted(shortfall) => serde_json::to_value(shortfall).ok(),
             _ => None,
         };
         AppError {

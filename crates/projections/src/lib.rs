@@ -32,8 +32,8 @@ pub use class::RuntimeClass;
 pub use config::Config;
 pub use cost::{CostGroup, CostGroupBy, CostReport, CostView};
 pub use decide::{
-    decide, turn_nonce, AlsoAppend, Append, BudgetRequest, Command, Context, Decision, Duplicate,
-    HarvestReport, Rejection, RejectionKind, Target,
+    decide, turn_nonce, AlsoAppend, Append, BudgetRequest, BudgetShortfall, Command, Context,
+    Decision, Duplicate, HarvestReport, Rejection, RejectionKind, Target,
 };
 pub use filter::{EventFilter, FilterError};
 pub use gauges::Gauges;

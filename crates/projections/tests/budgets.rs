@@ -136,13 +136,13 @@ fn a_dispatch_past_the_remainder_is_refused_and_appends_nothing() {
     assert_eq!(refused.code(), "budget_exhausted");
     assert_eq!(
         refused,
-        Rejection::BudgetExhausted {
+        Rejection::BudgetExhausted(projections::BudgetShortfall {
             budget: "team".into(),
             limit_usd: 5.0,
             spent_usd: 0.0,
             reserved_usd: 4.0,
             reservation_usd: 2.0,
-        }
+        })
     );
     assert_eq!(w.sim.log.len(), before, "nothing appended");
     // Exactly the remainder fits.

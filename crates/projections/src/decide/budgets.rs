@@ -12,6 +12,7 @@ use crate::ledger::{Ledger, Ticket};
 use crate::limits::{excerpt, BUDGETS_MAX, NAME_BYTES_MAX};
 use events::ids::POOL_NAME_BYTES_MAX;
 
+use super::checks::{append_named, unchanged_named};
 use super::types::*;
 
 /// The most a budget's limit or a run's reservation may be, in dollars.
@@ -75,13 +76,13 @@ pub(super) fn reservation(
     for b in &covering {
         let s = b.standing(ledger, ctx.now, freed);
         if s.used().saturating_add(amount) > b.limit {
-            return Err(Rejection::BudgetExhausted {
+            return Err(Rejection::BudgetExhausted(BudgetShortfall {
                 budget: b.name.clone(),
                 limit_usd: usd(b.limit),
                 spent_usd: usd(s.spent),
                 reserved_usd: usd(s.reserved),
                 reservation_usd: usd(amount),
-            });
+            }));
         }
     }
     let reservation_usd = usd(amount);
@@ -155,7 +156,6 @@ pub(super) fn configure_budget(
         None => (limit / 10).max(1),
     };
     let stream = events::ids::budget_stream(name);
-    let version = ledger.pool_stream_version(&stream);
     let config = BudgetConfigured {
         name: name.clone(),
         scope: req.scope.clone(),
@@ -182,13 +182,7 @@ pub(super) fn configure_budget(
                 && b.warn_at_pct == warn_at_pct
                 && b.default_reservation == default_reservation =>
         {
-            return Ok(Decision::Duplicate(Duplicate {
-                ticket: stream,
-                version,
-                events: Vec::new(),
-                runtime_id: None,
-                nonce: None,
-            }));
+            return Ok(unchanged_named(ledger, stream));
         }
         Some(b) if b.period != config.period => {
             return Err(Rejection::invalid(
@@ -208,12 +202,9 @@ pub(super) fn configure_budget(
         }
         None => {}
     }
-    Ok(Decision::Append(Append {
-        ticket: stream,
-        expected_version: version,
-        events: vec![EventData::BudgetConfigured(config)],
-        runtime_id: None,
-        nonce: None,
-        also: Vec::new(),
-    }))
+    Ok(append_named(
+        ledger,
+        stream,
+        EventData::BudgetConfigured(config),
+    ))
 }

@@ -106,3 +106,26 @@ pub(super) fn fresh_ids(ledger: &Ledger, ctx: &Context) -> Result<(), Rejection>
     }
     Ok(())
 }
+
+/// One event on a pool's, budget's or subscription's stream, at the version decided against.
+pub(super) fn append_named(ledger: &Ledger, stream: TicketId, data: EventData) -> Decision {
+    Decision::Append(Append {
+        expected_version: ledger.pool_stream_version(&stream),
+        ticket: stream,
+        events: vec![data],
+        runtime_id: None,
+        nonce: None,
+        also: Vec::new(),
+    })
+}
+
+/// A configuration that changes nothing: 200, the stream as it is.
+pub(super) fn unchanged_named(ledger: &Ledger, stream: TicketId) -> Decision {
+    Decision::Duplicate(Duplicate {
+        version: ledger.pool_stream_version(&stream),
+        ticket: stream,
+        events: Vec::new(),
+        runtime_id: None,
+        nonce: None,
+    })
+}

@@ -7,6 +7,7 @@ use events::ids::POOL_NAME_BYTES_MAX;
 
 use crate::limits::excerpt;
 
+use super::checks::{append_named, unchanged_named};
 use super::types::*;
 
 /// A slot of `pool` for the new runtime: `runtime.pooled` after its dispatch on the ticket's
@@ -84,7 +85,6 @@ pub(super) fn configure_pool(
             format!("{name:?} shares its stream {stream} with pool {other:?}; choose another name"),
         ));
     }
-    let version = ledger.pool_stream_version(&stream);
     if let Some(p) = ledger.pools.get(name) {
         let held = p.holders.len();
         if usize::try_from(capacity).unwrap_or(usize::MAX) < held {
@@ -96,24 +96,15 @@ pub(super) fn configure_pool(
             });
         }
         if p.capacity == capacity {
-            return Ok(Decision::Duplicate(Duplicate {
-                ticket: stream,
-                version,
-                events: Vec::new(),
-                runtime_id: None,
-                nonce: None,
-            }));
+            return Ok(unchanged_named(ledger, stream));
         }
     }
-    Ok(Decision::Append(Append {
-        ticket: stream,
-        expected_version: version,
-        events: vec![EventData::PoolConfigured(PoolConfigured {
+    Ok(append_named(
+        ledger,
+        stream,
+        EventData::PoolConfigured(PoolConfigured {
             name: name.to_owned(),
             capacity,
-        })],
-        runtime_id: None,
-        nonce: None,
-        also: Vec::new(),
-    }))
+        }),
+    ))
 }

@@ -8,7 +8,8 @@ use events::{
 
 use events::ids::POOL_NAME_BYTES_MAX;
 
-use super::types::{Append, Decision, Duplicate, Rejection};
+use super::checks::{append_named, unchanged_named};
+use super::types::{Decision, Rejection};
 use crate::subscription_state::Subscription;
 use crate::subscriptions::Wants;
 use crate::Ledger;
@@ -51,27 +52,6 @@ fn existing<'a>(ledger: &'a Ledger, name: &str) -> Result<&'a Subscription, Reje
         .ok_or_else(|| Rejection::SubscriptionNotFound {
             name: crate::limits::excerpt(name, 64).to_owned(),
         })
-}
-
-fn append(ledger: &Ledger, stream: TicketId, data: EventData) -> Decision {
-    Decision::Append(Append {
-        expected_version: ledger.pool_stream_version(&stream),
-        ticket: stream,
-        events: vec![data],
-        runtime_id: None,
-        nonce: None,
-        also: Vec::new(),
-    })
-}
-
-fn unchanged(ledger: &Ledger, stream: TicketId) -> Decision {
-    Decision::Duplicate(Duplicate {
-        version: ledger.pool_stream_version(&stream),
-        ticket: stream,
-        events: Vec::new(),
-        runtime_id: None,
-        nonce: None,
-    })
 }
 
 /// An `http://` or `https://` URL with a host, no whitespace or control characters.
@@ -117,11 +97,11 @@ pub(super) fn configure(
         _ => {}
     }
     let data = match ledger.subscriptions.get(&c.name) {
-        Some(s) if s.config() == *c => return Ok(unchanged(ledger, stream)),
+        Some(s) if s.config() == *c => return Ok(unchanged_named(ledger, stream)),
         Some(_) => EventData::SubscriptionChanged(c.clone()),
         None => EventData::SubscriptionCreated(c.clone()),
     };
-    Ok(append(ledger, stream, data))
+    Ok(append_named(ledger, stream, data))
 }
 
 pub(super) fn pause(
@@ -137,9 +117,9 @@ pub(super) fn pause(
         ));
     }
     if s.paused.is_some() {
-        return Ok(unchanged(ledger, s.stream.clone()));
+        return Ok(unchanged_named(ledger, s.stream.clone()));
     }
-    Ok(append(
+    Ok(append_named(
         ledger,
         s.stream.clone(),
         EventData::SubscriptionPaused(SubscriptionPaused {
@@ -152,9 +132,9 @@ pub(super) fn pause(
 pub(super) fn resume(ledger: &Ledger, name: &str) -> Result<Decision, Rejection> {
     let s = existing(ledger, name)?;
     if s.paused.is_none() && s.parked.is_none() {
-        return Ok(unchanged(ledger, s.stream.clone()));
+        return Ok(unchanged_named(ledger, s.stream.clone()));
     }
-    Ok(append(
+    Ok(append_named(
         ledger,
         s.stream.clone(),
         EventData::SubscriptionResumed(SubscriptionNamed {
@@ -176,7 +156,7 @@ pub(super) fn replay(
             format!("a log position from 1 to {}", head.saturating_add(1)),
         ));
     }
-    Ok(append(
+    Ok(append_named(
         ledger,
         s.stream.clone(),
         EventData::SubscriptionReplayed(SubscriptionReplayed {
@@ -188,7 +168,7 @@ pub(super) fn replay(
 
 pub(super) fn delete(ledger: &Ledger, name: &str) -> Result<Decision, Rejection> {
     let s = existing(ledger, name)?;
-    Ok(append(
+    Ok(append_named(
         ledger,
         s.stream.clone(),
         EventData::SubscriptionDeleted(SubscriptionNamed {
@@ -204,11 +184,11 @@ pub(super) fn park(ledger: &Ledger, p: &SubscriptionParked) -> Result<Decision, 
         .as_ref()
         .is_some_and(|x| x.delivery_id == p.delivery_id)
     {
-        return Ok(unchanged(ledger, s.stream.clone()));
+        return Ok(unchanged_named(ledger, s.stream.clone()));
     }
     let mut p = p.clone();
     p.error = crate::limits::excerpt(&p.error, REASON_BYTES_MAX).to_owned();
-    Ok(append(
+    Ok(append_named(
         ledger,
         s.stream.clone(),
         EventData::SubscriptionParked(p),

@@ -442,14 +442,18 @@ pub enum Rejection {
     BudgetNotFound {
         name: String,
     },
-    /// The reservation does not fit what is left of this budget (dollars).
-    BudgetExhausted {
-        budget: String,
-        limit_usd: f64,
-        spent_usd: f64,
-        reserved_usd: f64,
-        reservation_usd: f64,
-    },
+    /// The reservation does not fit what is left of this budget.
+    BudgetExhausted(BudgetShortfall),
+}
+
+/// A budget without room for a reservation, in dollars: what a `budget_exhausted` says.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BudgetShortfall {
+    pub budget: String,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub reservation_usd: f64,
 }
 
 impl Rejection {
@@ -473,7 +477,7 @@ impl Rejection {
             Rejection::PoolInUse { .. } => "pool_in_use",
             Rejection::SubscriptionNotFound { .. } => "subscription_not_found",
             Rejection::BudgetNotFound { .. } => "budget_not_found",
-            Rejection::BudgetExhausted { .. } => "budget_exhausted",
+            Rejection::BudgetExhausted(_) => "budget_exhausted",
         }
     }
 
@@ -512,15 +516,10 @@ impl fmt::Display for Rejection {
                 write!(f, "subscription {name} not found")
             }
             Rejection::BudgetNotFound { name } => write!(f, "budget {name} not found"),
-            Rejection::BudgetExhausted {
-                budget,
-                limit_usd,
-                spent_usd,
-                reserved_usd,
-                reservation_usd,
-            } => write!(
+            Rejection::BudgetExhausted(s) => write!(
                 f,
-                "budget {budget} has no room for ${reservation_usd}: ${spent_usd} spent and ${reserved_usd} reserved of ${limit_usd}"
+                "budget {} has no room for ${}: ${} spent and ${} reserved of ${}",
+                s.budget, s.reservation_usd, s.spent_usd, s.reserved_usd, s.limit_usd
             ),
             Rejection::PoolFull {
                 pool,
