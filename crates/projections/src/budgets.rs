@@ -80,7 +80,7 @@ impl Ledger {
         let mut holders: Vec<BudgetHolder> = b
             .holders
             .iter()
-            .filter_map(|(id, reserved)| self.runtimes.get(id).map(|r| (r, *reserved)))
+            .filter_map(|(id, hold)| self.runtimes.get(id).map(|r| (r, hold.reserved)))
             .map(|(r, reserved)| {
                 let spend = spend_nanos(r);
                 BudgetHolder {

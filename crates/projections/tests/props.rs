@@ -500,6 +500,10 @@ proptest! {
                 let mut holders: Vec<String> = b.holders.iter().map(|h| h.runtime_id.clone()).collect();
                 holders.sort();
                 prop_assert_eq!(&holders, &reserved, "budget {}", b.name);
+                // What they hold, summed from the runtimes: each its reservation or its spend.
+                let held: f64 = runtimes.iter().filter(|r| r.live && r.budgets.contains(&b.name))
+                    .map(|r| r.max_budget_usd.unwrap_or(0.0).max(r.cost.usd.unwrap_or(0.0))).sum();
+                prop_assert!((held - b.reserved_usd).abs() < 1e-6, "budget {}: {} held by the runtimes, {} by the view", b.name, held, b.reserved_usd);
                 if b.period == events::BudgetPeriod::Total {
                     let spent: f64 = runtimes.iter().filter(|r| !r.live && r.budgets.contains(&b.name)).map(|r| r.cost.usd.unwrap_or(0.0)).sum();
                     prop_assert!((spent - b.spent_usd).abs() < 1e-6, "budget {}: spent {} by the runtimes, {} by the view", b.name, spent, b.spent_usd);

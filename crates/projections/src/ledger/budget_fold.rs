@@ -22,7 +22,9 @@ pub(crate) struct Budget {
     pub(crate) warn_at_pct: u8,
     pub(crate) default_reservation: u64,
     /// Live runtimes admitted into the budget and what each reserved.
-    pub(crate) holders: BTreeMap<String, u64>,
+    pub(crate) holders: BTreeMap<String, Hold>,
+    /// The sum of the holders' `held`, kept with them: a budget's standing without a walk.
+    pub(crate) held: u64,
     /// What ended runtimes spent, by the period their end fell in (key 0 for `total`).
     pub(crate) spent: BTreeMap<u64, u64>,
     /// Since when spent + reserved have stood at or past `warn_at_pct`, and past what a
@@ -33,6 +35,14 @@ pub(crate) struct Budget {
     pub(crate) position: u64,
     pub(crate) created_at: Timestamp,
     pub(crate) updated_at: Timestamp,
+}
+
+/// What a live runtime holds in a budget: its reservation, or what it has spent so far when
+/// that is more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hold {
+    pub(crate) reserved: u64,
+    pub(crate) held: u64,
 }
 
 /// A runtime's reservation (its `runtime.budgeted`), and what its end charged.
@@ -121,14 +131,13 @@ impl Budget {
                 .get(&period_key(self.period, now))
                 .copied()
                 .unwrap_or(0),
-            reserved: 0,
+            reserved: self.held,
         };
-        for (id, reserved) in &self.holders {
-            let spend = ledger.runtimes.get(id).map_or(0, spend_nanos);
-            if freed.contains(&id.as_str()) {
+        for id in freed {
+            if let Some(hold) = self.holders.get(*id) {
+                let spend = ledger.runtimes.get(*id).map_or(0, spend_nanos);
+                s.reserved = s.reserved.saturating_sub(hold.held);
                 s.spent = s.spent.saturating_add(spend);
-            } else {
-                s.reserved = s.reserved.saturating_add(spend.max(*reserved));
             }
         }
         s
@@ -203,6 +212,7 @@ impl Ledger {
                 warn_at_pct: 0,
                 default_reservation: 0,
                 holders: BTreeMap::new(),
+                held: 0,
                 spent: BTreeMap::new(),
                 near_since: None,
                 exhausted_since: None,
@@ -285,10 +295,15 @@ impl Ledger {
             .cloned()
             .collect();
         if r.ended.is_none() {
+            let hold = Hold {
+                reserved: amount,
+                held: amount.max(spend_nanos(r)),
+            };
             for name in &budgets {
                 let stream = events::ids::budget_stream(name);
                 if let Some(b) = self.budgets.get_mut(&stream).filter(|b| b.name == *name) {
-                    b.holders.insert(r.id.clone(), amount);
+                    let before = b.holders.insert(r.id.clone(), hold).map_or(0, |h| h.held);
+                    b.held = b.held.saturating_sub(before).saturating_add(hold.held);
                 }
             }
         }
@@ -299,16 +314,31 @@ impl Ledger {
         });
     }
 
-    /// After a runtime fact: an ended runtime's spend is charged to its budgets (and its
-    /// reservation released), and a later change of that spend corrects the charge.
+    /// After a runtime fact: a live runtime that spent past its reservation holds what it
+    /// spent; an ended runtime's spend is charged to its budgets (and its hold released), and a
+    /// later change of that spend corrects the charge.
     pub(crate) fn settle(budgets: &mut BTreeMap<TicketId, Budget>, r: &mut Runtime, at: Timestamp) {
-        if r.ended.is_none() {
+        if r.budget.is_none() {
             return;
         }
         let spend = spend_nanos(r);
         let Some(res) = r.budget.as_mut() else {
             return;
         };
+        if r.ended.is_none() {
+            let held = res.nanos.max(spend);
+            for name in &res.budgets {
+                let stream = events::ids::budget_stream(name);
+                let Some(b) = budgets.get_mut(&stream).filter(|b| b.name == *name) else {
+                    continue;
+                };
+                if let Some(h) = b.holders.get_mut(&r.id) {
+                    b.held = b.held.saturating_sub(h.held).saturating_add(held);
+                    h.held = held;
+                }
+            }
+            return;
+        }
         let (before, charged_at) = res.charged.unwrap_or((0, at));
         if res.charged.is_some() && before == spend {
             return;
@@ -319,7 +349,9 @@ impl Ledger {
             let Some(b) = budgets.get_mut(&stream).filter(|b| b.name == *name) else {
                 continue;
             };
-            b.holders.remove(&r.id);
+            if let Some(h) = b.holders.remove(&r.id) {
+                b.held = b.held.saturating_sub(h.held);
+            }
             let key = period_key(b.period, charged_at);
             let slot = b.spent.entry(key).or_insert(0);
             *slot = slot.saturating_sub(before).saturating_add(spend);
