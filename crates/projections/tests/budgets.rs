@@ -468,3 +468,35 @@ fn a_budget_alert_is_one_episode_to_a_subscription() {
     w.run(&controller(), kill(&rt));
     assert_eq!(told(&w), ["Cleared budget_exhausted"]);
 }
+
+/// A harvest reporting an absurd cost, corrected by a second harvest, leaves the budget with
+/// the other runs' spend: the sums are exact, so what a correction takes away is what was added.
+#[test]
+fn a_huge_cost_corrected_later_leaves_the_other_runs_spend() {
+    let mut w = World::new();
+    w.run(&orchestrator(), all(10.0));
+    tickets(&mut w, &["MC-1", "MC-2"]);
+    w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(1.0)));
+    let first = w.rt("MC-1");
+    w.run(&controller(), harvest(&first, H::Completed, X::Success));
+    w.run(&orchestrator(), dispatch_max("MC-2", "k", Some(1.0)));
+    let second = w.rt("MC-2");
+    let costing = |usd: f64| {
+        let mut h = harvest(&second, H::Completed, X::Success);
+        if let Command::Harvest { report, .. } = &mut h {
+            report.cost_usd = Some(usd);
+        }
+        h
+    };
+    w.run(&controller(), costing(1e300));
+    assert_eq!(
+        standing(&w, "team").0,
+        u64::MAX as f64 / 1e9,
+        "read as the most a sum shows"
+    );
+    let version = w.version("MC-2");
+    w.sim
+        .exec_with(&controller(), &costing(0.0), Some(version))
+        .expect("a corrected harvest");
+    assert_eq!(standing(&w, "team"), (3.25, 0.0, 6.75));
+}

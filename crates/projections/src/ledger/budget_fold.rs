@@ -24,9 +24,9 @@ pub(crate) struct Budget {
     /// Live runtimes admitted into the budget and what each reserved.
     pub(crate) holders: BTreeMap<String, Hold>,
     /// The sum of the holders' `held`, kept with them: a budget's standing without a walk.
-    pub(crate) held: u64,
+    pub(crate) held: u128,
     /// What ended runtimes spent, by the period their end fell in (key 0 for `total`).
-    pub(crate) spent: BTreeMap<u64, u64>,
+    pub(crate) spent: BTreeMap<u64, u128>,
     /// Since when spent + reserved have stood at or past `warn_at_pct`, and past what a
     /// default reservation needs, as of the budget's latest change (alerts' `since`).
     pub(crate) near_since: Option<Timestamp>,
@@ -55,6 +55,12 @@ pub(crate) struct Reservation {
 }
 
 const MS_PER_DAY: u64 = 86_400_000;
+
+/// A sum kept exact (u128: no run of u64 additions overflows it, so what is added can always be
+/// taken away again) read as nano-dollars, the most a u64 holds when larger.
+fn clamp(sum: u128) -> u64 {
+    u64::try_from(sum).unwrap_or(u64::MAX)
+}
 
 /// The period `at` falls in: 0 for `total`, the UTC day number, or year × 12 + month.
 pub(crate) fn period_key(period: BudgetPeriod, at: Timestamp) -> u64 {
@@ -126,12 +132,13 @@ impl Budget {
     /// than it reserved holds what it spent.
     pub(crate) fn standing(&self, ledger: &Ledger, now: Timestamp, freed: &[&str]) -> Standing {
         let mut s = Standing {
-            spent: self
-                .spent
-                .get(&period_key(self.period, now))
-                .copied()
-                .unwrap_or(0),
-            reserved: self.held,
+            spent: clamp(
+                self.spent
+                    .get(&period_key(self.period, now))
+                    .copied()
+                    .unwrap_or(0),
+            ),
+            reserved: clamp(self.held),
         };
         for id in freed {
             if let Some(hold) = self.holders.get(*id) {
@@ -288,12 +295,15 @@ impl Ledger {
             return;
         }
         let amount = nanos(x.reservation_usd);
-        let budgets: Vec<String> = x
+        let mut budgets: Vec<String> = x
             .budgets
             .iter()
             .take(crate::limits::BUDGETS_PER_RUNTIME_MAX)
             .cloned()
             .collect();
+        // A raw append may name one twice; it is held, and charged, once.
+        budgets.sort();
+        budgets.dedup();
         if r.ended.is_none() {
             let hold = Hold {
                 reserved: amount,
@@ -303,7 +313,7 @@ impl Ledger {
                 let stream = events::ids::budget_stream(name);
                 if let Some(b) = self.budgets.get_mut(&stream).filter(|b| b.name == *name) {
                     let before = b.holders.insert(r.id.clone(), hold).map_or(0, |h| h.held);
-                    b.held = b.held.saturating_sub(before).saturating_add(hold.held);
+                    b.held = b.held.saturating_sub(u128::from(before)) + u128::from(hold.held);
                 }
             }
         }
@@ -333,7 +343,7 @@ impl Ledger {
                     continue;
                 };
                 if let Some(h) = b.holders.get_mut(&r.id) {
-                    b.held = b.held.saturating_sub(h.held).saturating_add(held);
+                    b.held = b.held.saturating_sub(u128::from(h.held)) + u128::from(held);
                     h.held = held;
                 }
             }
@@ -350,11 +360,11 @@ impl Ledger {
                 continue;
             };
             if let Some(h) = b.holders.remove(&r.id) {
-                b.held = b.held.saturating_sub(h.held);
+                b.held = b.held.saturating_sub(u128::from(h.held));
             }
             let key = period_key(b.period, charged_at);
             let slot = b.spent.entry(key).or_insert(0);
-            *slot = slot.saturating_sub(before).saturating_add(spend);
+            *slot = slot.saturating_sub(u128::from(before)) + u128::from(spend);
         }
     }
 }
