@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::subscription::On;
+use crate::subscription::{list, show, On};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BudgetCommand {
@@ -103,20 +103,12 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BudgetCommand::List { json, on } => {
-            let body = on.client()?.get("/v1/budgets")?.ok()?;
-            let budgets = body["budgets"].as_array().cloned().unwrap_or_default();
-            if json {
-                for b in &budgets {
-                    println!("{}", serde_json::to_string(b)?);
-                }
-                return Ok(());
-            }
+        BudgetCommand::List { json, on } => list(&on, "/v1/budgets", "budgets", json, |budgets| {
             println!(
                 "{:<20} {:<22} {:<6} {:>10} {:>10} {:>10} {:>10}  STATUS",
                 "NAME", "SCOPE", "PERIOD", "LIMIT", "SPENT", "RESERVED", "REMAINING"
             );
-            for b in &budgets {
+            for b in budgets {
                 println!(
                     "{:<20} {:<22} {:<6} {:>10} {:>10} {:>10} {:>10}  {}",
                     b["name"].as_str().unwrap_or(""),
@@ -129,14 +121,11 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
                     b["status"].as_str().unwrap_or(""),
                 );
             }
-            Ok(())
-        }
+        }),
         BudgetCommand::Show { name, on } => {
             let name =
                 percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
-            let body = on.client()?.get(&format!("/v1/budgets/{name}"))?.ok()?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
-            Ok(())
+            show(&on, &format!("/v1/budgets/{name}"))
         }
     }
 }

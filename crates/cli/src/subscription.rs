@@ -168,40 +168,26 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SubscriptionCommand::List { json, on } => {
-            let body = on.client()?.get("/v1/subscriptions")?.ok()?;
-            let subs = body["subscriptions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if json {
-                for s in &subs {
-                    println!("{}", serde_json::to_string(s)?);
-                }
-                return Ok(());
-            }
-            println!(
-                "{:<24} {:<8} {:<9} {:>10} {:>8}  LAST ERROR",
-                "NAME", "FORMAT", "STATE", "POSITION", "LAG"
-            );
-            for s in &subs {
-                let d = &s["delivery"];
+            list(&on, "/v1/subscriptions", "subscriptions", json, |subs| {
                 println!(
-                    "{:<24} {:<8} {:<9} {:>10} {:>8}  {}",
-                    s["name"].as_str().unwrap_or(""),
-                    s["format"].as_str().unwrap_or(""),
-                    s["state"].as_str().unwrap_or(""),
-                    d["position"].as_u64().unwrap_or(0),
-                    d["lag"].as_u64().unwrap_or(0),
-                    d["last_error"].as_str().unwrap_or("-"),
+                    "{:<24} {:<8} {:<9} {:>10} {:>8}  LAST ERROR",
+                    "NAME", "FORMAT", "STATE", "POSITION", "LAG"
                 );
-            }
-            Ok(())
+                for s in subs {
+                    let d = &s["delivery"];
+                    println!(
+                        "{:<24} {:<8} {:<9} {:>10} {:>8}  {}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["format"].as_str().unwrap_or(""),
+                        s["state"].as_str().unwrap_or(""),
+                        d["position"].as_u64().unwrap_or(0),
+                        d["lag"].as_u64().unwrap_or(0),
+                        d["last_error"].as_str().unwrap_or("-"),
+                    );
+                }
+            })
         }
-        SubscriptionCommand::Show { name, on } => {
-            let body = on.client()?.get(&path(&name, ""))?.ok()?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
-            Ok(())
-        }
+        SubscriptionCommand::Show { name, on } => show(&on, &path(&name, "")),
         SubscriptionCommand::Pause { name, reason, on } => {
             let mut body = json!({"actor": on.actor()});
             if let Some(r) = reason {
@@ -236,6 +222,33 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `GET path` in full, pretty JSON.
+pub(crate) fn show(on: &On, path: &str) -> anyhow::Result<()> {
+    let body = on.client()?.get(path)?.ok()?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}
+
+/// The items under `key` of `GET path`: a JSON line each with `json`, else `table` prints them.
+pub(crate) fn list(
+    on: &On,
+    path: &str,
+    key: &str,
+    json: bool,
+    table: impl FnOnce(&[Value]),
+) -> anyhow::Result<()> {
+    let body = on.client()?.get(path)?.ok()?;
+    let items = body[key].as_array().cloned().unwrap_or_default();
+    if json {
+        for item in &items {
+            println!("{}", serde_json::to_string(item)?);
+        }
+    } else {
+        table(&items);
+    }
+    Ok(())
 }
 
 fn write(on: &On, name: &str, what: &str, body: &Value, done: &str) -> anyhow::Result<()> {
