@@ -51,6 +51,7 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
         RACERS,
         &json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "max_budget_usd": 3.0}),
     );
+    caught_up(addrs);
     let mut winners = Vec::new();
     for (status, body) in answers {
         match status {
@@ -180,6 +181,7 @@ fn sixteen_racers_through_two_postgres_replicas_reserve_exactly_three() {
         check(*addr, &winners, 0.0);
     }
     harvest_one(addrs[1], &winners);
+    caught_up(&addrs);
     for addr in &addrs {
         check(*addr, &winners, 1.25);
     }

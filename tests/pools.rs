@@ -65,6 +65,7 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
         RACERS,
         &json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "pool": "gpu"}),
     );
+    caught_up(addrs);
     let mut winners = Vec::new();
     for (status, body) in answers {
         match status {
@@ -123,6 +124,7 @@ fn an_ending_frees_a_slot(addrs: &[SocketAddr], winners: &[String]) {
         &format!("/v1/runtimes/{}/reap", winners[0]),
         json!({"cause": "tmux_missing"}),
     );
+    caught_up(addrs);
     let last = addrs[addrs.len() - 1];
     assert_eq!(get(last, "/v1/pools/gpu").json()["version"], pool_version);
     assert_eq!(holders(last).len(), usize::try_from(CAPACITY).unwrap() - 1);

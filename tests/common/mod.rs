@@ -408,3 +408,26 @@ pub fn race_dispatches(addrs: &[SocketAddr], n: usize, body: &Value) -> Vec<(u16
         .collect();
     racers.into_iter().map(|r| r.join().unwrap()).collect()
 }
+
+/// The head a server has folded, from `/readyz`.
+pub fn ready_head(addr: SocketAddr) -> u64 {
+    get(addr, "/readyz").json()["head"].as_u64().unwrap_or(0)
+}
+
+/// Waits (at most 5 s) until every replica serves the highest head any of them serves:
+/// replicas follow each other's commits (LISTEN plus a poll), so a read at one right after a
+/// write through another may lag by a few milliseconds.
+pub fn caught_up(addrs: &[SocketAddr]) {
+    let started = std::time::Instant::now();
+    loop {
+        let heads: Vec<u64> = addrs.iter().map(|a| ready_head(*a)).collect();
+        if heads.iter().all(|h| Some(h) == heads.iter().max()) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "replicas still apart after 5 s: heads {heads:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
