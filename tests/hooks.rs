@@ -470,3 +470,91 @@ fn hooks_spool_while_the_server_is_down_and_flush_records_each_once() {
     let out = hook_flush(&url, spool.path());
     assert!(String::from_utf8_lossy(&out.stdout).contains("delivered 0 hook(s)"));
 }
+
+/// Claude Code's task list (SPEC §19): given a `PostToolUse` of `TodoWrite` sent through
+/// `mc-ledger hook claude` (the shape Claude Code's hook gets: `tool_name`, `tool_input.todos`
+/// with `content`, `status`, `activeForm`, and `tool_response`), then the ticket's tasks mirror
+/// the list; the same hook again (Claude Code may repeat a list) appends nothing; a status
+/// change is one `task.updated`; another tool's `PostToolUse` is ignored.
+#[test]
+fn a_todo_list_is_mirrored_onto_the_ticket_s_tasks_once() {
+    let s = start_temp();
+    let (rt, _) = dispatched(s.addr, "MC-9");
+    let server = format!("http://{}", s.addr);
+    let spool = tempfile::tempdir().unwrap();
+    let todo = |todos: Value| {
+        merged(
+            common_fields("PostToolUse"),
+            json!({
+                "tool_name": "TodoWrite",
+                "tool_input": {"todos": todos},
+                "tool_response": {"oldTodos": [], "newTodos": todos},
+            }),
+        )
+    };
+    let three = json!([
+        {"content": "Read the launcher", "status": "completed", "activeForm": "Reading the launcher"},
+        {"content": "Fix the race", "status": "in_progress", "activeForm": "Fixing the race"},
+        {"content": "Run the tests", "status": "pending", "activeForm": "Running the tests"},
+    ]);
+    let tasks = || {
+        let view = get(s.addr, "/v1/tickets/MC-9").json();
+        view["tasks"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    t["title"].as_str().unwrap(),
+                    t["status"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let count = || ledger_types(s.addr).len();
+    assert!(
+        hook_claude(&server, &rt, spool.path(), &todo(three.clone()))
+            .status
+            .success()
+    );
+    assert_eq!(
+        tasks(),
+        [
+            "Read the launcher done",
+            "Fix the race in_progress",
+            "Run the tests open"
+        ]
+    );
+    let after_first = count();
+    assert!(hook_claude(&server, &rt, spool.path(), &todo(three))
+        .status
+        .success());
+    assert_eq!(count(), after_first, "the same list again appends nothing");
+    let moved = json!([
+        {"content": "Read the launcher", "status": "completed", "activeForm": "Reading the launcher"},
+        {"content": "Fix the race", "status": "completed", "activeForm": "Fixing the race"},
+        {"content": "Run the tests", "status": "pending", "activeForm": "Running the tests"},
+    ]);
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/hooks/claude"),
+        &todo(moved),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(count(), after_first + 1);
+    assert_eq!(ledger_types(s.addr).last().unwrap(), "task.updated");
+    assert_eq!(tasks()[1], "Fix the race done");
+    let other_tool = merged(
+        common_fields("PostToolUse"),
+        json!({"tool_name": "Bash", "tool_input": {"command": "ls"}}),
+    );
+    let r = post(
+        s.addr,
+        &format!("/v1/runtimes/{rt}/hooks/claude"),
+        &other_tool,
+    );
+    assert_eq!((r.status, r.json()["ignored"].clone()), (202, json!(true)));
+    assert_eq!(count(), after_first + 1);
+    assert!(spooled(spool.path()).is_empty(), "nothing left spooled");
+}

@@ -7,7 +7,9 @@
 //! `last_assistant_message` → activity, and that message's signal if it holds one (the raw
 //! rules of §6, against the runtime's current nonce); `Notification` with `notification_type`
 //! `permission_prompt` or `idle_prompt` → `runtime.input_requested`; `SessionEnd {reason}` →
-//! `runtime.session_ended`. Codex (`notify` program argument): `agent-turn-complete` with
+//! `runtime.session_ended`; `PostToolUse` of `TodoWrite` → the to-do list mirrored onto the
+//! ticket's tasks (SPEC §19, [`projections::ingest::todos`]: only what changed, so the same
+//! list again is 202 with nothing appended). Codex (`notify` program argument): `agent-turn-complete` with
 //! `last-assistant-message` → activity and its signal. A body that is not a JSON object is 422.
 
 use axum::extract::{Path, State};
@@ -130,6 +132,37 @@ async fn turn_ended(
     run(w, caller, runtime_id, commands, key).await
 }
 
+/// Claude Code's `TodoWrite` input: the commands that bring the ticket's tasks up to its list.
+async fn todo_write(
+    w: &WriteState,
+    caller: Option<&Caller>,
+    runtime_id: &str,
+    tool_input: Option<&Value>,
+    key: Option<&IdempotencyKey>,
+) -> Result<Response, AppError> {
+    let Some(todos) = tool_input.and_then(projections::ingest::todos::parse) else {
+        return Ok(ignored(Some("PostToolUse")));
+    };
+    w.shared.catch_up()?;
+    let commands = w.shared.read(|l| {
+        let ticket = l.runtime_ticket(runtime_id)?.clone();
+        let view = l.ticket_view(&ticket, now(), &w.shared.config)?;
+        Some(projections::ingest::todos::mirror(
+            &ticket,
+            &view.tasks.items,
+            &todos,
+        ))
+    });
+    match commands {
+        None => Err(projections::Rejection::RuntimeNotFound {
+            runtime_id: projections::limits::excerpt(runtime_id, 128).to_owned(),
+        }
+        .into()),
+        Some(c) if c.is_empty() => Ok(ignored(Some("PostToolUse"))),
+        Some(c) => run(w, caller, runtime_id, c, key).await,
+    }
+}
+
 /// Claude Code hook input, as the hook receives it on stdin.
 #[utoipa::path(
     post, path = "/v1/runtimes/{id}/hooks/claude", operation_id = "claudeHook", tag = "runtimes",
@@ -137,7 +170,7 @@ async fn turn_ended(
     responses(
         (status = 201, description = "Recorded.", body = crate::commands::WriteResult),
         (status = 200, description = "Already recorded.", body = crate::commands::WriteResult),
-        (status = 202, description = "Not acted on: `{ignored: true, event}` for an unknown event, or a heartbeat coalesced into an earlier one (`{coalesced: true, …}`).", body = Object),
+        (status = 202, description = "Not acted on: `{ignored: true, event}` for an unknown event or a to-do list the tasks already match, or a heartbeat coalesced into an earlier one (`{coalesced: true, …}`).", body = Object),
     )
 )]
 pub async fn claude(
@@ -172,6 +205,9 @@ pub async fn claude(
             }
             _ => Ok(ignored(event)),
         },
+        Some("PostToolUse") if text(&hook, "tool_name") == Some("TodoWrite") => {
+            todo_write(&w, caller, &p.id, hook.get("tool_input"), key.as_ref()).await
+        }
         Some("SessionEnd") => {
             let reason = text(&hook, "reason").unwrap_or("other");
             let command = Command::EndSession {

@@ -437,8 +437,12 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
-    // Its own runtime and ticket: signal, activity, input, comment.
+    // Its own runtime and ticket: signal, activity, input, comment, its tasks (SPEC §19).
     let own = [
+        (
+            "/v1/tickets/MC-1/tasks".to_owned(),
+            json!({"task_id": "plan-1", "title": "the worker's own plan"}),
+        ),
         (format!("/v1/runtimes/{mine}/activity"), json!({})),
         (format!("/v1/runtimes/{mine}/input"), json!({"text": "hi"})),
         (
@@ -464,12 +468,21 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
         json!({"name": "claude", "kind": "agent"})
     );
     assert_eq!(b["events"][0]["token_id"], format!("rtk_{mine}"));
-    // Every route of another runtime, and every ticket route but its own ticket's comments.
+    let (s, b) = send(
+        &f.app,
+        "PATCH",
+        "/v1/tickets/MC-1/tasks/plan-1",
+        Some(json!({"status": "in_progress"})),
+        Some(token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Every route of another runtime, and every ticket route but its own ticket's comments and
+    // tasks.
     for (method, path, body, action) in routes() {
         let path = path.replace("{rt}", other);
         let (status, answer) = send(&f.app, method, &path, Some(body), Some(token)).await;
-        let own_comment = action == Action::Comment;
-        if own_comment {
+        if matches!(action, Action::Comment | Action::Task) {
             assert!(!matches!(status.as_u16(), 401 | 403), "{path}: {answer}");
         } else {
             assert_eq!(
@@ -489,6 +502,15 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "another ticket");
+    let (s, _) = send(
+        &f.app,
+        "POST",
+        "/v1/tickets/MC-2/tasks",
+        Some(json!({"title": "not mine"})),
+        Some(token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another ticket's tasks");
     // An ended runtime's token: refused everywhere.
     for (method, path, body, _) in routes() {
         let path = path.replace("{rt}", ended);

@@ -134,12 +134,19 @@ fn hook(event: &str) -> Value {
         "StopDone" => {
             json!({"hook_event_name": "Stop", "last_assistant_message": "DONE: finished"})
         }
+        // Claude Code's task list (SPEC §19): mirrored onto the runtime's ticket's tasks.
+        "TodoWrite" => json!({
+            "hook_event_name": "PostToolUse",
+            "tool_name": "TodoWrite",
+            "tool_input": {"todos": [{"content": "a step", "status": "in_progress", "activeForm": "Doing a step"}]},
+        }),
         other => panic!("no hook {other}"),
     }
 }
 
 /// Finding 2: given a token of a kind (or a runtime token, its own runtime's or another's),
 /// when it posts a hook event on a runtime, then it is allowed or 403 with nothing appended.
+/// A `TodoWrite` becomes task commands on the runtime's ticket, authorized like any other.
 #[tokio::test]
 async fn only_the_runtime_itself_and_controllers_may_end_or_pause_a_runtime() {
     let f = fixture();
@@ -159,6 +166,13 @@ async fn only_the_runtime_itself_and_controllers_may_end_or_pause_a_runtime() {
         ("controller", "SessionEnd", "other", true),
         ("orchestrator", "Notification", "other", true),
         ("human", "SessionEnd", "other", true),
+        // An agent's task list is its own work plan (SPEC §19): its runtime token may mirror it
+        // onto its ticket, not onto another's; a watcher may not write tasks at all.
+        ("runtime", "TodoWrite", "own", true),
+        ("runtime", "TodoWrite", "other", false),
+        ("system", "TodoWrite", "other", false),
+        ("validator", "TodoWrite", "other", false),
+        ("agent", "TodoWrite", "other", true),
     ];
     for (n, (who, event, whose, allowed)) in rows.iter().enumerate() {
         let (mine, theirs) = (format!("MC-{}", 2 * n + 1), format!("MC-{}", 2 * n + 2));

@@ -20,6 +20,7 @@ macro_rules! say {
 pub mod budget;
 pub mod demo;
 mod helpers;
+mod mcp;
 mod salvage;
 mod spool;
 pub mod subscription;
@@ -171,6 +172,20 @@ pub enum Command {
     /// Manage budgets on a running server: spend caps reserved at dispatch (SPEC §16).
     #[command(subcommand)]
     Budget(budget::BudgetCommand),
+    /// A Model Context Protocol server over stdio for one runtime's agent (SPEC §19): tools
+    /// ticket, signal, question, comment, add_task, update_task, with the runtime's token.
+    Mcp {
+        /// The server, http://host:port (token in MC_LEDGER_TOKEN).
+        #[arg(
+            long,
+            env = "MC_LEDGER_SERVER",
+            default_value = "http://127.0.0.1:7171"
+        )]
+        server: String,
+        /// The runtime's id (`rt_…`).
+        #[arg(long, env = "MC_LEDGER_RUNTIME")]
+        runtime: String,
+    },
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
     Signal {
         /// The server, http://host:port (token in MC_LEDGER_TOKEN).
@@ -600,6 +615,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Watch(args) => crate::watch::run(&args),
         Command::Subscription(command) => subscription::run(command),
         Command::Budget(command) => budget::run(command),
+        Command::Mcp { server, runtime } => mcp::serve(&server, &runtime),
         Command::Signal {
             server,
             runtime,

@@ -23,6 +23,12 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+#[derive(Clone, Copy)]
+enum Method {
+    Post,
+    Patch,
+}
+
 pub struct Response {
     pub status: u16,
     pub body: Value,
@@ -71,6 +77,15 @@ impl Client {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        self.write(Method::Post, path, body)
+    }
+
+    /// A PATCH, sent as a POST is (an `Idempotency-Key`, again on a 503 or a lost answer).
+    pub fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
+        self.write(Method::Patch, path, body)
+    }
+
+    fn write(&self, method: Method, path: &str, body: &Value) -> anyhow::Result<Response> {
         let key = ulid::Ulid::new().to_string();
         // With a token the server records the token's actor; a body actor naming anyone else
         // would be refused (403 actor_mismatch), so the tools' default actors are left out.
@@ -84,10 +99,12 @@ impl Client {
         };
         let mut waits = RETRY_WAITS_MS.iter();
         loop {
-            let request = self
-                .agent
-                .post(format!("{}{path}", self.base))
-                .header("Idempotency-Key", &key);
+            let url = format!("{}{path}", self.base);
+            let request = match method {
+                Method::Post => self.agent.post(url),
+                Method::Patch => self.agent.patch(url),
+            }
+            .header("Idempotency-Key", &key);
             let request = match &self.token {
                 Some(t) => request.header("Authorization", format!("Bearer {t}")),
                 None => request,

@@ -116,6 +116,13 @@ pub fn budget_stream(name: &str) -> TicketId {
     named_stream(BUDGET_STREAM_PREFIX, name)
 }
 
+/// The task id a mirrored to-do gets (SPEC §19): `todo-` and 12 hex digits of blake3 of its
+/// text, so the same to-do sent again (every `TodoWrite` sends the whole list) is the same task.
+pub fn todo_task_id(text: &str) -> String {
+    let digest = blake3::hash(text.as_bytes());
+    format!("todo-{}", &digest.to_hex()[..12])
+}
+
 fn named_stream(prefix: &str, name: &str) -> TicketId {
     let digest = blake3::hash(name.as_bytes());
     let mut eight = [0u8; 8];

@@ -206,8 +206,8 @@ const RUNTIME: &[Action] = &[
 pub const TABLE: &[(ActorKind, &str, &[&[Action]])] = &[
     (
         ActorKind::Agent,
-        "agents may signal, post activity or input, and comment",
-        &[&[A::Signal, A::Activity, A::Input, A::Comment]],
+        "agents may signal, post activity or input, comment, and manage their ticket's tasks",
+        &[&[A::Signal, A::Activity, A::Input, A::Comment, A::Task]],
     ),
     (
         ActorKind::System,
@@ -448,7 +448,10 @@ fn confine(
         (Operation::Write(a), Some(Target::Runtime(r))) => {
             r == runtime && RUNTIME_TOKEN_WRITES.contains(&a)
         }
-        (Operation::Write(Action::Comment), Some(Target::Ticket(t))) => own_ticket == Some(t),
+        // Comments and tasks on its ticket: its notes and its own work plan (SPEC §19).
+        (Operation::Write(Action::Comment | Action::Task), Some(Target::Ticket(t))) => {
+            own_ticket == Some(t)
+        }
         (Operation::Hook, Some(Target::Runtime(r))) => r == runtime,
         (Operation::Read, Some(Target::Runtime(r))) => r == runtime,
         (Operation::Read, Some(Target::Ticket(t))) => may_read_ticket(ledger, runtime, t),
@@ -470,7 +473,7 @@ fn confine(
             RUNTIME_TOKEN_RULE,
             format!(
                 "a runtime token may only signal, post activity, input or its agent's hooks on \
-                 its runtime ({runtime}) and comment on its ticket"
+                 its runtime ({runtime}), and comment on or manage the tasks of its ticket"
             ),
         ),
     };

@@ -1,7 +1,8 @@
 //! Runtime tokens (SPEC §12): a dispatch or retry answers `runtime_token`, which acts as the
 //! runtime's agent (`{name: <agent>, kind: agent}`), may only signal, post activity, input or
-//! its agent's hooks on that runtime, comment on its ticket and read what relates to it
-//! (`projections::authorize` confines it), and stops working the moment the runtime ends.
+//! its agent's hooks on that runtime, comment on its ticket, add and update its tasks, and read
+//! what relates to it (`projections::authorize` confines it), and stops working the moment the
+//! runtime ends.
 //!
 //! A runtime token is `mcr_` + hex(blake3 keyed with the ledger's runtime-token key, of the
 //! runtime id). The key is 256 bits from the CSPRNG, kept in the store's home beside the tokens

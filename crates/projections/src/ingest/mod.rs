@@ -4,6 +4,7 @@
 
 pub mod harvest;
 pub mod signal;
+pub mod todos;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
 pub(crate) fn bounded(s: &str, max: usize) -> &str {

@@ -28,7 +28,9 @@ const RUNTIME: [&str; 13] = [
 pub fn spec_row(kind: ActorKind) -> Vec<&'static str> {
     let controller = || [&RUNTIME[..], &["comment", "task"]].concat();
     match kind {
-        ActorKind::Agent => vec!["signal", "activity", "input", "comment"],
+        // SPEC §19: "an agent (and a runtime token) may add and update tasks on its own
+        // ticket, its own work plan".
+        ActorKind::Agent => vec!["signal", "activity", "input", "comment", "task"],
         // A watcher may report an agent's session ending or asking for input; a plain agent
         // token may not (a runtime token may, on its own runtime: `authorize`'s confinement).
         ActorKind::System => vec![
