@@ -1,7 +1,7 @@
 //! The real agent CLIs, end to end (issue 13): Claude Code and Codex from npm
 //! (`scripts/install-agents.sh`, which `scripts/test.sh` runs with the slow tests) against the
 //! scripted model API of `tests/agents/model-api.mjs` on loopback, each started by
-//! `scripts/dispatch-agent.sh` in a real tmux session with its hooks (`settings.json`) or its
+//! `mc-ledger run` (SPEC §19) in a real tmux session with its hooks (`settings.json`) or its
 //! `notify` wired to `mc-ledger hook …`, and harvested at exit. What lands in the ledger is
 //! checked: the signal from the hook, the session's end, the harvest and its cost. Behind
 //! `MC_LEDGER_SLOW_TESTS=1` (CI sets it).
@@ -89,17 +89,28 @@ fn types(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Runs the dispatcher script for `agent` on `ticket`; returns the runtime id and its output.
+/// Runs `mc-ledger run AGENT TICKET PROMPT` (SPEC §19) in a tmux session; returns the runtime
+/// id and its output.
 fn dispatch(agent: &str, model: &str, ticket: &str, env: &[(&str, String)]) -> (String, String) {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/dispatch-agent.sh"))
-        .args([agent, ticket, "Fix the launcher"])
-        .env_remove("TMUX")
-        .env_remove("MC_LEDGER_TOKEN")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("AGENT_MODEL", model)
-        .output()
-        .unwrap();
+    dispatch_with(agent, model, ticket, env, &[])
+}
+
+/// The working directory the agents run in: `WORKDIR` of the test's environment.
+fn workdir(env: &[(&str, String)]) -> PathBuf {
+    env.iter()
+        .find(|(k, _)| *k == "WORKDIR")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("WORKDIR in the test's environment")
+}
+
+fn dispatch_with(
+    agent: &str,
+    model: &str,
+    ticket: &str,
+    env: &[(&str, String)],
+    extra: &[&str],
+) -> (String, String) {
+    let out = mc_run(agent, model, ticket, env, extra);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{agent}: {stdout}{stderr}");
@@ -109,7 +120,31 @@ fn dispatch(agent: &str, model: &str, ticket: &str, env: &[(&str, String)]) -> (
         .and_then(|l| l.split_whitespace().nth(1))
         .expect("runtime line")
         .to_owned();
+    assert!(
+        stdout.contains(&format!("/tickets/{ticket}")),
+        "run prints the console URL: {stdout}"
+    );
     (rt, stdout)
+}
+
+/// `mc-ledger run` with the test's environment (the agents' variables, the server, the tmux
+/// socket, the working directory), as a dispatcher with no token would run it.
+fn mc_run(
+    agent: &str,
+    model: &str,
+    ticket: &str,
+    env: &[(&str, String)],
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["run", agent, ticket, "Fix the launcher", "--model", model])
+        .args(extra)
+        .current_dir(workdir(env))
+        .env_remove("TMUX")
+        .env_remove("MC_LEDGER_TOKEN")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap()
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -138,7 +173,9 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
     }
     let agents = std::env::var_os("MC_LEDGER_AGENTS_DIR")
         .map_or_else(|| repo().join("target/agents"), PathBuf::from);
-    let (claude, codex) = (bin(&agents, "claude"), bin(&agents, "codex"));
+    // Both in the same `node_modules/.bin`, which goes first on `mc-ledger run`'s PATH.
+    let claude = bin(&agents, "claude");
+    bin(&agents, "codex");
     let dir = tempfile::tempdir().unwrap();
     let mut server = spawn_binary(&dir.path().join("data"));
     let api = ModelApi::start();
@@ -175,11 +212,16 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
     let url = format!("http://{}", server.addr);
     let env = vec![
         ("MC_LEDGER_SERVER", url.clone()),
-        ("MC_LEDGER_BIN", env!("CARGO_BIN_EXE_mc-ledger").to_owned()),
-        ("CLAUDE_BIN", claude.display().to_string()),
-        ("CODEX_BIN", codex.display().to_string()),
         ("TMUX_SOCKET_NAME", tmux.0.clone()),
         ("WORKDIR", work.display().to_string()),
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                claude.parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        ),
         ("HOME", home.display().to_string()),
         (
             "CLAUDE_CONFIG_DIR",
@@ -304,9 +346,13 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         &json!({"id": "MC-4", "title": "a capped run", "actor": {"name": "luci", "kind": "orchestrator"}}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let mut capped = env.clone();
-    capped.push(("MAX_BUDGET_USD", "0.0001".to_owned()));
-    let (rt, stdout) = dispatch("claude", "claude-sonnet-4-5", "MC-4", &capped);
+    let (rt, stdout) = dispatch_with(
+        "claude",
+        "claude-sonnet-4-5",
+        "MC-4",
+        &env,
+        &["--max-budget-usd", "0.0001"],
+    );
     assert!(
         stdout.contains("201 appended runtime.harvested partial/max_budget"),
         "{stdout}"

@@ -21,6 +21,7 @@ pub mod budget;
 pub mod demo;
 mod helpers;
 mod mcp;
+mod run;
 mod salvage;
 mod spool;
 pub mod subscription;
@@ -186,6 +187,9 @@ pub enum Command {
         #[arg(long, env = "MC_LEDGER_RUNTIME")]
         runtime: String,
     },
+    /// Run an agent on a ticket, start to end (SPEC §19): dispatch, start it in tmux (or as a
+    /// process) wired to the ledger (hooks, notify, MCP), wait, harvest, print the console URL.
+    Run(Box<run::RunArgs>),
     /// Send a pane's text (read from stdin) to a runtime as a raw signal.
     Signal {
         /// The server, http://host:port (token in MC_LEDGER_TOKEN).
@@ -616,6 +620,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Subscription(command) => subscription::run(command),
         Command::Budget(command) => budget::run(command),
         Command::Mcp { server, runtime } => mcp::serve(&server, &runtime),
+        Command::Run(args) => run::run(&args),
         Command::Signal {
             server,
             runtime,

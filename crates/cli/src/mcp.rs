@@ -21,6 +21,8 @@ use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::watch::encode_component as segment;
+
 /// The most comments `ticket` returns: the newest.
 const COMMENTS_SHOWN: usize = 50;
 /// The most children `ticket` describes (the rest by id only).
@@ -160,10 +162,6 @@ fn without_nonces(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(without_nonces),
         _ => {}
     }
-}
-
-fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 impl Ledger {
