@@ -30,6 +30,11 @@ struct ModelApi {
 
 impl ModelApi {
     fn start() -> ModelApi {
+        ModelApi::start_with(&[])
+    }
+
+    /// With further settings of the mock (`MODEL_SCRIPT_FILE`, `MODEL_DELAY_MS`, …).
+    fn start_with(settings: &[(&str, String)]) -> ModelApi {
         let mut child = Command::new("node")
             .arg(repo().join("tests/agents/model-api.mjs"))
             .args(["0", REPLY])
@@ -38,6 +43,7 @@ impl ModelApi {
             .env("MODEL_OUTPUT_TOKENS", "8")
             .env("MODEL_CACHE_READ_TOKENS", "3000")
             .env("MODEL_CACHE_CREATION_TOKENS", "500")
+            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -165,22 +171,23 @@ fn bin(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
-    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
-        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (runs the real Claude Code and Codex CLIs)");
-        return;
-    }
+/// The agents' binaries (`scripts/install-agents.sh` installs them with the slow tests).
+fn agents_bin() -> PathBuf {
     let agents = std::env::var_os("MC_LEDGER_AGENTS_DIR")
         .map_or_else(|| repo().join("target/agents"), PathBuf::from);
     // Both in the same `node_modules/.bin`, which goes first on `mc-ledger run`'s PATH.
-    let claude = bin(&agents, "claude");
     bin(&agents, "codex");
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_binary(&dir.path().join("data"));
-    let api = ModelApi::start();
-    let tmux = Tmux(format!("mc-ledger-agents-{}", std::process::id()));
-    // A long-lived session holds the tmux server up between the agents' sessions.
+    bin(&agents, "claude").parent().unwrap().to_owned()
+}
+
+fn url_of(server: &Child) -> String {
+    format!("http://{}", server.addr)
+}
+
+/// The environment the agents run in, under `dir`: a throwaway HOME and CODEX_HOME pointed at
+/// the mock, a working directory, the tmux socket (a long-lived session holds its server up
+/// between the agents' sessions) and the server.
+fn agent_env(dir: &Path, api: &ModelApi, tmux: &Tmux, url: &str) -> Vec<(&'static str, String)> {
     let keep = Command::new("tmux")
         .env_remove("TMUX")
         .args([
@@ -195,9 +202,9 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         .output()
         .unwrap();
     assert!(keep.status.success());
-    let home = dir.path().join("home");
-    let codex_home = dir.path().join("codex-home");
-    let work = dir.path().join("work");
+    let home = dir.join("home");
+    let codex_home = dir.join("codex-home");
+    let work = dir.join("work");
     for d in [&home, &codex_home, &work] {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -209,16 +216,16 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         ),
     )
     .unwrap();
-    let url = format!("http://{}", server.addr);
-    let env = vec![
-        ("MC_LEDGER_SERVER", url.clone()),
+    vec![
+        ("MC_LEDGER_SERVER", url.to_owned()),
+        ("MC_LEDGER_SPOOL", dir.join("spool").display().to_string()),
         ("TMUX_SOCKET_NAME", tmux.0.clone()),
         ("WORKDIR", work.display().to_string()),
         (
             "PATH",
             format!(
                 "{}:{}",
-                claude.parent().unwrap().display(),
+                agents_bin().display(),
                 std::env::var("PATH").unwrap_or_default()
             ),
         ),
@@ -235,7 +242,21 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         ("DISABLE_TELEMETRY", "1".to_owned()),
         ("CODEX_HOME", codex_home.display().to_string()),
         ("OPENAI_API_KEY", "mock".to_owned()),
-    ];
+    ]
+}
+
+#[test]
+fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
+    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (runs the real Claude Code and Codex CLIs)");
+        return;
+    }
+    let claude = agents_bin().join("claude");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_binary(&dir.path().join("data"));
+    let api = ModelApi::start();
+    let tmux = Tmux(format!("mc-ledger-agents-{}", std::process::id()));
+    let env = agent_env(dir.path(), &api, &tmux, &url_of(&server));
     for t in ["MC-1", "MC-2"] {
         let r = post(
             server.addr,
@@ -401,7 +422,7 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
             .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
             .args(["--output-format", "json", "--settings"])
             .arg(&settings)
-            .current_dir(&work)
+            .current_dir(workdir(&env))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("MC_LEDGER_RUNTIME", &rt)
             .env("MC_LEDGER_SPOOL", &spool)
@@ -441,4 +462,325 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
         "review"
     );
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
+}
+
+/// Writes the mock's script (re-read on every model call).
+fn script(path: &Path, steps: Value) {
+    std::fs::write(path, steps.to_string()).unwrap();
+}
+
+fn slow() -> bool {
+    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (runs the real Claude Code and Codex CLIs)");
+        return false;
+    }
+    true
+}
+
+/// A server with tokens, the mock following a script file, a tmux socket, and the dispatcher's
+/// (orchestrator) token in the agents' environment as `mc-ledger run` would have it.
+struct Rig {
+    dir: tempfile::TempDir,
+    server: Child,
+    api: ModelApi,
+    _tmux: Tmux,
+    env: Vec<(&'static str, String)>,
+    script: PathBuf,
+    orchestrator: String,
+}
+
+impl Rig {
+    fn new(name: &str, mock: &[(&str, String)]) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_dir = data.display().to_string();
+        let token = |kind: &str, scope: &str| {
+            mc_ledger_ok(&[
+                "token",
+                "create",
+                "--scope",
+                scope,
+                "--kind",
+                kind,
+                "--name",
+                "luci",
+                "--data-dir",
+                &data_dir,
+            ])
+            .trim()
+            .to_owned()
+        };
+        let orchestrator = token("orchestrator", "write");
+        let server = spawn_binary(&data);
+        let script = dir.path().join("script.json");
+        std::fs::write(&script, "[]").unwrap();
+        let mut settings = vec![("MODEL_SCRIPT_FILE", script.display().to_string())];
+        settings.extend(mock.iter().cloned());
+        let api = ModelApi::start_with(&settings);
+        let tmux = Tmux(format!("mc-ledger-{name}-{}", std::process::id()));
+        let mut env = agent_env(dir.path(), &api, &tmux, &url_of(&server));
+        env.push(("MC_LEDGER_TOKEN", orchestrator.clone()));
+        Rig {
+            dir,
+            server,
+            api,
+            _tmux: tmux,
+            env,
+            script,
+            orchestrator,
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        post_with_token(self.server.addr, path, body, &self.orchestrator)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let r = request(
+            self.server.addr,
+            "GET",
+            path,
+            None,
+            Some(&self.orchestrator),
+        );
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    fn open(&self, ticket: &str) {
+        let r = self.post(
+            "/v1/tickets",
+            &json!({"id": ticket, "title": "launcher fix"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    fn events(&self, ticket: &str) -> Vec<Value> {
+        self.get(&format!("/v1/tickets/{ticket}/events"))["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Runs the real Claude Code on its own (not through `mc-ledger run`) with `mc-ledger mcp`
+    /// as its MCP server for `runtime` with that runtime's token; returns its stream output.
+    fn claude_with_mcp(&self, runtime: &str, token: &str) -> String {
+        let config = self.dir.path().join(format!("{runtime}.mcp.json"));
+        let mcp = json!({"mcpServers": {"mc-ledger": {
+            "command": env!("CARGO_BIN_EXE_mc-ledger"),
+            "args": ["mcp"],
+            "env": {"MC_LEDGER_SERVER": url_of(&self.server), "MC_LEDGER_RUNTIME": runtime,
+                    "MC_LEDGER_TOKEN": token},
+        }}});
+        std::fs::write(&config, mcp.to_string()).unwrap();
+        let out = run_ok(
+            Command::new(agents_bin().join("claude"))
+                .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
+                .args([
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--mcp-config",
+                ])
+                .arg(&config)
+                .args(["--strict-mcp-config", "--allowedTools", "mcp__mc-ledger"])
+                .current_dir(workdir(&self.env))
+                .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("ENABLE_TOOL_SEARCH", "false")
+                .env_remove("MC_LEDGER_TOKEN")
+                .stdin(Stdio::null()),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.api.child.kill();
+    }
+}
+
+fn one<'a>(events: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = events.iter().filter(|e| e["type"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} in {:?}", types(events));
+    found[0]
+}
+
+/// SPEC §19 with the real CLIs, through `mc-ledger run` and `mc-ledger mcp`: the scripted model
+/// calls the MCP `signal` tool and the ledger records the verdict, as the runtime's agent with
+/// its runtime token, signed with the runtime's current nonce — after a `switch` too, with the
+/// nonce the switch issued (the seeds' W.8); a call from a runtime that a replacing dispatch
+/// ended is refused and records nothing. Claude Code's task list (TodoWrite, and its default
+/// TaskCreate/TaskUpdate) lands on the ticket's tasks.
+#[test]
+fn agents_reach_the_ledger_through_mcp_and_their_task_lists_become_tasks() {
+    if !slow() {
+        return;
+    }
+    let rig = Rig::new("mcp", &[]);
+    let todos = |statuses: [&str; 3]| {
+        json!({"tool": "TodoWrite", "input": {"todos": [
+            {"content": "Read the launcher", "status": statuses[0], "activeForm": "Reading the launcher"},
+            {"content": "Patch the launcher", "status": statuses[1], "activeForm": "Patching the launcher"},
+            {"content": "Run the tests", "status": statuses[2], "activeForm": "Running the tests"},
+        ]}})
+    };
+    // Claude Code through `mc-ledger run`, with TodoWrite (CLAUDE_CODE_ENABLE_TASKS=false).
+    rig.open("MC-1");
+    script(
+        &rig.script,
+        json!([
+            todos(["in_progress", "pending", "pending"]),
+            todos(["completed", "in_progress", "pending"]),
+            {"tool": "signal", "input": {"verdict": "REVIEW", "payload": "patched through MCP"}},
+            {"text": "Handed over for review."},
+        ]),
+    );
+    let mut env = rig.env.clone();
+    env.push(("CLAUDE_CODE_ENABLE_TASKS", "false".to_owned()));
+    env.push(("ENABLE_TOOL_SEARCH", "false".to_owned()));
+    let pass = [
+        "--pass-env",
+        "CLAUDE_CODE_ENABLE_TASKS",
+        "--pass-env",
+        "ENABLE_TOOL_SEARCH",
+    ];
+    let (rt, stdout) = dispatch_with("claude", "claude-sonnet-4-5", "MC-1", &env, &pass);
+    assert!(
+        stdout.contains("runtime.harvested completed/success"),
+        "{stdout}"
+    );
+    let ev = rig.events("MC-1");
+    let signal = one(&ev, "runtime.signaled");
+    let runtime = rig.get(&format!("/v1/runtimes/{rt}"));
+    assert_eq!(signal["data"]["verdict"], "REVIEW", "{signal}");
+    assert_eq!(signal["data"]["payload"], "patched through MCP");
+    assert_eq!(
+        signal["data"]["nonce"], runtime["nonce"],
+        "the current nonce"
+    );
+    assert_eq!(signal["actor"], json!({"name": "claude", "kind": "agent"}));
+    assert_eq!(
+        signal["token_id"],
+        format!("rtk_{rt}"),
+        "the runtime's own token"
+    );
+    let tasks: Vec<String> = rig.get("/v1/tickets/MC-1")["tasks"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["title"].as_str().unwrap(),
+                t["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            "Read the launcher done",
+            "Patch the launcher in_progress",
+            "Run the tests open"
+        ],
+        "three tasks mirrored, then their status changes"
+    );
+    let kinds = types(&ev);
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(
+        (count("task.added"), count("task.updated")),
+        (3, 3),
+        "{kinds:?}"
+    );
+    assert_eq!(rig.get("/v1/tickets/MC-1")["state"], "review");
+
+    // Claude Code's default task tools: TaskCreate then TaskUpdate.
+    rig.open("MC-2");
+    script(
+        &rig.script,
+        json!([
+            {"tool": "TaskCreate", "input": {"subject": "Read the launcher", "description": "Read scripts/launch.sh"}},
+            {"tool": "TaskUpdate", "input": {"taskId": "1", "status": "completed"}},
+            {"text": "Read it."},
+        ]),
+    );
+    let mut env = rig.env.clone();
+    env.push(("ENABLE_TOOL_SEARCH", "false".to_owned()));
+    dispatch_with("claude", "claude-sonnet-4-5", "MC-2", &env, &pass[2..]);
+    let items = rig.get("/v1/tickets/MC-2")["tasks"]["items"].clone();
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    assert_eq!(items[0]["title"], "Read the launcher");
+    assert_eq!(items[0]["status"], "done");
+
+    // Codex through `mc-ledger run`: its MCP tool call (approved by the run's -c overrides).
+    rig.open("MC-3");
+    script(
+        &rig.script,
+        json!([
+            {"tool": "signal", "input": {"verdict": "DONE", "payload": "codex via MCP"}},
+            {"text": "Finished."},
+        ]),
+    );
+    let (rt, _) = dispatch("codex", "gpt-5.5", "MC-3", &rig.env);
+    let ev = rig.events("MC-3");
+    let signal = one(&ev, "runtime.signaled");
+    assert_eq!(signal["data"]["verdict"], "DONE", "{signal}");
+    assert_eq!(signal["data"]["runtime_id"], rt.as_str());
+    assert_eq!(signal["actor"], json!({"name": "codex", "kind": "agent"}));
+
+    // W.8: a switch issues a new nonce; the MCP tool signs with it, never with the old one.
+    rig.open("MC-4");
+    let d = rig.post(
+        "/v1/tickets/MC-4/dispatch",
+        &json!({"dispatch_key": "w8", "agent": "claude", "transport": "process"}),
+    );
+    assert_eq!(d.status, 201, "{}", d.body);
+    let d = d.json();
+    let (rt, token, first) = (
+        d["runtime_id"].as_str().unwrap().to_owned(),
+        d["runtime_token"].as_str().unwrap().to_owned(),
+        d["nonce"].as_str().unwrap().to_owned(),
+    );
+    let s = rig.post(
+        &format!("/v1/runtimes/{rt}/switch"),
+        &json!({"model": "claude-opus-4-5"}),
+    );
+    assert_eq!(s.status, 201, "{}", s.body);
+    let switched = s.json()["nonce"].as_str().unwrap().to_owned();
+    assert_ne!(switched, first);
+    script(
+        &rig.script,
+        json!([
+            {"tool": "signal", "input": {"verdict": "REVIEW", "payload": "after the switch"}},
+            {"text": "Over to review."},
+        ]),
+    );
+    rig.claude_with_mcp(&rt, &token);
+    let ev = rig.events("MC-4");
+    let signal = one(&ev, "runtime.signaled");
+    assert_eq!(
+        signal["data"]["nonce"],
+        switched.as_str(),
+        "the switch's nonce"
+    );
+    assert!(
+        !types(&ev).contains(&"runtime.signal_rejected".to_owned()),
+        "no stale nonce sent: {:?}",
+        types(&ev)
+    );
+
+    // A replacing dispatch ends the runtime: its token, and so its MCP server, is refused.
+    let d = rig.post(
+        "/v1/tickets/MC-4/dispatch",
+        &json!({"dispatch_key": "w8-2", "agent": "claude", "transport": "process", "replace": true}),
+    );
+    assert_eq!(d.status, 201, "{}", d.body);
+    let before = rig.events("MC-4").len();
+    let out = rig.claude_with_mcp(&rt, &token);
+    assert!(
+        out.contains("token_expired"),
+        "the tool answered the API's refusal: {out}"
+    );
+    assert_eq!(rig.events("MC-4").len(), before, "nothing recorded");
 }

@@ -7,9 +7,10 @@
 //! `last_assistant_message` → activity, and that message's signal if it holds one (the raw
 //! rules of §6, against the runtime's current nonce); `Notification` with `notification_type`
 //! `permission_prompt` or `idle_prompt` → `runtime.input_requested`; `SessionEnd {reason}` →
-//! `runtime.session_ended`; `PostToolUse` of `TodoWrite` → the to-do list mirrored onto the
-//! ticket's tasks (SPEC §19, [`projections::ingest::todos`]: only what changed, so the same
-//! list again is 202 with nothing appended). Codex (`notify` program argument): `agent-turn-complete` with
+//! `runtime.session_ended`; `PostToolUse` of `TodoWrite`, `TaskCreate` or `TaskUpdate` → the
+//! agent's task list mirrored onto the ticket's tasks (SPEC §19, [`projections::ingest::todos`]:
+//! only what changed, so the same list again is 202 with nothing appended; other tools' 202).
+//! Codex (`notify` program argument): `agent-turn-complete` with
 //! `last-assistant-message` → activity and its signal. A body that is not a JSON object is 422.
 
 use axum::extract::{Path, State};
@@ -132,15 +133,29 @@ async fn turn_ended(
     run(w, caller, runtime_id, commands, key).await
 }
 
-/// Claude Code's `TodoWrite` input: the commands that bring the ticket's tasks up to its list.
-async fn todo_write(
+/// Claude Code's task list (`TodoWrite`, or `TaskCreate` / `TaskUpdate`): the commands that
+/// bring the ticket's tasks up to it.
+async fn task_list(
     w: &WriteState,
     caller: Option<&Caller>,
     runtime_id: &str,
-    tool_input: Option<&Value>,
+    hook: &Value,
     key: Option<&IdempotencyKey>,
 ) -> Result<Response, AppError> {
-    let Some(todos) = tool_input.and_then(projections::ingest::todos::parse) else {
+    use projections::ingest::todos;
+    let null = Value::Null;
+    let field = |k: &str| hook.get(k).unwrap_or(&null);
+    let todos = match text(hook, "tool_name") {
+        Some("TodoWrite") => todos::parse(field("tool_input")),
+        Some(tool) => todos::from_task_tool(
+            tool,
+            field("tool_input"),
+            field("tool_response"),
+            text(hook, "session_id").unwrap_or_default(),
+        ),
+        None => None,
+    };
+    let Some(todos) = todos else {
         return Ok(ignored(Some("PostToolUse")));
     };
     w.shared.catch_up()?;
@@ -205,9 +220,7 @@ pub async fn claude(
             }
             _ => Ok(ignored(event)),
         },
-        Some("PostToolUse") if text(&hook, "tool_name") == Some("TodoWrite") => {
-            todo_write(&w, caller, &p.id, hook.get("tool_input"), key.as_ref()).await
-        }
+        Some("PostToolUse") => task_list(&w, caller, &p.id, &hook, key.as_ref()).await,
         Some("SessionEnd") => {
             let reason = text(&hook, "reason").unwrap_or("other");
             let command = Command::EndSession {

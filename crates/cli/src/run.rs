@@ -6,9 +6,11 @@
 //!    ends the run before anything is started).
 //! 2. Write the run's own directory (`STATE_DIR/<runtime>/`, never the user's global config):
 //!    a launcher script, and for Claude Code a settings file with its hooks (Stop,
-//!    SubagentStop, Notification, SessionEnd, and PostToolUse of TodoWrite: SPEC §13, §19) and
-//!    an MCP config naming `mc-ledger mcp`; Codex gets its `notify` and the MCP server as
-//!    `-c` overrides.
+//!    SubagentStop, Notification, SessionEnd, and PostToolUse of its task tools — TodoWrite,
+//!    TaskCreate, TaskUpdate: SPEC §13, §19) and an MCP config naming `mc-ledger mcp`, allowed
+//!    with `--allowedTools mcp__mc-ledger`; Codex gets its `notify` and the MCP server as `-c`
+//!    overrides (its tools approved, since `codex exec` never asks, and required: a server that
+//!    cannot start fails the run rather than leaving the agent without its ledger).
 //! 3. Start the agent in a new tmux session (or, with `--transport process`, as a child
 //!    process) with the runtime's environment: `MC_LEDGER_SERVER`, `MC_LEDGER_RUNTIME`, the
 //!    runtime's own token as `MC_LEDGER_TOKEN` when the server has tokens, the hook spool, and
@@ -294,7 +296,7 @@ fn prepare(
                 "SubagentStop": h(None),
                 "Notification": h(None),
                 "SessionEnd": h(None),
-                "PostToolUse": h(Some("TodoWrite")),
+                "PostToolUse": h(Some("TodoWrite|TaskCreate|TaskUpdate")),
             }});
             let mcp = json!({"mcpServers": {MCP_NAME: {
                 "type": "stdio",
@@ -342,7 +344,8 @@ fn prepare(
                 format!("notify=[{},\"hook\",\"codex\"]", toml_str(&mc_str)),
                 "-c".to_owned(),
                 format!(
-                    "mcp_servers.{MCP_NAME}={{command={},args=[\"mcp\"],env={{{}}}}}",
+                    "mcp_servers.{MCP_NAME}={{command={},args=[\"mcp\"],env={{{}}},\
+                     default_tools_approval_mode=\"approve\",required=true}}",
                     toml_str(&mc_str),
                     env_table.join(",")
                 ),

@@ -168,3 +168,77 @@ fn an_input_without_a_todos_list_is_not_a_list() {
     }
     assert_eq!(parse(&json!({"todos": []})), Some(vec![]));
 }
+
+/// Claude Code 2.1's default task tools, one task per call, numbered per session (payloads
+/// as captured from the real CLI in `tests/agents/FINDINGS.md`): given the ticket's tasks and a
+/// call, then the commands.
+#[test]
+fn task_create_and_task_update_calls_are_lists_of_one() {
+    use projections::ingest::todos::from_task_tool;
+    let session = "9cc14658-21a0-467b-9dd3-c9221a1d89c0";
+    let create = (
+        "TaskCreate",
+        json!({"subject": "Read the launcher", "description": "Read scripts/launch.sh", "activeForm": "Reading the launcher"}),
+        json!({"task": {"id": "1", "subject": "Read the launcher", "description": "Read scripts/launch.sh"}}),
+    );
+    let update = |id: &str, status: &str| {
+        (
+            "TaskUpdate",
+            json!({"taskId": id, "status": status}),
+            json!({"success": true, "taskId": id, "updatedFields": ["status"]}),
+        )
+    };
+    let one = "cc-9cc14658-1";
+    // (given tasks, when this call, then these commands)
+    let rows: Vec<(
+        Vec<TaskView>,
+        (&str, serde_json::Value, serde_json::Value),
+        Vec<String>,
+    )> = vec![
+        (
+            vec![],
+            create.clone(),
+            vec![format!("+{one} Read the launcher")],
+        ),
+        (
+            vec![task(one, "Read the launcher", TaskStatus::Open)],
+            create.clone(),
+            vec![],
+        ),
+        (
+            vec![task(one, "Read the launcher", TaskStatus::Open)],
+            update("1", "in_progress"),
+            vec![format!("{one}=InProgress")],
+        ),
+        (
+            vec![task(one, "Read the launcher", TaskStatus::Done)],
+            update("1", "completed"),
+            vec![],
+        ),
+        // An update of a task the ticket never saw created: nothing to add it with.
+        (vec![], update("9", "completed"), vec![]),
+        // `deleted` is not a ledger status: the task stays as it was.
+        (
+            vec![task(one, "Read the launcher", TaskStatus::Open)],
+            update("1", "deleted"),
+            vec![],
+        ),
+    ];
+    for (n, (given, (tool, input, response), then)) in rows.into_iter().enumerate() {
+        let list = from_task_tool(tool, &input, &response, session).expect("a task call");
+        let got: Vec<String> = mirror(&ticket(), &given, &list).iter().map(short).collect();
+        assert_eq!(got, then, "row {n}");
+    }
+    for (tool, input, response) in [
+        ("Bash", json!({}), json!({})),
+        ("TaskCreate", json!({"subject": "s"}), json!({})),
+        ("TaskUpdate", json!({"status": "completed"}), json!({})),
+        ("TaskUpdate", json!({"taskId": " "}), json!({})),
+    ] {
+        assert_eq!(
+            from_task_tool(tool, &input, &response, session),
+            None,
+            "{tool} {input}"
+        );
+    }
+}

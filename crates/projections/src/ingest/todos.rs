@@ -8,6 +8,11 @@
 //!
 //! A to-do's task id is its `id` when the tool gives one, else `todo-` and a hash of its text
 //! ([`events::ids::todo_task_id`]): the same text is the same task across calls and hooks.
+//!
+//! Claude Code 2.1's default task tools (`TaskCreate {subject, description}` answering
+//! `{task: {id}}`, and `TaskUpdate {taskId, status}`) carry one task per call, numbered per
+//! session: [`from_task_tool`] reads them as a list of one, with the task id
+//! `cc-<session's first 8 characters>-<id>` so two sessions' task 1 are two tasks.
 
 use events::{TaskStatus, TicketId};
 use serde_json::Value;
@@ -23,6 +28,16 @@ pub struct Todo {
     pub title: String,
     /// `None` for a status this ledger does not know (the task is still added, open).
     pub status: Option<TaskStatus>,
+}
+
+/// Claude Code's task statuses as the ledger's (`deleted` and others: none).
+fn status(s: Option<&str>) -> Option<TaskStatus> {
+    match s {
+        Some("pending") => Some(TaskStatus::Open),
+        Some("in_progress") => Some(TaskStatus::InProgress),
+        Some("completed") => Some(TaskStatus::Done),
+        _ => None,
+    }
 }
 
 /// The to-dos of a `TodoWrite` input (`tool_input`); `None` when it holds no `todos` list.
@@ -41,12 +56,7 @@ pub fn parse(tool_input: &Value) -> Option<Vec<Todo>> {
                     Some(id) if !id.trim().is_empty() => excerpt(id, KEY_BYTES_MAX).to_owned(),
                     _ => events::ids::todo_task_id(text),
                 };
-                let status = match todo.get("status").and_then(Value::as_str) {
-                    Some("pending") => Some(TaskStatus::Open),
-                    Some("in_progress") => Some(TaskStatus::InProgress),
-                    Some("completed") => Some(TaskStatus::Done),
-                    _ => None,
-                };
+                let status = status(todo.get("status").and_then(Value::as_str));
                 Some(Todo {
                     task_id,
                     title: text.chars().take(TITLE_CHARS_MAX).collect(),
@@ -57,8 +67,41 @@ pub fn parse(tool_input: &Value) -> Option<Vec<Todo>> {
     )
 }
 
+/// The to-do of a `TaskCreate` or `TaskUpdate` call (`None` for another tool or a call
+/// without the task's id). An update carries no title: [`mirror`] updates the task when the
+/// ticket has it and adds nothing.
+pub fn from_task_tool(
+    tool_name: &str,
+    tool_input: &Value,
+    tool_response: &Value,
+    session_id: &str,
+) -> Option<Vec<Todo>> {
+    fn text<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+        v.get(key).and_then(Value::as_str).map(str::trim)
+    }
+    let (id, title) = match tool_name {
+        "TaskCreate" => (
+            tool_response.get("task").and_then(|t| text(t, "id"))?,
+            text(tool_input, "subject").unwrap_or_default(),
+        ),
+        "TaskUpdate" => (text(tool_input, "taskId")?, ""),
+        _ => return None,
+    };
+    if id.is_empty() {
+        return None;
+    }
+    let session: String = session_id.chars().take(8).collect();
+    let status = status(text(tool_input, "status"));
+    Some(vec![Todo {
+        task_id: excerpt(&format!("cc-{session}-{id}"), KEY_BYTES_MAX).to_owned(),
+        title: title.chars().take(TITLE_CHARS_MAX).collect(),
+        status,
+    }])
+}
+
 /// The commands that bring `tasks` (the ticket's) up to `todos`: an add for each new to-do
-/// (while the ticket has room), then a status update where the to-do's differs from the task's.
+/// (while the ticket has room, and when it has a title), then a status update where the
+/// to-do's differs from the task's.
 /// A to-do listed twice counts once (its first entry).
 pub fn mirror(ticket: &TicketId, tasks: &[TaskView], todos: &[Todo]) -> Vec<Command> {
     let mut known: Vec<(&str, TaskStatus)> = tasks
@@ -74,7 +117,7 @@ pub fn mirror(ticket: &TicketId, tasks: &[TaskView], todos: &[Todo]) -> Vec<Comm
         seen.push(&todo.task_id);
         let current = match known.iter().find(|(id, _)| *id == todo.task_id) {
             Some((_, status)) => *status,
-            None if known.len() < TASKS_PER_TICKET_MAX => {
+            None if known.len() < TASKS_PER_TICKET_MAX && !todo.title.trim().is_empty() => {
                 commands.push(Command::AddTask {
                     ticket: ticket.clone(),
                     task_id: Some(todo.task_id.clone()),
