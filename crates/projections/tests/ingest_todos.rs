@@ -169,6 +169,9 @@ fn an_input_without_a_todos_list_is_not_a_list() {
     assert_eq!(parse(&json!({"todos": []})), Some(vec![]));
 }
 
+/// A task tool's call: its name, input and response.
+type Call = (&'static str, serde_json::Value, serde_json::Value);
+
 /// Claude Code 2.1's default task tools, one task per call, numbered per session (payloads
 /// as captured from the real CLI in `tests/agents/FINDINGS.md`): given the ticket's tasks and a
 /// call, then the commands.
@@ -190,11 +193,7 @@ fn task_create_and_task_update_calls_are_lists_of_one() {
     };
     let one = "cc-9cc14658-1";
     // (given tasks, when this call, then these commands)
-    let rows: Vec<(
-        Vec<TaskView>,
-        (&str, serde_json::Value, serde_json::Value),
-        Vec<String>,
-    )> = vec![
+    let rows: Vec<(Vec<TaskView>, Call, Vec<String>)> = vec![
         (
             vec![],
             create.clone(),
