@@ -784,3 +784,129 @@ fn agents_reach_the_ledger_through_mcp_and_their_task_lists_become_tasks() {
     );
     assert_eq!(rig.events("MC-4").len(), before, "nothing recorded");
 }
+
+/// The sessions on the rig's tmux socket.
+fn sessions(socket: &str) -> Vec<String> {
+    let out = Command::new("tmux")
+        .args(["-L", socket, "list-sessions", "-F", "#{session_name}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A process this test started, killed on every path.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mc-ledger run`'s failure modes (SPEC §19): given the server down, then a clear error and
+/// nothing started; given an agent binary that is not there, then `runtime.launch_aborted`
+/// with the reason and nothing started; given the agent's session killed mid-run, then no
+/// harvest, a clear error, the spool flushed, and the watcher reaps the runtime.
+#[test]
+fn mc_ledger_run_fails_clearly() {
+    if !slow() {
+        return;
+    }
+    // Each model call is held 3 s, so the agent is alive when its session is killed.
+    let rig = Rig::new("fails", &[("MODEL_DELAY_MS", "3000".to_owned())]);
+    let socket = rig._tmux.0.clone();
+    rig.open("MC-1");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let mut down = rig.env.clone();
+    down.retain(|(k, _)| *k != "MC_LEDGER_SERVER");
+    down.push(("MC_LEDGER_SERVER", "http://127.0.0.1:9".to_owned()));
+    let out = mc_run("claude", "claude-sonnet-4-5", "MC-1", &down, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing was started") && stderr(&out).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sessions(&socket), ["keep"], "no session started");
+    assert_eq!(types(&rig.events("MC-1")), ["ticket.opened"]);
+
+    let missing = rig.dir.path().join("no-such/claude");
+    let missing = missing.to_str().unwrap();
+    let out = mc_run(
+        "claude",
+        "claude-sonnet-4-5",
+        "MC-1",
+        &rig.env,
+        &["--agent-bin", missing],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("agent_missing"), "{}", stderr(&out));
+    let ev = rig.events("MC-1");
+    let aborted = one(&ev, "runtime.launch_aborted");
+    assert_eq!(aborted["data"]["reason"], "agent_missing", "{aborted}");
+    assert!(
+        aborted["data"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(missing),
+        "{aborted}"
+    );
+    assert_eq!(sessions(&socket), ["keep"], "no session started");
+    let rt = aborted["data"]["runtime_id"].as_str().unwrap();
+    assert_eq!(rig.get(&format!("/v1/runtimes/{rt}"))["live"], false);
+
+    rig.open("MC-2");
+    let started = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["run", "claude", "MC-2", "Fix the launcher"])
+        .current_dir(workdir(&rig.env))
+        .env_remove("TMUX")
+        .envs(rig.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run = Guard(started);
+    wait_until("the agent's session", || {
+        sessions(&socket).iter().any(|s| s.starts_with("mc-MC-2-"))
+    });
+    let session = sessions(&socket)
+        .into_iter()
+        .find(|s| s.starts_with("mc-MC-2-"))
+        .unwrap();
+    run_ok(Command::new("tmux").args(["-L", &socket, "kill-session", "-t", &session]));
+    let status = run.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("without an exit status"), "{err}");
+    let ev = rig.events("MC-2");
+    assert!(
+        !types(&ev).contains(&"runtime.harvested".to_owned()),
+        "{:?}",
+        types(&ev)
+    );
+    let spool = rig.dir.path().join("spool");
+    let left = std::fs::read_dir(&spool).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    });
+    assert_eq!(left, 0, "the spool is flushed");
+    // The watcher sees the session gone and reaps the runtime.
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+            .args(["watch", "--once", "--server", &url_of(&rig.server)])
+            .args(["--tmux-socket-name", &socket])
+            .env("MC_LEDGER_TOKEN", &rig.orchestrator),
+    );
+    let ev = rig.events("MC-2");
+    let reaped = one(&ev, "runtime.reaped");
+    assert_eq!(reaped["data"]["cause"], "tmux_missing", "{reaped}");
+    let ticket = rig.get("/v1/tickets/MC-2");
+    assert!(ticket["current_runtime"]["live"] == false, "{ticket}");
+}
