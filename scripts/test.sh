@@ -7,9 +7,11 @@
 #   (tests/metrics.rs; scripts/install-promtool.sh);
 # - PyPI's standardwebhooks in target/webhooks-venv (tests/notify.rs: a receiver verifies every
 #   delivery's signature with the published library; scripts/install-standardwebhooks.sh);
+# - npm's official MCP TypeScript SDK in target/mcp-client (tests/mcp.rs drives `mc-ledger mcp`
+#   with its client; scripts/install-mcp-client.sh, which installs node and npm when missing);
 # - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
 #   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
-#   when missing), curl for the dispatcher script they run under, and Debian's fiu-utils
+#   when missing) that `mc-ledger run` starts, and Debian's fiu-utils
 #   (libfiu's fiu-run and fiu-ctrl: tests/io_faults.rs injects I/O errors into the server);
 # - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a
 #   schema of its own): the local cluster is started when it is down, and installed when there
@@ -48,10 +50,8 @@ fi
 scripts/install-browser.sh target/browser >&2
 scripts/install-promtool.sh target/promtool >&2
 scripts/install-standardwebhooks.sh target/webhooks-venv >&2
+scripts/install-mcp-client.sh target/mcp-client >&2
 if [ -n "${MC_LEDGER_SLOW_TESTS:-}" ]; then
-  if ! command -v curl >/dev/null 2>&1; then
-    apt_install curl
-  fi
   if ! command -v fiu-run >/dev/null 2>&1 || ! command -v fiu-ctrl >/dev/null 2>&1; then
     apt_install fiu-utils
   fi
