@@ -26,16 +26,7 @@ installed() { # installed PACKAGE VERSION: is that version in $dir?
     [ "$(node -p "require('$dir/node_modules/$1/package.json').version" 2>/dev/null)" = "$2" ]
 }
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/install-agents.sh: node/npm missing and there is no apt-get; install them and re-run" >&2
-    exit 1
-  fi
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nodejs npm
-fi
+scripts/ensure-node.sh
 
 # Claude Code's postinstall copies the native binary over bin/claude.exe; until it has, that file
 # is a small stub, so a real (large) binary is part of "installed". Same for Codex's vendor binary.

@@ -14,16 +14,7 @@ dir="${1:-target/mcp-client}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/install-mcp-client.sh: node/npm missing and there is no apt-get; install them and re-run" >&2
-    exit 1
-  fi
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nodejs npm
-fi
+scripts/ensure-node.sh
 
 package="$dir/node_modules/@modelcontextprotocol/sdk/package.json"
 if [ ! -f "$package" ] || [ "$(node -p "require('$package').version" 2>/dev/null)" != "$MCP_SDK_VERSION" ]; then

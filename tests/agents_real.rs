@@ -429,11 +429,9 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
             .env_remove("MC_LEDGER_TOKEN")
             .stdin(Stdio::null()),
     );
-    let waiting: Vec<String> = std::fs::read_dir(&spool)
-        .expect("the hooks made a spool")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+    let waiting: Vec<String> = spooled(&spool)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     assert!(
         waiting.iter().any(|w| w.contains("\\\"Stop\\\""))
@@ -493,24 +491,7 @@ impl Rig {
     fn new(name: &str, mock: &[(&str, String)]) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let data_dir = data.display().to_string();
-        let token = |kind: &str, scope: &str| {
-            mc_ledger_ok(&[
-                "token",
-                "create",
-                "--scope",
-                scope,
-                "--kind",
-                kind,
-                "--name",
-                "luci",
-                "--data-dir",
-                &data_dir,
-            ])
-            .trim()
-            .to_owned()
-        };
-        let orchestrator = token("orchestrator", "write");
+        let orchestrator = create_token(&data, "orchestrator", "write", "luci");
         let server = spawn_binary(&data);
         let script = dir.path().join("script.json");
         std::fs::write(&script, "[]").unwrap();
@@ -562,31 +543,42 @@ impl Rig {
             .clone()
     }
 
-    /// Runs the real Claude Code on its own (not through `mc-ledger run`) with `mc-ledger mcp`
-    /// as its MCP server for `runtime` with that runtime's token; returns its stream output.
-    fn claude_with_mcp(&self, runtime: &str, token: &str) -> String {
-        let config = self.dir.path().join(format!("{runtime}.mcp.json"));
-        let mcp = json!({"mcpServers": {"mc-ledger": {
-            "command": env!("CARGO_BIN_EXE_mc-ledger"),
-            "args": ["mcp"],
-            "env": {"MC_LEDGER_SERVER": url_of(&self.server), "MC_LEDGER_RUNTIME": runtime,
-                    "MC_LEDGER_TOKEN": token},
-        }}});
-        std::fs::write(&config, mcp.to_string()).unwrap();
-        let out = run_ok(
-            Command::new(agents_bin().join("claude"))
+    /// Runs the real agent on its own (not through `mc-ledger run`) with `mc-ledger mcp` as its
+    /// MCP server for `runtime` with that runtime's token; returns its JSON output.
+    fn agent_with_mcp(&self, agent: &str, runtime: &str, token: &str) -> String {
+        let mc = env!("CARGO_BIN_EXE_mc-ledger");
+        let url = url_of(&self.server);
+        let mut command = Command::new(agents_bin().join(agent));
+        if agent == "claude" {
+            let config = self.dir.path().join(format!("{runtime}.mcp.json"));
+            let mcp = json!({"mcpServers": {"mc-ledger": {
+                "command": mc,
+                "args": ["mcp"],
+                "env": {"MC_LEDGER_SERVER": url, "MC_LEDGER_RUNTIME": runtime,
+                        "MC_LEDGER_TOKEN": token},
+            }}});
+            std::fs::write(&config, mcp.to_string()).unwrap();
+            command
                 .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
-                .args([
-                    "--output-format",
-                    "stream-json",
-                    "--verbose",
-                    "--mcp-config",
-                ])
+                .args(["--output-format", "stream-json", "--verbose"])
+                .arg("--mcp-config")
                 .arg(&config)
                 .args(["--strict-mcp-config", "--allowedTools", "mcp__mc-ledger"])
+                .env("ENABLE_TOOL_SEARCH", "false");
+        } else {
+            let server = format!(
+                "mcp_servers.mc-ledger={{command={mc:?},args=[\"mcp\"],\
+                 env={{MC_LEDGER_SERVER={url:?},MC_LEDGER_RUNTIME={runtime:?},MC_LEDGER_TOKEN={token:?}}},\
+                 default_tools_approval_mode=\"approve\"}}"
+            );
+            command
+                .args(["exec", "--json", "--skip-git-repo-check", "-c", &server])
+                .arg("Fix the launcher");
+        }
+        let out = run_ok(
+            command
                 .current_dir(workdir(&self.env))
                 .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .env("ENABLE_TOOL_SEARCH", "false")
                 .env_remove("MC_LEDGER_TOKEN")
                 .stdin(Stdio::null()),
         );
@@ -665,18 +657,7 @@ fn agents_reach_the_ledger_through_mcp_and_their_task_lists_become_tasks() {
         format!("rtk_{rt}"),
         "the runtime's own token"
     );
-    let tasks: Vec<String> = rig.get("/v1/tickets/MC-1")["tasks"]["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            format!(
-                "{} {}",
-                t["title"].as_str().unwrap(),
-                t["status"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let tasks = task_lines(&rig.get("/v1/tickets/MC-1"));
     assert_eq!(
         tasks,
         [
@@ -707,7 +688,13 @@ fn agents_reach_the_ledger_through_mcp_and_their_task_lists_become_tasks() {
     );
     let mut env = rig.env.clone();
     env.push(("ENABLE_TOOL_SEARCH", "false".to_owned()));
-    dispatch_with("claude", "claude-sonnet-4-5", "MC-2", &env, &pass[2..]);
+    // … as a child process of `mc-ledger run` (`--transport process`) instead of in tmux.
+    let process = [&pass[2..], &["--transport", "process"][..]].concat();
+    let (rt, _) = dispatch_with("claude", "claude-sonnet-4-5", "MC-2", &env, &process);
+    assert_eq!(
+        rig.get(&format!("/v1/runtimes/{rt}"))["transport"],
+        "process"
+    );
     let items = rig.get("/v1/tickets/MC-2")["tasks"]["items"].clone();
     assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
     assert_eq!(items[0]["title"], "Read the launcher");
@@ -729,60 +716,66 @@ fn agents_reach_the_ledger_through_mcp_and_their_task_lists_become_tasks() {
     assert_eq!(signal["data"]["runtime_id"], rt.as_str());
     assert_eq!(signal["actor"], json!({"name": "codex", "kind": "agent"}));
 
-    // W.8: a switch issues a new nonce; the MCP tool signs with it, never with the old one.
-    rig.open("MC-4");
-    let d = rig.post(
-        "/v1/tickets/MC-4/dispatch",
-        &json!({"dispatch_key": "w8", "agent": "claude", "transport": "process"}),
-    );
-    assert_eq!(d.status, 201, "{}", d.body);
-    let d = d.json();
-    let (rt, token, first) = (
-        d["runtime_id"].as_str().unwrap().to_owned(),
-        d["runtime_token"].as_str().unwrap().to_owned(),
-        d["nonce"].as_str().unwrap().to_owned(),
-    );
-    let s = rig.post(
-        &format!("/v1/runtimes/{rt}/switch"),
-        &json!({"model": "claude-opus-4-5"}),
-    );
-    assert_eq!(s.status, 201, "{}", s.body);
-    let switched = s.json()["nonce"].as_str().unwrap().to_owned();
-    assert_ne!(switched, first);
-    script(
-        &rig.script,
-        json!([
-            {"tool": "signal", "input": {"verdict": "REVIEW", "payload": "after the switch"}},
-            {"text": "Over to review."},
-        ]),
-    );
-    rig.claude_with_mcp(&rt, &token);
-    let ev = rig.events("MC-4");
-    let signal = one(&ev, "runtime.signaled");
-    assert_eq!(
-        signal["data"]["nonce"],
-        switched.as_str(),
-        "the switch's nonce"
-    );
-    assert!(
-        !types(&ev).contains(&"runtime.signal_rejected".to_owned()),
-        "no stale nonce sent: {:?}",
-        types(&ev)
-    );
-
-    // A replacing dispatch ends the runtime: its token, and so its MCP server, is refused.
-    let d = rig.post(
-        "/v1/tickets/MC-4/dispatch",
-        &json!({"dispatch_key": "w8-2", "agent": "claude", "transport": "process", "replace": true}),
-    );
-    assert_eq!(d.status, 201, "{}", d.body);
-    let before = rig.events("MC-4").len();
-    let out = rig.claude_with_mcp(&rt, &token);
-    assert!(
-        out.contains("token_expired"),
-        "the tool answered the API's refusal: {out}"
-    );
-    assert_eq!(rig.events("MC-4").len(), before, "nothing recorded");
+    // W.8, for both CLIs: a switch issues a new nonce; the MCP tool signs with it, never with
+    // the old one. Then a replacing dispatch ends the runtime: its token, and so its MCP
+    // server, is refused, and nothing is recorded.
+    for (ticket, agent) in [("MC-4", "claude"), ("MC-5", "codex")] {
+        rig.open(ticket);
+        let d = rig.post(
+            &format!("/v1/tickets/{ticket}/dispatch"),
+            &json!({"dispatch_key": "w8", "agent": agent, "transport": "process"}),
+        );
+        assert_eq!(d.status, 201, "{}", d.body);
+        let d = d.json();
+        let (rt, token, first) = (
+            d["runtime_id"].as_str().unwrap().to_owned(),
+            d["runtime_token"].as_str().unwrap().to_owned(),
+            d["nonce"].as_str().unwrap().to_owned(),
+        );
+        let s = rig.post(
+            &format!("/v1/runtimes/{rt}/switch"),
+            &json!({"model": "another-model"}),
+        );
+        assert_eq!(s.status, 201, "{}", s.body);
+        let switched = s.json()["nonce"].as_str().unwrap().to_owned();
+        assert_ne!(switched, first);
+        script(
+            &rig.script,
+            json!([
+                {"tool": "signal", "input": {"verdict": "REVIEW", "payload": "after the switch"}},
+                {"text": "Over to review."},
+            ]),
+        );
+        rig.agent_with_mcp(agent, &rt, &token);
+        let ev = rig.events(ticket);
+        let signal = one(&ev, "runtime.signaled");
+        assert_eq!(
+            signal["data"]["nonce"],
+            switched.as_str(),
+            "{agent}: the switch's nonce"
+        );
+        assert!(
+            !types(&ev).contains(&"runtime.signal_rejected".to_owned()),
+            "{agent}: no stale nonce sent: {:?}",
+            types(&ev)
+        );
+        let d = rig.post(
+            &format!("/v1/tickets/{ticket}/dispatch"),
+            &json!({"dispatch_key": "w8-2", "agent": agent, "transport": "process", "replace": true}),
+        );
+        assert_eq!(d.status, 201, "{}", d.body);
+        let before = rig.events(ticket).len();
+        let out = rig.agent_with_mcp(agent, &rt, &token);
+        assert!(
+            out.contains("token_expired"),
+            "{agent}: the tool answered the API's refusal: {out}"
+        );
+        assert_eq!(
+            rig.events(ticket).len(),
+            before,
+            "{agent}: nothing recorded"
+        );
+    }
 }
 
 /// The sessions on the rig's tmux socket.
@@ -891,12 +884,11 @@ fn mc_ledger_run_fails_clearly() {
         types(&ev)
     );
     let spool = rig.dir.path().join("spool");
-    let left = std::fs::read_dir(&spool).map_or(0, |d| {
-        d.flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .count()
-    });
-    assert_eq!(left, 0, "the spool is flushed");
+    assert_eq!(
+        spooled(&spool),
+        Vec::<PathBuf>::new(),
+        "the spool is flushed"
+    );
     // The watcher sees the session gone and reaps the runtime.
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_mc-ledger"))

@@ -369,17 +369,6 @@ fn hook_flush(server: &str, spool: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
-fn spooled(spool: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(spool)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    found.sort();
-    found
-}
-
 /// SPEC §17: hooks with the server down are spooled (0600, in order) and the agent is not held
 /// up; once the server is back, `hook flush` records each exactly once, and sending them again
 /// (an answer lost after the server recorded them) records nothing more.
@@ -497,21 +486,7 @@ fn a_todo_list_is_mirrored_onto_the_ticket_s_tasks_once() {
         {"content": "Fix the race", "status": "in_progress", "activeForm": "Fixing the race"},
         {"content": "Run the tests", "status": "pending", "activeForm": "Running the tests"},
     ]);
-    let tasks = || {
-        let view = get(s.addr, "/v1/tickets/MC-9").json();
-        view["tasks"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} {}",
-                    t["title"].as_str().unwrap(),
-                    t["status"].as_str().unwrap()
-                )
-            })
-            .collect::<Vec<_>>()
-    };
+    let tasks = || task_lines(&get(s.addr, "/v1/tickets/MC-9").json());
     let count = || ledger_types(s.addr).len();
     assert!(
         hook_claude(&server, &rt, spool.path(), &todo(three.clone()))

@@ -56,25 +56,8 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let data_dir = data.display().to_string();
-        let token = |kind: &str, scope: &str| {
-            mc_ledger_ok(&[
-                "token",
-                "create",
-                "--scope",
-                scope,
-                "--kind",
-                kind,
-                "--name",
-                kind,
-                "--data-dir",
-                &data_dir,
-            ])
-            .trim()
-            .to_owned()
-        };
-        let admin = token("human", "admin");
-        let validator = token("validator", "write");
+        let admin = create_token(&data, "human", "admin", "ops");
+        let validator = create_token(&data, "validator", "write", "val");
         Fixture {
             server: spawn_binary(&data),
             admin,

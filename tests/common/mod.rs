@@ -431,3 +431,53 @@ pub fn caught_up(addrs: &[SocketAddr]) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A token made with `mc-ledger token create` on a sled data directory (before its server
+/// starts); the secret.
+pub fn create_token(data_dir: &Path, kind: &str, scope: &str, name: &str) -> String {
+    let dir = data_dir.display().to_string();
+    mc_ledger_ok(&[
+        "token",
+        "create",
+        "--scope",
+        scope,
+        "--kind",
+        kind,
+        "--name",
+        name,
+        "--data-dir",
+        &dir,
+    ])
+    .trim()
+    .to_owned()
+}
+
+/// A ticket view's tasks, each as `title status`.
+pub fn task_lines(ticket: &Value) -> Vec<String> {
+    ticket["tasks"]["items"]
+        .as_array()
+        .expect("a ticket view's tasks")
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["title"].as_str().unwrap(),
+                t["status"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The entries waiting in a hook spool, in order.
+pub fn spooled(spool: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(spool)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}

@@ -11,7 +11,7 @@
 //    "calls": [{"name", "arguments", "isError", "content", "structuredContent"} |
 //              {"name", "arguments", "error": message}]}
 // A tool error does not stop the run; a protocol error is recorded as `error` and the run goes on.
-// Exit 0 when it ran, 2 on a usage error, 1 when the server could not be reached.
+// Exit 0 when it ran, 2 on a usage error, 1 when the server could not be reached or listed.
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -40,22 +40,28 @@ const transport = new StdioClientTransport({
   stderr: "inherit",
 });
 const client = new Client({ name: "mc-ledger-tests", version: "1.0.0" });
+let listed;
 try {
   await client.connect(transport);
+  listed = await client.listTools();
 } catch (e) {
+  // No process.exit here: a failed connect has the SDK closing the server already (stdin ended,
+  // then SIGTERM, then SIGKILL) and exiting now would leave it running; node exits once it is gone.
   console.error(`cannot connect: ${e.message}`);
-  process.exit(1);
+  process.exitCode = 1;
+  await client.close().catch(() => {});
 }
-const out = { server: client.getServerVersion(), tools: [], calls: [] };
-const listed = await client.listTools();
-out.tools = listed.tools.map(({ name, description, inputSchema }) => ({ name, description, inputSchema }));
-for (const { name, arguments: callArgs } of calls) {
-  try {
-    const r = await client.callTool({ name, arguments: callArgs ?? {} });
-    out.calls.push({ name, arguments: callArgs, isError: r.isError === true, content: r.content, structuredContent: r.structuredContent });
-  } catch (e) {
-    out.calls.push({ name, arguments: callArgs, error: e.message });
+if (listed) {
+  const out = { server: client.getServerVersion(), tools: [], calls: [] };
+  out.tools = listed.tools.map(({ name, description, inputSchema }) => ({ name, description, inputSchema }));
+  for (const { name, arguments: callArgs } of calls) {
+    try {
+      const r = await client.callTool({ name, arguments: callArgs ?? {} });
+      out.calls.push({ name, arguments: callArgs, isError: r.isError === true, content: r.content, structuredContent: r.structuredContent });
+    } catch (e) {
+      out.calls.push({ name, arguments: callArgs, error: e.message });
+    }
   }
+  await client.close();
+  console.log(JSON.stringify(out));
 }
-await client.close();
-console.log(JSON.stringify(out));

@@ -182,6 +182,20 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Runs `f` with the runtime's ticket (its id as a path segment) and the body's actor.
+    async fn on_ticket(
+        &self,
+        f: impl FnOnce(&Client, &str, Value) -> CallToolResult + Send + 'static,
+    ) -> CallToolResult {
+        self.blocking(move |c, rt| match ticket_and_actor(c, rt) {
+            Ok((ticket, actor)) => f(c, &segment(&ticket), actor),
+            Err(refused) => refused,
+        })
+        .await
+    }
+}
+
 /// The runtime's view, as its token may read it.
 fn runtime_view(client: &Client, runtime: &str) -> Result<Value, CallToolResult> {
     ok(client.get(&format!("/v1/runtimes/{}", segment(runtime))))
@@ -292,13 +306,9 @@ impl Ledger {
 
     #[tool(name = "comment", description = "Comment on your ticket.")]
     async fn comment(&self, Parameters(args): Parameters<CommentArgs>) -> CallToolResult {
-        self.blocking(move |c, rt| {
-            let (ticket, actor) = match ticket_and_actor(c, rt) {
-                Ok(t) => t,
-                Err(refused) => return refused,
-            };
+        self.on_ticket(move |c, ticket, actor| {
             let body = json!({"body": args.body, "actor": actor});
-            result(c.post(&format!("/v1/tickets/{}/comments", segment(&ticket)), &body))
+            result(c.post(&format!("/v1/tickets/{ticket}/comments"), &body))
         })
         .await
     }
@@ -308,16 +318,12 @@ impl Ledger {
         description = "Add a task to your ticket's work plan (the same task id and title again changes nothing)."
     )]
     async fn add_task(&self, Parameters(args): Parameters<AddTaskArgs>) -> CallToolResult {
-        self.blocking(move |c, rt| {
-            let (ticket, actor) = match ticket_and_actor(c, rt) {
-                Ok(t) => t,
-                Err(refused) => return refused,
-            };
+        self.on_ticket(move |c, ticket, actor| {
             let mut body = json!({"title": args.title, "actor": actor});
             if let Some(id) = args.task_id {
                 body["task_id"] = json!(id);
             }
-            result(c.post(&format!("/v1/tickets/{}/tasks", segment(&ticket)), &body))
+            result(c.post(&format!("/v1/tickets/{ticket}/tasks"), &body))
         })
         .await
     }
@@ -327,22 +333,14 @@ impl Ledger {
         description = "Set the status of one of your ticket's tasks: open, in_progress or done."
     )]
     async fn update_task(&self, Parameters(args): Parameters<UpdateTaskArgs>) -> CallToolResult {
-        self.blocking(move |c, rt| {
-            let (ticket, actor) = match ticket_and_actor(c, rt) {
-                Ok(t) => t,
-                Err(refused) => return refused,
-            };
+        self.on_ticket(move |c, ticket, actor| {
             let status = match args.status {
                 TaskStatus::Open => "open",
                 TaskStatus::InProgress => "in_progress",
                 TaskStatus::Done => "done",
             };
             let body = json!({"status": status, "actor": actor});
-            let path = format!(
-                "/v1/tickets/{}/tasks/{}",
-                segment(&ticket),
-                segment(&args.task_id)
-            );
+            let path = format!("/v1/tickets/{ticket}/tasks/{}", segment(&args.task_id));
             result(c.patch(&path, &body))
         })
         .await
