@@ -800,8 +800,8 @@ impl Drop for Guard {
     }
 }
 
-/// `mc-ledger run`'s failure modes (SPEC §19): given the server down, then a clear error and
-/// nothing started; given an agent binary that is not there, then `runtime.launch_aborted`
+/// `mc-ledger run`'s failure modes (SPEC §19): given the server down, or a dispatch the ledger
+/// refuses, then a clear error and nothing started; given an agent binary that is not there, then `runtime.launch_aborted`
 /// with the reason and nothing started; given the agent's session killed mid-run, then no
 /// harvest, a clear error, the spool flushed, and the watcher reaps the runtime.
 #[test]
@@ -822,6 +822,23 @@ fn mc_ledger_run_fails_clearly() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("nothing was started") && stderr(&out).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sessions(&socket), ["keep"], "no session started");
+    assert_eq!(types(&rig.events("MC-1")), ["ticket.opened"]);
+
+    // A dispatch the ledger refuses (a pool that does not exist): nothing started either.
+    let out = mc_run(
+        "claude",
+        "claude-sonnet-4-5",
+        "MC-1",
+        &rig.env,
+        &["--pool", "gpu"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing was started: the dispatch answered 404 pool_not_found"),
         "{}",
         stderr(&out)
     );
