@@ -39,6 +39,22 @@ async fn off_worker(
     blocking(move || read(&r)).await
 }
 
+/// [`off_worker`] for a read of one ticket: its id checked (422), the projections brought up to
+/// the log, the ticket known (404); `read` gets it and its stream version.
+async fn ticket_read(
+    r: ReadState,
+    id: String,
+    read: impl FnOnce(&ReadState, TicketId, u64) -> Result<Response, AppError> + Send + 'static,
+) -> Result<Response, AppError> {
+    off_worker(r, move |r| {
+        let ticket = ticket_id(&id)?;
+        fresh(r)?;
+        let version = require_ticket(r, &ticket)?;
+        read(r, ticket, version)
+    })
+    .await
+}
+
 /// [`off_worker`] for any read that answers a `Result`.
 pub(crate) async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, AppError> + Send + 'static,
@@ -270,10 +286,7 @@ pub async fn ticket_events(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
-    off_worker(r, move |r| {
-        let ticket = ticket_id(&id)?;
-        fresh(r)?;
-        require_ticket(r, &ticket)?;
+    ticket_read(r, id, move |r, ticket, _| {
         let limit = page(q.limit)?;
         let from = q.after.unwrap_or(0).saturating_add(1);
         let events = r
@@ -325,10 +338,7 @@ pub async fn ticket_comments(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
-    off_worker(r, move |r| {
-        let ticket = ticket_id(&id)?;
-        fresh(r)?;
-        let version = require_ticket(r, &ticket)?;
+    ticket_read(r, id, move |r, ticket, version| {
         let limit = page(q.limit)?;
         let mut comments = Vec::new();
         let mut next = None;
@@ -379,10 +389,7 @@ pub async fn ticket_timeline(
     State(r): State<ReadState>,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    off_worker(r, move |r| {
-        let ticket = ticket_id(&id)?;
-        fresh(r)?;
-        require_ticket(r, &ticket)?;
+    ticket_read(r, id, move |r, ticket, _| {
         let head = r.shared.reader.head();
         let events = related_events(r, &ticket, head)?;
         let timeline = projections::timeline(&events, &ticket, &r.shared.config);
