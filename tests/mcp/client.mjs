@@ -65,3 +65,6 @@ if (listed) {
   await client.close();
   console.log(JSON.stringify(out));
 }
+// The SDK ends the server with SIGKILL at worst (after ~4 s); should a process the server started
+// still hold its pipes, node would wait for it: exit anyway.
+setTimeout(() => process.exit(), 5000).unref();
