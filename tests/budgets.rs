@@ -14,14 +14,10 @@ use serde_json::{json, Value};
 const RACERS: usize = 16;
 
 fn ok(addr: SocketAddr, path: &str, body: Value) -> Value {
-    let r = post(addr, path, &with_actor(body, "luci", "orchestrator"));
-    assert!(
-        r.status == 201 || r.status == 200,
-        "{path}: {} {}",
-        r.status,
-        r.body
-    );
-    r.json()
+    written(
+        path,
+        post(addr, path, &with_actor(body, "luci", "orchestrator")),
+    )
 }
 
 fn event_count(addr: SocketAddr) -> usize {

@@ -67,14 +67,10 @@ impl Fixture {
     }
 
     fn post(&self, path: &str, body: Value) -> Value {
-        let r = post_with_token(self.server.addr, path, &body, &self.admin);
-        assert!(
-            r.status == 201 || r.status == 200,
-            "{path}: {} {}",
-            r.status,
-            r.body
-        );
-        r.json()
+        written(
+            path,
+            post_with_token(self.server.addr, path, &body, &self.admin),
+        )
     }
 
     fn get(&self, path: &str) -> Value {

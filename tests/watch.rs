@@ -127,13 +127,7 @@ impl Server {
             path,
             &with_actor(body, "luci", "orchestrator"),
         );
-        assert!(
-            r.status == 201 || r.status == 200,
-            "{path}: {} {}",
-            r.status,
-            r.body
-        );
-        r.json()
+        written(path, r)
     }
 
     fn get(&self, path: &str) -> Value {

@@ -481,3 +481,14 @@ pub fn spooled(spool: &Path) -> Vec<std::path::PathBuf> {
     found.sort();
     found
 }
+
+/// A write's answer, which must be 201 (recorded) or 200 (already recorded): its JSON.
+pub fn written(path: &str, r: Reply) -> Value {
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{path}: {} {}",
+        r.status,
+        r.body
+    );
+    r.json()
+}
