@@ -9,6 +9,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -551,12 +552,7 @@ impl Rig {
         let mut command = Command::new(agents_bin().join(agent));
         if agent == "claude" {
             let config = self.dir.path().join(format!("{runtime}.mcp.json"));
-            let mcp = json!({"mcpServers": {"mc-ledger": {
-                "command": mc,
-                "args": ["mcp"],
-                "env": {"MC_LEDGER_SERVER": url, "MC_LEDGER_RUNTIME": runtime,
-                        "MC_LEDGER_TOKEN": token},
-            }}});
+            let mcp = json!({"mcpServers": {"mc-ledger": {"command": mc, "args": ["mcp"]}}});
             std::fs::write(&config, mcp.to_string()).unwrap();
             command
                 .args(["-p", "Fix the launcher", "--model", "claude-sonnet-4-5"])
@@ -566,9 +562,11 @@ impl Rig {
                 .args(["--strict-mcp-config", "--allowedTools", "mcp__mc-ledger"])
                 .env("ENABLE_TOOL_SEARCH", "false");
         } else {
+            // The server copies the runtime's variables from Codex's environment (never a
+            // token on a command line).
             let server = format!(
                 "mcp_servers.mc-ledger={{command={mc:?},args=[\"mcp\"],\
-                 env={{MC_LEDGER_SERVER={url:?},MC_LEDGER_RUNTIME={runtime:?},MC_LEDGER_TOKEN={token:?}}},\
+                 env_vars=[\"MC_LEDGER_SERVER\",\"MC_LEDGER_RUNTIME\",\"MC_LEDGER_TOKEN\"],\
                  default_tools_approval_mode=\"approve\"}}"
             );
             command
@@ -579,7 +577,9 @@ impl Rig {
             command
                 .current_dir(workdir(&self.env))
                 .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .env_remove("MC_LEDGER_TOKEN")
+                .env("MC_LEDGER_SERVER", url)
+                .env("MC_LEDGER_RUNTIME", runtime)
+                .env("MC_LEDGER_TOKEN", token)
                 .stdin(Stdio::null()),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -803,7 +803,10 @@ impl Drop for Guard {
 /// `mc-ledger run`'s failure modes (SPEC §19): given the server down, or a dispatch the ledger
 /// refuses, then a clear error and nothing started; given an agent binary that is not there, then `runtime.launch_aborted`
 /// with the reason and nothing started; given the agent's session killed mid-run, then no
-/// harvest, a clear error, the spool flushed, and the watcher reaps the runtime.
+/// harvest, a clear error, the spool flushed, and the runtime not left live (its SessionEnd
+/// hook, or the watcher's reap); given the launcher of a process run killed, the run reaps it.
+/// While it runs, the agent holds the runtime's token and not the dispatcher's, no command line
+/// and no tmux environment holds a token, and the run's files are the owner's only.
 #[test]
 fn mc_ledger_run_fails_clearly() {
     if !slow() {
@@ -871,16 +874,7 @@ fn mc_ledger_run_fails_clearly() {
     assert_eq!(rig.get(&format!("/v1/runtimes/{rt}"))["live"], false);
 
     rig.open("MC-2");
-    let started = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
-        .args(["run", "claude", "MC-2", "Fix the launcher"])
-        .current_dir(workdir(&rig.env))
-        .env_remove("TMUX")
-        .envs(rig.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut run = Guard(started);
+    let mut run = spawn_run(&rig, "MC-2", &[]);
     wait_until("the agent's session", || {
         sessions(&socket).iter().any(|s| s.starts_with("mc-MC-2-"))
     });
@@ -888,6 +882,64 @@ fn mc_ledger_run_fails_clearly() {
         .into_iter()
         .find(|s| s.starts_with("mc-MC-2-"))
         .unwrap();
+    let rt = live_runtime(&rig, "MC-2");
+    // While it runs: the agent has the runtime's token and not the dispatcher's, and neither
+    // the tmux server nor any command line holds either; the run's files are the owner's.
+    let agent = agent_process(&rt);
+    let environ = std::fs::read(format!("/proc/{agent}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let runtime_token = environ
+        .split('\0')
+        .find_map(|v| v.strip_prefix("MC_LEDGER_TOKEN="))
+        .expect("the runtime's token")
+        .to_owned();
+    assert!(runtime_token.starts_with("mcr_"), "the runtime's token");
+    assert!(!environ.contains(&rig.orchestrator), "not the dispatcher's");
+    let global = Command::new("tmux")
+        .args(["-L", &socket, "show-environment", "-g"])
+        .output()
+        .unwrap();
+    let global = String::from_utf8_lossy(&global.stdout);
+    assert!(!global.contains("MC_LEDGER_TOKEN"), "{global}");
+    assert!(!global.contains("ANTHROPIC_API_KEY"), "{global}");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains("mcr_"),
+                "a token on a command line: {cmdline}"
+            );
+            assert!(!cmdline.contains(&rig.orchestrator), "{cmdline}");
+        }
+    }
+    let run_dir = workdir(&rig.env).join(".mc-ledger").join(&rt);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&run_dir), 0o700);
+    for file in [
+        "run.sh",
+        "settings.json",
+        "mcp.json",
+        "out.jsonl",
+        "err.txt",
+    ] {
+        assert_eq!(mode(&run_dir.join(file)), 0o600, "{file}");
+    }
+    // A hook the server cannot take now (it is stopped) waits in the spool; the run delivers it.
+    let spool = rig.dir.path().join("spool");
+    let pid = rig.server.child.id().to_string();
+    run_ok(Command::new("kill").args(["-STOP", &pid]));
+    let mut hook = Command::new(env!("CARGO_BIN_EXE_mc-ledger"));
+    hook.args(["hook", "claude"])
+        .envs(rig.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("MC_LEDGER_RUNTIME", &rt)
+        .env("MC_LEDGER_TOKEN", &runtime_token);
+    output_with_stdin(
+        hook,
+        br#"{"hook_event_name": "Stop", "last_assistant_message": "QUESTION: which lock first?"}"#,
+    );
+    run_ok(Command::new("kill").args(["-CONT", &pid]));
+    let waiting = spooled(&spool);
+    assert_eq!(waiting.len(), 1, "spooled while the server was stopped");
     run_ok(Command::new("tmux").args(["-L", &socket, "kill-session", "-t", &session]));
     let status = run.0.wait().unwrap();
     let mut err = String::new();
@@ -900,12 +952,13 @@ fn mc_ledger_run_fails_clearly() {
         "{:?}",
         types(&ev)
     );
-    let spool = rig.dir.path().join("spool");
-    assert_eq!(
-        spooled(&spool),
-        Vec::<PathBuf>::new(),
+    // Delivered by the run's flush (a hook the dying agent runs after it may still be on its
+    // way).
+    assert!(
+        !spooled(&spool).contains(&waiting[0]),
         "the spool is flushed"
     );
+    assert_eq!(one(&ev, "runtime.signaled")["data"]["verdict"], "QUESTION");
     // The watcher sees the session gone and reaps the runtime.
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
@@ -913,9 +966,81 @@ fn mc_ledger_run_fails_clearly() {
             .args(["--tmux-socket-name", &socket])
             .env("MC_LEDGER_TOKEN", &rig.orchestrator),
     );
+    // Killed by its session's end, Claude Code may still run its SessionEnd hook (the runtime
+    // then ended itself); else the watcher reaps it. Either way it is not left live.
     let ev = rig.events("MC-2");
-    let reaped = one(&ev, "runtime.reaped");
-    assert_eq!(reaped["data"]["cause"], "tmux_missing", "{reaped}");
+    let kinds = types(&ev);
+    if !kinds.contains(&"runtime.session_ended".to_owned()) {
+        let reaped = one(&ev, "runtime.reaped");
+        assert_eq!(reaped["data"]["cause"], "tmux_missing", "{reaped}");
+    }
     let ticket = rig.get("/v1/tickets/MC-2");
     assert!(ticket["current_runtime"]["live"] == false, "{ticket}");
+
+    // `--transport process`: the launcher killed before the agent's exit status: no watcher
+    // knows that process, so the run reaps the runtime itself.
+    rig.open("MC-3");
+    let mut run = spawn_run(&rig, "MC-3", &["--transport", "process"]);
+    let rt = live_runtime(&rig, "MC-3");
+    let agent = agent_process(&rt);
+    let launcher = std::fs::read_to_string(format!("/proc/{agent}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    run_ok(Command::new("kill").args(["-KILL", &launcher, &agent.to_string()]));
+    let status = run.0.wait().unwrap();
+    assert!(!status.success());
+    let ev = rig.events("MC-3");
+    let reaped = one(&ev, "runtime.reaped");
+    assert_eq!(reaped["data"]["cause"], "process_dead", "{reaped}");
+    assert_eq!(rig.get(&format!("/v1/runtimes/{rt}"))["live"], false);
+}
+
+/// `mc-ledger run claude TICKET` in the background, with the rig's environment.
+fn spawn_run(rig: &Rig, ticket: &str, extra: &[&str]) -> Guard {
+    let started = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["run", "claude", ticket, "Fix the launcher"])
+        .args(extra)
+        .current_dir(workdir(&rig.env))
+        .env_remove("TMUX")
+        .envs(rig.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Guard(started)
+}
+
+/// The ticket's live runtime, once there is one.
+fn live_runtime(rig: &Rig, ticket: &str) -> String {
+    let mut found = None;
+    wait_until("a live runtime", || {
+        found = rig.get(&format!("/v1/tickets/{ticket}"))["current_runtime"]["id"]
+            .as_str()
+            .map(str::to_owned);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// The agent's process: the one whose command line names the run's directory and is the
+/// agent's binary (not the launcher's shell), once it runs.
+fn agent_process(runtime: &str) -> u32 {
+    let mut found = None;
+    wait_until("the agent's process", || {
+        found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let first = cmdline.split('\0').next()?;
+            (first.ends_with("/claude") && cmdline.contains(runtime)).then_some(pid)
+        });
+        found.is_some()
+    });
+    found.unwrap()
 }

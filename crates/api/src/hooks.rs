@@ -80,7 +80,8 @@ fn writer(
 /// Runs a hook's commands in order, each with its writer. Every command is authorized before
 /// the first is appended, so a hook that is refused anything appends nothing. With an
 /// `Idempotency-Key` (the hook spool sends one derived from the payload), each command has a
-/// part of it, so a hook sent again is recorded once.
+/// part of it (by place, or for task commands by what it does: [`task_part`]), so a hook sent
+/// again is recorded once.
 async fn run(
     w: &WriteState,
     caller: Option<&Caller>,
@@ -95,12 +96,27 @@ async fn run(
     }
     let mut answered = None;
     for (n, (command, writer)) in authorized.into_iter().enumerate() {
-        let key = key.map(|k| k.part(n));
+        let key = key.map(|k| match task_part(&command) {
+            Some(name) => k.part_named(&name),
+            None => k.part(n),
+        });
         answered = Some(respond(
             w.execute(command, writer, None, key.as_ref()).await,
         )?);
     }
     answered.ok_or_else(|| AppError::internal("hook", "a hook with no command"))
+}
+
+/// A mirrored task list's commands are recomputed against the ticket on every try, so each is
+/// keyed by what it does (a retry after a partial failure then skips only what landed).
+fn task_part(command: &Command) -> Option<String> {
+    match command {
+        Command::AddTask { task_id, .. } => Some(format!("add {}", task_id.as_deref()?)),
+        Command::UpdateTask {
+            task_id, status, ..
+        } => Some(format!("update {task_id} {status:?}")),
+        _ => None,
+    }
 }
 
 /// A turn ended: activity, then the message's signal when it holds one.

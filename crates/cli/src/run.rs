@@ -59,7 +59,8 @@ pub struct RunArgs {
     pub agent: String,
     /// The ticket to work on.
     pub ticket: String,
-    /// The prompt.
+    /// The prompt (it may start with `-`).
+    #[arg(allow_hyphen_values = true)]
     pub prompt: String,
     /// The server, http://host:port (the dispatcher's token in MC_LEDGER_TOKEN).
     #[arg(
@@ -130,8 +131,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| workdir.join(".mc-ledger"));
     let dir = state.join(&d.runtime);
-    let launched = prepare(args, &d, &mc, &dir, &workdir)
-        .and_then(|script| start(args, &session, &workdir, &script, &env(args, &d)?));
+    let launched = env(args, &d)
+        .and_then(|vars| prepare(args, &d, &mc, &dir, &workdir, &vars))
+        .and_then(|script| start(args, &session, &workdir, &script));
     let child = match launched {
         Ok(child) => child,
         Err(why) => {
@@ -156,10 +158,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     let Some(status) = exited else {
         println!("watch it at {console}");
-        bail!(
-            "the agent's {} ended without an exit status (killed?): not harvested; the watcher reaps it",
-            if args.transport == "tmux" { "session" } else { "process" }
-        );
+        if args.transport == "tmux" {
+            bail!(
+                "the agent's session ended without an exit status (killed?): not harvested; \
+                 the watcher reaps it (tmux_missing)"
+            );
+        }
+        // No watcher can probe a process it was never told the id of: this run reaps it.
+        reap(&client, args, &d.runtime);
+        bail!("the agent's process ended without an exit status (killed?): not harvested; reaped as process_dead");
     };
     let source = match args.agent.as_str() {
         "claude" => Harvest::Claude(dir.join("out.jsonl")),
@@ -270,16 +277,11 @@ fn prepare(
     mc: &Path,
     dir: &Path,
     workdir: &Path,
+    vars: &[(String, String)],
 ) -> anyhow::Result<PathBuf> {
     let agent = resolve(args)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(dir)?;
     let mc_str = mc.display().to_string();
-    let mut mcp_env = serde_json::Map::new();
-    mcp_env.insert("MC_LEDGER_SERVER".into(), json!(args.server));
-    mcp_env.insert("MC_LEDGER_RUNTIME".into(), json!(d.runtime));
-    if let Some(token) = &d.token {
-        mcp_env.insert("MC_LEDGER_TOKEN".into(), json!(token));
-    }
     let mut command: Vec<String> = vec![agent.display().to_string()];
     match args.agent.as_str() {
         "claude" => {
@@ -298,18 +300,18 @@ fn prepare(
                 "SessionEnd": h(None),
                 "PostToolUse": h(Some("TodoWrite|TaskCreate|TaskUpdate")),
             }});
+            // Claude Code hands an MCP server its own environment, which holds the runtime's
+            // variables: the config names no secret.
             let mcp = json!({"mcpServers": {MCP_NAME: {
                 "type": "stdio",
                 "command": mc_str,
                 "args": ["mcp"],
-                "env": Value::Object(mcp_env),
             }}});
             private_file(&dir.join("settings.json"), &settings.to_string())?;
             private_file(&dir.join("mcp.json"), &mcp.to_string())?;
             command.extend(
                 [
                     "-p",
-                    &args.prompt,
                     "--output-format",
                     "stream-json",
                     "--verbose",
@@ -329,12 +331,15 @@ fn prepare(
             if let Some(usd) = d.reservation {
                 command.extend(["--max-budget-usd".to_owned(), usd.to_string()]);
             }
+            command.extend(["--".to_owned(), args.prompt.clone()]);
         }
         _ => {
-            let toml_str = |s: &str| Value::String(s.to_owned()).to_string();
-            let env_table: Vec<String> = mcp_env
+            // The MCP server copies the runtime's variables from Codex's environment
+            // (`env_vars`): a literal `env` table would put the token on Codex's command line.
+            let names: Vec<String> = vars
                 .iter()
-                .map(|(k, v)| format!("{k}={}", toml_str(v.as_str().unwrap_or_default())))
+                .filter(|(k, _)| k.starts_with("MC_LEDGER_"))
+                .map(|(k, _)| toml_str(k))
                 .collect();
             command.extend([
                 "exec".to_owned(),
@@ -344,27 +349,36 @@ fn prepare(
                 format!("notify=[{},\"hook\",\"codex\"]", toml_str(&mc_str)),
                 "-c".to_owned(),
                 format!(
-                    "mcp_servers.{MCP_NAME}={{command={},args=[\"mcp\"],env={{{}}},\
+                    "mcp_servers.{MCP_NAME}={{command={},args=[\"mcp\"],env_vars=[{}],\
                      default_tools_approval_mode=\"approve\",required=true}}",
                     toml_str(&mc_str),
-                    env_table.join(",")
+                    names.join(",")
                 ),
             ]);
             if let Some(m) = &args.model {
                 command.extend(["-m".to_owned(), m.clone()]);
             }
-            command.push(args.prompt.clone());
+            command.extend(["--".to_owned(), args.prompt.clone()]);
         }
     }
     let quoted: Vec<String> = command.iter().map(|a| shell(a)).collect();
+    let environment: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| shell(&format!("{k}={v}")))
+        .collect();
     let out = dir.join("out.jsonl");
+    // The agent's environment is set here (`env -i`), in a 0600 file, not on a command line;
+    // what it writes is the owner's only (`umask 077`).
     let script = format!(
-        "#!/bin/sh\n# mc-ledger run: {agent} on {ticket}, runtime {rt}\ncd {workdir} || exit 127\n\
-         {command} </dev/null >{out} 2>{err}\nstatus=$?\necho $status >{exit}.tmp && mv {exit}.tmp {exit}\n",
+        "#!/bin/sh\n# mc-ledger run: {agent} on {ticket}, runtime {rt}\numask 077\n\
+         cd {workdir} || exit 127\n\
+         env -i {environment} {command} </dev/null >{out} 2>{err}\nstatus=$?\n\
+         echo $status >{exit}.tmp && mv {exit}.tmp {exit}\n",
         agent = args.agent,
         ticket = args.ticket,
         rt = d.runtime,
         workdir = shell(&workdir.display().to_string()),
+        environment = environment.join(" "),
         command = quoted.join(" "),
         out = shell(&out.display().to_string()),
         err = shell(&dir.join("err.txt").display().to_string()),
@@ -414,32 +428,68 @@ fn private_file(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// A TOML basic string: JSON's escaping, and DEL, which TOML does not allow bare.
+fn toml_str(s: &str) -> String {
+    Value::String(s.to_owned())
+        .to_string()
+        .replace('\u{7f}', "\\u007F")
+}
+
+/// A directory only its owner may enter (0700), its parents as `create_dir_all` makes them;
+/// a `.gitignore` of `*` in the state directory keeps runs out of the agent's repository.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(state) = dir.parent() {
+        std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+        let ignore = state.join(".gitignore");
+        if !ignore.exists() {
+            private_file(
+                &ignore,
+                "# mc-ledger run's state: never commit it (it holds transcripts)\n*\n",
+            )?;
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
 fn shell(s: &str) -> String {
     shlex::try_quote(s).map_or_else(|_| "''".to_owned(), |q| q.into_owned())
 }
 
+/// tmux with only the variables it needs to find its server: a tmux server started here must
+/// not hold this process's environment (the dispatcher's token among it) for its sessions.
 fn tmux(args: &RunArgs) -> Command {
     let mut command = Command::new("tmux");
+    command.env_clear();
+    for name in ["PATH", "HOME", "TMUX_TMPDIR", "TERM", "LANG"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     if let Some(name) = &args.tmux_socket_name {
         command.args(["-L", name]);
     }
     command
 }
 
-/// Starts the launcher: in a new detached tmux session, or as a child process.
+/// Starts the launcher: in a new detached tmux session, or as a child process. Neither gets
+/// this process's environment (the launcher sets the agent's own with `env -i`), and no
+/// variable goes on a command line, where `ps` would show it.
 fn start(
     args: &RunArgs,
     session: &str,
     workdir: &Path,
     script: &Path,
-    env: &[(String, String)],
 ) -> anyhow::Result<Option<std::process::Child>> {
     if args.transport == "process" {
         let child = Command::new("/bin/sh")
             .arg(script)
             .current_dir(workdir)
             .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -450,9 +500,6 @@ fn start(
     let mut command = tmux(args);
     command.args(["new-session", "-d", "-s", session, "-c"]);
     command.arg(workdir);
-    for (k, v) in env {
-        command.arg("-e").arg(format!("{k}={v}"));
-    }
     command.arg(format!("/bin/sh {}", shell(&script.display().to_string())));
     let out = command
         .output()
@@ -502,6 +549,31 @@ fn wait(
     }
 }
 
+/// Records that the agent's process died without an exit status (`runtime.reaped
+/// process_dead`).
+fn reap(client: &Client, args: &RunArgs, runtime: &str) {
+    let body = json!({
+        "cause": "process_dead",
+        "evidence": "mc-ledger run: the launcher ended without the agent's exit status",
+        "actor": {"name": args.actor, "kind": "orchestrator"},
+    });
+    report(client, runtime, "reap", &body);
+}
+
+/// Posts a runtime command of the run's own; a failure is a line on stderr (the run's outcome
+/// is already decided).
+fn report(client: &Client, runtime: &str, what: &str, body: &Value) {
+    let path = format!(
+        "/v1/runtimes/{}/{what}",
+        crate::watch::encode_component(runtime)
+    );
+    match client.post(&path, body) {
+        Ok(r) if (200..300).contains(&r.status) => {}
+        Ok(r) => eprintln!("mc-ledger run: {what} answered {}: {}", r.status, r.body),
+        Err(e) => eprintln!("mc-ledger run: {what}: {e:#}"),
+    }
+}
+
 /// Records that the launch failed: `runtime.launch_aborted` with the reason (the text before
 /// the first `:` of the error) and the error as its detail.
 fn abort(client: &Client, args: &RunArgs, runtime: &str, why: &anyhow::Error) {
@@ -516,16 +588,5 @@ fn abort(client: &Client, args: &RunArgs, runtime: &str, why: &anyhow::Error) {
         "detail": text,
         "actor": {"name": args.actor, "kind": "orchestrator"},
     });
-    let path = format!(
-        "/v1/runtimes/{}/abort",
-        crate::watch::encode_component(runtime)
-    );
-    match client.post(&path, &body) {
-        Ok(r) if (200..300).contains(&r.status) => {}
-        Ok(r) => eprintln!(
-            "mc-ledger run: recording the aborted launch answered {}: {}",
-            r.status, r.body
-        ),
-        Err(e) => eprintln!("mc-ledger run: recording the aborted launch: {e:#}"),
-    }
+    report(client, runtime, "abort", &body);
 }

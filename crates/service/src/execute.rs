@@ -152,6 +152,19 @@ impl IdempotencyKey {
         IdempotencyKey { digest }
     }
 
+    /// The key of a command one keyed request runs, named by what it does rather than by its
+    /// place: for a list of commands recomputed on every try (a task list mirrored against the
+    /// ticket as it is now), where a place would name another command on a retry.
+    pub fn part_named(&self, name: &str) -> IdempotencyKey {
+        let mut h = blake3::Hasher::new();
+        h.update(b"mc-ledger idempotency-key named part v1\0");
+        h.update(&self.digest);
+        h.update(name.as_bytes());
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        IdempotencyKey { digest }
+    }
+
     /// The id of the `index`-th event the keyed command appends.
     pub fn event_id(&self, index: usize) -> String {
         let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
