@@ -10,7 +10,7 @@
 # - npm's official MCP TypeScript SDK in target/mcp-client (tests/mcp.rs drives `mc-ledger mcp`
 #   with its client; scripts/install-mcp-client.sh, which installs node and npm when missing);
 # - with MC_LEDGER_SLOW_TESTS set, the real Claude Code and Codex CLIs from npm into
-#   target/agents (tests/agents_real.rs; scripts/install-agents.sh, which installs node and npm
+#   target/agents (tests/agents_real.rs, tests/agents_mcp.rs; scripts/install-agents.sh, which installs node and npm
 #   when missing) that `mc-ledger run` starts, and Debian's fiu-utils
 #   (libfiu's fiu-run and fiu-ctrl: tests/io_faults.rs injects I/O errors into the server);
 # - PostgreSQL on 127.0.0.1:5432 with a `test` database (the PostgreSQL store's tests, each in a

@@ -60,34 +60,12 @@ struct Ledger {
     tool_router: ToolRouter<Ledger>,
 }
 
-/// A verdict, as SPEC §6 names them.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-enum Verdict {
-    /// The work is done.
-    #[serde(rename = "DONE")]
-    Done,
-    /// The work is ready for a reviewer.
-    #[serde(rename = "REVIEW")]
-    Review,
-    /// The agent needs an answer from a person to go on.
-    #[serde(rename = "QUESTION")]
-    Question,
-}
-
-impl Verdict {
-    fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Done => "DONE",
-            Verdict::Review => "REVIEW",
-            Verdict::Question => "QUESTION",
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 struct SignalArgs {
-    /// DONE, REVIEW or QUESTION.
-    verdict: Verdict,
+    /// DONE (finished), REVIEW (ready for a reviewer) or QUESTION (a person's answer needed);
+    /// the API checks it.
+    #[schemars(extend("enum" = ["DONE", "REVIEW", "QUESTION"]))]
+    verdict: String,
     /// What was done, what to review, or the question: one or a few sentences.
     #[serde(default)]
     payload: String,
@@ -210,13 +188,13 @@ fn ticket_and_actor(client: &Client, runtime: &str) -> Result<(String, Value), C
     Ok((ticket, actor))
 }
 
-fn signal(client: &Client, runtime: &str, verdict: Verdict, payload: &str) -> CallToolResult {
+fn signal(client: &Client, runtime: &str, verdict: &str, payload: &str) -> CallToolResult {
     let view = match runtime_view(client, runtime) {
         Ok(v) => v,
         Err(refused) => return refused,
     };
     let body = json!({
-        "verdict": verdict.as_str(),
+        "verdict": verdict,
         "nonce": view["nonce"],
         "payload": payload,
         "actor": {"name": view["agent"], "kind": "agent"},
@@ -291,7 +269,7 @@ impl Ledger {
         description = "Report your verdict on the ticket: DONE (finished), REVIEW (ready for a reviewer) or QUESTION (you need a person's answer), with a short payload. The ledger signs it with your current turn; you never need a nonce."
     )]
     async fn signal(&self, Parameters(args): Parameters<SignalArgs>) -> CallToolResult {
-        self.blocking(move |c, rt| signal(c, rt, args.verdict, &args.payload))
+        self.blocking(move |c, rt| signal(c, rt, &args.verdict, &args.payload))
             .await
     }
 
@@ -300,7 +278,7 @@ impl Ledger {
         description = "Ask a person a question; the ticket waits for the answer (a QUESTION signal)."
     )]
     async fn question(&self, Parameters(args): Parameters<QuestionArgs>) -> CallToolResult {
-        self.blocking(move |c, rt| signal(c, rt, Verdict::Question, &args.question))
+        self.blocking(move |c, rt| signal(c, rt, "QUESTION", &args.question))
             .await
     }
 
