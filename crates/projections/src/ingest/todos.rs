@@ -14,6 +14,8 @@
 //! session: [`from_task_tool`] reads them as a list of one, with the task id
 //! `cc-<session's first 8 characters>-<id>` so two sessions' task 1 are two tasks.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use events::{TaskStatus, TicketId};
 use serde_json::Value;
 
@@ -104,26 +106,24 @@ pub fn from_task_tool(
 /// to-do's differs from the task's.
 /// A to-do listed twice counts once (its first entry).
 pub fn mirror(ticket: &TicketId, tasks: &[TaskView], todos: &[Todo]) -> Vec<Command> {
-    let mut known: Vec<(&str, TaskStatus)> = tasks
+    let mut known: BTreeMap<&str, TaskStatus> = tasks
         .iter()
         .map(|t| (t.task_id.as_str(), t.status))
         .collect();
+    let mut seen = BTreeSet::new();
     let mut commands = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
     for todo in todos {
-        if seen.contains(&todo.task_id.as_str()) {
+        if !seen.insert(todo.task_id.as_str()) {
             continue;
         }
-        seen.push(&todo.task_id);
-        let current = match known.iter().find(|(id, _)| *id == todo.task_id) {
-            Some((_, status)) => *status,
+        let current = match known.get(todo.task_id.as_str()) {
+            Some(status) => *status,
             None if known.len() < TASKS_PER_TICKET_MAX && !todo.title.trim().is_empty() => {
                 commands.push(Command::AddTask {
                     ticket: ticket.clone(),
                     task_id: Some(todo.task_id.clone()),
                     title: todo.title.clone(),
                 });
-                known.push((&todo.task_id, TaskStatus::Open));
                 TaskStatus::Open
             }
             None => continue,
@@ -135,11 +135,11 @@ pub fn mirror(ticket: &TicketId, tasks: &[TaskView], todos: &[Todo]) -> Vec<Comm
                     task_id: todo.task_id.clone(),
                     status: wanted,
                 });
-                if let Some(k) = known.iter_mut().find(|(id, _)| *id == todo.task_id) {
-                    k.1 = wanted;
-                }
+                known.insert(&todo.task_id, wanted);
             }
-            _ => {}
+            _ => {
+                known.insert(&todo.task_id, current);
+            }
         }
     }
     commands
