@@ -30,6 +30,8 @@ const CAUGHT_UP: u64 = 8;
 /// A background stretch returns to the foreground at least this often, to fold what other
 /// writers appended (a pause or a deletion made on another replica is seen within it).
 const BACKGROUND_STRETCH: Duration = Duration::from_secs(1);
+/// The longest a catching-up worker waits for the write path to be quiet before each step.
+const YIELD_AT_MOST: Duration = Duration::from_millis(20);
 /// Events matched against a filter per hold of the projections' read lock.
 const MATCH_PER_LOCK: usize = 64;
 
@@ -162,6 +164,11 @@ impl Worker {
             }
             let started = Instant::now();
             loop {
+                // Idle priority alone does not keep a delivery's cost (the receiver's side,
+                // the kernel's loopback, shared locks and caches) off the write path: step
+                // aside while appends are in flight, but never for more than
+                // `YIELD_AT_MOST` per step, so a busy ledger still drains every backlog.
+                w.ctx.service.shared.writes.wait_quiet(YIELD_AT_MOST);
                 let step = w.step();
                 if w.needs_fold || started.elapsed() >= BACKGROUND_STRETCH {
                     // Back to the foreground to fold, and to see any change made elsewhere.

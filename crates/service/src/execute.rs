@@ -366,8 +366,10 @@ impl Service {
     pub async fn append_raw(&self, request: AppendRequest) -> Result<Outcome, Failure> {
         let started = Instant::now();
         let count = request.events.len();
+        let busy = self.shared.writes.enter();
         let appended = self.store.append(request).await?;
         self.shared.catch_up()?;
+        drop(busy);
         if appended.duplicate {
             return Ok(Outcome::Duplicate(WriteResult::of(appended)));
         }
@@ -420,7 +422,10 @@ impl Service {
             expected_version: Some(decided.expected_version),
             events: first,
         };
-        let appended = self.store.append(request).await?;
+        let appended = {
+            let _busy = self.shared.writes.enter();
+            self.store.append(request).await?
+        };
         self.shared.metrics.observe_append(started.elapsed(), count);
         Ok(appended)
     }

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod execute;
 pub mod home;
 pub mod metrics;
+pub mod pressure;
 pub mod rebuild;
 pub mod runtime_token;
 pub mod salvage;

@@ -23,6 +23,8 @@ pub struct Shared {
     pub reader: Arc<dyn EventReader>,
     pub config: Config,
     pub metrics: crate::metrics::Metrics,
+    /// Appends in flight: background work steps aside while there are any.
+    pub writes: crate::pressure::Writes,
 }
 
 impl Shared {
@@ -33,6 +35,7 @@ impl Shared {
             reader,
             config,
             metrics: crate::metrics::Metrics::default(),
+            writes: crate::pressure::Writes::default(),
         }
     }
 
