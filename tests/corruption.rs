@@ -466,45 +466,138 @@ fn flip_blob_copies(data: &Path, needle: &[u8], all: bool) {
     }
 }
 
+/// The position the log's `acked` file names (`store_sled::acked`: magic, position, sum).
+fn acked(data: &Path) -> Option<u64> {
+    let bytes = std::fs::read(data.join("log/acked")).ok()?;
+    Some(u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?))
+}
+
+/// SIGKILLs the server once its log has recorded every event as acknowledged (it does so off
+/// the write path, within a tenth of a second).
+fn kill_once_acked(mut server: Child, data: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while acked(data) != Some(EVENTS as u64) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acked: {:?}",
+            acked(data)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
 #[test]
-fn a_dropped_tail_is_put_back_or_kept_without_a_snapshot() {
-    for all in [false, true] {
+fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
+    struct Case {
+        name: &'static str,
+        damage: fn(&Path),
+        /// Whether the log's `acked` file is removed first (a log written before it existed).
+        without_acked: bool,
+        /// The damaged position, when the tail cannot be put back.
+        lost: Option<u64>,
+    }
+    let cases = [
+        Case {
+            name: "the first copy of MC-2's second large comment",
+            damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", false),
+            without_acked: false,
+            lost: None,
+        },
+        Case {
+            name: "every copy of MC-2's second large comment",
+            damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", true),
+            without_acked: false,
+            lost: Some(12),
+        },
+        Case {
+            // Small commits only: sled deletes no blob file, so nothing but `acked` says a
+            // tail was there.
+            name: "every copy of MC-3's last small comment, in sled's segment file",
+            damage: |data| {
+                flip_after(&data.join("log"), b"SMALL-MC-3-4 note", 8);
+            },
+            without_acked: false,
+            lost: Some(EVENTS as u64),
+        },
+        Case {
+            name: "every copy of MC-2's second large comment, in a log without `acked`",
+            damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", true),
+            without_acked: true,
+            lost: None,
+        },
+    ];
+    for case in cases {
+        let name = case.name;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let data_arg = data.to_string_lossy().into_owned();
-        // Given a ledger whose server was killed (so no projections snapshot was saved),
-        let mut server = fill_ledger(&data);
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        // Given a ledger whose server was killed (so no projections snapshot was saved) after
+        // its log recorded every event as acknowledged,
+        kill_once_acked(fill_ledger(&data), &data);
         assert!(!data.join("projections.snapshot").exists());
-        // when the copy of MC-2's second comment that sled checks first is damaged (and, in
-        // the second case, every later copy too),
-        flip_blob_copies(&data, b"BIG-MC-2-1", all);
-        if !all {
-            // then a server opening it puts the dropped tail back (inside its runtime) and
-            // serves every event,
-            let server = spawn_binary(&data);
-            for t in TICKETS {
-                let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
-                assert_eq!(r.json()["events"].as_array().unwrap().len(), 9, "{t}");
+        if case.without_acked {
+            std::fs::remove_file(data.join("log/acked")).unwrap();
+        }
+        // when its bytes are damaged,
+        (case.damage)(&data);
+        let (ok, out, err) = mc_ledger(&["verify", "--data-dir", &data_arg]);
+        match case.lost {
+            Some(damaged) => {
+                // then an open refuses, naming the acknowledged positions that are missing,
+                assert!(!ok, "{name}: {out}{err}");
+                // (sled ends the log at the commit holding the damage, or before)
+                let ends_at: u64 = err
+                    .split("the log ends at position ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{name}: names where the log ends: {err}"));
+                assert!(ends_at < damaged, "{name}: {err}");
+                let missing = format!(
+                    "but the log had acknowledged appends up to position {EVENTS}: positions {} \
+                     to {EVENTS}",
+                    ends_at + 1
+                );
+                assert!(err.contains(&missing), "{name}: {err}");
+                let (ok, _, err) =
+                    mc_ledger(&["serve", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"]);
+                assert!(!ok && err.contains("are missing"), "{name}: {err}");
+                assert!(data.join("log/before-open").is_dir(), "{name}");
+            }
+            None if case.without_acked => {
+                // then, with nothing to tell an acknowledged tail from writes a crash cut off,
+                // the open goes on with what sled kept but says so and keeps the files,
+                assert!(ok, "{name}: {out}{err}");
+                assert!(err.contains("log/before-open"), "{name}: {err}");
+                assert!(data.join("log/before-open").is_dir(), "{name}");
+            }
+            None => {
+                // then the open puts the dropped tail back and the log verifies whole,
+                assert!(ok, "{name}: {out}{err}");
+                assert!(err.contains("is back"), "{name}: {err}");
+                assert!(
+                    out.contains(&format!("ok: {EVENTS} events")),
+                    "{name}: {out}"
+                );
+                // and a server opening it serves every event.
+                let server = spawn_binary(&data);
+                for t in TICKETS {
+                    let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
+                    assert_eq!(
+                        r.json()["events"].as_array().unwrap().len(),
+                        9,
+                        "{name}: {t}"
+                    );
+                }
+                continue;
             }
         }
-        let (ok, out, err) = mc_ledger(&["verify", "--data-dir", &data_arg]);
-        if all {
-            // then the open, with no snapshot to tell an acknowledged tail from writes a crash
-            // cut off, goes on with what sled kept but says so and keeps the files,
-            assert!(ok, "{out}{err}");
-            assert!(err.contains("log/before-open"), "{err}");
-            assert!(data.join("log/before-open").is_dir());
-            // and salvage keeps every whole event.
-            let new = dir.path().join("salvaged");
-            let out = salvage(&format!("sled:{data_arg}"), &new, &["--json"]);
-            let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-            assert_eq!(report["recovered"], json!(EVENTS - 1), "{report}");
-        } else {
-            // and the log verifies whole.
-            assert!(ok, "{out}{err}");
-            assert!(out.contains(&format!("ok: {EVENTS} events")), "{out}");
-        }
+        // and salvage keeps every whole event.
+        let new = dir.path().join("salvaged");
+        let out = salvage(&format!("sled:{data_arg}"), &new, &["--json"]);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["recovered"], json!(EVENTS - 1), "{name}: {report}");
     }
 }

@@ -82,20 +82,27 @@ impl Service {
 /// committed row by itself): a sled log that lost acknowledged events gets back what the
 /// log's files still hold whole (`salvage::restore_lost_tail`), or is refused, naming the
 /// loss, with the files sled had before it opened them kept for salvage
-/// (`store_sled::preserve`); a whole one drops that copy.
+/// (`store_sled::preserve`); a whole one drops that copy. What was acknowledged is known from
+/// the log's `acked` file (`store_sled::acked`), and from the projections' snapshot for a log
+/// written before that file existed.
 pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedStore> {
-    let opened = open_store_unchecked(url, config)?;
     let StoreUrl::Sled(dir) = url else {
-        return Ok(opened);
+        return open_store_unchecked(url, config);
     };
     let log_dir = dir.join("log");
+    // Read before the open: the first commit after it writes the file again.
+    let acked = store_sled::acked::read(&log_dir);
+    let opened = open_store_unchecked(url, config)?;
     let head = opened.store.head();
-    let lost = lost_tail(opened.store.reader().as_ref(), &opened.home);
+    let lost = lost_tail(opened.store.reader().as_ref(), &opened.home, acked);
     // The snapshot sees a loss up to where it was saved; blob files sled deleted while it
     // opened the log say it dropped commits, wherever the snapshot was (or without one).
     if lost.is_some() || store_sled::preserve::dropped_at_open(&log_dir) {
-        let saved_at = lost.as_ref().map_or(0, |l| l.snapshot_position);
-        match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, saved_at)? {
+        let known = lost.as_ref().map_or(0, |l| l.acknowledged);
+        // With the acked file, records past it were never acknowledged: damage there is not a
+        // loss, and what is put back must reach it, no more.
+        let exact = acked.is_some();
+        match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, known, exact)? {
             Some(0) => {}
             Some(n) => tracing::warn!(
                 from = head + 1,
@@ -105,9 +112,9 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
             ),
             None => match lost {
                 Some(lost) => anyhow::bail!("{lost}"),
-                // Without a snapshot past the head, records sled cut off may be writes a crash
-                // or a full disk ended before they were acknowledged: go on, loudly, and keep
-                // the files for `verify --all` and `salvage`.
+                // Without a record of what was acknowledged, records sled cut off may be
+                // writes a crash or a full disk ended before they were acknowledged: go on,
+                // loudly, and keep the files for `verify --all` and `salvage`.
                 None => {
                     tracing::warn!(
                         head,
@@ -127,33 +134,45 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
     Ok(opened)
 }
 
-/// Events the log acknowledged once and no longer has: the projections' snapshot was taken
-/// at a position past the log's head (SPEC §17). Seen with sled: a blob file that fails its
-/// checksum at open ends its log there, silently, dropping every later commit.
+/// Events the log acknowledged once and no longer has (SPEC §17): its `acked` file, or the
+/// projections' snapshot, names a position past the log's head. Seen with sled: a commit that
+/// fails its checksum at open ends its log there, silently, dropping every later commit.
 #[derive(Debug)]
 pub struct LostTail {
     pub head: u64,
-    pub snapshot_position: u64,
-    /// Tickets the snapshot has more events of than the log.
+    /// The last position known to have been acknowledged.
+    pub acknowledged: u64,
+    /// Whether that is the `acked` file's (else the snapshot's).
+    pub by_acked_file: bool,
+    /// Tickets the snapshot has more events of than the log (when a snapshot says so).
     pub tickets: Vec<events::ids::TicketId>,
 }
 
 impl std::fmt::Display for LostTail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tickets: Vec<String> = self.tickets.iter().map(ToString::to_string).collect();
+        let known = if self.by_acked_file {
+            "the log had acknowledged appends up to position"
+        } else {
+            "the projections were saved at position"
+        };
+        let accept = if self.by_acked_file {
+            "move the files `log/acked` and `projections.snapshot` aside"
+        } else {
+            "move the file `projections.snapshot` aside"
+        };
         write!(
             f,
-            "the log ends at position {} but the projections were saved at position {}: \
-             positions {} to {} (tickets {}) were acknowledged and are missing, so the log's \
-             files are damaged. Nothing was started. The log's files as they were before this \
-             open are kept in `log/before-open`: `mc-ledger salvage --from sled:DATA_DIR --to \
-             sled:NEW_DIR` copies every whole event into a new ledger, and a backup has the \
-             rest (docs/operations.md). To go on without those events instead, move the file \
-             `projections.snapshot` aside and start again",
+            "the log ends at position {} but {known} {}: positions {} to {} (tickets {}) were \
+             acknowledged and are missing, so the log's files are damaged. Nothing was started. \
+             The log's files as they were before this open are kept in `log/before-open`: \
+             `mc-ledger salvage --from sled:DATA_DIR --to sled:NEW_DIR` copies every whole \
+             event into a new ledger, and a backup has the rest (docs/operations.md). To go on \
+             without those events instead, {accept} and start again",
             self.head,
-            self.snapshot_position,
+            self.acknowledged,
             self.head + 1,
-            self.snapshot_position,
+            self.acknowledged,
             if tickets.is_empty() {
                 "unknown".to_owned()
             } else {
@@ -163,24 +182,27 @@ impl std::fmt::Display for LostTail {
     }
 }
 
-/// Whether the log has lost events the projections' snapshot saw (see [`LostTail`]).
-pub fn lost_tail(reader: &dyn EventReader, home: &Home) -> Option<LostTail> {
-    let loaded = snapshot::load(home).ok()?;
-    let snapshot_position = loaded.ledger.position();
+/// Whether the log has lost acknowledged events (see [`LostTail`]): `acked` is the position
+/// the log's `acked` file names, if it has one.
+pub fn lost_tail(reader: &dyn EventReader, home: &Home, acked: Option<u64>) -> Option<LostTail> {
     let head = reader.head();
-    if snapshot_position <= head {
+    let snapshot = snapshot::load(home).ok();
+    let snapshot_position = snapshot.as_ref().map_or(0, |s| s.ledger.position());
+    let acknowledged = snapshot_position.max(acked.unwrap_or(0));
+    if acknowledged <= head {
         return None;
     }
-    let mut tickets: Vec<events::ids::TicketId> = loaded
-        .ledger
-        .ticket_versions()
+    let mut tickets: Vec<events::ids::TicketId> = snapshot
+        .iter()
+        .flat_map(|s| s.ledger.ticket_versions())
         .filter(|(t, version)| reader.stream_version(t).is_ok_and(|v| v < *version))
         .map(|(t, _)| t.clone())
         .collect();
     tickets.sort();
     Some(LostTail {
         head,
-        snapshot_position,
+        acknowledged,
+        by_acked_file: acked.is_some_and(|a| a >= snapshot_position),
         tickets,
     })
 }

@@ -379,11 +379,14 @@ pub fn append_as_recorded(to: &dyn EventStore, group: Vec<RecordedEvent>) -> any
 /// were saved at. They are appended again in order and land at the same positions with the
 /// same hashes (checked), so the log is as it was acknowledged. Answers how many were put
 /// back (0: the files hold nothing past the head), or `None` (nothing written) when a record
-/// past the head is missing, damaged or off the chain: then only salvage helps.
+/// past the head is missing, damaged or off the chain: then only salvage helps. When
+/// `saved_at` is `exact` (the log's `acked` file), records past it were never acknowledged:
+/// the chain is put back as far as it goes whole, and what lies past it is not a loss.
 pub fn restore_lost_tail(
     store: &dyn EventStore,
     log_dir: &std::path::Path,
     saved_at: u64,
+    exact: bool,
 ) -> anyhow::Result<Option<u64>> {
     let head = store.head();
     let mut prev = match head {
@@ -411,7 +414,7 @@ pub fn restore_lost_tail(
     // (whole but off the chain, or damaged), means something acknowledged cannot come back.
     let beyond = carved.records.range(reaches + 1..).next().is_some()
         || carved.damaged.range(reaches + 1..).next().is_some();
-    if reaches < saved_at || beyond {
+    if reaches < saved_at || (beyond && !exact) {
         return Ok(None);
     }
     let mut put_back = 0u64;

@@ -1,6 +1,7 @@
 //! The embedded store: mc-ledger's append-only log on sled, behind the [`store`] traits.
 //! This crate and the other store crates are the only ones that touch a storage engine.
 
+pub mod acked;
 pub mod baseline;
 mod blob;
 pub mod carve;

@@ -49,10 +49,11 @@ use store::{
     validate, AppendRequest, Appended, BoxFuture, EventReader, EventStore, LogError, ReadsThrough,
 };
 
+use crate::acked::Acked;
 use crate::blob::storage;
 use crate::commit::{Request, Shared};
 use crate::durable::{Durability, SyncTarget};
-use crate::flusher::Flusher;
+use crate::flusher::{Acker, Flusher};
 use crate::recover::{load_index, recover_head};
 use crate::writer::Writer;
 
@@ -109,11 +110,30 @@ impl Log {
         let shared = Arc::new(Shared::new());
         let shared_for_reader = shared.clone();
         let committed_tx = Arc::new(committed_tx);
-        let sync = match config.durability {
-            Durability::Fsync => Some(Arc::new(Mutex::new(
-                SyncTarget::open(dir).map_err(|e| LogError::Storage(e.to_string()))?,
-            ))),
-            Durability::SledFlush => None,
+        let (sync, acked) = match config.durability {
+            Durability::Fsync => {
+                // Created before the directory's entries are synced, so it survives a power cut.
+                let acked = Acked::open(dir).map_err(|e| LogError::Storage(e.to_string()))?;
+                let sync = SyncTarget::open(dir).map_err(|e| LogError::Storage(e.to_string()))?;
+                (Some(Arc::new(Mutex::new(sync))), Some(acked))
+            }
+            Durability::SledFlush => (None, None),
+        };
+        let mut acker_thread = None;
+        let acker = match acked {
+            None => None,
+            Some(acked) => {
+                let (tx, queue) = std::sync::mpsc::channel();
+                let acker = Acker { acked, queue };
+                let handle = std::thread::Builder::new()
+                    .name("mc-ledger-acked".into())
+                    .spawn(move || acker.run())
+                    .map_err(|e| {
+                        LogError::Storage(format!("cannot start the acked thread: {e}"))
+                    })?;
+                acker_thread = Some(handle);
+                Some(tx)
+            }
         };
         let mut flushers = Vec::new();
         for n in 0..config.flushers.max(1) {
@@ -123,6 +143,7 @@ impl Log {
                 tree: tree.clone(),
                 shared: shared.clone(),
                 committed: committed_tx.clone(),
+                acker: acker.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("mc-ledger-flush-{n}"))
@@ -130,6 +151,9 @@ impl Log {
                 .map_err(|e| LogError::Storage(format!("cannot start a flusher thread: {e}")))?;
             flushers.push(handle);
         }
+        // Joined after the flushers: it ends when the last of them has handed it its commits.
+        drop(acker);
+        flushers.extend(acker_thread);
         let writer = Writer::new(
             tree.clone(),
             index.clone(),
