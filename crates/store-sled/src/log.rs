@@ -113,9 +113,15 @@ impl Log {
         let (sync, acked) = match config.durability {
             Durability::Fsync => {
                 // Created before the directory's entries are synced, so it survives a power cut.
-                let acked = Acked::open(dir).map_err(|e| LogError::Storage(e.to_string()))?;
+                // Without it (a full disk cannot create it) the log runs as one written before
+                // it existed: the open's check falls back to the snapshot.
+                let acked = Acked::open(dir)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "cannot open log/acked; the acknowledged head is not kept")
+                    })
+                    .ok();
                 let sync = SyncTarget::open(dir).map_err(|e| LogError::Storage(e.to_string()))?;
-                (Some(Arc::new(Mutex::new(sync))), Some(acked))
+                (Some(Arc::new(Mutex::new(sync))), acked)
             }
             Durability::SledFlush => (None, None),
         };
