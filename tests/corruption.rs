@@ -251,23 +251,12 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
         if let Some((position, ticket)) = row.lost {
             assert!(!ok, "{name}: verify fails: {out}");
             // (sled ends the log at the commit holding the damage, or before)
-            let ends_at: u64 = err
-                .split("the log ends at position ")
-                .nth(1)
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{name}: names where the log ends: {err}"));
-            assert!(ends_at < position, "{name}: {err}");
+            assert!(ends_at(&err, name) < position, "{name}: {err}");
             assert!(
                 err.contains("were acknowledged and are missing") && err.contains(ticket),
                 "{name}: {err}"
             );
-            let (ok, _, err) =
-                mc_ledger(&["serve", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"]);
-            assert!(
-                !ok && err.contains("are missing"),
-                "{name}: serve refuses: {err}"
-            );
+            serves_what_was_kept_read_only(&data, &[ticket], &[], name);
         } else {
             // (a damaged snapshot is rebuilt from the log: nothing is lost)
             assert!(ok, "{name}: {out}{err}");
@@ -466,6 +455,69 @@ fn flip_blob_copies(data: &Path, needle: &[u8], all: bool) {
     }
 }
 
+/// Where an open's refusal says sled ended the log.
+fn ends_at(err: &str, name: &str) -> u64 {
+    err.split("the log ends at position ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: names where the log ends: {err}"))
+}
+
+/// A server started on a log that lost acknowledged events serves what the log kept (SPEC
+/// §17): not ready, every write refused with 503 and nothing appended, the tickets that lost
+/// events (at least those of `lost`) answering `corrupt_record` at the first missing position,
+/// every other ticket whole (but those in `unknown`: when nothing left of a lost record names
+/// its ticket and no snapshot does, its ticket is served as kept),
+/// the board served, verify not ok; and it keeps the evidence, so the next open says the same.
+fn serves_what_was_kept_read_only(data: &Path, lost: &[&str], unknown: &[&str], name: &str) {
+    let mut server = spawn_binary(data);
+    let addr = server.addr;
+    let ready = get(addr, "/readyz");
+    assert_eq!(ready.status, 503, "{name}: {}", ready.body);
+    assert!(ready.body.contains("are missing"), "{name}: {}", ready.body);
+    let verify = get(addr, "/v1/admin/verify").json();
+    assert_eq!(verify["ok"], json!(false), "{name}: {verify}");
+    let first_missing = verify["first_bad_position"].as_u64().unwrap();
+    // (every ticket is either whole or says it is not: none is served with a hole)
+    for t in TICKETS {
+        let r = get(addr, &format!("/v1/tickets/{t}/events"));
+        if r.status == 500 {
+            assert_eq!(r.json()["code"], json!("corrupt_record"), "{name}: {t}");
+            assert_eq!(r.json()["position"], json!(first_missing), "{name}: {t}");
+            assert_eq!(
+                get(addr, &format!("/v1/tickets/{t}")).status,
+                500,
+                "{name}: {t}"
+            );
+        } else {
+            assert!(!lost.contains(&t), "{name}: {t} lost events: {}", r.body);
+            assert_eq!(r.status, 200, "{name}: {t}: {}", r.body);
+            if !unknown.contains(&t) {
+                assert_eq!(
+                    r.json()["events"].as_array().unwrap().len(),
+                    9,
+                    "{name}: {t}"
+                );
+            }
+        }
+    }
+    assert_eq!(get(addr, "/v1/board").status, 200, "{name}");
+    let write = post(
+        addr,
+        "/v1/tickets/MC-1/events",
+        &json!({ "events": [comment_event("after the loss".into())] }),
+    );
+    assert_eq!(write.status, 503, "{name}: {}", write.body);
+    assert_eq!(write.json()["code"], json!("store_unavailable"), "{name}");
+    assert_eq!(sigterm(&mut server.child).code(), Some(0), "{name}");
+    let (ok, _, err) = mc_ledger(&["verify", "--data-dir", &data.to_string_lossy()]);
+    assert!(
+        !ok && err.contains("are missing"),
+        "{name}: still named: {err}"
+    );
+}
+
 /// The position the log's `acked` file names (`store_sled::acked`: magic, position, sum).
 fn acked(data: &Path) -> Option<u64> {
     let bytes = std::fs::read(data.join("log/acked")).ok()?;
@@ -497,6 +549,10 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
         without_acked: bool,
         /// The damaged position, when the tail cannot be put back.
         lost: Option<u64>,
+        /// The tickets whose events the files hold past where sled ended the log.
+        tickets: &'static [&'static str],
+        /// Tickets that lost events nothing names (the damaged record does not decode).
+        unknown: &'static [&'static str],
     }
     let cases = [
         Case {
@@ -504,12 +560,16 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", false),
             without_acked: false,
             lost: None,
+            tickets: &[],
+            unknown: &[],
         },
         Case {
             name: "every copy of MC-2's second large comment",
             damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", true),
             without_acked: false,
             lost: Some(12),
+            tickets: &["MC-2", "MC-3"],
+            unknown: &[],
         },
         Case {
             // Small commits only: sled deletes no blob file, so nothing but `acked` says a
@@ -520,12 +580,16 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             },
             without_acked: false,
             lost: Some(EVENTS as u64),
+            tickets: &[],
+            unknown: &["MC-3"],
         },
         Case {
             name: "every copy of MC-2's second large comment, in a log without `acked`",
             damage: |data| flip_blob_copies(data, b"BIG-MC-2-1", true),
             without_acked: true,
             lost: None,
+            tickets: &[],
+            unknown: &[],
         },
     ];
     for case in cases {
@@ -548,12 +612,7 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
                 // then an open refuses, naming the acknowledged positions that are missing,
                 assert!(!ok, "{name}: {out}{err}");
                 // (sled ends the log at the commit holding the damage, or before)
-                let ends_at: u64 = err
-                    .split("the log ends at position ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(' ').next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("{name}: names where the log ends: {err}"));
+                let ends_at = ends_at(&err, name);
                 assert!(ends_at < damaged, "{name}: {err}");
                 let missing = format!(
                     "but the log had acknowledged appends up to position {EVENTS}: positions {} \
@@ -561,9 +620,7 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
                     ends_at + 1
                 );
                 assert!(err.contains(&missing), "{name}: {err}");
-                let (ok, _, err) =
-                    mc_ledger(&["serve", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"]);
-                assert!(!ok && err.contains("are missing"), "{name}: {err}");
+                serves_what_was_kept_read_only(&data, case.tickets, case.unknown, name);
                 assert!(data.join("log/before-open").is_dir(), "{name}");
             }
             None if case.without_acked => {

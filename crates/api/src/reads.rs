@@ -48,6 +48,7 @@ async fn ticket_read(
 ) -> Result<Response, AppError> {
     off_worker(r, move |r| {
         let ticket = ticket_id(&id)?;
+        r.shared.whole(&ticket)?;
         fresh(r)?;
         let version = require_ticket(r, &ticket)?;
         read(r, ticket, version)
@@ -68,6 +69,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// `mc_ledger_store_ready` says (it also brings the projections up to the log).
 fn ready(r: &ReadState) -> Result<(), AppError> {
     r.shared.reader.ready()?;
+    r.shared.writable()?;
     fresh(r)
 }
 
@@ -195,6 +197,7 @@ pub async fn get_ticket(
     Query(q): Query<AsOfQuery>,
 ) -> Result<Response, AppError> {
     let ticket = ticket_id(&id)?;
+    r.shared.whole(&ticket)?;
     fresh(&r)?;
     let view = match q.as_of {
         // Now: the projections in memory.
@@ -753,7 +756,15 @@ pub struct VerifyResult {
     responses((status = 200, description = "`ok: true` with counts and the head hash, or `ok: false` with the first bad position.", body = VerifyResult))
 )]
 pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
-    off_worker(r, move |r| match r.shared.reader.verify() {
+    // A log that lost acknowledged events verifies as a chain but is not whole.
+    let verified = |r: &ReadState| match r.shared.damage.get() {
+        Some(lost) => Err(store::LogError::Corruption {
+            position: lost.head + 1,
+            detail: lost.summary(),
+        }),
+        None => r.shared.reader.verify(),
+    };
+    off_worker(r, move |r| match verified(r) {
         Ok(report) => Ok(Json(VerifyResult {
             ok: true,
             events: Some(report.events),

@@ -256,8 +256,9 @@ pub fn open_with(data_dir: &Path, config: LogConfig) -> anyhow::Result<Opened> {
 }
 
 /// Opens any store as a [`Service`] (snapshot, catch-up, tokens) and the state handlers get.
+/// A log that lost acknowledged events is served read-only (`Service::open_serving`).
 pub fn open_url(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Opened> {
-    let service = Arc::new(Service::open(url, config)?);
+    let service = Arc::new(Service::open_serving(url, config)?);
     Ok(Opened {
         store: service.store.clone(),
         state: AppState::of(service),

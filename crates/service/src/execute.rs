@@ -366,6 +366,7 @@ impl Service {
     pub async fn append_raw(&self, request: AppendRequest) -> Result<Outcome, Failure> {
         let started = Instant::now();
         let count = request.events.len();
+        self.shared.writable()?;
         let busy = self.shared.writes.enter();
         let appended = self.store.append(request).await?;
         self.shared.catch_up()?;
@@ -422,6 +423,7 @@ impl Service {
             expected_version: Some(decided.expected_version),
             events: first,
         };
+        self.shared.writable()?;
         let appended = {
             let _busy = self.shared.writes.enter();
             self.store.append(request).await?

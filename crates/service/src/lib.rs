@@ -55,7 +55,29 @@ impl Service {
     /// Opens any store: loads the snapshot from its home, folds what is newer, and loads the
     /// tokens (read again every `tokens::RELOAD_MS` for as long as the service lives).
     pub fn open(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Service> {
-        let OpenedStore { store, home } = open_store(url, config)?;
+        Service::open_inner(url, config, false)
+    }
+
+    /// [`Service::open`] for a server: a log that lost acknowledged events it cannot put back
+    /// is served read-only ([`Shared::damage`]) instead of refused (SPEC §17: the server starts
+    /// and serves everything else).
+    pub fn open_serving(url: &StoreUrl, config: LogConfig) -> anyhow::Result<Service> {
+        Service::open_inner(url, config, true)
+    }
+
+    fn open_inner(url: &StoreUrl, config: LogConfig, tolerate: bool) -> anyhow::Result<Service> {
+        let (OpenedStore { store, home }, lost) = open_store_tolerant(url, config)?;
+        if let Some(lost) = &lost {
+            if !tolerate {
+                anyhow::bail!("{lost}");
+            }
+            tracing::error!(
+                "{}. Serving what the log kept, read-only: every write answers 503 and the \
+                 tickets named answer corrupt_record; the log's files as they were are kept in \
+                 `log/before-open` for `mc-ledger salvage` (docs/operations.md)",
+                lost.summary()
+            );
+        }
         let reader: Arc<dyn EventReader> = store.reader();
         let mut ledger = load_projections(reader.as_ref(), &home);
         if ledger.position() == 0 && reader.head() > 0 {
@@ -64,6 +86,9 @@ impl Service {
         }
         let auth = Auth::watch(&home)?;
         let shared = Arc::new(Shared::new(reader, ledger, Config::default()));
+        if let Some(lost) = lost {
+            let _ = shared.damage.set(lost);
+        }
         shared.catch_up()?;
         let snapshots = Arc::new(Snapshots::new(shared.clone(), home.clone()));
         Ok(Service {
@@ -86,8 +111,22 @@ impl Service {
 /// the log's `acked` file (`store_sled::acked`), and from the projections' snapshot for a log
 /// written before that file existed.
 pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedStore> {
+    let (opened, lost) = open_store_tolerant(url, config)?;
+    if let Some(lost) = lost {
+        anyhow::bail!("{lost}");
+    }
+    Ok(opened)
+}
+
+/// [`open_store`], but a loss it cannot put back is answered beside the store instead of
+/// refusing: the server serves what the log kept, read-only (`Shared::damage`), and keeps the
+/// evidence (the log's files as they were, `acked`, the snapshot) for `salvage`.
+pub fn open_store_tolerant(
+    url: &StoreUrl,
+    config: LogConfig,
+) -> anyhow::Result<(OpenedStore, Option<LostTail>)> {
     let StoreUrl::Sled(dir) = url else {
-        return open_store_unchecked(url, config);
+        return Ok((open_store_unchecked(url, config)?, None));
     };
     let log_dir = dir.join("log");
     // Read before the open: the first commit after it writes the file again.
@@ -103,15 +142,20 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
         // loss, and what is put back must reach it, no more.
         let exact = acked.is_some();
         match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, known, exact)? {
-            Some(0) => {}
-            Some(n) => tracing::warn!(
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
                 from = head + 1,
                 put_back = n,
                 "sled ended the log at position {head} when it opened it (a damaged copy of a \
                  commit); every later record was whole in the log's files and is back"
             ),
-            None => match lost {
-                Some(lost) => anyhow::bail!("{lost}"),
+            Err(seen) => match lost {
+                Some(mut lost) => {
+                    lost.tickets.extend(seen);
+                    lost.tickets.sort();
+                    lost.tickets.dedup();
+                    return Ok((opened, Some(lost)));
+                }
                 // Without a record of what was acknowledged, records sled cut off may be
                 // writes a crash or a full disk ended before they were acknowledged: go on,
                 // loudly, and keep the files for `verify --all` and `salvage`.
@@ -125,13 +169,13 @@ pub fn open_store(url: &StoreUrl, config: LogConfig) -> anyhow::Result<OpenedSto
                          records and `mc-ledger salvage` copies them; remove log/before-open \
                          once done"
                     );
-                    return Ok(opened);
+                    return Ok((opened, None));
                 }
             },
         }
     }
     store_sled::preserve::forget(&log_dir);
-    Ok(opened)
+    Ok((opened, None))
 }
 
 /// Events the log acknowledged once and no longer has (SPEC §17): its `acked` file, or the
@@ -144,31 +188,23 @@ pub struct LostTail {
     pub acknowledged: u64,
     /// Whether that is the `acked` file's (else the snapshot's).
     pub by_acked_file: bool,
-    /// Tickets the snapshot has more events of than the log (when a snapshot says so).
+    /// Tickets the snapshot has more events of than the log (when a snapshot says so), and
+    /// those of records the log's files hold past its head.
     pub tickets: Vec<events::ids::TicketId>,
 }
 
-impl std::fmt::Display for LostTail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl LostTail {
+    /// One line: where the log ends, what was acknowledged, what is missing.
+    pub fn summary(&self) -> String {
         let tickets: Vec<String> = self.tickets.iter().map(ToString::to_string).collect();
         let known = if self.by_acked_file {
             "the log had acknowledged appends up to position"
         } else {
             "the projections were saved at position"
         };
-        let accept = if self.by_acked_file {
-            "move the files `log/acked` and `projections.snapshot` aside"
-        } else {
-            "move the file `projections.snapshot` aside"
-        };
-        write!(
-            f,
+        format!(
             "the log ends at position {} but {known} {}: positions {} to {} (tickets {}) were \
-             acknowledged and are missing, so the log's files are damaged. Nothing was started. \
-             The log's files as they were before this open are kept in `log/before-open`: \
-             `mc-ledger salvage --from sled:DATA_DIR --to sled:NEW_DIR` copies every whole \
-             event into a new ledger, and a backup has the rest (docs/operations.md). To go on \
-             without those events instead, {accept} and start again",
+             acknowledged and are missing",
             self.head,
             self.acknowledged,
             self.head + 1,
@@ -178,6 +214,25 @@ impl std::fmt::Display for LostTail {
             } else {
                 tickets.join(", ")
             }
+        )
+    }
+}
+
+impl std::fmt::Display for LostTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let accept = if self.by_acked_file {
+            "move the files `log/acked` and `projections.snapshot` aside"
+        } else {
+            "move the file `projections.snapshot` aside"
+        };
+        write!(
+            f,
+            "{}, so the log's files are damaged. Nothing was started. The log's files as they \
+             were before this open are kept in `log/before-open`: `mc-ledger salvage --from \
+             sled:DATA_DIR --to sled:NEW_DIR` copies every whole event into a new ledger, and a \
+             backup has the rest (docs/operations.md); `mc-ledger serve` serves what the log \
+             kept, read-only. To go on without those events instead, {accept} and start again",
+            self.summary()
         )
     }
 }

@@ -378,8 +378,9 @@ pub fn append_as_recorded(to: &dyn EventStore, group: Vec<RecordedEvent>) -> any
 /// past the head, each continuing the chain, at least up to the position the projections
 /// were saved at. They are appended again in order and land at the same positions with the
 /// same hashes (checked), so the log is as it was acknowledged. Answers how many were put
-/// back (0: the files hold nothing past the head), or `None` (nothing written) when a record
-/// past the head is missing, damaged or off the chain: then only salvage helps. When
+/// back (0: the files hold nothing past the head), or (nothing written) the tickets of the
+/// records the files hold past the head, whole or damaged, when a record past the head is
+/// missing, damaged or off the chain: then only salvage helps. When
 /// `saved_at` is `exact` (the log's `acked` file), records past it were never acknowledged:
 /// the chain is put back as far as it goes whole, and what lies past it is not a loss.
 pub fn restore_lost_tail(
@@ -387,16 +388,23 @@ pub fn restore_lost_tail(
     log_dir: &std::path::Path,
     saved_at: u64,
     exact: bool,
-) -> anyhow::Result<Option<u64>> {
+) -> anyhow::Result<Result<u64, Vec<TicketId>>> {
     let head = store.head();
+    let carved = store_sled::carve::carve(log_dir, &mut |_| {})?;
+    let seen = || -> Vec<TicketId> {
+        let whole = carved.records.range(head + 1..).flat_map(|(_, c)| c);
+        let damaged = carved.damaged.range(head + 1..).map(|(_, e)| e);
+        let tickets: std::collections::BTreeSet<TicketId> =
+            whole.chain(damaged).map(|e| e.ticket.clone()).collect();
+        tickets.into_iter().collect()
+    };
     let mut prev = match head {
         0 => events::Hash::ZERO,
         _ => match store.read_after(head - 1, 1)?.first() {
             Some(e) => e.hash,
-            None => return Ok(None),
+            None => return Ok(Err(seen())),
         },
     };
-    let carved = store_sled::carve::carve(log_dir, &mut |_| {})?;
     let mut tail: Vec<RecordedEvent> = Vec::new();
     for (position, copies) in carved.records.range(head + 1..) {
         let next = head + 1 + u64::try_from(tail.len())?;
@@ -415,7 +423,7 @@ pub fn restore_lost_tail(
     let beyond = carved.records.range(reaches + 1..).next().is_some()
         || carved.damaged.range(reaches + 1..).next().is_some();
     if reaches < saved_at || (beyond && !exact) {
-        return Ok(None);
+        return Ok(Err(seen()));
     }
     let mut put_back = 0u64;
     let mut group: Vec<RecordedEvent> = Vec::new();
@@ -426,5 +434,5 @@ pub fn restore_lost_tail(
         group.push(event);
     }
     put_back += append_as_recorded(store, group)?;
-    Ok(Some(put_back))
+    Ok(Ok(put_back))
 }

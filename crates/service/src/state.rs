@@ -25,6 +25,9 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// Appends in flight: background work steps aside while there are any.
     pub writes: crate::pressure::Writes,
+    /// Set when the log lost acknowledged events the open could not put back: the server
+    /// then serves what the log kept, read-only, until it is salvaged (SPEC §17).
+    pub damage: std::sync::OnceLock<crate::LostTail>,
 }
 
 impl Shared {
@@ -36,6 +39,35 @@ impl Shared {
             config,
             metrics: crate::metrics::Metrics::default(),
             writes: crate::pressure::Writes::default(),
+            damage: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether appends may be made: not to a log that lost acknowledged events (they would
+    /// take positions that were acknowledged for others), which answers 503.
+    pub fn writable(&self) -> Result<(), LogError> {
+        match self.damage.get() {
+            None => Ok(()),
+            Some(lost) => Err(LogError::Unavailable(format!(
+                "{}; this server serves what the log kept, read-only, until it is salvaged \
+                 (`mc-ledger salvage`, docs/operations.md)",
+                lost.summary()
+            ))),
+        }
+    }
+
+    /// A read of `ticket` when the log lost some of its events: `corrupt_record` at the first
+    /// missing position, rather than a history with a hole.
+    pub fn whole(&self, ticket: &events::ids::TicketId) -> Result<(), LogError> {
+        match self.damage.get() {
+            Some(lost) if lost.tickets.contains(ticket) => Err(LogError::Corruption {
+                position: lost.head + 1,
+                detail: format!(
+                    "ticket {ticket} lost events: {}; `mc-ledger salvage` copies what is whole",
+                    lost.summary()
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -119,6 +151,11 @@ impl Snapshots {
     /// under the read lock; the fsync and rename happen after it is released.
     pub fn save(&self) -> anyhow::Result<u64> {
         let _one = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        if self.shared.damage.get().is_some() {
+            // The snapshot on disk is evidence of what was acknowledged: keep it for salvage.
+            tracing::warn!("the log is damaged: the projections' snapshot is not replaced");
+            return Ok(self.shared.read(|l| l.position()));
+        }
         let (position, pending) = self.shared.read(|l| {
             let anchor = anchor_hash(self.shared.reader.as_ref(), l.position())?;
             let pending = snapshot::save(&self.home, l, anchor)?;
