@@ -394,4 +394,30 @@ fn mc_ledger_run_fails_clearly() {
     let reaped = one(&ev, "runtime.reaped");
     assert_eq!(reaped["data"]["cause"], "process_dead", "{reaped}");
     assert_eq!(rig.get(&format!("/v1/runtimes/{rt}"))["live"], false);
+
+    // Ctrl-C on a process run: the run stops the agent and records the runtime as killed,
+    // with the reason, rather than dying and leaving it live.
+    rig.open("MC-4");
+    let mut run = spawn_run(&rig, "MC-4", &["--transport", "process"]);
+    let rt = live_runtime(&rig, "MC-4");
+    let agent = agent_process(&rt);
+    run_ok(Command::new("kill").args(["-INT", &run.0.id().to_string()]));
+    let status = run.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("interrupted: the agent was stopped"), "{err}");
+    wait_until("the agent's process gone", || {
+        !Path::new(&format!("/proc/{agent}")).exists()
+    });
+    let ev = rig.events("MC-4");
+    let killed = one(&ev, "runtime.killed");
+    assert!(
+        killed["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{killed}"
+    );
+    assert_eq!(rig.get(&format!("/v1/runtimes/{rt}"))["live"], false);
 }

@@ -23,6 +23,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -124,6 +126,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         args.ticket,
         ulid::Ulid::new().to_string().to_lowercase()
     );
+    // From here a SIGINT (Ctrl-C) or SIGTERM ends the run through `stop`, not mid-step.
+    let interrupted = interruption()?;
     let d = dispatch(&client, args, &session, &workdir)?;
     println!("runtime {} session {session}", d.runtime);
     let state = args
@@ -141,16 +145,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
             return Err(why.context("the agent did not start; recorded as runtime.launch_aborted"));
         }
     };
-    let exited = wait(args, &session, child, &dir)?;
-    // The hooks the server could not take in time go first, while the runtime's token holds.
-    match crate::spool::Spool::for_user().and_then(|s| s.flush(None, None, true)) {
-        Ok(f) if f.left > 0 => eprintln!(
-            "mc-ledger run: {} hook(s) still spooled (deliver them with `mc-ledger hook flush`)",
-            f.left
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("mc-ledger run: the hook spool: {e:#}"),
-    }
+    let exited = match wait(args, &session, child, &dir, &interrupted)? {
+        Waited::Ended(exited) => exited,
+        Waited::Interrupted(child) => return stop(&client, args, &d.runtime, &session, child),
+    };
+    flush_spool();
     let console = format!(
         "{}/tickets/{}",
         args.server.trim_end_matches('/'),
@@ -486,9 +485,12 @@ fn start(
     script: &Path,
 ) -> anyhow::Result<Option<std::process::Child>> {
     if args.transport == "process" {
+        use std::os::unix::process::CommandExt;
+        // A process group of its own: the run decides what a Ctrl-C does to it (`stop`).
         let child = Command::new("/bin/sh")
             .arg(script)
             .current_dir(workdir)
+            .process_group(0)
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -513,14 +515,66 @@ fn start(
     Ok(None)
 }
 
-/// Waits for the agent's end; its exit status, or `None` when it ended without one (the
-/// session or the launcher was killed).
+/// Delivers the hooks the server could not take in time, first, while the runtime's token
+/// holds.
+fn flush_spool() {
+    match crate::spool::Spool::for_user().and_then(|s| s.flush(None, None, true)) {
+        Ok(f) if f.left > 0 => eprintln!(
+            "mc-ledger run: {} hook(s) still spooled (deliver them with `mc-ledger hook flush`)",
+            f.left
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("mc-ledger run: the hook spool: {e:#}"),
+    }
+}
+
+/// How the wait ended.
+enum Waited {
+    /// The agent ended: its exit status, or `None` when it ended without one (the session or
+    /// the launcher was killed).
+    Ended(Option<i32>),
+    /// The run got SIGINT or SIGTERM first (with the process run's launcher, still running).
+    Interrupted(Option<std::process::Child>),
+}
+
+/// A flag SIGINT and SIGTERM set, instead of ending the process: the run then stops the agent
+/// and records why (`stop`), rather than leaving a live runtime behind.
+fn interruption() -> anyhow::Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (mut int, mut term) = {
+        let _in = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    let set = flag.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            set.store(true, Ordering::SeqCst);
+        })?;
+    Ok(flag)
+}
+
+/// Waits for the agent's end, or for the run to be interrupted.
 fn wait(
     args: &RunArgs,
     session: &str,
     child: Option<std::process::Child>,
     dir: &Path,
-) -> anyhow::Result<Option<i32>> {
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Waited> {
     let exit_file = dir.join("exit");
     let status = || -> Option<i32> {
         std::fs::read_to_string(&exit_file)
@@ -528,12 +582,22 @@ fn wait(
             .and_then(|s| s.trim().parse().ok())
     };
     if let Some(mut child) = child {
-        child.wait().context("waiting for the agent")?;
-        return Ok(status());
+        loop {
+            if child.try_wait().context("waiting for the agent")?.is_some() {
+                return Ok(Waited::Ended(status()));
+            }
+            if interrupted.load(Ordering::SeqCst) {
+                return Ok(Waited::Interrupted(Some(child)));
+            }
+            std::thread::sleep(POLL);
+        }
     }
     loop {
         if let Some(s) = status() {
-            return Ok(Some(s));
+            return Ok(Waited::Ended(Some(s)));
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            return Ok(Waited::Interrupted(None));
         }
         let alive = tmux(args)
             .args(["has-session", "-t", &format!("={session}")])
@@ -543,10 +607,56 @@ fn wait(
             .map(|s| s.success())
             .unwrap_or(false);
         if !alive {
-            return Ok(status());
+            return Ok(Waited::Ended(status()));
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The run was interrupted. A process run's runtime is recorded as killed, with the reason,
+/// and its agent stopped (SIGTERM to its process group, SIGKILL after 5 s); a tmux run's agent
+/// goes on in its session (that is what a session is for): the run says how to reach it, and
+/// its SessionEnd hook or the watcher ends the runtime.
+fn stop(
+    client: &Client,
+    args: &RunArgs,
+    runtime: &str,
+    session: &str,
+    child: Option<std::process::Child>,
+) -> anyhow::Result<()> {
+    let Some(mut child) = child else {
+        bail!(
+            "interrupted: stopped waiting; the agent goes on in tmux session {session} \
+             (`tmux{} attach -t {session}`); its SessionEnd hook or the watcher ends runtime \
+             {runtime}",
+            args.tmux_socket_name
+                .as_ref()
+                .map(|s| format!(" -L {s}"))
+                .unwrap_or_default()
+        );
+    };
+    // Recorded first: the interruption is why the runtime ends, and an agent that ends
+    // gracefully (Claude Code runs its SessionEnd hook on SIGTERM) would otherwise record an
+    // ordinary end before it.
+    flush_spool();
+    let body = json!({
+        "reason": "interrupted: mc-ledger run got SIGINT or SIGTERM and stopped the agent",
+        "actor": {"name": args.actor, "kind": "orchestrator"},
+    });
+    report(client, runtime, "kill", &body);
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let group = Pid::from_child(&child);
+    let _ = kill_process_group(group, Signal::TERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = kill_process_group(group, Signal::KILL);
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("interrupted: the agent was stopped and runtime {runtime} recorded as killed")
 }
 
 /// Records that the agent's process died without an exit status (`runtime.reaped
