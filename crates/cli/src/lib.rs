@@ -23,6 +23,7 @@ mod helpers;
 mod mcp;
 mod run;
 mod salvage;
+mod signals;
 mod spool;
 pub mod subscription;
 pub mod transfer;

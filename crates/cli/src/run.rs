@@ -23,8 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -127,7 +126,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         ulid::Ulid::new().to_string().to_lowercase()
     );
     // From here a SIGINT (Ctrl-C) or SIGTERM ends the run through `stop`, not mid-step.
-    let interrupted = interruption()?;
+    let interrupted = crate::signals::shutdown_signals()?;
     let d = dispatch(&client, args, &session, &workdir)?;
     println!("runtime {} session {session}", d.runtime);
     let state = args
@@ -537,43 +536,13 @@ enum Waited {
     Interrupted(Option<std::process::Child>),
 }
 
-/// A flag SIGINT and SIGTERM set, instead of ending the process: the run then stops the agent
-/// and records why (`stop`), rather than leaving a live runtime behind.
-fn interruption() -> anyhow::Result<Arc<AtomicBool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let flag = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    let (mut int, mut term) = {
-        let _in = runtime.enter();
-        (
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        )
-    };
-    let set = flag.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            });
-            set.store(true, Ordering::SeqCst);
-        })?;
-    Ok(flag)
-}
-
 /// Waits for the agent's end, or for the run to be interrupted.
 fn wait(
     args: &RunArgs,
     session: &str,
     child: Option<std::process::Child>,
     dir: &Path,
-    interrupted: &AtomicBool,
+    interrupted: &mpsc::Receiver<()>,
 ) -> anyhow::Result<Waited> {
     let exit_file = dir.join("exit");
     let status = || -> Option<i32> {
@@ -586,7 +555,7 @@ fn wait(
             if child.try_wait().context("waiting for the agent")?.is_some() {
                 return Ok(Waited::Ended(status()));
             }
-            if interrupted.load(Ordering::SeqCst) {
+            if interrupted.try_recv().is_ok() {
                 return Ok(Waited::Interrupted(Some(child)));
             }
             std::thread::sleep(POLL);
@@ -596,7 +565,7 @@ fn wait(
         if let Some(s) = status() {
             return Ok(Waited::Ended(Some(s)));
         }
-        if interrupted.load(Ordering::SeqCst) {
+        if interrupted.try_recv().is_ok() {
             return Ok(Waited::Interrupted(None));
         }
         let alive = tmux(args)

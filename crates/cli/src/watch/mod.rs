@@ -72,7 +72,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    let stop = shutdown_signals()?;
+    let stop = crate::signals::shutdown_signals()?;
     let interval = Duration::from_secs(args.interval_s);
     tracing::info!(server = %args.server, interval_s = args.interval_s, "watching live tmux and process runtimes");
     loop {
@@ -98,33 +98,4 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// A channel that receives once SIGINT or SIGTERM arrives. The handlers are installed before
-/// this returns, so a signal from then on never kills the process mid-reap.
-fn shutdown_signals() -> anyhow::Result<mpsc::Receiver<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (mut interrupt, mut terminate) = {
-        let _entered = runtime.enter();
-        (
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        )
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("watch-signals".to_owned())
-        .spawn(move || {
-            runtime.block_on(async {
-                tokio::select! {
-                    _ = interrupt.recv() => {},
-                    _ = terminate.recv() => {},
-                }
-            });
-            let _ = tx.send(());
-        })?;
-    Ok(rx)
 }
