@@ -299,17 +299,9 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
         );
 
         // and the new ledger serves every ticket with every event but the damaged one.
-        let server = spawn_binary(&new);
-        for t in TICKETS {
-            let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
-            assert_eq!(r.status, 200, "{name}: {}", r.body);
-            let lost_here = row.lost.is_some_and(|(_, ticket)| ticket == t);
-            assert_eq!(
-                r.json()["events"].as_array().unwrap().len(),
-                9 - usize::from(lost_here),
-                "{name}: {t}"
-            );
-        }
+        serves_events(&new, name, |t| {
+            9 - usize::from(row.lost.is_some_and(|(_, ticket)| ticket == t))
+        });
     }
 }
 
@@ -452,6 +444,17 @@ fn flip_blob_copies(data: &Path, needle: &[u8], all: bool) {
             + 30_000;
         bytes[at] ^= 0xff;
         std::fs::write(file, &bytes).unwrap();
+    }
+}
+
+/// A server started on `data` serves every ticket with `events(ticket)` events.
+fn serves_events(data: &Path, name: &str, events: impl Fn(&str) -> usize) {
+    let server = spawn_binary(data);
+    for t in TICKETS {
+        let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
+        assert_eq!(r.status, 200, "{name}: {t}: {}", r.body);
+        let got = r.json()["events"].as_array().unwrap().len();
+        assert_eq!(got, events(t), "{name}: {t}");
     }
 }
 
@@ -639,15 +642,7 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
                     "{name}: {out}"
                 );
                 // and a server opening it serves every event.
-                let server = spawn_binary(&data);
-                for t in TICKETS {
-                    let r = get(server.addr, &format!("/v1/tickets/{t}/events"));
-                    assert_eq!(
-                        r.json()["events"].as_array().unwrap().len(),
-                        9,
-                        "{name}: {t}"
-                    );
-                }
+                serves_events(&data, name, |_| 9);
                 continue;
             }
         }
