@@ -407,8 +407,15 @@ fn mc_ledger_run_fails_clearly() {
     std::io::Read::read_to_string(run.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(err.contains("interrupted: the agent was stopped"), "{err}");
+    // (gone, or a zombie where PID 1 does not reap orphans)
     wait_until("the agent's process gone", || {
-        !Path::new(&format!("/proc/{agent}")).exists()
+        std::fs::read_to_string(format!("/proc/{agent}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
     });
     let ev = rig.events("MC-4");
     let killed = one(&ev, "runtime.killed");

@@ -256,7 +256,7 @@ fn damage_is_named_and_salvage_keeps_every_whole_event() {
                 err.contains("were acknowledged and are missing") && err.contains(ticket),
                 "{name}: {err}"
             );
-            serves_what_was_kept_read_only(&data, &[ticket], &[], name);
+            serves_what_was_kept_read_only(&data, &[ticket], name);
         } else {
             // (a damaged snapshot is rebuilt from the log: nothing is lost)
             assert!(ok, "{name}: {out}{err}");
@@ -470,10 +470,10 @@ fn ends_at(err: &str, name: &str) -> u64 {
 /// A server started on a log that lost acknowledged events serves what the log kept (SPEC
 /// §17): not ready, every write refused with 503 and nothing appended, the tickets that lost
 /// events (at least those of `lost`) answering `corrupt_record` at the first missing position,
-/// every other ticket whole (but those in `unknown`: when nothing left of a lost record names
-/// its ticket and no snapshot does, its ticket is served as kept),
+/// every other ticket whole (when nothing names the tickets that lost events, every ticket
+/// read says so),
 /// the board served, verify not ok; and it keeps the evidence, so the next open says the same.
-fn serves_what_was_kept_read_only(data: &Path, lost: &[&str], unknown: &[&str], name: &str) {
+fn serves_what_was_kept_read_only(data: &Path, lost: &[&str], name: &str) {
     let mut server = spawn_binary(data);
     let addr = server.addr;
     let ready = get(addr, "/readyz");
@@ -496,13 +496,11 @@ fn serves_what_was_kept_read_only(data: &Path, lost: &[&str], unknown: &[&str], 
         } else {
             assert!(!lost.contains(&t), "{name}: {t} lost events: {}", r.body);
             assert_eq!(r.status, 200, "{name}: {t}: {}", r.body);
-            if !unknown.contains(&t) {
-                assert_eq!(
-                    r.json()["events"].as_array().unwrap().len(),
-                    9,
-                    "{name}: {t}"
-                );
-            }
+            assert_eq!(
+                r.json()["events"].as_array().unwrap().len(),
+                9,
+                "{name}: {t}"
+            );
         }
     }
     assert_eq!(get(addr, "/v1/board").status, 200, "{name}");
@@ -554,8 +552,6 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
         lost: Option<u64>,
         /// The tickets whose events the files hold past where sled ended the log.
         tickets: &'static [&'static str],
-        /// Tickets that lost events nothing names (the damaged record does not decode).
-        unknown: &'static [&'static str],
     }
     let cases = [
         Case {
@@ -564,7 +560,6 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             without_acked: false,
             lost: None,
             tickets: &[],
-            unknown: &[],
         },
         Case {
             name: "every copy of MC-2's second large comment",
@@ -572,7 +567,6 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             without_acked: false,
             lost: Some(12),
             tickets: &["MC-2", "MC-3"],
-            unknown: &[],
         },
         Case {
             // Small commits only: sled deletes no blob file, so nothing but `acked` says a
@@ -583,8 +577,8 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             },
             without_acked: false,
             lost: Some(EVENTS as u64),
-            tickets: &[],
-            unknown: &["MC-3"],
+            // (nothing names MC-3's lost comment: every ticket read says events may be lost)
+            tickets: &["MC-1", "MC-2", "MC-3"],
         },
         Case {
             name: "every copy of MC-2's second large comment, in a log without `acked`",
@@ -592,7 +586,6 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
             without_acked: true,
             lost: None,
             tickets: &[],
-            unknown: &[],
         },
     ];
     for case in cases {
@@ -623,7 +616,7 @@ fn a_dropped_tail_is_put_back_or_named_without_a_snapshot() {
                     ends_at + 1
                 );
                 assert!(err.contains(&missing), "{name}: {err}");
-                serves_what_was_kept_read_only(&data, case.tickets, case.unknown, name);
+                serves_what_was_kept_read_only(&data, case.tickets, name);
                 assert!(data.join("log/before-open").is_dir(), "{name}");
             }
             None if case.without_acked => {

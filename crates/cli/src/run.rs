@@ -136,7 +136,13 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let dir = state.join(&d.runtime);
     let launched = env(args, &d)
         .and_then(|vars| prepare(args, &d, &mc, &dir, &workdir, &vars))
-        .and_then(|script| start(args, &session, &workdir, &script));
+        .and_then(|script| {
+            // Interrupted while dispatching: nothing is started.
+            if interrupted.try_recv().is_ok() {
+                bail!("launch_failed: interrupted (SIGINT or SIGTERM) before the agent started");
+            }
+            start(args, &session, &workdir, &script)
+        });
     let child = match launched {
         Ok(child) => child,
         Err(why) => {
@@ -613,18 +619,23 @@ fn stop(
         "actor": {"name": args.actor, "kind": "orchestrator"},
     });
     report(client, runtime, "kill", &body);
-    use rustix::process::{kill_process_group, Pid, Signal};
+    use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
     let group = Pid::from_child(&child);
     let _ = kill_process_group(group, Signal::TERM);
+    // The launcher's shell ends at once; the agent it waits for may not: watch the group.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while child.try_wait().ok().flatten().is_none() {
+    loop {
+        let _ = child.try_wait();
+        if test_kill_process_group(group).is_err() {
+            break;
+        }
         if std::time::Instant::now() >= deadline {
             let _ = kill_process_group(group, Signal::KILL);
-            let _ = child.wait();
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.wait();
     bail!("interrupted: the agent was stopped and runtime {runtime} recorded as killed")
 }
 

@@ -167,7 +167,8 @@ impl Worker {
                 // Idle priority alone does not keep a delivery's cost (the receiver's side,
                 // the kernel's loopback, shared locks and caches) off the write path: step
                 // aside while appends are in flight, but never for more than
-                // `YIELD_AT_MOST` per step, so a busy ledger still drains every backlog.
+                // `YIELD_AT_MOST` per step: a backlog drains whenever writes leave the store
+                // quiet for a moment, and by 50 steps a second while they never do.
                 w.ctx.service.shared.writes.wait_quiet(YIELD_AT_MOST);
                 let step = w.step();
                 if w.needs_fold || started.elapsed() >= BACKGROUND_STRETCH {

@@ -142,13 +142,27 @@ pub fn open_store_tolerant(
         // loss, and what is put back must reach it, no more.
         let exact = acked.is_some();
         match salvage::restore_lost_tail(opened.store.as_ref(), &log_dir, known, exact)? {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                from = head + 1,
-                put_back = n,
-                "sled ended the log at position {head} when it opened it (a damaged copy of a \
-                 commit); every later record was whole in the log's files and is back"
-            ),
+            Ok(put_back) => {
+                if put_back.events > 0 {
+                    tracing::warn!(
+                        from = head + 1,
+                        put_back = put_back.events,
+                        "sled ended the log at position {head} when it opened it (a damaged \
+                         copy of a commit); every later record was whole in the log's files and \
+                         is back"
+                    );
+                }
+                if put_back.past {
+                    tracing::warn!(
+                        "the log's files hold records past its end that do not continue it: \
+                         writes cut off before they were acknowledged, or damage. The files as \
+                         they were are kept in log/before-open: `mc-ledger verify --all` names \
+                         the records and `mc-ledger salvage` copies them; remove \
+                         log/before-open once done"
+                    );
+                    return Ok((opened, None));
+                }
+            }
             Err(seen) => match lost {
                 Some(mut lost) => {
                     lost.tickets.extend(seen);

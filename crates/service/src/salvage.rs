@@ -373,6 +373,14 @@ pub fn append_as_recorded(to: &dyn EventStore, group: Vec<RecordedEvent>) -> any
     Ok(u64::try_from(got.len())?)
 }
 
+/// What [`restore_lost_tail`] put back.
+pub struct PutBack {
+    pub events: u64,
+    /// The files hold records past what was put back that do not continue it (writes cut off
+    /// before they were acknowledged, or damage).
+    pub past: bool,
+}
+
 /// Puts back a tail sled dropped when it opened the log (SPEC §17), when the log's files (with
 /// the copy kept before the open, `store_sled::preserve`) still hold it whole: every record
 /// past the head, each continuing the chain, at least up to the position the projections
@@ -388,7 +396,7 @@ pub fn restore_lost_tail(
     log_dir: &std::path::Path,
     saved_at: u64,
     exact: bool,
-) -> anyhow::Result<Result<u64, Vec<TicketId>>> {
+) -> anyhow::Result<Result<PutBack, Vec<TicketId>>> {
     let head = store.head();
     let carved = store_sled::carve::carve(log_dir, &mut |_| {})?;
     let seen = || -> Vec<TicketId> {
@@ -425,6 +433,9 @@ pub fn restore_lost_tail(
     if reaches < saved_at || (beyond && !exact) {
         return Ok(Err(seen()));
     }
+    // With `exact`, what lies past is not a loss, but it is still damage or cut-off writes
+    // (the acked file lags by up to 0.1 s): the caller keeps the files for salvage.
+    let past = beyond;
     let mut put_back = 0u64;
     let mut group: Vec<RecordedEvent> = Vec::new();
     for event in tail {
@@ -434,5 +445,8 @@ pub fn restore_lost_tail(
         group.push(event);
     }
     put_back += append_as_recorded(store, group)?;
-    Ok(Ok(put_back))
+    Ok(Ok(PutBack {
+        events: put_back,
+        past,
+    }))
 }

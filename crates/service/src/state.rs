@@ -57,16 +57,20 @@ impl Shared {
     }
 
     /// A read of `ticket` when the log lost some of its events: `corrupt_record` at the first
-    /// missing position, rather than a history with a hole.
+    /// missing position, rather than a history with a hole. When nothing names the tickets
+    /// that lost events, any ticket may have: every one-ticket read answers so.
     pub fn whole(&self, ticket: &events::ids::TicketId) -> Result<(), LogError> {
         match self.damage.get() {
-            Some(lost) if lost.tickets.contains(ticket) => Err(LogError::Corruption {
-                position: lost.head + 1,
-                detail: format!(
-                    "ticket {ticket} lost events: {}; `mc-ledger salvage` copies what is whole",
-                    lost.summary()
-                ),
-            }),
+            Some(lost) if lost.tickets.is_empty() || lost.tickets.contains(ticket) => {
+                Err(LogError::Corruption {
+                    position: lost.head + 1,
+                    detail: format!(
+                        "ticket {ticket} may have lost events: {}; `mc-ledger salvage` copies \
+                         what is whole",
+                        lost.summary()
+                    ),
+                })
+            }
             _ => Ok(()),
         }
     }

@@ -48,6 +48,8 @@ fn decode(bytes: &[u8]) -> Option<u64> {
 pub fn read(log_dir: &Path) -> Option<u64> {
     let path = log_dir.join(FILE);
     match std::fs::read(&path) {
+        // Created at an open that was followed by no commit.
+        Ok(bytes) if bytes.is_empty() => None,
         Ok(bytes) => {
             let position = decode(&bytes);
             if position.is_none() {
@@ -134,8 +136,10 @@ mod tests {
             std::fs::write(dir.path().join(FILE), &bad).unwrap();
             assert_eq!(read(dir.path()), None, "byte {i} changed");
         }
-        // Given a short file, when read, then it is None.
+        // Given a short file, or an empty one (opened, never written), when read, then None.
         std::fs::write(dir.path().join(FILE), &good[..10]).unwrap();
+        assert_eq!(read(dir.path()), None);
+        std::fs::write(dir.path().join(FILE), b"").unwrap();
         assert_eq!(read(dir.path()), None);
     }
 }

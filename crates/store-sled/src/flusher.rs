@@ -117,8 +117,6 @@ impl Flusher {
     }
 }
 
-/// A storage failure leaves sled in an unknown state: refuse (503, the outcome of these
-/// appends is unknown: a keyed retry lands once), and let a restart recover.
 /// Records the acknowledged head (`acked.rs`) for what the flushers made durable and
 /// answered, at most every [`ACKED_EVERY`], off the write path: one small `fdatasync` ten
 /// times a second instead of one per commit (which cost 17% of `bench append`). So the file
@@ -165,7 +163,9 @@ fn publish_and_answer(
     }
 }
 
-/// A write failed: nothing more is written, and these appends are answered 503.
+/// A write failed: nothing more is written, and these appends are answered 503. A storage
+/// failure leaves sled in an unknown state: refuse (503, the outcome of these appends is
+/// unknown: a keyed retry lands once), and let a restart recover.
 fn fail(shared: &Shared, replies: Vec<(Reply, Result<Appended, LogError>)>, message: &str) {
     {
         let mut state = shared.lock();

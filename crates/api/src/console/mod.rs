@@ -296,7 +296,13 @@ async fn ticket(
         Ok(a) => a,
         Err(message) => return bad(StatusCode::BAD_REQUEST, message),
     };
-    if let Err(e) = fresh(&app.read) {
+    if let Err(e) = app
+        .read
+        .shared
+        .whole(&ticket)
+        .map_err(crate::error::AppError::from)
+        .and_then(|()| fresh(&app.read))
+    {
         return unavailable(&app, &headers, &e);
     }
     let shared = &app.read.shared;
