@@ -63,7 +63,7 @@ pub(crate) fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let (dir, _guard) = work_dir(args.dir)?;
     let data_dir = dir.join("data");
     let tickets = args.events.div_ceil(20).max(1);
-    crate::rebuild::build_log(&data_dir, tickets)?;
+    crate::rebuild::build_log(&data_dir, tickets, crate::rebuild::OPEN_EVERY)?;
     let opened = api::server::open(&data_dir)?;
     let events = opened.state.read.shared.read(projections::Ledger::position);
     let app = api::server::app(opened.state.clone());

@@ -5,6 +5,7 @@
 mod budgets;
 mod console;
 mod http;
+mod memory;
 mod notify;
 mod peers;
 mod rebuild;
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     Notify(crate::notify::NotifyArgs),
     /// HTTP writes with dispatches covered by N budgets against none, arms interleaved.
     Budgets(crate::budgets::BudgetsArgs),
+    /// A server over a long generated history: start-up, resident memory, open and closed
+    /// ticket reads, board and alerts (SPEC §18).
+    Memory(crate::memory::MemoryArgs),
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +167,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(h) => crate::http::run(h),
         BenchCommand::Notify(n) => crate::notify::run(n),
         BenchCommand::Budgets(b) => crate::budgets::run(b),
+        BenchCommand::Memory(m) => crate::memory::run(m),
         BenchCommand::Peers(p) => crate::peers::run(p),
         BenchCommand::Soak(s) => crate::soak::run(s),
         BenchCommand::Console(c) => crate::console::run(c),
@@ -223,6 +228,30 @@ pub(crate) fn percentile(sorted: &[Duration], per_mille: usize) -> f64 {
         return 0.0;
     };
     sorted[(last * per_mille.min(1000)).div_ceil(1000)].as_secs_f64() * 1000.0
+}
+
+/// A small, seeded generator (splitmix64): the workload's choices, replayable by seed.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A seed for a run that was not given one (logged by the caller, so the run can be repeated).
+pub(crate) fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
 }
 
 pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {

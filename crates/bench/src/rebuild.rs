@@ -17,8 +17,8 @@ use crate::{machine, per_second, print_result, work_dir, RebuildArgs};
 
 const EVENTS_PER_TICKET: usize = 20;
 
-/// One ticket's life: 20 events, ending closed (most), waiting or failed.
-fn ticket_story(n: usize) -> (TicketId, Vec<NewEvent>) {
+/// One ticket's life: 20 events, ending closed unless `open`.
+fn ticket_story(n: usize, open: bool) -> (TicketId, Vec<NewEvent>) {
     let ticket = TicketId::parse(&format!("MC-{}", n + 1)).expect("valid id");
     let t0 = 1_790_000_000_000 + u64::try_from(n).unwrap_or(0) * 1000;
     let rt = format!("rt_bench{n}");
@@ -107,7 +107,7 @@ fn ticket_story(n: usize) -> (TicketId, Vec<NewEvent>) {
     data.push(EventData::TicketCommented(TicketCommented {
         body: "Validator gate complete.".into(),
     }));
-    if !n.is_multiple_of(10) {
+    if !open {
         data.push(EventData::TicketClosed(TicketClosed {
             resolution: Resolution::Done,
             commit: Some("1bd1c48".into()),
@@ -153,13 +153,21 @@ pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let data_dir = dir.join("data");
     let tickets = args.events.div_ceil(EVENTS_PER_TICKET).max(1);
     let build = Instant::now();
-    build_log(&data_dir, tickets)?;
+    build_log(&data_dir, tickets, OPEN_EVERY)?;
     let build = build.elapsed();
     rebuild_and_start(&data_dir, tickets, build, args.json)
 }
 
-/// Writes `tickets` generated ticket stories (20 events each) into a sled log at `data_dir`.
-pub(crate) fn build_log(data_dir: &std::path::Path, tickets: usize) -> anyhow::Result<()> {
+/// Every tenth ticket of the generated log is left open.
+pub(crate) const OPEN_EVERY: usize = 10;
+
+/// Writes `tickets` generated ticket stories (20 events each) into a sled log at `data_dir`;
+/// every `open_every`-th one (from the first) is left open.
+pub(crate) fn build_log(
+    data_dir: &std::path::Path,
+    tickets: usize,
+    open_every: usize,
+) -> anyhow::Result<()> {
     {
         let log = Arc::new(Log::open(&data_dir.join("log"), LogConfig::default())?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -176,7 +184,7 @@ pub(crate) fn build_log(data_dir: &std::path::Path, tickets: usize) -> anyhow::R
                         if n >= tickets {
                             break;
                         }
-                        let (ticket, events) = ticket_story(n);
+                        let (ticket, events) = ticket_story(n, n.is_multiple_of(open_every.max(1)));
                         log.append_async(AppendRequest {
                             also: Vec::new(),
                             ticket,

@@ -21,10 +21,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
-mod server;
+pub(crate) mod server;
 
 use crate::http::Conn;
-use crate::{machine, per_second, percentile, print_result, work_dir};
+use crate::{fresh_seed, machine, per_second, percentile, print_result, work_dir, Rng};
 use server::{rss_bytes, sigterm, spawn_server};
 
 #[derive(Args, Debug)]
@@ -67,23 +67,6 @@ const REQUEST_TIMEOUT_S: u64 = 60;
 const SSE_CATCH_UP_S: u64 = 300;
 /// Error descriptions kept for the report (all are counted).
 const ERROR_SAMPLES_MAX: usize = 20;
-
-/// A small, seeded generator (splitmix64): the workload's choices, replayable by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -602,11 +585,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         "durations must be positive"
     );
     anyhow::ensure!(args.writers > 0, "at least one writer");
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
-    });
+    let seed = args.seed.unwrap_or_else(fresh_seed);
     let (dir, _guard) = work_dir(args.dir.clone())?;
     let data_dir = dir.join("data");
     let log_path = dir.join("server.log");

@@ -338,7 +338,7 @@ async fn stage_and_commit(
                         .map(|r| r.event.clone())
                 }))
             },
-            |ticket| versions.get(ticket.as_str()).copied().unwrap_or(0),
+            |ticket| Ok(versions.get(ticket.as_str()).copied().unwrap_or(0)),
         );
         let currents = match classified {
             Ok(Classified::New(currents)) => currents,

@@ -3,9 +3,11 @@
 //! errors as [`LogError`]s. It names only [`crate::index`].
 
 use events::codec;
-use events::envelope::RecordedEvent;
+use events::envelope::{Hash, RecordedEvent};
+use events::ids::TicketId;
 use store::LogError;
 
+pub(crate) use crate::errors::storage;
 use crate::index::Location;
 
 /// The first byte of every commit blob.
@@ -40,27 +42,20 @@ pub(crate) fn position_of_key(key: &[u8]) -> Result<u64, LogError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// A sled error as the log's: the disk refusing a read or a write (full, failing) is
-/// `Unavailable` (503, retry later), anything else a storage error.
-pub(crate) fn storage(e: sled::Error) -> LogError {
-    match e {
-        sled::Error::Io(io) => LogError::Unavailable(format!("the disk refused: {io}")),
-        // A page sled cannot read back (its checksum): where in the log is not known here.
-        sled::Error::Corruption { .. } => LogError::corrupt(
-            0,
-            "the log's files are damaged (a page fails its checksum): `mc-ledger verify --all` \
-             names what is lost, `mc-ledger salvage` copies the rest",
-        ),
-        other => LogError::Storage(other.to_string()),
-    }
-}
-
 /// A sled error reading the commit blob that starts at `first`: when sled finds it corrupt
 /// (its checksum), the error names the positions and tickets it holds, in words.
-pub(crate) fn unreadable(e: sled::Error, first: u64, index: &crate::index::Index) -> LogError {
+pub(crate) fn unreadable(
+    e: sled::Error,
+    first: u64,
+    index: &crate::index::Index,
+    tree: &sled::Tree,
+) -> LogError {
     match e {
         sled::Error::Corruption { .. } => {
-            let (first, last, tickets) = index.blob_contents(first);
+            let (first, last, tickets) = index
+                .blob_contents(first)
+                .or_else(|| checkpointed_contents(tree, first))
+                .unwrap_or((first, first, Vec::new()));
             let tickets: Vec<String> = tickets.iter().map(ToString::to_string).collect();
             LogError::corrupt(
                 first,
@@ -161,4 +156,48 @@ pub(crate) fn decode_at(blob: &[u8], loc: Location) -> Result<RecordedEvent, Log
     let (event, _) =
         codec::decode_record(bytes).map_err(|e| LogError::corrupt(loc.blob_first, e))?;
     Ok(event)
+}
+
+/// The positions and tickets of the commit blob that starts at `first`, from the checkpoint
+/// that covers it (for a blob the in-memory index no longer holds).
+fn checkpointed_contents(tree: &sled::Tree, first: u64) -> Option<(u64, u64, Vec<TicketId>)> {
+    let (_, bytes) = tree
+        .range(checkpoint_key(first)..=checkpoint_key(u64::MAX))
+        .next()?
+        .ok()?;
+    let checkpoint = crate::index::Checkpoint::decode(&bytes).ok()?;
+    let mut start = checkpoint.first;
+    for (blob_first, records) in checkpoint.blobs() {
+        let n = u64::try_from(records.len()).ok()?;
+        if blob_first == first {
+            let mut tickets: Vec<TicketId> = records
+                .iter()
+                .filter_map(|r| checkpoint.tickets.get(usize::try_from(r.ticket).ok()?))
+                .cloned()
+                .collect();
+            tickets.sort();
+            tickets.dedup();
+            return Some((first, start + n - 1, tickets));
+        }
+        start += n;
+    }
+    None
+}
+
+/// The hash of the record at `position`, in the commit blob that starts at `blob_first`.
+pub(crate) fn hash_at(tree: &sled::Tree, blob_first: u64, position: u64) -> Result<Hash, LogError> {
+    let blob = tree
+        .get(log_key(blob_first))
+        .map_err(storage)?
+        .ok_or_else(|| LogError::corrupt(blob_first, "a checkpoint names a missing blob"))?;
+    for record in BlobRecords::new(blob_first, &blob)? {
+        let (event, _, _) = record?;
+        if event.position == position {
+            return Ok(event.hash);
+        }
+    }
+    Err(LogError::corrupt(
+        position,
+        "a checkpoint names a missing record",
+    ))
 }

@@ -26,6 +26,9 @@ pub(crate) struct Flusher {
     /// Where answered commits' positions go to be recorded as the acknowledged head, when
     /// the log keeps one (with `Durability::Fsync`).
     pub(crate) acker: Option<std::sync::mpsc::Sender<u64>>,
+    /// Where the heads of durable commits with a checkpoint go, for the indexer to move that
+    /// checkpoint's positions to the disk index.
+    pub(crate) indexer: Option<std::sync::mpsc::Sender<u64>>,
 }
 
 impl Flusher {
@@ -81,6 +84,10 @@ impl Flusher {
                 continue;
             }
             publish_and_answer(&self.committed, commit.last, commit.replies);
+            if let (Some(indexer), Some(_)) = (&self.indexer, &commit.checkpoint) {
+                // Gone only when the indexer stopped (it said why).
+                let _ = indexer.send(commit.last);
+            }
             if let Some(acker) = &self.acker {
                 // Gone only when the log is closing, after its last record.
                 let _ = acker.send(commit.last);

@@ -7,10 +7,11 @@
 //! ```
 //!
 //! The hot path writes one key per commit: the blob. The stream index (ticket → positions) and
-//! the id dedupe index (id hash → position) live in memory (`index.rs`) and are rebuilt on open
-//! from the checkpoints plus the few blobs after the last one. A checkpoint is written in the
-//! same atomic batch as the blob it ends with, so after a crash the checkpoints never claim a
-//! record that is not there.
+//! the id dedupe index (id hash → position) are in `index.rs`: the older positions on disk
+//! (`disk.rs`, moved there checkpoint by checkpoint by `indexer.rs`), the rest in memory,
+//! rebuilt on open from the checkpoints after the disk index's base plus the few blobs after
+//! the last one. A checkpoint is written in the same atomic batch as the blob it ends with,
+//! so after a crash the checkpoints never claim a record that is not there.
 //!
 //! Two threads share the work so that CPU and IO overlap. The writer takes appends from a
 //! bounded queue, checks them against the index, encodes and chains them into the open commit
@@ -26,19 +27,23 @@
 //! modules in the layers below it, so none names one that names it back.
 //!
 //! ```text
-//! 4  log       → writer flusher reader recover commit config blob durable
-//! 3  writer    → commit config blob index      the single writer: check, encode, stage
+//! 5  log       → writer flusher reader recover indexer commit config blob disk durable
+//! 4  writer    → commit config blob index      the single writer: check, encode, stage
 //!    flusher   → commit blob durable           apply, flush, publish the head, answer
 //!    reader    → commit verify blob index      LogReader: the EventReader reads
-//! 2  commit    → config                        Request, Reply, the shared open commit
+//!    indexer   → blob index                    durable checkpoints from memory to disk
+//! 3  commit    → config                        Request, Reply, the shared open commit
 //!    verify    → blob index                    verify: the chain, the index, checkpoints
-//!    recover   → blob index                    open: the head and the index
-//! 1  blob      → index                         keys, blob framing, sled errors
+//!    recover   → blob disk index               open: the head and the index
+//! 2  blob      → index errors                  keys, blob framing, the hash at a position
 //!    config    → durable                       LogConfig
-//! 0  index, durable
+//!    index     → disk layout                   the index: recent in memory, older on disk
+//! 1  disk      → layout errors                 the disk index (fjall)
+//! 0  layout, errors, durable
 //! ```
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,8 +57,10 @@ use store::{
 use crate::acked::Acked;
 use crate::blob::storage;
 use crate::commit::{Request, Shared};
+use crate::disk::Disk;
 use crate::durable::{Durability, SyncTarget};
 use crate::flusher::{Acker, Flusher};
+use crate::indexer::Indexer;
 use crate::recover::{load_index, recover_head};
 use crate::writer::Writer;
 
@@ -64,6 +71,9 @@ pub use crate::reader::LogReader;
 pub struct Log {
     reader: LogReader,
     db: sled::Db,
+    /// The index of older positions (`disk.rs`), when it could be opened.
+    disk: Option<Disk>,
+    stop_indexer: Arc<AtomicBool>,
     /// Subscriptions' checkpoints (SPEC §15), beside the log in the same database.
     checkpoints: sled::Tree,
     dir: std::path::PathBuf,
@@ -83,6 +93,8 @@ const CONFIRM_WITHIN: Duration = crate::commit::STALLED_AFTER;
 /// `close` waits this long for the writer and flushers, then leaves them (a disk that does
 /// not answer must not keep the process from ending).
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+/// The disk index's own page cache (at most the log's).
+const INDEX_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
@@ -103,8 +115,28 @@ impl Log {
         let tree = db.open_tree("ledger").map_err(storage)?;
         let checkpoints = db.open_tree("checkpoints").map_err(storage)?;
         let (position, hash) = recover_head(&tree)?;
-        let (index, pending) = load_index(&tree, position)?;
+        // Derived data: without it (it cannot be opened) the whole index stays in memory.
+        let disk = Disk::open(&dir.join("index"), INDEX_CACHE_BYTES.min(config.cache_bytes))
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot open the disk index (log/index); the log's index stays in memory")
+            })
+            .ok();
+        let (index, pending) = load_index(&tree, position, disk.clone())?;
         let index = Arc::new(RwLock::new(index));
+        let stop_indexer = Arc::new(AtomicBool::new(false));
+        let (indexer_tx, indexer_queue) = std::sync::mpsc::channel();
+        let indexer = Indexer {
+            tree: tree.clone(),
+            index: index.clone(),
+            queue: indexer_queue,
+            stop: stop_indexer.clone(),
+        };
+        let indexer_thread = std::thread::Builder::new()
+            .name("mc-ledger-index".into())
+            .spawn(move || indexer.run())
+            .map_err(|e| LogError::Storage(format!("cannot start the indexer thread: {e}")))?;
+        // Checkpoints written before (an older log, or a crash before the indexer caught up).
+        let _ = indexer_tx.send(position);
         let (committed_tx, committed_rx) = watch::channel(position);
         let (tx, rx) = mpsc::channel(config.queue_appends_max.max(1));
         let shared = Arc::new(Shared::new());
@@ -150,6 +182,7 @@ impl Log {
                 shared: shared.clone(),
                 committed: committed_tx.clone(),
                 acker: acker.clone(),
+                indexer: disk.is_some().then(|| indexer_tx.clone()),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("mc-ledger-flush-{n}"))
@@ -157,9 +190,12 @@ impl Log {
                 .map_err(|e| LogError::Storage(format!("cannot start a flusher thread: {e}")))?;
             flushers.push(handle);
         }
-        // Joined after the flushers: it ends when the last of them has handed it its commits.
+        // Joined after the flushers: they end when the last of them has handed them their
+        // commits.
         drop(acker);
+        drop(indexer_tx);
         flushers.extend(acker_thread);
+        flushers.push(indexer_thread);
         let writer = Writer::new(
             tree.clone(),
             index.clone(),
@@ -175,6 +211,8 @@ impl Log {
         Ok(Log {
             reader: LogReader::new(tree, index, committed_rx, shared_for_reader.clone()),
             db,
+            disk,
+            stop_indexer,
             checkpoints,
             dir: dir.to_owned(),
             _owner: owner,
@@ -230,6 +268,7 @@ impl Log {
     /// Stops the writer after it has answered every queued append, checkpoints the index,
     /// and flushes.
     pub fn close(&self) -> Result<(), LogError> {
+        self.stop_indexer.store(true, Ordering::Relaxed);
         drop(self.queue.lock().expect("queue lock").take());
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let deadline = Instant::now() + CLOSE_WITHIN;
@@ -249,12 +288,22 @@ impl Log {
             return Err(LogError::Unavailable(why));
         }
         self.db.flush().map_err(storage)?;
+        if let Some(disk) = &self.disk {
+            // Derived data: a failure here only means the next open rebuilds some of it.
+            let _ = disk.flush();
+        }
         if let Ok(mut target) = SyncTarget::open(self.dir.as_path()) {
             target
                 .sync()
                 .map_err(|e| LogError::Storage(format!("fdatasync: {e}")))?;
         }
         Ok(())
+    }
+
+    /// The last position the disk index holds (`log/index/`): every position up to it has
+    /// left memory (SPEC §18). For tests and benchmarks.
+    pub fn indexed_on_disk(&self) -> u64 {
+        self.reader.indexed_on_disk()
     }
 
     /// Bytes sled keeps on disk for this log.

@@ -9,7 +9,7 @@ use events::envelope::RecordedEvent;
 use events::ids::{is_event_id, TicketId};
 use store::{EventReader, LogError, VerifyReport};
 
-use crate::blob::{count, decode_at, log_key, position_of_key, unreadable, BlobRecords};
+use crate::blob::{decode_at, log_key, position_of_key, unreadable, BlobRecords};
 use crate::commit::Shared;
 use crate::index::{id_hash, Index, Location};
 use crate::verify::verify_log;
@@ -40,6 +40,11 @@ impl LogReader {
         }
     }
 
+    /// The last position the disk index holds.
+    pub(crate) fn indexed_on_disk(&self) -> u64 {
+        self.index().base()
+    }
+
     fn durable(&self) -> u64 {
         *self.committed.borrow()
     }
@@ -61,7 +66,7 @@ impl LogReader {
                 let blob = self
                     .tree
                     .get(log_key(loc.blob_first))
-                    .map_err(|e| unreadable(e, loc.blob_first, &self.index()))?
+                    .map_err(|e| unreadable(e, loc.blob_first, &self.index(), &self.tree))?
                     .ok_or_else(|| {
                         LogError::corrupt(loc.blob_first, "index points at a missing blob")
                     })?;
@@ -75,13 +80,7 @@ impl LogReader {
     /// Locations of positions, looked up under one short read lock.
     fn locate_all(&self, positions: impl Iterator<Item = u64>) -> Result<Vec<Location>, LogError> {
         let index = self.index();
-        positions
-            .map(|p| {
-                index
-                    .locate(p)
-                    .ok_or_else(|| LogError::corrupt(p, "position missing from the index"))
-            })
-            .collect()
+        positions.map(|p| index.location(p)).collect()
     }
 }
 
@@ -92,10 +91,7 @@ impl EventReader for LogReader {
 
     fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
         let durable = self.durable();
-        let index = self.index();
-        Ok(count(
-            index.stream(ticket).partition_point(|&p| p <= durable),
-        ))
+        self.index().version_upto(ticket, durable)
     }
 
     fn read_stream(
@@ -110,26 +106,14 @@ impl EventReader for LogReader {
         if from > to_version || limit == 0 {
             return Ok(Vec::new());
         }
+        let to = to_version.min(from.saturating_add(u64::try_from(limit - 1).unwrap_or(u64::MAX)));
         let locations = {
             let index = self.index();
-            let positions = index.stream(ticket);
-            let skip = usize::try_from(from - 1).unwrap_or(usize::MAX);
-            let take = usize::try_from(to_version - from)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1)
-                .min(limit);
-            let wanted = positions
-                .iter()
-                .skip(skip)
-                .take(take)
-                .copied()
-                .take_while(|&p| p <= durable);
-            wanted
-                .map(|p| {
-                    index
-                        .locate(p)
-                        .ok_or_else(|| LogError::corrupt(p, "position missing from the index"))
-                })
+            index
+                .stream(ticket, from, to)?
+                .into_iter()
+                .take_while(|&p| p <= durable)
+                .map(|p| index.location(p))
                 .collect::<Result<Vec<_>, _>>()?
         };
         let mut cache = None;
@@ -152,7 +136,7 @@ impl EventReader for LogReader {
         let mut out = Vec::with_capacity(wanted.min(64 * 1024));
         let mut next = start;
         'blobs: for entry in self.tree.range(log_key(loc.blob_first)..=log_key(u64::MAX)) {
-            let (key, blob) = entry.map_err(|e| unreadable(e, next, &self.index()))?;
+            let (key, blob) = entry.map_err(|e| unreadable(e, next, &self.index(), &self.tree))?;
             let first = position_of_key(&key)?;
             let records = if first == loc.blob_first {
                 BlobRecords::at(start, &blob, loc.offset)?
@@ -183,7 +167,8 @@ impl EventReader for LogReader {
         let durable = self.durable();
         let candidates: Vec<u64> = self
             .index()
-            .id_candidates(id_hash(id))
+            .id_candidates(id_hash(id))?
+            .into_iter()
             .filter(|&p| p <= durable)
             .collect();
         for loc in self.locate_all(candidates.into_iter())? {

@@ -5,7 +5,10 @@
 use events::envelope::Hash;
 use store::LogError;
 
-use crate::blob::{count, log_key, position_of_key, storage, BlobRecords, TAG_CHECKPOINT};
+use crate::blob::{
+    checkpoint_key, hash_at, log_key, position_of_key, storage, BlobRecords, TAG_CHECKPOINT,
+};
+use crate::disk::Disk;
 use crate::index::{id_hash, Checkpoint, Index};
 
 /// The position and hash of the last record: the last blob's last record.
@@ -27,20 +30,33 @@ pub(crate) fn recover_head(tree: &sled::Tree) -> Result<(u64, Hash), LogError> {
     Ok((last.position, last.hash))
 }
 
-/// Rebuilds the index: checkpoints first, then the records after the last one. Returns the
-/// index and the records not yet checkpointed (the next checkpoint's start).
+/// Rebuilds the index: the disk index up to its base (when it fits this log), the checkpoints
+/// after it, then the records after the last one. Returns the index and the records not yet
+/// checkpointed (the next checkpoint's start).
 ///
-/// Checkpoints are derived data and the records stay the source of truth: if a checkpoint is
-/// unreadable or does not fit the records, every checkpoint is dropped and the whole index is
-/// rebuilt from the records (slow once; the next checkpoint repairs it).
-pub(crate) fn load_index(tree: &sled::Tree, head: u64) -> Result<(Index, Checkpoint), LogError> {
-    match load_with_checkpoints(tree, head) {
+/// Checkpoints and the disk index are derived data and the records stay the source of truth:
+/// if a checkpoint is unreadable or does not fit the records, every checkpoint and the disk
+/// index are dropped and the whole index is rebuilt from the records (slow once; the next
+/// checkpoints repair it).
+pub(crate) fn load_index(
+    tree: &sled::Tree,
+    head: u64,
+    disk: Option<Disk>,
+) -> Result<(Index, Checkpoint), LogError> {
+    let base = match &disk {
+        Some(disk) => fitting_base(tree, disk, head)?,
+        None => 0,
+    };
+    match load_with_checkpoints(tree, head, Index::on(disk.clone(), base)) {
         Ok(loaded) => Ok(loaded),
         Err(_) => {
             for key in tree.scan_prefix([TAG_CHECKPOINT]).keys() {
                 tree.remove(key.map_err(storage)?).map_err(storage)?;
             }
-            let mut index = Index::default();
+            if let Some(disk) = &disk {
+                disk.clear()?;
+            }
+            let mut index = Index::on(disk, 0);
             let mut pending = Checkpoint::new(1);
             index_records_after(tree, &mut index, &mut pending, head)?;
             Ok((index, pending))
@@ -48,9 +64,39 @@ pub(crate) fn load_index(tree: &sled::Tree, head: u64) -> Result<(Index, Checkpo
     }
 }
 
-fn load_with_checkpoints(tree: &sled::Tree, head: u64) -> Result<(Index, Checkpoint), LogError> {
-    let mut index = Index::default();
-    for entry in tree.scan_prefix([TAG_CHECKPOINT]) {
+/// The disk index's base if it fits this log (at or below the head, and the record there has
+/// the hash it names); otherwise it is cleared and 0.
+fn fitting_base(tree: &sled::Tree, disk: &Disk, head: u64) -> Result<u64, LogError> {
+    let (base, hash) = disk.base()?;
+    if base == 0 {
+        return Ok(0);
+    }
+    let fits = base <= head
+        && disk
+            .locate(base)
+            .ok()
+            .flatten()
+            .and_then(|loc| hash_at(tree, loc.blob_first, base).ok())
+            == Some(hash);
+    if fits {
+        return Ok(base);
+    }
+    tracing::warn!(
+        base,
+        head,
+        "the disk index does not fit the log; rebuilding it from the checkpoints"
+    );
+    disk.clear()?;
+    Ok(0)
+}
+
+fn load_with_checkpoints(
+    tree: &sled::Tree,
+    head: u64,
+    mut index: Index,
+) -> Result<(Index, Checkpoint), LogError> {
+    let base = index.base();
+    for entry in tree.range(checkpoint_key(base + 1)..=checkpoint_key(u64::MAX)) {
         let (key, value) = entry.map_err(storage)?;
         let next = index.len() + 1;
         let checkpoint = Checkpoint::decode(&value)
@@ -61,9 +107,10 @@ fn load_with_checkpoints(tree: &sled::Tree, head: u64) -> Result<(Index, Checkpo
         {
             return Err(LogError::corrupt(next, "checkpoint does not follow on"));
         }
-        index.apply(&checkpoint);
+        index.apply(&checkpoint)?;
     }
     let mut pending = Checkpoint::new(index.len() + 1);
+    index.start_window(index.len() + 1);
     index_records_after(tree, &mut index, &mut pending, head)?;
     Ok((index, pending))
 }
@@ -88,14 +135,14 @@ fn index_records_after(
         for record in BlobRecords::new(first, &blob)? {
             let (event, offset, len) = record?;
             let id = id_hash(&event.id);
-            index.push(first, &event.ticket, id, offset, len);
-            pending.push(first, &event.ticket, id, len);
-            if count(index.stream(&event.ticket).len()) != event.version {
+            if index.version(&event.ticket)? + 1 != event.version {
                 return Err(LogError::corrupt(
                     event.position,
                     "stream version out of order",
                 ));
             }
+            index.push(first, &event.ticket, event.version, id, offset, len);
+            pending.push(first, &event.ticket, id, len);
         }
     }
     if index.len() != head {

@@ -23,7 +23,7 @@ pub(crate) fn verify_log(
             let index = index
                 .read()
                 .expect("index lock is never poisoned: nothing panics while holding it");
-            unreadable(e, covered + 1, &index)
+            unreadable(e, covered + 1, &index, tree)
         })?;
         let checkpoint = Checkpoint::decode(&value)
             .map_err(|e| LogError::corrupt(covered + 1, format!("checkpoint: {e}")))?;
@@ -49,7 +49,7 @@ pub(crate) fn verify_log(
             let index = index
                 .read()
                 .expect("index lock is never poisoned: nothing panics while holding it");
-            unreadable(e, expected_position, &index)
+            unreadable(e, expected_position, &index, tree)
         })?;
         let first = position_of_key(&key)?;
         if first > durable {
@@ -74,15 +74,16 @@ pub(crate) fn verify_log(
                 offset,
                 len,
             };
-            if index.locate(position) != Some(loc) {
+            if index.locate(position)? != Some(loc) {
                 return Err(LogError::corrupt(
                     position,
                     "position index entry missing or wrong",
                 ));
             }
-            let in_stream = usize::try_from(event.version - 1)
-                .ok()
-                .and_then(|v| index.stream(&event.ticket).get(v).copied());
+            let in_stream = index
+                .stream(&event.ticket, event.version, event.version)?
+                .first()
+                .copied();
             if in_stream != Some(position) {
                 return Err(LogError::corrupt(
                     position,
@@ -90,7 +91,7 @@ pub(crate) fn verify_log(
                 ));
             }
             let id = id_hash(&event.id);
-            if !index.id_candidates(id).any(|p| p == position) {
+            if !index.id_candidates(id)?.contains(&position) {
                 return Err(LogError::corrupt(
                     position,
                     "id index entry missing or wrong",
@@ -125,7 +126,7 @@ pub(crate) fn verify_log(
     let (tickets, streams, ids) = index
         .read()
         .expect("index lock is never poisoned: nothing panics while holding it")
-        .entries_upto(durable);
+        .entries_upto(durable)?;
     if streams != events || ids != events || tickets != chain.tickets() {
         return Err(LogError::corrupt(
             events + 1,

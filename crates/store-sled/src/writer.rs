@@ -114,12 +114,9 @@ impl Writer {
             ids.iter()
                 .map(|&id| {
                     index
-                        .id_candidates(id)
-                        .map(|p| {
-                            index.locate(p).ok_or_else(|| {
-                                LogError::corrupt(p, "position missing from the index")
-                            })
-                        })
+                        .id_candidates(id)?
+                        .into_iter()
+                        .map(|p| index.location(p))
                         .collect()
                 })
                 .collect::<Result<_, _>>()?
@@ -139,7 +136,7 @@ impl Writer {
             },
             |ticket| {
                 let index = self.index.read().expect("index lock is never poisoned");
-                count(index.stream(ticket).len())
+                index.version(ticket)
             },
         )
     }
@@ -243,8 +240,10 @@ impl Writer {
         }
         {
             let mut index = self.index.write().expect("index lock is never poisoned");
-            for ((&id, &(_, _, offset, len)), (ticket, _)) in ids.iter().zip(&spans).zip(&placed) {
-                index.push(blob_first, ticket, id, offset, len);
+            for ((&id, &(_, _, offset, len)), (ticket, version)) in
+                ids.iter().zip(&spans).zip(&placed)
+            {
+                index.push(blob_first, ticket, *version, id, offset, len);
                 self.pending.push(blob_first, ticket, id, len);
             }
         }
@@ -285,6 +284,10 @@ impl Writer {
         if self.pending.count() >= self.config.checkpoint_events.max(1) {
             let pending = std::mem::replace(&mut self.pending, Checkpoint::new(position + 1));
             commit.checkpoint = Some((pending.last(), pending.encode()));
+            self.index
+                .write()
+                .expect("index lock is never poisoned")
+                .start_window(position + 1);
         }
         self.shared.work.notify_one();
         true

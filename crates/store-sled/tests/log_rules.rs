@@ -1,5 +1,5 @@
-//! What only the sled store has: the data-directory lock, checkpoints across reopen, large
-//! commits. The append rules every store shares are in `crates/store/tests/conformance.rs`.
+//! What only the sled store has: the data-directory lock, checkpoints across reopen, the disk
+//! index, large commits. The append rules every store shares are in `crates/store/tests/conformance.rs`.
 
 mod common;
 
@@ -89,6 +89,135 @@ fn indexes_survive_reopen_from_checkpoints() {
         ));
         assert_eq!(wrong.map_err(|e| e.code()).err(), Some("version_conflict"));
         assert_eq!(log.verify().unwrap().events, 30);
+    }
+}
+
+/// Waits until the disk index holds at least `position` (the indexer is a thread of its own).
+fn indexed(log: &Log, position: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.indexed_on_disk() < position {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk index stayed at {} (waited for {position})",
+            log.indexed_on_disk()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Every answer of a log of 300 events over 5 tickets whose older positions are on disk.
+fn answers_of_300(log: &Log, round: &str) {
+    for i in [0, 1, 150, 299] {
+        let id = format!("d{i}");
+        let found = log.event_by_id(&id).unwrap().unwrap();
+        assert_eq!(found.position, i + 1, "{round}: {id}");
+        let again = log
+            .append_blocking(append(
+                &format!("MC-{}", i % 5),
+                None,
+                vec![comment(&id, "x")],
+            ))
+            .unwrap();
+        assert!(again.duplicate, "{round}: {id} is a duplicate");
+        assert_eq!(again.events[0], found, "{round}");
+    }
+    for t in 0..5u64 {
+        let ticket = ticket(&format!("MC-{t}"));
+        assert_eq!(log.stream_version(&ticket).unwrap(), 60, "{round}");
+        let positions: Vec<u64> = log
+            .read_stream(&ticket, 1, 60, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        let expected: Vec<u64> = (0..60).map(|k| k * 5 + t + 1).collect();
+        assert_eq!(positions, expected, "{round}: MC-{t}");
+        let middle: Vec<u64> = log
+            .read_stream(&ticket, 30, 32, 2)
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(middle, vec![30, 31], "{round}");
+    }
+    let refused = log.append_blocking(append("MC-3", Some(59), vec![comment("late", "x")]));
+    assert_eq!(
+        refused.map_err(|e| e.code()).err(),
+        Some("version_conflict"),
+        "{round}"
+    );
+    let after: Vec<u64> = log
+        .read_after(140, 3)
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(after, vec![141, 142, 143], "{round}");
+    assert_eq!(log.verify().unwrap().events, 300, "{round}");
+}
+
+/// SPEC §18: the index of older positions moves to disk (`log/index/`) and answers as memory
+/// did: dedupe, versions, stream and position reads, verify; after a reopen; and when the disk
+/// index is missing or belongs to another log (it is rebuilt from the checkpoints).
+#[test]
+fn the_disk_index_answers_for_what_left_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        checkpoint_events: 7,
+        ..LogConfig::default()
+    };
+    {
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        for i in 0..300u64 {
+            log.append_blocking(append(
+                &format!("MC-{}", i % 5),
+                None,
+                vec![comment(&format!("d{i}"), "x")],
+            ))
+            .unwrap();
+        }
+        indexed(&log, 294);
+        answers_of_300(&log, "written");
+    }
+    {
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        assert!(log.indexed_on_disk() >= 294, "the base survives a reopen");
+        answers_of_300(&log, "reopened");
+    }
+    // Another log's disk index: its base's hash does not match this log's record.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(other.path(), config.clone()).unwrap();
+        for i in 0..100u64 {
+            log.append_blocking(append("MC-9", None, vec![comment(&format!("o{i}"), "y")]))
+                .unwrap();
+        }
+        indexed(&log, 98);
+    }
+    let index = dir.path().join("index");
+    std::fs::remove_dir_all(&index).unwrap();
+    copy_dir(&other.path().join("index"), &index);
+    {
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        answers_of_300(&log, "another log's index");
+        indexed(&log, 294);
+    }
+    std::fs::remove_dir_all(&index).unwrap();
+    let log = Log::open(dir.path(), config).unwrap();
+    answers_of_300(&log, "no index");
+    indexed(&log, 294);
+    answers_of_300(&log, "rebuilt");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub enum Classified {
 pub fn classify(
     append: &AppendRequest,
     mut original: impl FnMut(usize, &str) -> Result<Option<RecordedEvent>, LogError>,
-    mut version: impl FnMut(&TicketId) -> u64,
+    mut version: impl FnMut(&TicketId) -> Result<u64, LogError>,
 ) -> Result<Classified, LogError> {
     let parts: Vec<Part<'_>> = append.parts().collect();
     let events: Vec<(&TicketId, &NewEvent)> = parts
@@ -66,7 +66,10 @@ pub fn classify(
             id: events[i].1.id.clone(),
         });
     }
-    let currents: Vec<u64> = parts.iter().map(|p| version(p.ticket)).collect();
+    let currents: Vec<u64> = parts
+        .iter()
+        .map(|p| version(p.ticket))
+        .collect::<Result<_, _>>()?;
     for (part, &current) in parts.iter().zip(&currents) {
         if let Some(expected) = part.expected_version {
             if expected != current {
@@ -118,7 +121,7 @@ mod tests {
             u64::try_from(self.log.iter().filter(|e| &e.ticket == ticket).count()).unwrap()
         }
         fn classify(&self, append: &AppendRequest) -> Result<Classified, LogError> {
-            classify(append, |_, id| self.original(id), |t| self.version(t))
+            classify(append, |_, id| self.original(id), |t| Ok(self.version(t)))
         }
         fn apply(&mut self, append: &AppendRequest) {
             let Ok(Classified::New(currents)) = self.classify(append) else {
@@ -294,7 +297,7 @@ mod tests {
                     Ok(None)
                 }
             },
-            |_| 0,
+            |_| Ok(0),
         );
         assert_eq!(asked, vec![(0, "a".to_owned()), (1, "b".to_owned())]);
         assert!(matches!(got, Err(LogError::Corruption { position: 7, .. })));
@@ -305,7 +308,7 @@ mod tests {
             |_, _| Ok(Some(sample())),
             |_| {
                 versions += 1;
-                0
+                Ok(0)
             },
         );
         assert_eq!(versions, 0);

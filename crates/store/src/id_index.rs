@@ -62,6 +62,42 @@ impl<K: Copy + Eq + Hash> IdIndex<K> {
         }
     }
 
+    /// Forgets that the event at `position` has an id with this hash (a store that moved the
+    /// entry elsewhere, e.g. to disk).
+    pub fn remove(&mut self, key: K, position: u64) {
+        if let Entry::Occupied(mut side) = self.collisions.entry(key) {
+            side.get_mut().retain(|&p| p != position);
+            if side.get().is_empty() {
+                side.remove();
+            }
+        }
+        if self.first.get(&key) == Some(&position) {
+            match self.collisions.get_mut(&key) {
+                // The oldest later position takes the first place.
+                Some(side) => {
+                    let next = side.remove(0);
+                    if side.is_empty() {
+                        self.collisions.remove(&key);
+                    }
+                    self.first.insert(key, next);
+                }
+                None => {
+                    self.first.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.collisions.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
     /// Positions whose id has this hash, oldest first: usually none or one.
     pub fn candidates(&self, key: K) -> impl Iterator<Item = u64> + '_ {
         self.first
@@ -152,6 +188,53 @@ mod tests {
             assert_eq!(got, row.then, "{}", row.name);
             let (head, entries) = row.entries_upto;
             assert_eq!(index.entries_upto(head), entries, "{}", row.name);
+        }
+    }
+
+    /// Given positions inserted under keys, when some are removed, then what is left.
+    #[test]
+    fn remove_table() {
+        type Rows = [(
+            &'static str,
+            &'static [(u64, u64)],
+            &'static [(u64, u64)],
+            &'static [(u64, &'static [u64])],
+        ); 4];
+        let rows: Rows = [
+            ("the only entry", &[(7, 1)], &[(7, 1)], &[(7, &[])]),
+            (
+                "an absent one changes nothing",
+                &[(7, 1)],
+                &[(7, 2), (8, 1)],
+                &[(7, &[1])],
+            ),
+            (
+                "the first of a collision: the next takes its place",
+                &[(7, 1), (7, 3), (7, 4)],
+                &[(7, 1)],
+                &[(7, &[3, 4])],
+            ),
+            (
+                "the oldest positions first, as a store moves them out",
+                &[(7, 1), (8, 2), (7, 3)],
+                &[(7, 1), (8, 2), (7, 3)],
+                &[(7, &[]), (8, &[])],
+            ),
+        ];
+        for (name, given, removed, then) in rows {
+            let mut index = IdIndex::default();
+            for &(key, position) in given {
+                index.insert(key, position);
+            }
+            for &(key, position) in removed {
+                index.remove(key, position);
+            }
+            for &(key, left) in then {
+                let got: Vec<u64> = index.candidates(key).collect();
+                assert_eq!(got, left, "{name}");
+            }
+            let expected: usize = then.iter().map(|(_, l)| l.len()).sum();
+            assert_eq!(index.len(), expected, "{name}");
         }
     }
 }

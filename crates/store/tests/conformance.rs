@@ -437,6 +437,82 @@ fn dedupe_is_permanent_across_restart() {
     });
 }
 
+/// SPEC §18: dedupe holds without the history in memory. An id written a million events
+/// earlier is a duplicate after a restart, on both stores (sled with its default checkpoints,
+/// so by then the id is in its disk index, not in memory). Slow: `MC_LEDGER_SLOW_TESTS=1`.
+#[test]
+fn dedupe_holds_a_million_events_later_across_restart() {
+    if std::env::var_os("MC_LEDGER_SLOW_TESTS").is_none() {
+        eprintln!("skipped: set MC_LEDGER_SLOW_TESTS=1 (a million events on each store)");
+        return;
+    }
+    let sled = Sled {
+        dir: tempfile::tempdir().expect("tempdir"),
+        config: store_sled::LogConfig::default(),
+    };
+    let pg = pg();
+    for backend in [&sled as &dyn Backend, &pg] {
+        let started = std::time::Instant::now();
+        let first = {
+            let log = backend.open();
+            let first = log
+                .append_blocking(append(
+                    "MC-1",
+                    Some(0),
+                    vec![comment("dispatch-key-1", "go")],
+                ))
+                .unwrap();
+            // 15,625 appends of 64 (the most one may carry), from 16 threads.
+            std::thread::scope(|scope| {
+                for t in 0..16 {
+                    let log = &log;
+                    scope.spawn(move || {
+                        for k in (t..15_625).step_by(16) {
+                            let events = (0..64)
+                                .map(|j| comment(&format!("m{k}-{j}"), "later"))
+                                .collect();
+                            log.append_blocking(append(&format!("MC-{}", t + 2), None, events))
+                                .unwrap();
+                        }
+                    });
+                }
+            });
+            assert_eq!(log.head(), 1_000_001);
+            first
+        };
+        let log = backend.open();
+        let again = log
+            .append_blocking(append(
+                "MC-1",
+                Some(0),
+                vec![comment("dispatch-key-1", "go")],
+            ))
+            .unwrap();
+        assert!(again.duplicate, "{}", backend.name());
+        assert_eq!(again.events, first.events, "{}", backend.name());
+        let middle = log.event_by_id("m7000-30").unwrap().unwrap();
+        assert_eq!(middle.ticket.as_str(), "MC-10", "{}", backend.name());
+        let conflict = log.append_blocking(append("MC-1", None, vec![comment("m7000-30", "x")]));
+        assert_eq!(
+            conflict.map_err(|e| e.code()).err(),
+            Some("event_id_conflict")
+        );
+        let new = log
+            .append_blocking(append(
+                "MC-1",
+                Some(1),
+                vec![comment("dispatch-key-2", "go")],
+            ))
+            .unwrap();
+        assert_eq!((new.duplicate, new.events[0].position), (false, 1_000_002));
+        eprintln!(
+            "{}: a million events written, reopened and checked in {:.1} s",
+            backend.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 #[test]
 fn reads_by_stream_range_and_after_position() {
     on_both(|backend| {

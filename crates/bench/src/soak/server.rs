@@ -1,5 +1,6 @@
 //! The soak's server: the real binary as a child process, its RSS, and SIGTERM.
 
+use std::ffi::OsString;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,21 +10,26 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 /// The server's resident set, from `/proc/<pid>/status` (`VmRSS`, in kB).
-pub(super) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// A size line of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:` …), in bytes.
+pub(crate) fn status_bytes(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmRSS line")?;
+        .with_context(|| format!("no {field} line"))?;
     Ok(kb * 1024)
 }
 
 /// The server child: killed if the bench bails out before it is stopped properly.
-pub(super) struct Server {
-    pub(super) child: Option<Child>,
-    pub(super) addr: SocketAddr,
-    pub(super) pid: u32,
+pub(crate) struct Server {
+    pub(crate) child: Option<Child>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) pid: u32,
 }
 
 impl Drop for Server {
@@ -36,15 +42,21 @@ impl Drop for Server {
 }
 
 pub(super) fn spawn_server(data_dir: &Path, log: &Path, cache_mib: u64) -> anyhow::Result<Server> {
+    let mut args = vec![OsString::from("--data-dir"), data_dir.into()];
+    args.extend(["--cache-mib".into(), cache_mib.to_string().into()]);
+    spawn(&args, log)
+}
+
+/// `mc-ledger serve ARGS --listen 127.0.0.1:PORT` (this binary), once it says it listens.
+pub(crate) fn spawn(args: &[OsString], log: &Path) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--data-dir"])
-        .arg(data_dir)
+        .arg("serve")
+        .args(args)
         .args(["--listen", &addr.to_string()])
-        .args(["--cache-mib", &cache_mib.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
@@ -72,7 +84,7 @@ pub(super) fn spawn_server(data_dir: &Path, log: &Path, cache_mib: u64) -> anyho
     Ok(server)
 }
 
-pub(super) fn sigterm(server: &mut Server) -> anyhow::Result<Option<i32>> {
+pub(crate) fn sigterm(server: &mut Server) -> anyhow::Result<Option<i32>> {
     let mut child = server.child.take().context("server already stopped")?;
     let sent = Command::new("kill")
         .args(["-TERM", &server.pid.to_string()])
