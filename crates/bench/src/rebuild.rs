@@ -201,6 +201,15 @@ pub(crate) fn build_log(
             }
             Ok::<_, anyhow::Error>(())
         })?;
+        // Let the disk index catch up (a server measured over this log should meet it as it
+        // is in a steady state: at most a checkpoint or two in memory).
+        let head = log.read_handle().head();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1800);
+        while log.indexed_on_disk() + 2 * LogConfig::default().checkpoint_events < head
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         log.close()?;
     }
     Ok(())

@@ -1,25 +1,22 @@
-//! The replica's copy of the committed log: an index of every position and the records of
-//! the tail. Pure bookkeeping, no IO.
+//! The replica's copy of the committed log: every stream's positions and the records of the
+//! tail. Pure bookkeeping, no IO. Event ids are not held here: the database's unique index on
+//! them answers (SPEC §18: dedupe without holding the history).
 
 use std::collections::{HashMap, VecDeque};
 
 use events::codec;
 use events::{Hash, RecordedEvent, TicketId};
 use store::chain::ChainHead;
-use store::id_index::{id_hash_64, IdIndex};
 use store::LogError;
 
-/// What this replica knows of the committed log: an index of every position (its ticket stream
-/// and its event id's hash) and the encoded records of the tail.
+/// What this replica knows of the committed log: every position's ticket stream and the
+/// encoded records of the tail.
 pub(crate) struct Cache {
     /// The tail's length.
     tail_max: usize,
     /// The last position held and the hash of its record.
     chain: ChainHead,
     pub(crate) streams: HashMap<TicketId, Vec<u64>>,
-    /// 64 bits of blake3 of each event id → its position (in memory only: rebuilt from the
-    /// records on open). A hit is a candidate, confirmed on the record.
-    ids: IdIndex<u64>,
     /// The last records, oldest first; the last one is at `head`.
     tail: VecDeque<Box<[u8]>>,
 }
@@ -30,7 +27,6 @@ impl Cache {
             tail_max: tail_max.max(1),
             chain: ChainHead::EMPTY,
             streams: HashMap::new(),
-            ids: IdIndex::default(),
             tail: VecDeque::new(),
         }
     }
@@ -89,7 +85,6 @@ impl Cache {
             .entry(event.ticket.clone())
             .or_default()
             .push(position);
-        self.ids.insert(id_hash_64(&event.id), position);
         if self.tail.len() == self.tail_max {
             self.tail.pop_front();
         }
@@ -102,11 +97,6 @@ impl Cache {
         let first = self.head() + 1 - count(self.tail.len());
         let index = usize::try_from(position.checked_sub(first)?).ok()?;
         self.tail.get(index).map(|r| &r[..])
-    }
-
-    /// Positions whose event id may be `id`.
-    pub(crate) fn id_candidates(&self, id: &str) -> Vec<u64> {
-        self.ids.candidates(id_hash_64(id)).collect()
     }
 }
 

@@ -68,17 +68,11 @@ impl EventReader for PgReader {
     }
 
     fn event_by_id(&self, id: &str) -> Result<Option<RecordedEvent>, LogError> {
-        let candidates = self
-            .inner
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .id_candidates(id);
-        Ok(self
-            .inner
-            .records(&candidates)?
-            .into_iter()
-            .find(|e| e.id == id))
+        let head = self.inner.head();
+        let inner = Arc::clone(&self.inner);
+        let id = id.to_owned();
+        self.inner
+            .block_on(async move { inner.event_by_id(&id, head).await })
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {

@@ -72,11 +72,6 @@ impl Inner {
         &self,
         positions: &[u64],
     ) -> Result<HashMap<u64, RecordedEvent>, LogError> {
-        let mut reads = self.reads.lock().await;
-        if reads.as_ref().is_none_or(Client::is_closed) {
-            *reads = Some(connect(&self.config).await?);
-        }
-        let client = reads.as_ref().expect("connected just now");
         let sql = format!(
             "SELECT position, record FROM {}.events WHERE position = ANY($1)",
             self.config.schema
@@ -87,31 +82,65 @@ impl Inner {
                 .iter()
                 .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
                 .collect();
-            let asked = tokio::time::timeout(READ_TIMEOUT, client.query(&sql, &[&wanted])).await;
-            let rows = match asked {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    *reads = None;
-                    return Err(pg_error(e));
-                }
-                Err(_) => {
-                    *reads = None;
-                    return Err(LogError::Unavailable(
-                        "PostgreSQL did not answer a read".into(),
-                    ));
-                }
-            };
-            for row in rows {
-                let position = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-                let event = decode_at(position, row.get(1))?;
-                if event.position != position {
-                    return Err(LogError::corrupt(
-                        position,
-                        "the record names another position",
-                    ));
-                }
-                out.insert(position, event);
+            for event in self.read_rows(&sql, &[&wanted]).await? {
+                out.insert(event.position, event);
             }
+        }
+        Ok(out)
+    }
+
+    /// The event with this id, if it is at or below `head` (the database's unique index on
+    /// event ids answers; no replica holds them in memory).
+    pub(crate) async fn event_by_id(
+        &self,
+        id: &str,
+        head: u64,
+    ) -> Result<Option<RecordedEvent>, LogError> {
+        let sql = format!(
+            "SELECT position, record FROM {}.events WHERE id = $1 AND position <= $2",
+            self.config.schema
+        );
+        let head = i64::try_from(head).unwrap_or(i64::MAX);
+        Ok(self.read_rows(&sql, &[&id, &head]).await?.pop())
+    }
+
+    /// Rows of `(position, record)` on the reading connection, each checked to be the record
+    /// of its position.
+    async fn read_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut reads = self.reads.lock().await;
+        if reads.as_ref().is_none_or(Client::is_closed) {
+            *reads = Some(connect(&self.config).await?);
+        }
+        let client = reads.as_ref().expect("connected just now");
+        let asked = tokio::time::timeout(READ_TIMEOUT, client.query(sql, params)).await;
+        let rows = match asked {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                *reads = None;
+                return Err(pg_error(e));
+            }
+            Err(_) => {
+                *reads = None;
+                return Err(LogError::Unavailable(
+                    "PostgreSQL did not answer a read".into(),
+                ));
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let position = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let event = decode_at(position, row.get(1))?;
+            if event.position != position {
+                return Err(LogError::corrupt(
+                    position,
+                    "the record names another position",
+                ));
+            }
+            out.push(event);
         }
         Ok(out)
     }

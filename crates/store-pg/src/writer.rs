@@ -279,7 +279,7 @@ async fn stage_and_commit(
     if inner.head() < position {
         inner.fetch_new(client).await.map_err(open)?;
     }
-    let (candidates, versions) = {
+    let versions = {
         let cache = inner.cache.read().unwrap_or_else(|p| p.into_inner());
         if cache.head() != position || cache.hash() != hash {
             return Err(Failure::Open(LogError::corrupt(
@@ -290,11 +290,6 @@ async fn stage_and_commit(
                 ),
             )));
         }
-        let candidates: Vec<u64> = requests
-            .iter()
-            .flat_map(AppendRequest::all_events)
-            .flat_map(|e| cache.id_candidates(&e.id))
-            .collect();
         let versions: HashMap<String, u64> = requests
             .iter()
             .flat_map(AppendRequest::parts)
@@ -303,26 +298,25 @@ async fn stage_and_commit(
                 (part.ticket.to_string(), v)
             })
             .collect();
-        (candidates, versions)
+        versions
     };
-    // Id hits are candidates (64-bit hashes): confirm them on their records.
+    // Ids already recorded, from the database's unique index on them (not from memory).
+    let ids: Vec<&str> = requests
+        .iter()
+        .flat_map(AppendRequest::all_events)
+        .map(|e| e.id.as_str())
+        .collect();
     let mut existing: HashMap<String, RecordedEvent> = HashMap::new();
-    if !candidates.is_empty() {
-        let wanted: Vec<i64> = candidates
-            .iter()
-            .map(|p| i64::try_from(*p).unwrap_or(i64::MAX))
-            .collect();
-        let rows = answered(client.query(
-            &format!("SELECT position, record FROM {s}.events WHERE position = ANY($1)"),
-            &[&wanted],
-        ))
-        .await
-        .map_err(open)?;
-        for row in rows {
-            let p = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-            let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
-            existing.insert(event.id.clone(), event);
-        }
+    let rows = answered(client.query(
+        &format!("SELECT position, record FROM {s}.events WHERE id = ANY($1)"),
+        &[&ids],
+    ))
+    .await
+    .map_err(open)?;
+    for row in rows {
+        let p = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
+        existing.insert(event.id.clone(), event);
     }
     let mut versions = versions;
     let mut rows: Vec<Row> = Vec::new();

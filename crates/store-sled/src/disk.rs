@@ -20,6 +20,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
@@ -38,6 +40,9 @@ const BATCH_RECORDS: usize = 50_000;
 /// The on-disk part of the index: a handle on its own keyspace.
 #[derive(Clone)]
 pub(crate) struct Disk {
+    /// Set by the first error: the index cannot be trusted to answer until the log is opened
+    /// again (fjall keeps a failed write as a poisoned keyspace, as sled keeps its own).
+    broken: Arc<AtomicBool>,
     keyspace: Keyspace,
     ids: PartitionHandle,
     streams: PartitionHandle,
@@ -45,8 +50,9 @@ pub(crate) struct Disk {
     meta: PartitionHandle,
 }
 
+/// The disk index's errors are the disk's: 503, retry later (a restart reopens it).
 fn failed(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(format!("the disk index (log/index): {e}"))
+    LogError::Unavailable(format!("the disk index (log/index) failed: {e}"))
 }
 
 fn stream_prefix(ticket: &TicketId) -> Vec<u8> {
@@ -76,6 +82,17 @@ fn u64_at(bytes: &[u8], at: usize) -> Result<u64, LogError> {
 }
 
 impl Disk {
+    /// Whether an error has been met since it was opened.
+    pub(crate) fn broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// A fjall error: the index broke (every later answer is suspect until a reopen).
+    fn failed(&self, e: impl std::fmt::Display) -> LogError {
+        self.broken.store(true, Ordering::Relaxed);
+        failed(e)
+    }
+
     /// Opens (or creates) the index in `dir` with a block cache of `cache_bytes`.
     pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Disk, LogError> {
         let keyspace = fjall::Config::new(dir)
@@ -97,6 +114,7 @@ impl Disk {
                 .map_err(failed)
         };
         Ok(Disk {
+            broken: Arc::default(),
             ids: open(PARTITIONS[0])?,
             streams: open(PARTITIONS[1])?,
             positions: open(PARTITIONS[2])?,
@@ -107,7 +125,7 @@ impl Disk {
 
     /// The last position indexed here and the hash of its record (`(0, ZERO)`: nothing).
     pub(crate) fn base(&self) -> Result<(u64, Hash), LogError> {
-        match self.meta.get(BASE_KEY).map_err(failed)? {
+        match self.meta.get(BASE_KEY).map_err(|e| self.failed(e))? {
             None => Ok((0, Hash::ZERO)),
             Some(v) => Ok((u64_at(&v, 0)?, Hash(bytes_at(&v, 8)?))),
         }
@@ -115,25 +133,42 @@ impl Disk {
 
     /// Forgets everything (the index does not fit the log; the checkpoints rebuild it).
     pub(crate) fn clear(&self) -> Result<(), LogError> {
+        // The base first, persisted: a clear cut short leaves an empty index, not a base over
+        // missing entries.
+        self.meta.remove(BASE_KEY).map_err(|e| self.failed(e))?;
+        self.flush()?;
         for partition in [&self.ids, &self.streams, &self.positions, &self.meta] {
             let mut batch = self.keyspace.batch();
             let mut n = 0;
             for key in partition.keys() {
-                batch.remove(partition, key.map_err(failed)?);
+                batch.remove(partition, key.map_err(|e| self.failed(e))?);
                 n += 1;
                 if n % 100_000 == 0 {
                     std::mem::replace(&mut batch, self.keyspace.batch())
                         .commit()
-                        .map_err(failed)?;
+                        .map_err(|e| self.failed(e))?;
                 }
             }
-            batch.commit().map_err(failed)?;
+            batch.commit().map_err(|e| self.failed(e))?;
         }
         self.flush()
     }
 
+    /// The highest position with an entry (0: none). Entries above the base are only left by
+    /// an indexer stopped mid-checkpoint; above the log's head they mean the log lost a tail.
+    pub(crate) fn last_position(&self) -> Result<u64, LogError> {
+        match self.positions.iter().next_back() {
+            None => Ok(0),
+            Some(kv) => u64_at(&kv.map_err(|e| self.failed(e))?.0, 0),
+        }
+    }
+
     pub(crate) fn locate(&self, position: u64) -> Result<Option<Location>, LogError> {
-        let Some(v) = self.positions.get(position.to_be_bytes()).map_err(failed)? else {
+        let Some(v) = self
+            .positions
+            .get(position.to_be_bytes())
+            .map_err(|e| self.failed(e))?
+        else {
             return Ok(None);
         };
         Ok(Some(Location {
@@ -148,7 +183,7 @@ impl Disk {
     pub(crate) fn version(&self, ticket: &TicketId, upto: u64) -> Result<u64, LogError> {
         let prefix = stream_prefix(ticket);
         for kv in self.streams.prefix(&prefix).rev() {
-            let (key, value) = kv.map_err(failed)?;
+            let (key, value) = kv.map_err(|e| self.failed(e))?;
             if u64_at(&value, 0)? <= upto {
                 return u64_at(&key, prefix.len());
             }
@@ -165,13 +200,13 @@ impl Disk {
     ) -> Result<Vec<u64>, LogError> {
         self.streams
             .range(stream_key(ticket, from)..=stream_key(ticket, to))
-            .map(|kv| u64_at(&kv.map_err(failed)?.1, 0))
+            .map(|kv| u64_at(&kv.map_err(|e| self.failed(e))?.1, 0))
             .collect()
     }
 
     /// Positions at or below `upto` whose id has this hash, oldest first.
     pub(crate) fn ids(&self, id: IdHash, upto: u64) -> Result<Vec<u64>, LogError> {
-        let Some(v) = self.ids.get(id.to_be_bytes()).map_err(failed)? else {
+        let Some(v) = self.ids.get(id.to_be_bytes()).map_err(|e| self.failed(e))? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(1);
@@ -189,12 +224,14 @@ impl Disk {
     /// batches of [`BATCH_RECORDS`], the new base and hash with the last: an indexer stopped in
     /// between leaves entries above the base, which every read here ignores and the next try
     /// writes again.
+    /// Answers false, with the base unchanged, when `stop` was set between two batches.
     pub(crate) fn write(
         &self,
         checkpoint: &Checkpoint,
         before: &[u64],
         hash: Hash,
-    ) -> Result<(), LogError> {
+        stop: &AtomicBool,
+    ) -> Result<bool, LogError> {
         let mut versions = before.to_vec();
         let mut ids: HashMap<IdHash, Vec<u8>> = HashMap::new();
         let mut batch = self.keyspace.batch();
@@ -229,7 +266,7 @@ impl Disk {
                     Entry::Vacant(at) => at.insert(
                         self.ids
                             .get(r.id.to_be_bytes())
-                            .map_err(failed)?
+                            .map_err(|e| self.failed(e))?
                             .map_or_else(Vec::new, |v| v.to_vec()),
                     ),
                 };
@@ -244,7 +281,10 @@ impl Disk {
                     }
                     std::mem::replace(&mut batch, self.keyspace.batch())
                         .commit()
-                        .map_err(failed)?;
+                        .map_err(|e| self.failed(e))?;
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
                 }
             }
         }
@@ -255,7 +295,8 @@ impl Disk {
         base[..8].copy_from_slice(&checkpoint.last().to_be_bytes());
         base[8..].copy_from_slice(&hash.0);
         batch.insert(&self.meta, BASE_KEY, base);
-        batch.commit().map_err(failed)
+        batch.commit().map_err(|e| self.failed(e))?;
+        Ok(true)
     }
 
     /// Stream entries, the distinct tickets they name and id entries at or below `upto` (for
@@ -265,7 +306,7 @@ impl Disk {
         let mut streams = 0u64;
         let mut last: Option<Vec<u8>> = None;
         for kv in self.streams.iter() {
-            let (key, value) = kv.map_err(failed)?;
+            let (key, value) = kv.map_err(|e| self.failed(e))?;
             if u64_at(&value, 0)? > upto {
                 continue;
             }
@@ -278,7 +319,7 @@ impl Disk {
         }
         let mut ids = 0u64;
         for value in self.ids.values() {
-            let value = value.map_err(failed)?;
+            let value = value.map_err(|e| self.failed(e))?;
             for k in 0..value.len() / 8 {
                 ids += u64::from(u64_at(&value, k * 8)? <= upto);
             }
@@ -287,6 +328,8 @@ impl Disk {
     }
 
     pub(crate) fn flush(&self) -> Result<(), LogError> {
-        self.keyspace.persist(PersistMode::SyncAll).map_err(failed)
+        self.keyspace
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| self.failed(e))
     }
 }

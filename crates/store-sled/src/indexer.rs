@@ -4,11 +4,14 @@
 //! checkpoints wait to be moved (a log written before the disk index, or a crash before the
 //! indexer caught up).
 //!
-//! If the disk index cannot be written (a full disk), the indexer stops and the positions stay
-//! in memory, as they were before it existed: nothing is lost, and the next open retries.
+//! If the disk index cannot be written (a full disk, an I/O error), the indexer stops, the
+//! positions stay in memory, and the log reports itself not ready (`LogReader::ready`): fjall
+//! keeps a failed write as a poisoned keyspace, so the server reopens the log once the disk
+//! takes writes again (SPEC §17). Nothing is lost: the checkpoints hold what the index does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use events::envelope::Hash;
 use store::LogError;
@@ -16,9 +19,36 @@ use store::LogError;
 use crate::blob::{checkpoint_key, hash_at, position_of_key, storage};
 use crate::index::{Checkpoint, Index};
 
+/// Checkpoints on disk whose positions have not left memory yet, oldest first.
+pub(crate) type Moves = Arc<Mutex<Vec<Checkpoint>>>;
+
+/// Drops the moved checkpoints' positions from memory, under the index's write lock. The
+/// writer calls it before each append (at its normal priority, so a busy log never waits for
+/// the idle-priority indexer to be scheduled while it holds the lock); the indexer calls it
+/// when the writer has not within [`HAND_OVER`] (the log is idle).
+pub(crate) fn apply_moves(index: &RwLock<Index>, moves: &Mutex<Vec<Checkpoint>>) {
+    let moved = std::mem::take(&mut *moves.lock().expect("moves lock is never poisoned"));
+    if moved.is_empty() {
+        return;
+    }
+    let freed: Vec<_> = {
+        let mut index = index.write().expect("index lock is never poisoned");
+        moved
+            .iter()
+            .flat_map(|cp| index.moved_to_disk(cp))
+            .collect()
+    };
+    // Freed outside the lock: the writer and readers wait for none of it.
+    drop(freed);
+}
+
+/// How long the indexer leaves a moved checkpoint to the writer.
+const HAND_OVER: Duration = Duration::from_millis(100);
+
 pub(crate) struct Indexer {
     pub(crate) tree: sled::Tree,
     pub(crate) index: Arc<RwLock<Index>>,
+    pub(crate) moves: Moves,
     pub(crate) queue: std::sync::mpsc::Receiver<u64>,
     /// Set when the log closes: the indexer stops after the checkpoint it is moving.
     pub(crate) stop: Arc<AtomicBool>,
@@ -69,21 +99,40 @@ impl Indexer {
             if checkpoint.first != base + 1 || position_of_key(&key)? != checkpoint.last() {
                 return Err(LogError::corrupt(base + 1, "checkpoint does not follow on"));
             }
-            let before = self
-                .index
-                .read()
-                .expect("index lock is never poisoned")
-                .versions_before(&checkpoint)?;
-            disk.write(&checkpoint, &before, last_hash(&self.tree, &checkpoint)?)?;
-            let freed = self
-                .index
-                .write()
-                .expect("index lock is never poisoned")
-                .moved_to_disk(&checkpoint);
-            // Freed outside the lock: the writer and readers wait for none of it.
-            drop(freed);
+            // Read with the base under one lock: the versions the checkpoint's tickets have at
+            // its start (a move the writer applied meanwhile changes them: then again).
+            let before = {
+                let index = self.index.read().expect("index lock is never poisoned");
+                if index.base() != base {
+                    continue;
+                }
+                index.versions_before(&checkpoint)?
+            };
+            let hash = last_hash(&self.tree, &checkpoint)?;
+            if !disk.write(&checkpoint, &before, hash, &self.stop)? {
+                return Ok(());
+            }
+            let last = checkpoint.last();
+            self.moves
+                .lock()
+                .expect("moves lock is never poisoned")
+                .push(checkpoint);
+            let deadline = Instant::now() + HAND_OVER;
+            while self.base() < last && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            apply_moves(&self.index, &self.moves);
         }
         Ok(())
+    }
+}
+
+impl Indexer {
+    fn base(&self) -> u64 {
+        self.index
+            .read()
+            .expect("index lock is never poisoned")
+            .base()
     }
 }
 

@@ -28,7 +28,7 @@
 //!
 //! ```text
 //! 5  log       → writer flusher reader recover indexer commit config blob disk durable
-//! 4  writer    → commit config blob index      the single writer: check, encode, stage
+//! 4  writer    → commit config blob index indexer  the single writer: check, encode, stage
 //!    flusher   → commit blob durable           apply, flush, publish the head, answer
 //!    reader    → commit verify blob index      LogReader: the EventReader reads
 //!    indexer   → blob index                    durable checkpoints from memory to disk
@@ -60,7 +60,7 @@ use crate::commit::{Request, Shared};
 use crate::disk::Disk;
 use crate::durable::{Durability, SyncTarget};
 use crate::flusher::{Acker, Flusher};
-use crate::indexer::Indexer;
+use crate::indexer::{Indexer, Moves};
 use crate::recover::{load_index, recover_head};
 use crate::writer::Writer;
 
@@ -74,6 +74,8 @@ pub struct Log {
     /// The index of older positions (`disk.rs`), when it could be opened.
     disk: Option<Disk>,
     stop_indexer: Arc<AtomicBool>,
+    /// Not joined by the writer: a slow disk index must not hold up a close.
+    indexer: Mutex<Option<JoinHandle<()>>>,
     /// Subscriptions' checkpoints (SPEC §15), beside the log in the same database.
     checkpoints: sled::Tree,
     dir: std::path::PathBuf,
@@ -93,6 +95,8 @@ const CONFIRM_WITHIN: Duration = crate::commit::STALLED_AFTER;
 /// `close` waits this long for the writer and flushers, then leaves them (a disk that does
 /// not answer must not keep the process from ending).
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+/// How long `close` waits for the indexer to stop.
+const INDEXER_STOP_WITHIN: Duration = Duration::from_secs(1);
 /// The disk index's own page cache (at most the log's).
 const INDEX_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -125,9 +129,11 @@ impl Log {
         let index = Arc::new(RwLock::new(index));
         let stop_indexer = Arc::new(AtomicBool::new(false));
         let (indexer_tx, indexer_queue) = std::sync::mpsc::channel();
+        let moves = Moves::default();
         let indexer = Indexer {
             tree: tree.clone(),
             index: index.clone(),
+            moves: moves.clone(),
             queue: indexer_queue,
             stop: stop_indexer.clone(),
         };
@@ -195,7 +201,6 @@ impl Log {
         drop(acker);
         drop(indexer_tx);
         flushers.extend(acker_thread);
-        flushers.push(indexer_thread);
         let writer = Writer::new(
             tree.clone(),
             index.clone(),
@@ -203,6 +208,7 @@ impl Log {
             (position, hash),
             pending,
             config,
+            moves,
         );
         let handle = std::thread::Builder::new()
             .name("mc-ledger-writer".into())
@@ -213,6 +219,7 @@ impl Log {
             db,
             disk,
             stop_indexer,
+            indexer: Mutex::new(Some(indexer_thread)),
             checkpoints,
             dir: dir.to_owned(),
             _owner: owner,
@@ -288,6 +295,16 @@ impl Log {
             return Err(LogError::Unavailable(why));
         }
         self.db.flush().map_err(storage)?;
+        if let Some(handle) = self.indexer.lock().expect("indexer lock").take() {
+            // It stops between two batches; derived data, so it is left behind if it lags.
+            let deadline = Instant::now() + INDEXER_STOP_WITHIN;
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
         if let Some(disk) = &self.disk {
             // Derived data: a failure here only means the next open rebuilds some of it.
             let _ = disk.flush();

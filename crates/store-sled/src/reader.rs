@@ -11,6 +11,7 @@ use store::{EventReader, LogError, VerifyReport};
 
 use crate::blob::{decode_at, log_key, position_of_key, unreadable, BlobRecords};
 use crate::commit::Shared;
+use crate::disk::Disk;
 use crate::index::{id_hash, Index, Location};
 use crate::verify::verify_log;
 
@@ -184,12 +185,21 @@ impl EventReader for LogReader {
         self.committed.clone()
     }
 
-    /// Not ready while a write has failed or is stalled: appends cannot commit (`/readyz` 503).
+    /// Not ready while a write has failed or is stalled, or the disk index has failed:
+    /// appends cannot commit (`/readyz` 503; the server reopens the log once the disk takes
+    /// writes again).
     fn ready(&self) -> Result<(), LogError> {
-        match self.shared.lock().unavailable() {
-            Some(why) => Err(LogError::Unavailable(why)),
-            None => Ok(()),
+        if let Some(why) = self.shared.lock().unavailable() {
+            return Err(LogError::Unavailable(why));
         }
+        if self.index().disk().is_some_and(Disk::broken) {
+            return Err(LogError::Unavailable(
+                "the disk index (log/index) failed; the log is reopened when the disk takes \
+                 writes again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn verify(&self) -> Result<VerifyReport, LogError> {

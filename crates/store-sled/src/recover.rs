@@ -43,19 +43,31 @@ pub(crate) fn load_index(
     head: u64,
     disk: Option<Disk>,
 ) -> Result<(Index, Checkpoint), LogError> {
-    let base = match &disk {
-        Some(disk) => fitting_base(tree, disk, head)?,
-        None => 0,
+    // A disk index that cannot answer is left out: the checkpoints hold everything it does.
+    let (disk, base) = match disk.map(|d| (fitting_base(tree, &d, head), d)) {
+        Some((Ok(base), d)) => (Some(d), base),
+        Some((Err(e), _)) => {
+            tracing::warn!(error = %e, "the disk index cannot be read; the log's index stays in memory");
+            (None, 0)
+        }
+        None => (None, 0),
     };
-    match load_with_checkpoints(tree, head, Index::on(disk.clone(), base)) {
+    let with_disk = disk.is_some();
+    let loaded = load_with_checkpoints(tree, head, Index::on(disk.clone(), base));
+    let loaded = match loaded {
+        Err(e) if with_disk && disk.as_ref().is_some_and(Disk::broken) => {
+            tracing::warn!(error = %e, "the disk index failed while the log opened; the log's index stays in memory");
+            load_with_checkpoints(tree, head, Index::on(None, 0))
+        }
+        other => other,
+    };
+    match loaded {
         Ok(loaded) => Ok(loaded),
         Err(_) => {
             for key in tree.scan_prefix([TAG_CHECKPOINT]).keys() {
                 tree.remove(key.map_err(storage)?).map_err(storage)?;
             }
-            if let Some(disk) = &disk {
-                disk.clear()?;
-            }
+            let disk = disk.filter(|d| !d.broken() && d.clear().is_ok());
             let mut index = Index::on(disk, 0);
             let mut pending = Checkpoint::new(1);
             index_records_after(tree, &mut index, &mut pending, head)?;
@@ -68,10 +80,14 @@ pub(crate) fn load_index(
 /// the hash it names); otherwise it is cleared and 0.
 fn fitting_base(tree: &sled::Tree, disk: &Disk, head: u64) -> Result<u64, LogError> {
     let (base, hash) = disk.base()?;
-    if base == 0 {
+    // Entries above the head: the log lost a tail the index had seen.
+    let last = disk.last_position()?;
+    if base == 0 && last == 0 {
         return Ok(0);
     }
-    let fits = base <= head
+    let fits = base > 0
+        && base <= head
+        && last <= head
         && disk
             .locate(base)
             .ok()

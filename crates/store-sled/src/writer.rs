@@ -17,6 +17,7 @@ use crate::blob::{count, decode_at, log_key, storage, BLOB_FORMAT_V1};
 use crate::commit::{Reply, Request, Shared};
 use crate::config::LogConfig;
 use crate::index::{id_hash, Checkpoint, IdHash, Index, Location};
+use crate::indexer::{apply_moves, Moves};
 
 /// The single writer: owns the head of the chain and the index, stages appends.
 pub(crate) struct Writer {
@@ -27,6 +28,8 @@ pub(crate) struct Writer {
     hash: Hash,
     /// Records staged since the last checkpoint.
     pending: Checkpoint,
+    /// Checkpoints the indexer has put on disk, to drop from memory.
+    moves: Moves,
     config: LogConfig,
 }
 
@@ -40,6 +43,7 @@ impl Writer {
         head: (u64, Hash),
         pending: Checkpoint,
         config: LogConfig,
+        moves: Moves,
     ) -> Writer {
         let (position, hash) = head;
         Writer {
@@ -50,6 +54,7 @@ impl Writer {
             hash,
             pending,
             config,
+            moves,
         }
     }
 
@@ -90,6 +95,7 @@ impl Writer {
 
     /// Stages one append; false once the flusher has failed.
     fn handle(&mut self, request: Request) -> bool {
+        apply_moves(&self.index, &self.moves);
         let Request { append, reply } = request;
         let ids: Vec<IdHash> = append.all_events().map(|e| id_hash(&e.id)).collect();
         match self.check(&append, &ids) {

@@ -1,12 +1,13 @@
-//! The event-id index both stores keep in memory: a hash of each event id → its position.
+//! The in-memory event-id index: a hash of each event id → its position. The sled log keeps
+//! one per checkpoint window for the positions its disk index does not hold yet; PostgreSQL
+//! keeps none (its unique index on the id answers).
 //!
 //! A hit is only a candidate: a store always reads the record and compares the id, so a hash
 //! collision can never merge two ids. The first position of a hash sits in the map; later
 //! positions with the same hash (a collision) go to a side list, so dedupe stays exact.
 //!
-//! The key width is the store's: sled persists a 128-bit hash per record in its checkpoints
-//! ([`id_hash_128`], part of that format), PostgreSQL rebuilds its copy from the records on
-//! open and keeps 64 bits ([`id_hash_64`]), half the memory per event.
+//! sled persists a 128-bit hash per record in its checkpoints ([`id_hash_128`], part of that
+//! format).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -19,14 +20,6 @@ pub fn id_hash_128(id: &str) -> u128 {
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash.as_bytes()[..16]);
     u128::from_le_bytes(first)
-}
-
-/// blake3 of the id, first 8 bytes little-endian (in memory only).
-pub fn id_hash_64(id: &str) -> u64 {
-    let hash = blake3::hash(id.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    u64::from_le_bytes(first)
 }
 
 /// Event-id hash → position, with a side list for the rare second position of a hash.
@@ -132,10 +125,6 @@ mod tests {
         assert_eq!(
             id_hash_128("evt-1"),
             u128::from_le_bytes(bytes[..16].try_into().unwrap())
-        );
-        assert_eq!(
-            id_hash_64("evt-1"),
-            u64::from_le_bytes(bytes[..8].try_into().unwrap())
         );
     }
 
