@@ -99,7 +99,7 @@ fn ledger(dir: &Path, tickets: usize, open_every: usize) -> anyhow::Result<Value
     Ok(json!({"reused": false, "build_s": build_s, "snapshot_s": snapshot_s}))
 }
 
-/// GET `path` `runs` times; every answer must be 200.
+/// GETs each path in turn, timing each; every answer must be 200.
 fn timed(conn: &Conn, paths: impl Iterator<Item = String>) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::new();
     for path in paths {

@@ -186,15 +186,11 @@ impl Index {
 
     /// A stream's version: records indexed in it (durable or staged).
     pub(crate) fn version(&self, ticket: &TicketId) -> Result<u64, LogError> {
-        match (self.streams.get(ticket), &self.disk) {
-            (Some(s), _) => Ok(s.before + count(s.positions.len())),
-            (None, Some(disk)) => disk.version(ticket, self.base),
-            (None, None) => Ok(0),
-        }
+        self.version_upto(ticket, u64::MAX)
     }
 
-    /// A stream's version counting only positions at or below `head` (the durable head, which
-    /// is never below `base`).
+    /// A stream's version counting only positions at or below `head` (a reader's durable head;
+    /// `u64::MAX` for everything indexed, staged records included).
     pub(crate) fn version_upto(&self, ticket: &TicketId, head: u64) -> Result<u64, LogError> {
         match (self.streams.get(ticket), &self.disk) {
             (Some(s), _) => Ok(s.before + count(s.positions.partition_point(|&p| p <= head))),
