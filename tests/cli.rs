@@ -322,3 +322,40 @@ fn harvest_takes_a_claude_stream_json_file() {
     assert_eq!(view["exit"]["turns"], 6);
     assert_eq!(view["exit"]["cost_usd"], 0.4123);
 }
+
+#[test]
+fn serve_takes_a_listening_socket_handed_over_by_socket_activation() {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    // Given a socket bound by someone else, as systemd binds it, handed over open across exec,
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    rustix::io::fcntl_setfd(&socket, rustix::io::FdFlags::empty()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // when `serve` starts with LISTEN_FDS (and a --listen that is not that socket's address),
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:1"])
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDS_FIRST_FD", socket.as_raw_fd().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(socket);
+    let mut server = Child { child, addr };
+    let mut line = String::new();
+    std::io::BufReader::new(server.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // then it serves on the socket it was handed.
+    assert_eq!(line.trim(), format!("mc-ledger listening on http://{addr}"));
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let opened = post(
+        addr,
+        "/v1/tickets",
+        &serde_json::json!({"id": "MC-1", "title": "t", "actor": {"name": "ops", "kind": "human"}}),
+    );
+    assert_eq!(opened.status, 201, "{}", opened.body);
+}

@@ -2,7 +2,9 @@
 //! the disk is full. Every refusal is 503 `store_unavailable` with `Retry-After`, never a 500;
 //! `/readyz` is 503 while appends cannot commit; after the filesystem grows a write is answered
 //! (503 or 201, never a hang to the 30 s request timeout) and the server recovers by itself
-//! (it restarts in place): the keyed write lands and `/readyz` is 200; SIGTERM ends it within
+//! (it restarts in place, keeping its listening socket: no connection is refused or left
+//! unanswered meanwhile, and the PID stays): the keyed write lands and `/readyz` is 200;
+//! SIGTERM ends it within
 //! 10 s; after a restart everything acknowledged is there, `verify` passes, and the keyed
 //! retries of what was refused are recorded once each. Behind `MC_LEDGER_SLOW_TESTS=1`; the
 //! mount needs root (CI runs as root): without it the test says so and fails.
@@ -225,7 +227,9 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     // and /metrics says the same as /readyz (a scrape still answers),
     assert_metrics_agree_with_readyz(server.addr);
 
-    // When the filesystem grows, then a write is answered (no hang to the request timeout):
+    // When the filesystem grows (a prober asking /healthz every 20 ms all the while),
+    let prober = Prober::start(server.addr);
+    // then a write is answered (no hang to the request timeout):
     // 503 while the store is still stalled, never 201 before it is durable,
     disk.grow("64m");
     let n = 400;
@@ -261,9 +265,8 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
         );
         match r {
             Some(r) if matches!(r.status, 200 | 201) => break r,
-            // 0: the connection closed without an answer, the moment it restarts in place.
-            Some(r) => assert!(matches!(r.status, 0 | 503), "{} {}", r.status, r.body),
-            None => {}
+            Some(r) => assert_eq!(r.status, 503, "{}", r.body),
+            None => panic!("a write was refused a connection while the server recovered"),
         }
         assert!(
             Instant::now() < deadline,
@@ -277,6 +280,21 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
         landed.status
     );
     acknowledged.push(n);
+    // and it recovered in place: the same process, and not one connection of the prober's was
+    // refused or closed without an answer.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/comm", server.child.id()))
+            .unwrap()
+            .trim(),
+        "mc-ledger"
+    );
+    let (answered, unanswered) = prober.stop();
+    eprintln!("the prober: {answered} answered, {unanswered} refused or unanswered");
+    assert!(answered > 0);
+    assert_eq!(
+        unanswered, 0,
+        "the listening socket stays across the restart"
+    );
     assert_eq!(get(server.addr, "/readyz").status, 200);
     assert_metrics_agree_with_readyz(server.addr);
     let r = post_keyed(
@@ -303,6 +321,46 @@ fn a_full_disk_is_503_never_500_and_loses_nothing_acknowledged() {
     // and the log verifies.
     mc_ledger_ok(&["verify", "--data-dir", &data_arg]);
     drop(disk);
+}
+
+/// Asks `/healthz` every 20 ms on a new connection until stopped; counts the requests
+/// answered 200 and those refused a connection or closed without an answer.
+struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl Prober {
+    fn start(addr: std::net::SocketAddr) -> Prober {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut unanswered) = (0, 0);
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match try_request(addr, "GET", "/healthz", None, None) {
+                    Some(r) if r.status == 200 => answered += 1,
+                    _ => unanswered += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (answered, unanswered)
+        });
+        Prober {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A tablespace on a small tmpfs of PostgreSQL's own, dropped (with the test's schema) and

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod hooks;
 pub mod openapi;
 pub mod reads;
+pub mod restart;
 pub mod server;
 pub mod sse;
 pub mod state;

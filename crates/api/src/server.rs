@@ -2,7 +2,7 @@
 //! opens the data directory, loads the projection snapshot, binds, and shuts down gracefully.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,6 +272,9 @@ pub struct ServeArgs {
     pub cache_mib: u64,
     /// How subscriptions are delivered.
     pub delivery: notify::EngineConfig,
+    /// A listening socket handed over (`restart::inherited_listener`), served instead of
+    /// binding `listen`.
+    pub inherited: Option<std::net::TcpListener>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -282,19 +285,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let opened = open_url(&args.store, config)?;
     let state = opened.state.clone();
     if state.auth.is_open() {
-        if !args.listen.ip().is_loopback() {
+        let at = args
+            .inherited
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(args.listen);
+        if !at.ip().is_loopback() {
             anyhow::bail!(
                 "refusing to listen on {} without tokens: create one with `mc-ledger token create --scope admin`",
-                args.listen
+                at
             );
         }
         tracing::warn!("NO TOKENS CONFIGURED: serving loopback only, without authentication");
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let (listener, kept) = crate::restart::listener(args.inherited, args.listen).await?;
     // SIGTERM and SIGINT are taken before the listening line: a supervisor (or a test) that
     // stops the server the moment it says it listens must get a clean stop, not the default
     // action of a signal no one handles yet.
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
+    let restart = Arc::new(crate::restart::Restart::default());
+    let asked = restart.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = signal => {},
+            () = asked.asked() => {},
+        }
+    };
     tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
     {
         // Not println!: after a restart in place nobody may read stdout any more, and a
@@ -312,9 +328,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let snapshots = state.write.snapshots.clone();
     let snapshotter = tokio::spawn(periodic_snapshots(shared.clone(), snapshots.clone()));
     if let service::home::StoreUrl::Sled(dir) = &args.store {
-        tokio::spawn(restart_when_the_disk_recovers(
+        tokio::spawn(crate::restart::when_the_disk_recovers(
             shared.reader.clone(),
             dir.clone(),
+            kept,
+            restart.clone(),
         ));
     }
     let engine = notify::Engine::start(state.write.service.clone(), args.delivery);
@@ -322,6 +340,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    // A restart in place for a storage fault: the exec comes from the watcher.
+    restart.after_serving().await;
     snapshotter.abort();
     // Workers save where they are and give their leases up (another replica takes over now).
     engine.stop(Duration::from_secs(3)).await;
@@ -353,70 +373,6 @@ async fn periodic_snapshots(shared: Arc<Shared>, snapshots: Arc<Snapshots>) {
             }
         }
     }
-}
-
-/// SPEC §17: once the embedded store has failed or stalled (a full disk, an I/O error), sled
-/// keeps the failure and its flush may never return, so the store cannot be reopened beside
-/// it. When it has been unavailable for 5 s and the data directory takes a 1 MiB fsync'd write
-/// again, the server execs itself in place (same PID, arguments and environment): the new
-/// image opens the log as after a crash, with everything acknowledged in it. At most
-/// [`RESTARTS_MAX`] times per process lifetime, so a fault the probe does not see cannot loop.
-async fn restart_when_the_disk_recovers(reader: Arc<dyn store::EventReader>, dir: PathBuf) {
-    let restarts: u32 = std::env::var("MC_LEDGER_RESTARTS_IN_PLACE")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if restarts >= RESTARTS_MAX {
-        tracing::warn!(
-            restarts,
-            "restarted in place too often; will not do it again"
-        );
-        return;
-    }
-    let mut unready_since: Option<std::time::Instant> = None;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if reader.ready().is_ok() {
-            unready_since = None;
-            continue;
-        }
-        let since = *unready_since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < Duration::from_secs(5) {
-            continue;
-        }
-        let probe = dir.join(".mc-ledger-disk-probe");
-        let takes_writes = tokio::task::spawn_blocking(move || disk_takes_writes(&probe))
-            .await
-            .unwrap_or(false);
-        if !takes_writes {
-            continue;
-        }
-        tracing::warn!(
-            dir = %dir.display(),
-            "the disk takes writes again: restarting in place to reopen the store"
-        );
-        use std::os::unix::process::CommandExt;
-        let failed = std::process::Command::new("/proc/self/exe")
-            .args(std::env::args_os().skip(1))
-            .env("MC_LEDGER_RESTARTS_IN_PLACE", (restarts + 1).to_string())
-            .exec();
-        tracing::error!(error = %failed, "cannot restart in place; restart the server");
-        return;
-    }
-}
-
-/// Restarts in place after a storage fault, at most, per process.
-const RESTARTS_MAX: u32 = 3;
-
-/// Whether `probe` can be written (1 MiB), fsync'd and removed.
-fn disk_takes_writes(probe: &std::path::Path) -> bool {
-    use std::io::Write;
-    let written = std::fs::File::create(probe).and_then(|mut f| {
-        f.write_all(&vec![0u8; 1024 * 1024])?;
-        f.sync_all()
-    });
-    let _ = std::fs::remove_file(probe);
-    written.is_ok()
 }
 
 /// SIGTERM or SIGINT, handled from the moment this is called (not from the first poll).

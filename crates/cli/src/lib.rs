@@ -473,6 +473,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             delivery,
         } => {
             let store = store.url()?;
+            // Before any thread: this reads and clears environment variables.
+            let inherited = api::restart::inherited_listener()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -482,6 +484,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 listen,
                 cache_mib,
                 delivery,
+                inherited,
             }))
         }
         Command::Demo { store } => crate::demo::run_url(&store.url()?),

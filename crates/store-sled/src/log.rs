@@ -91,7 +91,7 @@ pub struct Log {
 /// An append not confirmed durable within this is answered `Unavailable` (503): the disk is
 /// stalled or full, and its outcome is unknown (a retry with the same key lands once). It
 /// also bounds how long SIGTERM waits for an in-flight write.
-const CONFIRM_WITHIN: Duration = crate::commit::STALLED_AFTER;
+pub const CONFIRM_WITHIN: Duration = crate::commit::STALLED_AFTER;
 /// `close` waits this long for the writer and flushers, then leaves them (a disk that does
 /// not answer must not keep the process from ending).
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
