@@ -59,7 +59,7 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects, creates or migrates the schema (refusing one newer than this build knows),
-    /// loads the committed log and starts the writer and the follower.
+    /// loads the committed log's tail and starts the writer and the follower.
     pub fn open(config: PgConfig) -> Result<PgStore, LogError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -81,6 +81,7 @@ impl PgStore {
         inner.block_on(async move {
             let mut client = connect(&loaded.config).await?;
             migrate::migrate(&mut client, &loaded.config.schema).await?;
+            loaded.start_at_tail(&client).await?;
             loaded.fetch_new(&client).await
         })?;
         inner.following.store(true, Ordering::Relaxed);

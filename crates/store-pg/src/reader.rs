@@ -26,8 +26,24 @@ impl EventReader for PgReader {
     }
 
     fn stream_version(&self, ticket: &TicketId) -> Result<u64, LogError> {
-        let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
-        Ok(cache.streams.get(ticket).map_or(0, |s| count(s.len())))
+        let head = {
+            let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = cache.version(ticket) {
+                return Ok(v);
+            }
+            cache.head()
+        };
+        let inner = Arc::clone(&self.inner);
+        let t = ticket.clone();
+        let version = self
+            .inner
+            .block_on(async move { inner.version_at(&t, head).await })?;
+        self.inner
+            .cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(ticket, version, head);
+        Ok(version)
     }
 
     fn read_stream(
@@ -37,24 +53,18 @@ impl EventReader for PgReader {
         to_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        let wanted: Vec<u64> = {
-            let cache = self.inner.cache.read().unwrap_or_else(|p| p.into_inner());
-            let Some(positions) = cache.streams.get(ticket) else {
-                return Ok(Vec::new());
-            };
-            let from = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
-            let to = usize::try_from(to_version)
-                .unwrap_or(usize::MAX)
-                .min(positions.len());
-            positions
-                .get(from..to.max(from))
-                .unwrap_or(&[])
-                .iter()
-                .take(limit)
-                .copied()
-                .collect()
-        };
-        self.inner.records(&wanted)
+        let from = from_version.max(1);
+        if from > to_version || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let head = self.inner.head();
+        let inner = Arc::clone(&self.inner);
+        let ticket = ticket.clone();
+        self.inner.block_on(async move {
+            inner
+                .stream_events(&ticket, (from, to_version), limit, head)
+                .await
+        })
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use events::RecordedEvent;
+use events::{RecordedEvent, TicketId};
 use store::LogError;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, NoTls};
@@ -104,6 +104,43 @@ impl Inner {
         Ok(self.read_rows(&sql, &[&id, &head]).await?.pop())
     }
 
+    /// A ticket's events with version in `from..=to` at or below `head`, at most `limit`, in
+    /// version order (the unique index on `(ticket, version)` answers).
+    pub(crate) async fn stream_events(
+        &self,
+        ticket: &TicketId,
+        (from, to): (u64, u64),
+        limit: usize,
+        head: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let sql = format!(
+            "SELECT position, record FROM {}.events \
+             WHERE ticket = $1 AND version >= $2 AND version <= $3 AND position <= $4 \
+             ORDER BY version LIMIT $5",
+            self.config.schema
+        );
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read_rows(
+            &sql,
+            &[&ticket.as_str(), &big(from), &big(to), &big(head), &limit],
+        )
+        .await
+    }
+
+    /// The version of a ticket's stream at `head` (0: no events).
+    pub(crate) async fn version_at(&self, ticket: &TicketId, head: u64) -> Result<u64, LogError> {
+        let sql = format!(
+            "SELECT coalesce(max(version), 0) FROM {}.events WHERE ticket = $1 AND position <= $2",
+            self.config.schema
+        );
+        let head = i64::try_from(head).unwrap_or(i64::MAX);
+        let rows = self.query_reads(&sql, &[&ticket.as_str(), &head]).await?;
+        Ok(rows
+            .first()
+            .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     /// Rows of `(position, record)` on the reading connection, each checked to be the record
     /// of its position.
     async fn read_rows(
@@ -111,25 +148,7 @@ impl Inner {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        let mut reads = self.reads.lock().await;
-        if reads.as_ref().is_none_or(Client::is_closed) {
-            *reads = Some(connect(&self.config).await?);
-        }
-        let client = reads.as_ref().expect("connected just now");
-        let asked = tokio::time::timeout(READ_TIMEOUT, client.query(sql, params)).await;
-        let rows = match asked {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => {
-                *reads = None;
-                return Err(pg_error(e));
-            }
-            Err(_) => {
-                *reads = None;
-                return Err(LogError::Unavailable(
-                    "PostgreSQL did not answer a read".into(),
-                ));
-            }
-        };
+        let rows = self.query_reads(sql, params).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let position = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
@@ -143,6 +162,69 @@ impl Inner {
             out.push(event);
         }
         Ok(out)
+    }
+
+    /// A query on the reading connection (connected again when it was lost).
+    async fn query_reads(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, LogError> {
+        let mut reads = self.reads.lock().await;
+        if reads.as_ref().is_none_or(Client::is_closed) {
+            *reads = Some(connect(&self.config).await?);
+        }
+        let client = reads.as_ref().expect("connected just now");
+        match tokio::time::timeout(READ_TIMEOUT, client.query(sql, params)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => {
+                *reads = None;
+                Err(pg_error(e))
+            }
+            Err(_) => {
+                *reads = None;
+                Err(LogError::Unavailable(
+                    "PostgreSQL did not answer a read".into(),
+                ))
+            }
+        }
+    }
+
+    /// Starts this replica's copy at the log's tail: the last records up to the tail's length
+    /// (what is older stays in the database, read on demand), then [`Inner::fetch_new`].
+    pub(crate) async fn start_at_tail(&self, client: &Client) -> Result<(), LogError> {
+        let s = &self.config.schema;
+        let head =
+            answered(client.query_one(&format!("SELECT position FROM {s}.head"), &[])).await?;
+        let head = u64::try_from(head.get::<_, i64>(0)).unwrap_or(0);
+        let tail = crate::cache::count(
+            self.cache
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .tail_max(),
+        );
+        let after = head.saturating_sub(tail);
+        if after == 0 {
+            return Ok(());
+        }
+        let sql = format!("SELECT position, record FROM {s}.events WHERE position = $1");
+        let first = i64::try_from(after + 1).unwrap_or(i64::MAX);
+        let rows = answered(client.query(&sql, &[&first])).await?;
+        let Some(row) = rows.first() else {
+            return Err(LogError::corrupt(
+                after + 1,
+                format!(
+                    "the head row says {head}, the events lack position {}",
+                    after + 1
+                ),
+            ));
+        };
+        let event = decode_at(after + 1, row.get(1))?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .start_before(&event);
+        Ok(())
     }
 
     /// Fetches every committed record after this replica's head, with `client`.

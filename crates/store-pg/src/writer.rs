@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::{Hash, RecordedEvent};
+use events::{Hash, RecordedEvent, TicketId};
 use store::chain::place;
 use store::classify::{classify, Classified};
 use store::{AppendRequest, Appended, LogError};
@@ -290,16 +290,42 @@ async fn stage_and_commit(
                 ),
             )));
         }
-        let versions: HashMap<String, u64> = requests
-            .iter()
-            .flat_map(AppendRequest::parts)
-            .map(|part| {
-                let v = cache.streams.get(part.ticket).map_or(0, |p| count(p.len()));
-                (part.ticket.to_string(), v)
-            })
-            .collect();
-        versions
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        let mut unknown: Vec<&TicketId> = Vec::new();
+        for part in requests.iter().flat_map(AppendRequest::parts) {
+            match cache.version(part.ticket) {
+                Some(v) => {
+                    versions.insert(part.ticket.to_string(), v);
+                }
+                None => unknown.push(part.ticket),
+            }
+        }
+        (versions, unknown)
     };
+    // Streams this replica does not remember, from the index on `(ticket, version)`: the head
+    // is locked, so the database's answer is the version at `position`.
+    let (mut versions, unknown) = versions;
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(|t| t.as_str()).collect();
+        let rows = answered(client.query(
+            &format!(
+                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
+            ),
+            &[&names],
+        ))
+        .await
+        .map_err(open)?;
+        let found: HashMap<String, u64> = rows
+            .iter()
+            .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .collect();
+        let mut cache = inner.cache.write().unwrap_or_else(|p| p.into_inner());
+        for ticket in unknown {
+            let v = found.get(ticket.as_str()).copied().unwrap_or(0);
+            cache.learn(ticket, v, position);
+            versions.insert(ticket.to_string(), v);
+        }
+    }
     // Ids already recorded, from the database's unique index on them (not from memory).
     let ids: Vec<&str> = requests
         .iter()
@@ -318,7 +344,6 @@ async fn stage_and_commit(
         let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
         existing.insert(event.id.clone(), event);
     }
-    let mut versions = versions;
     let mut rows: Vec<Row> = Vec::new();
     let mut staged = Vec::with_capacity(requests.len());
     for request in requests {
