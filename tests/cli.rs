@@ -359,3 +359,34 @@ fn serve_takes_a_listening_socket_handed_over_by_socket_activation() {
     );
     assert_eq!(opened.status, 201, "{}", opened.body);
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly_not_with_a_panic() {
+    // Given stdout a pipe nobody reads any more (`mc-ledger demo | head -1` once head exits),
+    let dir = tempfile::tempdir().unwrap();
+    let (loaded, other) = (dir.path().join("loaded"), dir.path().join("other"));
+    let (loaded, other) = (loaded.to_str().unwrap(), other.to_str().unwrap());
+    let demo = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+        .args(["demo", "--data-dir", loaded])
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    for args in [
+        vec!["demo", "--data-dir", other],
+        vec!["replay", "MC-4000", "--data-dir", loaded],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        // when it writes its first line, then it ends there with 141 (a SIGPIPE's status in a
+        // shell), saying nothing: no panic, no backtrace.
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -97,19 +97,25 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
             let changed = answer.status == 201;
             answer.ok()?;
             if changed {
-                println!("{name} saved");
+                out!("{name} saved");
             } else {
-                println!("{name} unchanged");
+                out!("{name} unchanged");
             }
             Ok(())
         }
         BudgetCommand::List { json, on } => list(&on, "/v1/budgets", "budgets", json, |budgets| {
-            println!(
+            out!(
                 "{:<20} {:<22} {:<6} {:>10} {:>10} {:>10} {:>10}  STATUS",
-                "NAME", "SCOPE", "PERIOD", "LIMIT", "SPENT", "RESERVED", "REMAINING"
+                "NAME",
+                "SCOPE",
+                "PERIOD",
+                "LIMIT",
+                "SPENT",
+                "RESERVED",
+                "REMAINING"
             );
             for b in budgets {
-                println!(
+                out!(
                     "{:<20} {:<22} {:<6} {:>10} {:>10} {:>10} {:>10}  {}",
                     b["name"].as_str().unwrap_or(""),
                     scope_text(&b["scope"]),

@@ -58,7 +58,7 @@ impl Demo {
         let view = shared
             .read(|l| l.ticket_view(&ticket_id, now(), &shared.config))
             .ok_or_else(|| anyhow::anyhow!("{ticket} is not in the ledger after {what:?}"))?;
-        println!(
+        out!(
             "{ticket:<8} {what:<44} → {:<11} next: {:<8} failure_reason: {}{note}",
             view.state.as_str(),
             view.next_action.code.as_str(),
@@ -172,7 +172,7 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
         let watcher = ("watcher", System);
         let ctl = ("controller", Controller);
 
-        println!("— MC-4000: an umbrella whose orchestrator console goes idle —");
+        out!("— MC-4000: an umbrella whose orchestrator console goes idle —");
         demo.step(
             "MC-4000",
             "open (umbrella)",
@@ -207,7 +207,7 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
         )
         .await?;
 
-        println!("— MC-4030: five pickups, one runtime; parked on MC-4031 —");
+        out!("— MC-4030: five pickups, one runtime; parked on MC-4031 —");
         demo.step(
             "MC-4030",
             "open",
@@ -346,7 +346,7 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
         )
         .await?;
 
-        println!("— MC-4502: a banner appears and clears —");
+        out!("— MC-4502: a banner appears and clears —");
         let opened = open(
             "MC-4502",
             "Harden Control Room CLI worker launch/liveness ledger",
@@ -461,7 +461,7 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
             StoreUrl::Sled(dir) => format!("--data-dir {}", dir.display()),
             StoreUrl::Postgres(_) => "--store …".to_owned(),
         };
-        println!(
+        out!(
             "\nloaded into {}. Try: mc-ledger replay MC-4502 {store}",
             url.describe()
         );

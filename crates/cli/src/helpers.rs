@@ -189,7 +189,7 @@ fn post(client: &Client, runtime: &str, what: &str, body: &Value) -> anyhow::Res
             .unwrap_or_default();
         bail!("server answered {} {code}: {detail}{recorded}", r.status);
     }
-    println!("{}", describe(r.status, &r.body));
+    out!("{}", describe(r.status, &r.body));
     Ok(())
 }
 

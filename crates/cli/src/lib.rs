@@ -17,6 +17,36 @@ macro_rules! say {
     }};
 }
 
+/// `println!` (`out!`) and `print!` (`out!(no_newline; …)`) that never panic: when stdout is
+/// gone (`mc-ledger demo | head -1`) the command ends there, quietly, with 141 (what a shell
+/// reports for a program ended by SIGPIPE), instead of a panic's backtrace; another failure
+/// to write is one line on stderr and 1. Acknowledged writes made before it stay.
+macro_rules! out {
+    (no_newline; $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let written = write!(stdout, $($arg)*).and_then(|()| stdout.flush());
+        $crate::stdout_failed(written);
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let written = writeln!(std::io::stdout().lock(), $($arg)*);
+        $crate::stdout_failed(written);
+    }};
+}
+
+/// Ends the process when writing to stdout failed (see `out!`).
+pub(crate) fn stdout_failed(written: std::io::Result<()>) {
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            say!("mc-ledger: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 pub mod budget;
 pub mod demo;
 mod helpers;
@@ -493,7 +523,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         } => {
             let body = Client::new(&url)?.get("/v1/admin/verify")?.ok()?;
             if body["ok"] == serde_json::json!(true) {
-                println!(
+                out!(
                     "ok: {} events, {} tickets, head hash {}",
                     body["events"],
                     body["tickets"],
@@ -537,7 +567,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 .post("/v1/admin/rebuild", &serde_json::json!({}))?
                 .ok()?;
             let differences: Vec<TicketId> = serde_json::from_value(body["differences"].clone())?;
-            println!(
+            out!(
                 "server rebuilt its projections to position {} in {:.0} ms",
                 body["position"],
                 body["elapsed_ms"].as_f64().unwrap_or(0.0)
@@ -590,9 +620,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
             };
             let done = transfer::import(&target, &file)?;
-            println!(
+            out!(
                 "imported {} events ({} already present)",
-                done.appended, done.duplicates
+                done.appended,
+                done.duplicates
             );
             Ok(())
         }
@@ -603,7 +634,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             let copied = transfer::copy(source.store.as_ref(), target.store.as_ref())?;
             let report = target.store.verify()?;
             target.store.close()?;
-            println!(
+            out!(
                 "copied {copied} events from {} to {}; head {} hash {}",
                 from.describe(),
                 to.describe(),
@@ -715,7 +746,7 @@ fn try_hook(agent: &str, raw: String) -> anyhow::Result<()> {
 fn hook_flush(server: Option<&str>) -> anyhow::Result<()> {
     let spool = spool::Spool::for_user()?;
     let flushed = spool.flush(None, server, true)?;
-    println!(
+    out!(
         "delivered {} hook(s), {} refused (in {}/rejected), {} left in {}",
         flushed.delivered,
         flushed.rejected,
@@ -756,7 +787,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                 expires_in,
             };
             let (info, secret) = service::tokens::create_token_in(&home, &new, now_ms())?;
-            println!("{secret}");
+            out!("{secret}");
             say!(
                 "token {} stored hashed in {}; servers use it within a second",
                 info.id,
@@ -769,7 +800,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             let now = now_ms();
             for t in service::tokens::list_tokens_in(&home)? {
                 if json {
-                    println!("{}", serde_json::to_string(&t)?);
+                    out!("{}", serde_json::to_string(&t)?);
                     continue;
                 }
                 let state = match (t.revoked_at, t.expires_at) {
@@ -779,7 +810,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                     (None, None) => "valid".to_owned(),
                 };
                 let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
-                println!(
+                out!(
                     "{}  {} ({})  {}  {state}",
                     t.id,
                     t.name,
@@ -794,7 +825,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             if !service::tokens::revoke_token_in(&home, &id, now_ms())? {
                 anyhow::bail!("no token has the id {id:?} (see `mc-ledger token list`)");
             }
-            println!("revoked {id}; servers refuse it within a second");
+            out!("revoked {id}; servers refuse it within a second");
             Ok(())
         }
     }
@@ -830,7 +861,7 @@ pub(crate) fn open_existing(url: &StoreUrl, create: bool) -> anyhow::Result<Open
 fn verify(url: &StoreUrl) -> anyhow::Result<()> {
     let OpenedStore { store: log, .. } = open_existing(url, false)?;
     let report = log.verify()?;
-    println!(
+    out!(
         "ok: {} events, {} tickets, head hash {}",
         report.events,
         report.tickets,
@@ -874,7 +905,7 @@ fn rebuild(url: &StoreUrl) -> anyhow::Result<()> {
     store.close()?;
     let per_s =
         f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9);
-    println!(
+    out!(
         "rebuilt {} tickets from {events} events in {:.2} s ({per_s:.0} events/s); snapshot swapped in",
         ledger.ticket_count(),
         elapsed.as_secs_f64()
@@ -885,9 +916,9 @@ fn rebuild(url: &StoreUrl) -> anyhow::Result<()> {
 
 pub fn report_differences(differences: &[TicketId]) {
     if differences.is_empty() {
-        println!("no ticket view differs from the previous projections");
+        out!("no ticket view differs from the previous projections");
     } else {
-        println!(
+        out!(
             "{} ticket views differ from the previous projections (a fold bug or a changed rule): {}",
             differences.len(),
             differences.iter().map(TicketId::as_str).collect::<Vec<_>>().join(", ")
@@ -938,11 +969,11 @@ fn replay(
     }
     if json {
         for entry in &timeline {
-            println!("{}", serde_json::to_string(entry)?);
+            out!("{}", serde_json::to_string(entry)?);
         }
         return Ok(());
     }
-    println!(
+    out!(
         "{ticket}: {} events (up to position {head})",
         timeline.len()
     );
@@ -953,7 +984,7 @@ fn replay(
             .as_str()
             .map(|t| format!(" with {t}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "#{:<6} v{:<4} {}  {:<32} by {} ({}){token}",
             e["position"],
             e["version"],
@@ -966,7 +997,7 @@ fn replay(
             .as_str()
             .map(|c| format!("  runtime: {c}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "         state: {:<12} next: {} ({})  failure: {}{class}",
             text(&entry["state"]),
             text(&entry["next_action"]["code"]),

@@ -74,10 +74,10 @@ pub(crate) fn salvage(
         std::fs::write(file, format!("{as_json}\n"))?;
     }
     if json {
-        println!("{as_json}");
+        out!("{as_json}");
     } else {
-        print!("{report}");
-        println!(
+        out!(no_newline; "{report}");
+        out!(
             "wrote {written} events to {}; it verifies: head hash {}. Tokens are not copied: \
              mint new ones with `mc-ledger token create` on the new store.",
             to.describe(),

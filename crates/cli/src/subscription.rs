@@ -160,22 +160,26 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             let body = answer.ok()?;
             match (created, body["secret"].as_str()) {
                 (true, Some(secret)) => {
-                    println!("created {name}; its signing secret (shown this once):\n{secret}")
+                    out!("created {name}; its signing secret (shown this once):\n{secret}")
                 }
-                (true, None) => println!("{name} saved at position {}", body["position"]),
-                (false, _) => println!("{name} unchanged"),
+                (true, None) => out!("{name} saved at position {}", body["position"]),
+                (false, _) => out!("{name} unchanged"),
             }
             Ok(())
         }
         SubscriptionCommand::List { json, on } => {
             list(&on, "/v1/subscriptions", "subscriptions", json, |subs| {
-                println!(
+                out!(
                     "{:<24} {:<8} {:<9} {:>10} {:>8}  LAST ERROR",
-                    "NAME", "FORMAT", "STATE", "POSITION", "LAG"
+                    "NAME",
+                    "FORMAT",
+                    "STATE",
+                    "POSITION",
+                    "LAG"
                 );
                 for s in subs {
                     let d = &s["delivery"];
-                    println!(
+                    out!(
                         "{:<24} {:<8} {:<9} {:>10} {:>8}  {}",
                         s["name"].as_str().unwrap_or(""),
                         s["format"].as_str().unwrap_or(""),
@@ -218,7 +222,7 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
                 .client()?
                 .delete(&path(&name, ""), &json!({"actor": on.actor()}))?;
             answer.ok()?;
-            println!("deleted {name}");
+            out!("deleted {name}");
             Ok(())
         }
     }
@@ -227,7 +231,7 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
 /// `GET path` in full, pretty JSON.
 pub(crate) fn show(on: &On, path: &str) -> anyhow::Result<()> {
     let body = on.client()?.get(path)?.ok()?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    out!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }
 
@@ -243,7 +247,7 @@ pub(crate) fn list(
     let items = body[key].as_array().cloned().unwrap_or_default();
     if json {
         for item in &items {
-            println!("{}", serde_json::to_string(item)?);
+            out!("{}", serde_json::to_string(item)?);
         }
     } else {
         table(&items);
@@ -256,9 +260,9 @@ fn write(on: &On, name: &str, what: &str, body: &Value, done: &str) -> anyhow::R
     let changed = answer.status == 201;
     answer.ok()?;
     if changed {
-        println!("{name} {done}");
+        out!("{name} {done}");
     } else {
-        println!("{name} was already so; nothing changed");
+        out!("{name} was already so; nothing changed");
     }
     Ok(())
 }

@@ -69,7 +69,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<()> {
     };
     if args.once {
         let summary = cycle(&client, &probe, rules)?;
-        println!("{summary}");
+        out!("{summary}");
         return Ok(());
     }
     let stop = crate::signals::shutdown_signals()?;
