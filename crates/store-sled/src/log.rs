@@ -104,7 +104,9 @@ impl Log {
     /// Opens (or creates) the log in `dir`. One process owns a directory: a second open
     /// fails with [`LogError::Locked`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        let started = std::time::Instant::now();
         let owner = crate::preserve::before_open(dir);
+        let kept_s = started.elapsed().as_secs_f64();
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_bytes)
@@ -125,7 +127,15 @@ impl Log {
                 tracing::warn!(error = %e, "cannot open the disk index (log/index); the log's index stays in memory")
             })
             .ok();
+        let sled_s = started.elapsed().as_secs_f64() - kept_s;
         let (index, pending) = load_index(&tree, position, disk.clone())?;
+        tracing::info!(
+            kept_s,
+            sled_s,
+            index_s = started.elapsed().as_secs_f64() - kept_s - sled_s,
+            position,
+            "opened the log"
+        );
         let index = Arc::new(RwLock::new(index));
         let stop_indexer = Arc::new(AtomicBool::new(false));
         let (indexer_tx, indexer_queue) = std::sync::mpsc::channel();
