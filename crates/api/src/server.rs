@@ -282,6 +282,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache_mib.saturating_mul(1024 * 1024),
         ..LogConfig::default()
     };
+    let started = std::time::Instant::now();
     let opened = open_url(&args.store, config)?;
     let state = opened.state.clone();
     if state.auth.is_open() {
@@ -311,7 +312,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             () = asked.asked() => {},
         }
     };
-    tracing::info!(listen = %listener.local_addr()?, store = %args.store.describe(), "mc-ledger serving");
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        store = %args.store.describe(),
+        startup_s = started.elapsed().as_secs_f64(),
+        "mc-ledger serving"
+    );
     {
         // Not println!: after a restart in place nobody may read stdout any more, and a
         // closed pipe must not end the server.

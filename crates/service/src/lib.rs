@@ -96,8 +96,8 @@ impl Service {
         }
         let catching_up = std::time::Instant::now();
         shared.catch_up()?;
-        // Where start-up time goes (SPEC §18 bounds it): one line an operator can read.
-        tracing::info!(
+        // Where start-up time goes (SPEC §18 bounds it), with RUST_LOG=debug.
+        tracing::debug!(
             store_s,
             snapshot_position,
             projections_s,

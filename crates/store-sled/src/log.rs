@@ -129,7 +129,7 @@ impl Log {
             .ok();
         let sled_s = started.elapsed().as_secs_f64() - kept_s;
         let (index, pending) = load_index(&tree, position, disk.clone())?;
-        tracing::info!(
+        tracing::debug!(
             kept_s,
             sled_s,
             index_s = started.elapsed().as_secs_f64() - kept_s - sled_s,
