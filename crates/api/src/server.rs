@@ -304,13 +304,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // stops the server the moment it says it listens must get a clean stop, not the default
     // action of a signal no one handles yet.
     let signal = shutdown_signal()?;
-    let restart = Arc::new(crate::restart::Restart::default());
-    let asked = restart.clone();
-    let shutdown = async move {
-        tokio::select! {
-            () = signal => {},
-            () = asked.asked() => {},
+    let life = crate::restart::Life::new();
+    tokio::spawn({
+        let life = life.clone();
+        async move {
+            signal.await;
+            life.stop();
         }
+    });
+    let shutdown = {
+        let life = life.clone();
+        async move { life.left_serving().await }
     };
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -337,17 +341,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::restart::when_the_disk_recovers(
             shared.reader.clone(),
             dir.clone(),
-            kept,
-            restart.clone(),
+            life.clone(),
         ));
     }
     let engine = notify::Engine::start(state.write.service.clone(), args.delivery);
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    // A restart in place for a storage fault: the exec comes from the watcher.
-    restart.after_serving().await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        served = served => served?,
+        // A restart in place does not wait for requests in flight past the drain.
+        () = life.drain_over() => {},
+    }
+    // A restart in place for a storage fault execs here (returns only if that failed); a stop
+    // closes the listening socket now.
+    crate::restart::exec_if_restarting(&life, kept)?;
     snapshotter.abort();
     // Workers save where they are and give their leases up (another replica takes over now).
     engine.stop(Duration::from_secs(3)).await;

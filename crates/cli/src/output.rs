@@ -29,6 +29,15 @@ macro_rules! out {
     }};
 }
 
+/// A line on stdout that is only information (`mc-ledger run` says which runtime it started):
+/// dropped when stdout cannot take it, so the command's own work (reaping, harvesting) goes on.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Ends the process when writing to stdout failed (see `out!`).
 pub(crate) fn stdout_failed(written: std::io::Result<()>) {
     match written {

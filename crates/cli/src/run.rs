@@ -128,7 +128,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     // From here a SIGINT (Ctrl-C) or SIGTERM ends the run through `stop`, not mid-step.
     let interrupted = crate::signals::shutdown_signals()?;
     let d = dispatch(&client, args, &session, &workdir)?;
-    out!("runtime {} session {session}", d.runtime);
+    tell!("runtime {} session {session}", d.runtime);
     let state = args
         .state_dir
         .clone()
@@ -161,7 +161,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         args.ticket
     );
     let Some(status) = exited else {
-        out!("watch it at {console}");
+        tell!("watch it at {console}");
         if args.transport == "tmux" {
             bail!(
                 "the agent's session ended without an exit status (killed?): not harvested; \
@@ -184,7 +184,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         &args.actor,
         "orchestrator",
     );
-    out!("watch it at {console}");
+    tell!("watch it at {console}");
     harvested.with_context(|| format!("the agent exited with status {status}; harvesting it"))
 }
 

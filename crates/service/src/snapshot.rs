@@ -61,8 +61,9 @@ pub fn load(home: &crate::home::Home) -> Result<Loaded, Unusable> {
     }
 }
 
-/// The position the snapshot kept in `home` says it covers, read from its header alone (a
-/// whole load of a large snapshot takes seconds), when the header is this build's. A whole
+/// The position the snapshot kept in `home` says it covers, read from its header alone in a
+/// directory (a whole load of a large snapshot takes seconds; on PostgreSQL the blob is read
+/// whole), when the header is this build's. A whole
 /// [`load`] may still find the body unusable.
 pub fn header_position(home: &crate::home::Home) -> Option<u64> {
     let header = match home {

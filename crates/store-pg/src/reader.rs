@@ -1,5 +1,7 @@
 //! The read side: [`PgReader`] serves the traits' synchronous reads from the replica's copy
-//! (older records from PostgreSQL), and `verify` recomputes the chain from the database.
+//! where it holds the answer (the head, the tail's records, the versions of streams written
+//! lately) and from PostgreSQL's indexes otherwise (older records, stream reads, other
+//! streams' versions); `verify` recomputes the chain from the database.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

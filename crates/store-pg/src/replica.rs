@@ -29,7 +29,7 @@ pub(crate) struct Inner {
     /// The follower's connection is up (readiness).
     pub(crate) following: AtomicBool,
     pub(crate) runtime: tokio::runtime::Handle,
-    /// The connection that reads records older than the tail.
+    /// The connection of reads the copy cannot answer (older records, streams, versions).
     pub(crate) reads: tokio::sync::Mutex<Option<Client>>,
     /// The connection of subscriptions' checkpoints and leases.
     pub(crate) leases: tokio::sync::Mutex<Option<Client>>,
