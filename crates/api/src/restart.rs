@@ -5,10 +5,10 @@
 //! data directory takes a 1 MiB fsync'd write again, the server stops taking connections,
 //! lets the requests in flight finish (they answer 503 within [`DRAIN`]), and execs itself
 //! (same PID, arguments and environment); a signal meanwhile stops it instead ([`Phase`]),
-//! and a failed exec ends it with an error (a supervisor restarts it). The listening socket goes across the exec by the
-//! systemd socket-activation protocol (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDS_FIRST_FD`), so
-//! a client that connects meanwhile waits in the kernel's queue for the new image instead of
-//! being refused. The same protocol lets systemd hand `serve` its socket.
+//! and a failed exec ends it with an error (a supervisor restarts it). The listening socket
+//! goes across the exec by the systemd socket-activation protocol (`LISTEN_FDS`,
+//! `LISTEN_PID`, `LISTEN_FDS_FIRST_FD`), so a client that connects meanwhile waits in the
+//! kernel's queue for the new image instead of being refused. The same protocol lets systemd hand `serve` its socket.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

@@ -63,8 +63,7 @@ pub fn load(home: &crate::home::Home) -> Result<Loaded, Unusable> {
 
 /// The position the snapshot kept in `home` says it covers, read from its header alone in a
 /// directory (a whole load of a large snapshot takes seconds; on PostgreSQL the blob is read
-/// whole), when the header is this build's. A whole
-/// [`load`] may still find the body unusable.
+/// whole), when the header is this build's. A whole [`load`] may still find the body unusable.
 pub fn header_position(home: &crate::home::Home) -> Option<u64> {
     let header = match home {
         crate::home::Home::Dir(dir) => {
@@ -77,14 +76,7 @@ pub fn header_position(home: &crate::home::Home) -> Option<u64> {
         }
         crate::home::Home::Pg(_) => home.read(FILE_NAME).ok()??,
     };
-    if header.len() < HEADER_BYTES || &header[..8] != MAGIC {
-        return None;
-    }
-    let schema = u32::from_le_bytes(header[8..12].try_into().ok()?);
-    if schema != SCHEMA_VERSION {
-        return None;
-    }
-    Some(u64::from_le_bytes(header[12..20].try_into().ok()?))
+    position_in(&header).ok()
 }
 
 /// Saves a snapshot into `home`: streamed to a file for the sled store, one row for the
@@ -121,7 +113,8 @@ pub fn read(data_dir: &Path) -> Result<Loaded, Unusable> {
     decode(&bytes)
 }
 
-pub fn decode(bytes: &[u8]) -> Result<Loaded, Unusable> {
+/// The position a snapshot's header names, if the header is this build's (magic, schema).
+fn position_in(bytes: &[u8]) -> Result<u64, Unusable> {
     if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
         return Err(Unusable::Damaged("bad header".into()));
     }
@@ -132,7 +125,13 @@ pub fn decode(bytes: &[u8]) -> Result<Loaded, Unusable> {
             current: SCHEMA_VERSION,
         });
     }
-    let position = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    Ok(u64::from_le_bytes(
+        bytes[12..20].try_into().expect("8 bytes"),
+    ))
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Loaded, Unusable> {
+    let position = position_in(bytes)?;
     let mut anchor = [0u8; 32];
     anchor.copy_from_slice(&bytes[20..52]);
     let (ledger, _): (Ledger, usize) =

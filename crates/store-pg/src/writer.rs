@@ -279,7 +279,7 @@ async fn stage_and_commit(
     if inner.head() < position {
         inner.fetch_new(client).await.map_err(open)?;
     }
-    let versions = {
+    let (mut versions, unknown) = {
         let cache = inner.cache.read().unwrap_or_else(|p| p.into_inner());
         if cache.head() != position || cache.hash() != hash {
             return Err(Failure::Open(LogError::corrupt(
@@ -302,20 +302,35 @@ async fn stage_and_commit(
         }
         (versions, unknown)
     };
-    // Streams this replica does not remember, from the index on `(ticket, version)`: the head
-    // is locked, so the database's answer is the version at `position`.
-    let (mut versions, unknown) = versions;
+    // In one round trip (the head stays locked meanwhile): ids already recorded, from the
+    // database's unique index on them (not from memory), and the versions of the streams this
+    // replica does not remember, from the index on `(ticket, version)` (the head is locked, so
+    // they are the versions at `position`).
+    let ids: Vec<&str> = requests
+        .iter()
+        .flat_map(AppendRequest::all_events)
+        .map(|e| e.id.as_str())
+        .collect();
+    let names: Vec<&str> = unknown.iter().map(|t| t.as_str()).collect();
+    let ids_sql = format!("SELECT position, record FROM {s}.events WHERE id = ANY($1)");
+    let versions_sql = format!(
+        "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
+    );
+    let id_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let version_params: [&(dyn ToSql + Sync); 1] = [&names];
+    let (id_rows, version_rows) = answered(async {
+        tokio::try_join!(client.query(&ids_sql, &id_params), async {
+            if names.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.query(&versions_sql, &version_params).await
+            }
+        })
+    })
+    .await
+    .map_err(open)?;
     if !unknown.is_empty() {
-        let names: Vec<&str> = unknown.iter().map(|t| t.as_str()).collect();
-        let rows = answered(client.query(
-            &format!(
-                "SELECT ticket, max(version) FROM {s}.events WHERE ticket = ANY($1) GROUP BY ticket"
-            ),
-            &[&names],
-        ))
-        .await
-        .map_err(open)?;
-        let found: HashMap<String, u64> = rows
+        let found: HashMap<String, u64> = version_rows
             .iter()
             .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
             .collect();
@@ -326,20 +341,8 @@ async fn stage_and_commit(
             versions.insert(ticket.to_string(), v);
         }
     }
-    // Ids already recorded, from the database's unique index on them (not from memory).
-    let ids: Vec<&str> = requests
-        .iter()
-        .flat_map(AppendRequest::all_events)
-        .map(|e| e.id.as_str())
-        .collect();
     let mut existing: HashMap<String, RecordedEvent> = HashMap::new();
-    let rows = answered(client.query(
-        &format!("SELECT position, record FROM {s}.events WHERE id = ANY($1)"),
-        &[&ids],
-    ))
-    .await
-    .map_err(open)?;
-    for row in rows {
+    for row in id_rows {
         let p = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         let event = decode_at(p, row.get(1)).map_err(Failure::Open)?;
         existing.insert(event.id.clone(), event);
