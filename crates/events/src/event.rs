@@ -43,151 +43,63 @@ impl ActorKind {
     ];
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-    Urgent,
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Relation {
-    ChildOf,
-    BlockedBy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GateVerdict {
-    Passed,
-    Failed,
-    ChangesRequested,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    Done,
-    Cancelled,
-    Duplicate,
-    Wontfix,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Open,
-    InProgress,
-    Done,
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    Tmux,
-    Process,
-    Websocket,
-}
-
-/// The verdict an agent gives at the end of a turn.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-pub enum Verdict {
-    #[serde(rename = "DONE")]
-    Done,
-    #[serde(rename = "REVIEW")]
-    Review,
-    #[serde(rename = "QUESTION")]
-    Question,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Done => "DONE",
-            Verdict::Review => "REVIEW",
-            Verdict::Question => "QUESTION",
-        }
+crate::names! {
+    #[derive(Default, Encode, Decode, ToSchema)]
+    pub enum Priority as "snake_case" {
+        Low,
+        #[default]
+        Normal,
+        High,
+        Urgent,
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalRejectReason {
-    StaleNonce,
-    UnknownNonce,
-    RuntimeEnded,
-    EchoedPrompt,
-}
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum Relation as "snake_case" { ChildOf, BlockedBy }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum HarvestOutcome {
-    Completed,
-    Partial,
-    Failed,
-}
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum GateVerdict as "snake_case" { Passed, Failed, ChangesRequested }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitReason {
-    Success,
-    MaxTurns,
-    MaxBudget,
-    Error,
-    ApiError,
-    Interrupted,
-    NoResult,
-}
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum Resolution as "snake_case" { Done, Cancelled, Duplicate, Wontfix }
 
-impl ExitReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExitReason::Success => "success",
-            ExitReason::MaxTurns => "max_turns",
-            ExitReason::MaxBudget => "max_budget",
-            ExitReason::Error => "error",
-            ExitReason::ApiError => "api_error",
-            ExitReason::Interrupted => "interrupted",
-            ExitReason::NoResult => "no_result",
-        }
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum TaskStatus as "snake_case" { Open, InProgress, Done }
+
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum Transport as "snake_case" { Tmux, Process, Websocket }
+
+    /// The verdict an agent gives at the end of a turn.
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum Verdict as "SCREAMING_SNAKE_CASE" { Done, Review, Question }
+
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum SignalRejectReason as "snake_case" {
+        StaleNonce,
+        UnknownNonce,
+        RuntimeEnded,
+        EchoedPrompt,
     }
-}
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ReapCause {
-    TmuxMissing,
-    ProcessDead,
-    IdleTimeout,
-    TerminalState,
-}
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum HarvestOutcome as "snake_case" { Completed, Partial, Failed }
 
-impl ReapCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReapCause::TmuxMissing => "tmux_missing",
-            ReapCause::ProcessDead => "process_dead",
-            ReapCause::IdleTimeout => "idle_timeout",
-            ReapCause::TerminalState => "terminal_state",
-        }
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum ExitReason as "snake_case" {
+        Success,
+        MaxTurns,
+        MaxBudget,
+        Error,
+        ApiError,
+        Interrupted,
+        NoResult,
+    }
+
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum ReapCause as "snake_case" {
+        TmuxMissing,
+        ProcessDead,
+        IdleTimeout,
+        TerminalState,
     }
 }
 
@@ -512,62 +424,19 @@ pub struct RuntimePooled {
 
 // ---- budgets (SPEC §16), on each budget's own stream ----
 
-/// What a budget covers: every runtime, or those of one agent, one ticket owner, one
-/// umbrella's descendants, or one ticket.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum BudgetScopeKind {
-    All,
-    Agent,
-    Owner,
-    Umbrella,
-    Ticket,
-}
+crate::names! {
+    /// What a budget covers: every runtime, or those of one agent, one ticket owner, one
+    /// umbrella's descendants, or one ticket.
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum BudgetScopeKind as "snake_case" { All, Agent, Owner, Umbrella, Ticket }
 
-impl BudgetScopeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetScopeKind::All => "all",
-            BudgetScopeKind::Agent => "agent",
-            BudgetScopeKind::Owner => "owner",
-            BudgetScopeKind::Umbrella => "umbrella",
-            BudgetScopeKind::Ticket => "ticket",
-        }
-    }
-}
-
-/// How long a budget's spend counts: forever, or until the next UTC midnight or month.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    Encode,
-    Decode,
-    ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum BudgetPeriod {
-    #[default]
-    Total,
-    Day,
-    Month,
-}
-
-impl BudgetPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetPeriod::Total => "total",
-            BudgetPeriod::Day => "day",
-            BudgetPeriod::Month => "month",
-        }
+    /// How long a budget's spend counts: forever, or until the next UTC midnight or month.
+    #[derive(Default, Encode, Decode, ToSchema)]
+    pub enum BudgetPeriod as "snake_case" {
+        #[default]
+        Total,
+        Day,
+        Month,
     }
 }
 
@@ -620,39 +489,17 @@ pub struct RuntimeBudgeted {
 
 // ---- subscriptions (SPEC §15), on each subscription's own stream ----
 
-/// The body a subscription's deliveries take.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
-    Encode,
-    Decode,
-    ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeFormat {
-    /// The §3 envelope of an event, or an alert notice, as JSON.
-    #[default]
-    Json,
-    /// A Slack incoming-webhook body (`text`, `blocks`).
-    Slack,
-    /// A Telegram Bot API `sendMessage` body (`chat_id`, `text`, `parse_mode`).
-    Telegram,
-}
-
-impl NoticeFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeFormat::Json => "json",
-            NoticeFormat::Slack => "slack",
-            NoticeFormat::Telegram => "telegram",
-        }
+crate::names! {
+    /// The body a subscription's deliveries take.
+    #[derive(Default, Encode, Decode, ToSchema)]
+    pub enum NoticeFormat as "snake_case" {
+        /// The §3 envelope of an event, or an alert notice, as JSON.
+        #[default]
+        Json,
+        /// A Slack incoming-webhook body (`text`, `blocks`).
+        Slack,
+        /// A Telegram Bot API `sendMessage` body (`chat_id`, `text`, `parse_mode`).
+        Telegram,
     }
 }
 

@@ -7,6 +7,8 @@ pub mod codec;
 pub mod envelope;
 pub mod event;
 pub mod ids;
+#[doc(hidden)]
+pub mod names;
 pub mod schema;
 
 pub use envelope::{Hash, NewEvent, RecordedEvent, Timestamp};

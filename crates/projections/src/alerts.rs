@@ -1,6 +1,5 @@
 //! Alerts (SPEC §5.5), evaluated against an explicit `now`: what needs a person's attention.
 
-use std::fmt;
 
 use events::{TicketId, Timestamp, Transport};
 use serde::{Deserialize, Serialize};
@@ -9,72 +8,22 @@ use crate::config::Config;
 use crate::ledger::{Ledger, Ticket};
 use crate::rules::{NextActionCode, TicketState};
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    WorkerLost,
-    StaleWorker,
-    RetryLoop,
-    UnansweredQuestion,
-    ReadyToResume,
-    /// A pool has had every slot taken for `pool_saturated_after` (SPEC §14: 15 minutes).
-    PoolSaturated,
-    /// A subscription parked a delivery and stopped (SPEC §15).
-    SubscriptionFailing,
-    /// A budget's spent + reserved reached its `warn_at_pct` (SPEC §16).
-    BudgetNear,
-    /// A budget has no room left for its default reservation (SPEC §16).
-    BudgetExhausted,
-}
-
-impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
-        AlertKind::WorkerLost,
-        AlertKind::StaleWorker,
-        AlertKind::RetryLoop,
-        AlertKind::UnansweredQuestion,
-        AlertKind::ReadyToResume,
-        AlertKind::PoolSaturated,
-        AlertKind::SubscriptionFailing,
-        AlertKind::BudgetNear,
-        AlertKind::BudgetExhausted,
-    ];
-
-    /// The kind a name (`worker_lost`, …) names.
-    pub fn parse(name: &str) -> Option<AlertKind> {
-        AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::WorkerLost => "worker_lost",
-            AlertKind::StaleWorker => "stale_worker",
-            AlertKind::RetryLoop => "retry_loop",
-            AlertKind::UnansweredQuestion => "unanswered_question",
-            AlertKind::ReadyToResume => "ready_to_resume",
-            AlertKind::PoolSaturated => "pool_saturated",
-            AlertKind::SubscriptionFailing => "subscription_failing",
-            AlertKind::BudgetNear => "budget_near",
-            AlertKind::BudgetExhausted => "budget_exhausted",
-        }
-    }
-}
-
-impl fmt::Display for AlertKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+events::names! {
+    #[derive(PartialOrd, Ord, utoipa::ToSchema)]
+    pub enum AlertKind as "snake_case" {
+        WorkerLost,
+        StaleWorker,
+        RetryLoop,
+        UnansweredQuestion,
+        ReadyToResume,
+        /// A pool has had every slot taken for `pool_saturated_after` (SPEC §14: 15 minutes).
+        PoolSaturated,
+        /// A subscription parked a delivery and stopped (SPEC §15).
+        SubscriptionFailing,
+        /// A budget's spent + reserved reached its `warn_at_pct` (SPEC §16).
+        BudgetNear,
+        /// A budget has no room left for its default reservation (SPEC §16).
+        BudgetExhausted,
     }
 }
 

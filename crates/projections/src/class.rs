@@ -1,56 +1,36 @@
 //! Runtime class (SPEC §5.1): what a runtime is, derived from its terminal facts by rank.
 
-use std::fmt;
 
 use events::{ExitReason, HarvestOutcome, ReapCause, Timestamp, Transport};
 use serde::{Deserialize, Serialize};
 
-/// A runtime's class. Live classes first, then ended classes in §5.1 precedence order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeClass {
-    /// Live, no activity or signal yet.
-    Starting,
-    Live,
-    /// Live websocket console with no activity for `idle_after`.
-    WebsocketIdle,
-    CompletedByController,
-    KilledByController,
-    Cancelled,
-    Completed,
-    Partial,
-    Failed,
-    TmuxMissing,
-    ProcessDead,
-    TimedOut,
-    /// Reaped because the ticket reached a terminal state (`terminal_state`).
-    Closed,
-    LaunchAborted,
-    /// The agent reported its session ended (`runtime.session_ended`), ranked with the reaps.
-    SessionEnded,
+events::names! {
+    /// A runtime's class. Live classes first, then ended classes in §5.1 precedence order.
+    #[derive(utoipa::ToSchema)]
+    pub enum RuntimeClass as "kebab-case" {
+        /// Live, no activity or signal yet.
+        Starting,
+        Live,
+        /// Live websocket console with no activity for `idle_after`.
+        WebsocketIdle,
+        CompletedByController,
+        KilledByController,
+        Cancelled,
+        Completed,
+        Partial,
+        Failed,
+        TmuxMissing,
+        ProcessDead,
+        TimedOut,
+        /// Reaped because the ticket reached a terminal state (`terminal_state`).
+        Closed,
+        LaunchAborted,
+        /// The agent reported its session ended (`runtime.session_ended`), ranked with the reaps.
+        SessionEnded,
+    }
 }
 
 impl RuntimeClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuntimeClass::Starting => "starting",
-            RuntimeClass::Live => "live",
-            RuntimeClass::WebsocketIdle => "websocket-idle",
-            RuntimeClass::CompletedByController => "completed-by-controller",
-            RuntimeClass::KilledByController => "killed-by-controller",
-            RuntimeClass::Cancelled => "cancelled",
-            RuntimeClass::Completed => "completed",
-            RuntimeClass::Partial => "partial",
-            RuntimeClass::Failed => "failed",
-            RuntimeClass::TmuxMissing => "tmux-missing",
-            RuntimeClass::ProcessDead => "process-dead",
-            RuntimeClass::TimedOut => "timed-out",
-            RuntimeClass::Closed => "closed",
-            RuntimeClass::LaunchAborted => "launch-aborted",
-            RuntimeClass::SessionEnded => "session-ended",
-        }
-    }
-
     pub fn is_live(self) -> bool {
         matches!(
             self,
@@ -83,11 +63,6 @@ impl RuntimeClass {
     }
 }
 
-impl fmt::Display for RuntimeClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The last harvest folded for a runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

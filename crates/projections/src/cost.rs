@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use events::TicketId;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::ledger::money::{lines, Line, NANOS_PER_USD};
 pub(crate) use crate::ledger::money::{nanos, spend_by_model, spend_nanos, usd};
@@ -29,19 +29,20 @@ pub struct CostView {
     pub runtimes: u64,
 }
 
-/// What `GET /v1/costs` groups by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CostGroupBy {
-    /// The runtime's agent (`claude`, `codex`, …).
-    #[default]
-    Agent,
-    /// The model the agent reported, else the runtime's dispatched model, else `unknown`.
-    Model,
-    /// The ticket's owner (null: no owner).
-    Owner,
-    /// The UTC day the runtime's harvest was recorded, `YYYY-MM-DD`.
-    Day,
+events::names! {
+    /// What `GET /v1/costs` groups by.
+    #[derive(Default, utoipa::ToSchema)]
+    pub enum CostGroupBy as "snake_case" {
+        /// The runtime's agent (`claude`, `codex`, …).
+        #[default]
+        Agent,
+        /// The model the agent reported, else the runtime's dispatched model, else `unknown`.
+        Model,
+        /// The ticket's owner (null: no owner).
+        Owner,
+        /// The UTC day the runtime's harvest was recorded, `YYYY-MM-DD`.
+        Day,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

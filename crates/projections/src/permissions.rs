@@ -11,133 +11,51 @@
 //! ticket.
 
 use events::{ActorKind, TicketId};
-use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::decide::{Command, Target};
 use crate::Ledger;
 
-/// A token's scope: what kind of request it may make at all.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Read,
-    Write,
-    Admin,
-}
+events::names! {
+    /// A token's scope: what kind of request it may make at all.
+    #[derive(PartialOrd, Ord, ToSchema)]
+    pub enum Scope as "lowercase" { Read, Write, Admin }
 
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
-            Scope::Admin => "admin",
-        }
-    }
-}
-
-/// What a command does, as the permission table names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Open,
-    Edit,
-    Comment,
-    Link,
-    Unlink,
-    Park,
-    Gate,
-    Close,
-    Reopen,
-    Task,
-    Dispatch,
-    Signal,
-    Activity,
-    Harvest,
-    Reap,
-    Kill,
-    Cancel,
-    Switch,
-    Retry,
-    Complete,
-    Input,
-    Abort,
-    /// Create a pool or change its capacity (SPEC §14: orchestrators and humans).
-    Pool,
-    /// An agent waits for a person (its permission or idle prompt): pauses a runtime.
-    RequestInput,
-    /// An agent's session ended: ends a runtime.
-    EndSession,
-    /// Create, change, pause, resume, replay or delete a subscription (SPEC §15:
-    /// orchestrators and humans).
-    Subscribe,
-    /// Create or change a budget (SPEC §16: orchestrators and humans).
-    Budget,
-}
-
-impl Action {
-    pub const ALL: [Action; 27] = [
-        Action::Open,
-        Action::Edit,
-        Action::Comment,
-        Action::Link,
-        Action::Unlink,
-        Action::Park,
-        Action::Gate,
-        Action::Close,
-        Action::Reopen,
-        Action::Task,
-        Action::Dispatch,
-        Action::Signal,
-        Action::Activity,
-        Action::Harvest,
-        Action::Reap,
-        Action::Kill,
-        Action::Cancel,
-        Action::Switch,
-        Action::Retry,
-        Action::Complete,
-        Action::Input,
-        Action::Abort,
-        Action::Pool,
-        Action::RequestInput,
-        Action::EndSession,
-        Action::Subscribe,
-        Action::Budget,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Open => "open",
-            Action::Edit => "edit",
-            Action::Comment => "comment",
-            Action::Link => "link",
-            Action::Unlink => "unlink",
-            Action::Park => "park",
-            Action::Gate => "gate",
-            Action::Close => "close",
-            Action::Reopen => "reopen",
-            Action::Task => "task",
-            Action::Dispatch => "dispatch",
-            Action::Signal => "signal",
-            Action::Activity => "activity",
-            Action::Harvest => "harvest",
-            Action::Reap => "reap",
-            Action::Kill => "kill",
-            Action::Cancel => "cancel",
-            Action::Switch => "switch",
-            Action::Retry => "retry",
-            Action::Complete => "complete",
-            Action::Input => "input",
-            Action::Abort => "abort",
-            Action::Pool => "pool",
-            Action::RequestInput => "request_input",
-            Action::EndSession => "end_session",
-            Action::Subscribe => "subscribe",
-            Action::Budget => "budget",
-        }
+    /// What a command does, as the permission table names it.
+    pub enum Action as "snake_case" {
+        Open,
+        Edit,
+        Comment,
+        Link,
+        Unlink,
+        Park,
+        Gate,
+        Close,
+        Reopen,
+        Task,
+        Dispatch,
+        Signal,
+        Activity,
+        Harvest,
+        Reap,
+        Kill,
+        Cancel,
+        Switch,
+        Retry,
+        Complete,
+        Input,
+        Abort,
+        /// Create a pool or change its capacity (SPEC §14: orchestrators and humans).
+        Pool,
+        /// An agent waits for a person (its permission or idle prompt): pauses a runtime.
+        RequestInput,
+        /// An agent's session ended: ends a runtime.
+        EndSession,
+        /// Create, change, pause, resume, replay or delete a subscription (SPEC §15:
+        /// orchestrators and humans).
+        Subscribe,
+        /// Create or change a budget (SPEC §16: orchestrators and humans).
+        Budget,
     }
 }
 

@@ -1,6 +1,5 @@
 //! Ticket state, next action and failure_reason (SPEC §5.3, §5.4), derived from the facts.
 
-use std::fmt;
 
 use events::{Resolution, TicketId, Timestamp, Verdict};
 use serde::{Deserialize, Serialize};
@@ -9,97 +8,38 @@ use crate::class::RuntimeClass;
 use crate::ledger::{Ledger, Runtime, Ticket};
 use crate::limits::excerpt;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketState {
-    Open,
-    InProgress,
-    NeedsInput,
-    Review,
-    Waiting,
-    Done,
-    Cancelled,
+events::names! {
+    #[derive(PartialOrd, Ord, utoipa::ToSchema)]
+    pub enum TicketState as "snake_case" {
+        Open,
+        InProgress,
+        NeedsInput,
+        Review,
+        Waiting,
+        Done,
+        Cancelled,
+    }
 }
 
 impl TicketState {
-    pub const ALL: [TicketState; 7] = [
-        TicketState::Open,
-        TicketState::InProgress,
-        TicketState::NeedsInput,
-        TicketState::Review,
-        TicketState::Waiting,
-        TicketState::Done,
-        TicketState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TicketState::Open => "open",
-            TicketState::InProgress => "in_progress",
-            TicketState::NeedsInput => "needs_input",
-            TicketState::Review => "review",
-            TicketState::Waiting => "waiting",
-            TicketState::Done => "done",
-            TicketState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TicketState> {
-        TicketState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     pub fn is_closed(self) -> bool {
         matches!(self, TicketState::Done | TicketState::Cancelled)
     }
 }
 
-impl fmt::Display for TicketState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NextActionCode {
-    Dispatch,
-    Working,
-    Answer,
-    Review,
-    Validate,
-    Resume,
-    Retry,
-    Recover,
-    Wait,
-    None,
-}
-
-impl NextActionCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NextActionCode::Dispatch => "dispatch",
-            NextActionCode::Working => "working",
-            NextActionCode::Answer => "answer",
-            NextActionCode::Review => "review",
-            NextActionCode::Validate => "validate",
-            NextActionCode::Resume => "resume",
-            NextActionCode::Retry => "retry",
-            NextActionCode::Recover => "recover",
-            NextActionCode::Wait => "wait",
-            NextActionCode::None => "none",
-        }
+events::names! {
+    #[derive(utoipa::ToSchema)]
+    pub enum NextActionCode as "snake_case" {
+        Dispatch,
+        Working,
+        Answer,
+        Review,
+        Validate,
+        Resume,
+        Retry,
+        Recover,
+        Wait,
+        None,
     }
 }
 

@@ -60,14 +60,15 @@ pub struct Replay {
     pub requested_at: u64,
 }
 
-/// What a subscription is doing, as its facts say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionState {
-    Active,
-    Paused,
-    /// A delivery was parked; nothing after it goes out until a resume or a replay.
-    Failing,
+events::names! {
+    /// What a subscription is doing, as its facts say.
+    #[derive(ToSchema)]
+    pub enum SubscriptionState as "snake_case" {
+        Active,
+        Paused,
+        /// A delivery was parked; nothing after it goes out until a resume or a replay.
+        Failing,
+    }
 }
 
 impl Subscription {

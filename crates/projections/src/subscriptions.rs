@@ -202,24 +202,13 @@ impl Wants {
     }
 }
 
-/// What an alert notice says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum NoticeKind {
-    #[serde(rename = "alert.raised")]
-    Raised,
-    #[serde(rename = "alert.cleared")]
-    Cleared,
-    #[serde(rename = "alert.reminder")]
-    Reminder,
-}
-
-impl NoticeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeKind::Raised => "alert.raised",
-            NoticeKind::Cleared => "alert.cleared",
-            NoticeKind::Reminder => "alert.reminder",
-        }
+events::names! {
+    /// What an alert notice says happened.
+    #[derive(ToSchema)]
+    pub enum NoticeKind as "snake_case" {
+        Raised = "alert.raised",
+        Cleared = "alert.cleared",
+        Reminder = "alert.reminder",
     }
 }
 

@@ -218,30 +218,43 @@ fn gate(
         .map(|e| unavailable(app, headers, &e))
 }
 
+/// A list page: the gate, then what `read` takes from the projections (at one `now`, under the
+/// read lock), rendered by `render` outside it.
+fn list_page<T>(
+    app: &AppState,
+    caller: Option<&Extension<Caller>>,
+    headers: &HeaderMap,
+    (title, current): (&str, &str),
+    read: impl FnOnce(&projections::Ledger, events::Timestamp, &projections::Config) -> T,
+    render: impl FnOnce(T) -> Markup,
+) -> Response {
+    if let Some(answer) = gate(app, caller, headers, title, current) {
+        return answer;
+    }
+    let cfg = &app.read.shared.config;
+    let at = now();
+    let data = app.read.shared.read(|l| read(l, at, cfg));
+    page(app, headers, StatusCode::OK, title, current, render(data))
+}
+
 async fn board(
     State(app): State<AppState>,
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Board", "/") {
-        return answer;
-    }
-    let cfg = &app.read.shared.config;
-    let at = now();
-    let (board, alerts, budgets) = app.read.shared.read(|l| {
-        (
-            l.board(at, cfg, projections::BOARD_CLOSED_DEFAULT),
-            l.alerts(at, cfg),
-            l.budgets(at).budgets,
-        )
-    });
-    page(
+    list_page(
         &app,
+        caller.as_ref(),
         &headers,
-        StatusCode::OK,
-        "Board",
-        "/",
-        pages::board(&board, &alerts, &budgets),
+        ("Board", "/"),
+        |l, at, cfg| {
+            (
+                l.board(at, cfg, projections::BOARD_CLOSED_DEFAULT),
+                l.alerts(at, cfg),
+                l.budgets(at).budgets,
+            )
+        },
+        |(board, alerts, budgets)| pages::board(&board, &alerts, &budgets),
     )
 }
 
@@ -388,40 +401,27 @@ async fn runtimes(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Runtimes", "/runtimes") {
-        return answer;
-    }
-    let cfg = &app.read.shared.config;
-    let at = now();
-    let (live, recent) = app.read.shared.read(|l| {
-        let live = l
-            .runtimes(
-                &RuntimeFilter {
-                    live: Some(true),
-                    ..RuntimeFilter::default()
-                },
-                None,
-                1_000,
-                at,
-                cfg,
-            )
-            .runtimes;
-        let all = l.runtime_count();
-        let recent: Vec<_> = l
-            .runtime_ids_from(all.saturating_sub(RECENT_RUNTIMES_MAX))
-            .iter()
-            .rev()
-            .filter_map(|id| l.runtime_view(id, at, cfg))
-            .collect();
-        (live, recent)
-    });
-    page(
+    list_page(
         &app,
+        caller.as_ref(),
         &headers,
-        StatusCode::OK,
-        "Runtimes",
-        "/runtimes",
-        pages::runtimes(&live, &recent),
+        ("Runtimes", "/runtimes"),
+        |l, at, cfg| {
+            let live = RuntimeFilter {
+                live: Some(true),
+                ..RuntimeFilter::default()
+            };
+            let live = l.runtimes(&live, None, 1_000, at, cfg).runtimes;
+            let all = l.runtime_count();
+            let recent: Vec<_> = l
+                .runtime_ids_from(all.saturating_sub(RECENT_RUNTIMES_MAX))
+                .iter()
+                .rev()
+                .filter_map(|id| l.runtime_view(id, at, cfg))
+                .collect();
+            (live, recent)
+        },
+        |(live, recent)| pages::runtimes(&live, &recent),
     )
 }
 
@@ -430,22 +430,13 @@ async fn alerts(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(answer) = gate(&app, caller.as_ref(), &headers, "Alerts", "/alerts") {
-        return answer;
-    }
-    let cfg = &app.read.shared.config;
-    let at = now();
-    let (alerts, pools, budgets) = app
-        .read
-        .shared
-        .read(|l| (l.alerts(at, cfg), l.pools().pools, l.budgets(at).budgets));
-    page(
+    list_page(
         &app,
+        caller.as_ref(),
         &headers,
-        StatusCode::OK,
-        "Alerts",
-        "/alerts",
-        pages::alerts(&alerts, &pools, &budgets),
+        ("Alerts", "/alerts"),
+        |l, at, cfg| (l.alerts(at, cfg), l.pools().pools, l.budgets(at).budgets),
+        |(alerts, pools, budgets)| pages::alerts(&alerts, &pools, &budgets),
     )
 }
 

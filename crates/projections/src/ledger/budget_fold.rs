@@ -369,13 +369,10 @@ impl Ledger {
     }
 }
 
-/// What a budget's standing comes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BudgetStatus {
-    Ok,
-    Near,
-    Exhausted,
+events::names! {
+    /// What a budget's standing comes to.
+    #[derive(utoipa::ToSchema)]
+    pub enum BudgetStatus as "snake_case" { Ok, Near, Exhausted }
 }
 
 impl Budget {
