@@ -1,6 +1,5 @@
 //! Alerts (SPEC §5.5), evaluated against an explicit `now`: what needs a person's attention.
 
-
 use events::{TicketId, Timestamp, Transport};
 use serde::{Deserialize, Serialize};
 

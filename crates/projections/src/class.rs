@@ -1,6 +1,5 @@
 //! Runtime class (SPEC §5.1): what a runtime is, derived from its terminal facts by rank.
 
-
 use events::{ExitReason, HarvestOutcome, ReapCause, Timestamp, Transport};
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +61,6 @@ impl RuntimeClass {
         )
     }
 }
-
 
 /// The last harvest folded for a runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

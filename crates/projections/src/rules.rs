@@ -1,6 +1,5 @@
 //! Ticket state, next action and failure_reason (SPEC §5.3, §5.4), derived from the facts.
 
-
 use events::{Resolution, TicketId, Timestamp, Verdict};
 use serde::{Deserialize, Serialize};
 
