@@ -13,59 +13,28 @@ use serde_json::{json, Value};
 
 const RACERS: usize = 16;
 
-fn ok(addr: SocketAddr, path: &str, body: Value) -> Value {
-    written(
-        path,
-        post(addr, path, &with_actor(body, "luci", "orchestrator")),
-    )
-}
-
-fn event_count(addr: SocketAddr) -> usize {
-    get(addr, "/v1/events?limit=1000").json()["events"]
-        .as_array()
-        .unwrap()
-        .len()
-}
-
 /// A budget of $10, each racer asking $3: room for exactly 3. Returns the winners' runtime ids, sorted.
 fn race(addrs: &[SocketAddr]) -> Vec<String> {
-    ok(
+    orchestrated(
         addrs[0],
         "/v1/budgets",
         json!({"name": "team", "scope": {"kind": "all"}, "limit_usd": 10.0, "period": "day"}),
     );
-    for i in 0..RACERS {
-        ok(
-            addrs[0],
-            "/v1/tickets",
-            json!({"id": format!("MC-{}", i + 1), "title": "racer"}),
-        );
-    }
-    let before = event_count(addrs[0]);
-    let answers = race_dispatches(
+    let (winners, appended) = race_winners(
         addrs,
         RACERS,
         &json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "max_budget_usd": 3.0}),
+        |body| {
+            assert_eq!(body["code"], "budget_exhausted", "{body}");
+            assert_eq!(body["budget"], "team", "{body}");
+            assert_eq!(body["limit_usd"], 10.0, "{body}");
+            assert_eq!(body["reserved_usd"], 9.0, "{body}");
+            assert_eq!(body["reservation_usd"], 3.0, "{body}");
+        },
     );
-    caught_up(addrs);
-    let mut winners = Vec::new();
-    for (status, body) in answers {
-        match status {
-            201 => winners.push(body["runtime_id"].as_str().unwrap().to_owned()),
-            409 => {
-                assert_eq!(body["code"], "budget_exhausted", "{body}");
-                assert_eq!(body["budget"], "team", "{body}");
-                assert_eq!(body["limit_usd"], 10.0, "{body}");
-                assert_eq!(body["reserved_usd"], 9.0, "{body}");
-                assert_eq!(body["reservation_usd"], 3.0, "{body}");
-            }
-            other => panic!("dispatch answered {other}: {body}"),
-        }
-    }
-    winners.sort();
     assert_eq!(winners.len(), 3, "exactly 3 win");
     // Each winner appended dispatched + budgeted on its ticket and reserved on the budget.
-    assert_eq!(event_count(addrs[0]) - before, 3 * 3);
+    assert_eq!(appended, 3 * 3);
     winners
 }
 
@@ -102,7 +71,7 @@ fn check(addr: SocketAddr, winners: &[String], spent: f64) {
 /// A harvest with a cost turns one reservation into its spend, with no budget write.
 fn harvest_one(addr: SocketAddr, winners: &[String]) {
     let version = get(addr, "/v1/budgets/team").json()["version"].clone();
-    ok(
+    orchestrated(
         addr,
         &format!("/v1/runtimes/{}/harvest", winners[0]),
         json!({"outcome": "completed", "exit_reason": "success", "cost_usd": 1.25}),
@@ -123,7 +92,7 @@ fn sixteen_racers_on_sled_reserve_exactly_three_and_a_restart_keeps_the_budget()
     check(server.addr, &winners, 1.25);
     // $10 − $1.25 spent − $6 reserved leaves $2.75: a $3 run is refused, a $2.75 one fits.
     let addr = server.addr;
-    ok(
+    orchestrated(
         addr,
         "/v1/tickets",
         json!({"id": "MC-17", "title": "after the race"}),
@@ -169,9 +138,7 @@ fn sixteen_racers_on_sled_reserve_exactly_three_and_a_restart_keeps_the_budget()
 #[test]
 fn sixteen_racers_through_two_postgres_replicas_reserve_exactly_three() {
     let pg = PgSchema::new("budgets");
-    let url = pg.store_url();
-    let mut replicas: Vec<Child> = (0..2).map(|_| spawn_serve(&["--store", &url])).collect();
-    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let (mut replicas, addrs) = spawn_replicas(&pg.store_url(), 2);
     let winners = race(&addrs);
     for addr in &addrs {
         check(*addr, &winners, 0.0);
@@ -181,15 +148,12 @@ fn sixteen_racers_through_two_postgres_replicas_reserve_exactly_three() {
     for addr in &addrs {
         check(*addr, &winners, 1.25);
     }
-    for r in &mut replicas {
-        assert_eq!(sigterm(&mut r.child).code(), Some(0));
-    }
+    stop_all(&mut replicas);
 }
 
 #[test]
 fn the_cli_console_and_metrics_show_budgets_and_bad_ones_are_clear_4xx() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_binary(dir.path());
+    let (_dir, mut server) = spawn_temp_binary();
     let addr = server.addr;
     let url = format!("http://{addr}");
     let create = [
@@ -211,8 +175,8 @@ fn the_cli_console_and_metrics_show_budgets_and_bad_ones_are_clear_4xx() {
     assert!(out.contains("claude-daily saved"), "{out}");
     let out = mc_ledger_ok(&create);
     assert!(out.contains("unchanged"), "{out}");
-    ok(addr, "/v1/tickets", json!({"id": "MC-1", "title": "t"}));
-    ok(
+    orchestrated(addr, "/v1/tickets", json!({"id": "MC-1", "title": "t"}));
+    orchestrated(
         addr,
         "/v1/tickets/MC-1/dispatch",
         json!({"dispatch_key": "k", "agent": "claude", "transport": "tmux", "tmux_target": "x"}),

@@ -162,24 +162,8 @@ fn a_held_data_dir_says_so_and_server_mode_works() {
 fn a_worker_signals_with_its_runtime_token() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let create = |name: &str, kind: &str, scope: &str| {
-        let out = mc(&[
-            "token",
-            "create",
-            "--name",
-            name,
-            "--kind",
-            kind,
-            "--scope",
-            scope,
-            "--data-dir",
-            d,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        text(&out.stdout).trim().to_owned()
-    };
-    let ops = create("ops", "orchestrator", "write");
-    let dispatcher = create("dispatcher", "controller", "write");
+    let ops = create_token(dir.path(), "orchestrator", "write", "ops");
+    let dispatcher = create_token(dir.path(), "controller", "write", "dispatcher");
     let server = spawn_serve(&["--data-dir", d]);
     let addr = server.addr;
     let open = serde_json::json!({"id": "MC-7", "title": "worker"}).to_string();

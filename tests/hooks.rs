@@ -25,12 +25,7 @@ fn ledger_types(addr: std::net::SocketAddr) -> Vec<String> {
 
 fn dispatched(addr: std::net::SocketAddr, ticket: &str) -> (String, String) {
     let body = |v: Value| with_actor(v, "ops", "human");
-    let r = post(
-        addr,
-        "/v1/tickets",
-        &body(json!({"id": ticket, "title": "hooks"})),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    open_ticket_as(addr, ticket, "hooks", ("ops", "human"));
     let r = post(
         addr,
         &format!("/v1/tickets/{ticket}/dispatch"),
@@ -255,12 +250,8 @@ fn the_hook_command_never_fails_the_agent() {
 fn hook_json() -> impl proptest::strategy::Strategy<Value = Value> {
     use proptest::prelude::*;
     let event = prop_oneof![
-        Just("Stop".to_owned()),
-        Just("SubagentStop".to_owned()),
-        Just("Notification".to_owned()),
-        Just("SessionEnd".to_owned()),
-        Just("agent-turn-complete".to_owned()),
-        "[A-Za-z]{0,12}",
+        5 => one_of(&["Stop", "SubagentStop", "Notification", "SessionEnd", "agent-turn-complete"]),
+        1 => "[A-Za-z]{0,12}",
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -278,14 +269,16 @@ fn hook_json() -> impl proptest::strategy::Strategy<Value = Value> {
         ]
     });
     let fields = prop_oneof![
-        Just("hook_event_name".to_owned()),
-        Just("type".to_owned()),
-        Just("last_assistant_message".to_owned()),
-        Just("last-assistant-message".to_owned()),
-        Just("notification_type".to_owned()),
-        Just("reason".to_owned()),
-        Just("message".to_owned()),
-        "[a-z_]{1,12}",
+        7 => one_of(&[
+            "hook_event_name",
+            "type",
+            "last_assistant_message",
+            "last-assistant-message",
+            "notification_type",
+            "reason",
+            "message",
+        ]),
+        1 => "[a-z_]{1,12}",
     ];
     (
         event,

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use common::*;
@@ -36,6 +35,15 @@ fn ticket(s: &TestServer, id: &str) -> Value {
     r.json()
 }
 
+/// Posts each step of a JSON array of `[path, actor name, actor kind, body]` in order; each must
+/// be recorded (201).
+fn record_all(s: &TestServer, steps: Value) {
+    for step in steps.as_array().unwrap() {
+        let text = |i: usize| step[i].as_str().unwrap();
+        recorded(s.addr, text(0), step[3].clone(), (text(1), text(2)));
+    }
+}
+
 #[test]
 fn mc_4502_story_ends_done_without_a_banner() {
     let s = start_temp();
@@ -46,53 +54,32 @@ fn mc_4502_story_ends_done_without_a_banner() {
     // A launch aborted by a failed model smoke test.
     let codex = dispatch(&s, "MC-4502", "codex-smoke", "process").json();
     let rt = codex["runtime_id"].as_str().unwrap();
-    let r = post(
-        s.addr,
-        &format!("/v1/runtimes/{rt}/abort"),
-        &with_actor(
-            json!({"reason": "model_smoke_failed", "detail": "gpt-5.5 rejected under ChatGPT OAuth"}),
-            "controller",
-            "controller",
-        ),
+    record_all(
+        &s,
+        json!([
+            [format!("/v1/runtimes/{rt}/abort"), "controller", "controller", {"reason": "model_smoke_failed", "detail": "gpt-5.5 rejected under ChatGPT OAuth"}]
+        ]),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
     // The coder in tmux; a max_turns exit is partial: recover, no failure.
     let coder = dispatch(&s, "MC-4502", "coder-1", "tmux").json();
     let rt = coder["runtime_id"].as_str().unwrap().to_owned();
-    let r = post(
-        s.addr,
-        &format!("/v1/runtimes/{rt}/harvest"),
-        &with_actor(
-            json!({"outcome": "partial", "exit_reason": "max_turns", "turns": 200, "cost_usd": 14.2}),
-            "controller",
-            "controller",
-        ),
+    record_all(
+        &s,
+        json!([
+            [format!("/v1/runtimes/{rt}/harvest"), "controller", "controller", {"outcome": "partial", "exit_reason": "max_turns", "turns": 200, "cost_usd": 14.2}]
+        ]),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
     let t = ticket(&s, "MC-4502");
     assert_eq!(t["next_action"]["code"], "recover");
     assert_eq!(t["failure_reason"], Value::Null);
     // Completed by the controller, then tmux goes away: still no banner.
-    let r = post(
-        s.addr,
-        &format!("/v1/runtimes/{rt}/complete"),
-        &with_actor(
-            json!({"reason": "recovered max-turns partial work", "commit": "1bd1c48"}),
-            "controller",
-            "controller",
-        ),
+    record_all(
+        &s,
+        json!([
+            [format!("/v1/runtimes/{rt}/complete"), "controller", "controller", {"reason": "recovered max-turns partial work", "commit": "1bd1c48"}],
+            [format!("/v1/runtimes/{rt}/reap"), "watcher", "system", {"cause": "tmux_missing", "evidence": "can't find session"}]
+        ]),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = post(
-        s.addr,
-        &format!("/v1/runtimes/{rt}/reap"),
-        &with_actor(
-            json!({"cause": "tmux_missing", "evidence": "can't find session"}),
-            "watcher",
-            "system",
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
     let again = post(
         s.addr,
         &format!("/v1/runtimes/{rt}/reap"),
@@ -106,26 +93,13 @@ fn mc_4502_story_ends_done_without_a_banner() {
     assert_eq!(t["failure_reason"], Value::Null);
     assert_eq!(t["current_runtime"]["class"], "completed-by-controller");
     // The validator closes it.
-    let r = post(
-        s.addr,
-        "/v1/tickets/MC-4502/gates",
-        &with_actor(
-            json!({"gate": "validator", "verdict": "passed", "commit": "1bd1c48"}),
-            "validator",
-            "validator",
-        ),
+    record_all(
+        &s,
+        json!([
+            ["/v1/tickets/MC-4502/gates", "validator", "validator", {"gate": "validator", "verdict": "passed", "commit": "1bd1c48"}],
+            ["/v1/tickets/MC-4502/close", "validator", "validator", {"resolution": "done", "commit": "1bd1c48"}]
+        ]),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = post(
-        s.addr,
-        "/v1/tickets/MC-4502/close",
-        &with_actor(
-            json!({"resolution": "done", "commit": "1bd1c48"}),
-            "validator",
-            "validator",
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
     let t = ticket(&s, "MC-4502");
     assert_eq!(
         (t["state"].as_str(), t["failure_reason"].clone()),
@@ -255,16 +229,12 @@ fn read_sse(
     last_event_id: Option<u64>,
     n: usize,
 ) -> Vec<(u64, String)> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
-    if let Some(id) = last_event_id {
-        head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    let last_event_id = last_event_id.map(|id| id.to_string());
+    let mut headers = vec![("Accept", "text/event-stream")];
+    if let Some(id) = &last_event_id {
+        headers.push(("Last-Event-ID", id));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
+    let stream = send_head(addr, "GET", path, &headers, Duration::from_secs(20)).unwrap();
     let mut reader = BufReader::new(stream);
     let mut out = Vec::new();
     let (mut id, mut event) = (None, None);
@@ -426,27 +396,17 @@ fn scope_matrix() {
             }
         }
     }
-    assert_eq!(
-        request(s.addr, "GET", "/v1/tickets", None, None).status,
-        401
+    assert_gets(
+        s.addr,
+        &[
+            ("/v1/tickets", None, 401),
+            ("/v1/tickets", Some(read.as_str()), 200),
+            ("/v1/tickets", Some("mcl_wrong"), 401),
+            ("/v1/admin/verify", Some(write.as_str()), 403),
+            ("/v1/admin/verify", Some(admin.as_str()), 200),
+            ("/healthz", None, 200),
+        ],
     );
-    assert_eq!(
-        request(s.addr, "GET", "/v1/tickets", None, Some(&read)).status,
-        200
-    );
-    assert_eq!(
-        request(s.addr, "GET", "/v1/tickets", None, Some("mcl_wrong")).status,
-        401
-    );
-    assert_eq!(
-        request(s.addr, "GET", "/v1/admin/verify", None, Some(&write)).status,
-        403
-    );
-    assert_eq!(
-        request(s.addr, "GET", "/v1/admin/verify", None, Some(&admin)).status,
-        200
-    );
-    assert_eq!(request(s.addr, "GET", "/healthz", None, None).status, 200);
 }
 
 /// Unknown tokens from one address are slowed: 20 a minute are answered 401, then 429 until the
@@ -497,12 +457,11 @@ fn a_deleted_token_file_does_not_open_the_server() {
     std::fs::remove_file(&file).unwrap();
     // Longer than the 250 ms between reloads.
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(
-        request(s.addr, "GET", "/v1/tickets", None, None).status,
-        401
-    );
-    assert_eq!(
-        request(s.addr, "GET", "/v1/tickets", None, Some(&good)).status,
-        200
+    assert_gets(
+        s.addr,
+        &[
+            ("/v1/tickets", None, 401),
+            ("/v1/tickets", Some(good.as_str()), 200),
+        ],
     );
 }

@@ -6,118 +6,66 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-struct Step {
-    path: String,
-    body: Value,
-    status: u16,
-    /// Types of the events appended, in order (empty for 200 duplicates and 202).
-    appended: &'static [&'static str],
-}
-
-fn step(
-    path: impl Into<String>,
-    body: Value,
-    status: u16,
-    appended: &'static [&'static str],
-) -> Step {
-    Step {
-        path: path.into(),
-        body,
-        status,
-        appended,
-    }
-}
-
-fn run(s: &TestServer, st: Step) -> Value {
-    let r = post(s.addr, &st.path, &with_actor(st.body, "tester", "human"));
-    assert_eq!(r.status, st.status, "POST {}: {}", st.path, r.body);
+/// One step of a ticket's life, `[path, body, status, types]`: the body is posted to the path
+/// with the standard actor and must answer the status; the types are those of the events
+/// appended, in order (empty for 200 duplicates and 202). The answer's JSON.
+fn run(s: &TestServer, step: &Value) -> Value {
+    let (path, status) = (step[0].as_str().unwrap(), step[2].as_u64().unwrap());
+    let r = post(
+        s.addr,
+        path,
+        &with_actor(step[1].clone(), "tester", "human"),
+    );
+    assert_eq!(u64::from(r.status), status, "POST {path}: {}", r.body);
     let v = r.json();
     let types: Vec<&str> = v["events"]
         .as_array()
         .map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect())
         .unwrap_or_default();
-    if st.status == 201 {
-        assert_eq!(types, st.appended, "POST {}", st.path);
+    if status == 201 {
+        let appended: Vec<&str> = step[3]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(types, appended, "POST {path}");
     }
     v
+}
+
+/// Runs the steps (a JSON array of them) in order; their answers, in order.
+fn run_all(s: &TestServer, steps: Value) -> Vec<Value> {
+    steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| run(s, st))
+        .collect()
+}
+
+/// The `runtime_id` a dispatch answered.
+fn runtime_id(answer: &Value) -> String {
+    answer["runtime_id"].as_str().unwrap().to_owned()
 }
 
 #[test]
 fn every_write_endpoint_happy_path() {
     let s = start_temp();
-    run(
+    let opened = run_all(
         &s,
-        step(
-            "/v1/tickets",
-            json!({"id": "MC-1", "title": "parent", "umbrella": true}),
-            201,
-            &["ticket.opened"],
-        ),
+        json!([
+            ["/v1/tickets", {"id": "MC-1", "title": "parent", "umbrella": true}, 201, ["ticket.opened"]],
+            ["/v1/tickets", {"id": "MC-2", "title": "work", "labels": ["x"]}, 201, ["ticket.opened"]],
+            ["/v1/tickets", {"id": "MC-3", "title": "blocker"}, 201, ["ticket.opened"]],
+            ["/v1/tickets/MC-2/edit", {"priority": "urgent"}, 201, ["ticket.edited"]],
+            ["/v1/tickets/MC-2/links", {"relation": "child_of", "target": "MC-1"}, 201, ["ticket.linked"]],
+            ["/v1/tickets/MC-2/links", {"relation": "blocked_by", "target": "MC-3"}, 201, ["ticket.linked"]],
+            ["/v1/tickets/MC-2/unlink", {"relation": "blocked_by", "target": "MC-3"}, 201, ["ticket.unlinked"]],
+            ["/v1/tickets/MC-2/tasks", {"task_id": "t1", "title": "Discovery"}, 201, ["task.added"]]
+        ]),
     );
-    run(
-        &s,
-        step(
-            "/v1/tickets",
-            json!({"id": "MC-2", "title": "work", "labels": ["x"]}),
-            201,
-            &["ticket.opened"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets",
-            json!({"id": "MC-3", "title": "blocker"}),
-            201,
-            &["ticket.opened"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/edit",
-            json!({"priority": "urgent"}),
-            201,
-            &["ticket.edited"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/links",
-            json!({"relation": "child_of", "target": "MC-1"}),
-            201,
-            &["ticket.linked"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/links",
-            json!({"relation": "blocked_by", "target": "MC-3"}),
-            201,
-            &["ticket.linked"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/unlink",
-            json!({"relation": "blocked_by", "target": "MC-3"}),
-            201,
-            &["ticket.unlinked"],
-        ),
-    );
-    let task = run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/tasks",
-            json!({"task_id": "t1", "title": "Discovery"}),
-            201,
-            &["task.added"],
-        ),
-    );
-    assert_eq!(task["events"][0]["data"]["task_id"], "t1");
+    assert_eq!(opened[7]["events"][0]["data"]["task_id"], "t1");
     let r = request(
         s.addr,
         "PATCH",
@@ -126,97 +74,48 @@ fn every_write_endpoint_happy_path() {
         None,
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    run(
+    let d = run_all(
         &s,
-        step(
-            "/v1/tickets/MC-2/comments",
-            json!({"body": "hello"}),
-            201,
-            &["ticket.commented"],
-        ),
-    );
-    let d = run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/dispatch",
-            json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "tmux_target": "mc-2"}),
-            201,
-            &["runtime.dispatched"],
-        ),
+        json!([
+            ["/v1/tickets/MC-2/comments", {"body": "hello"}, 201, ["ticket.commented"]],
+            ["/v1/tickets/MC-2/dispatch", {"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "tmux_target": "mc-2"}, 201, ["runtime.dispatched"]]
+        ]),
     );
     let (rt, nonce) = (
-        d["runtime_id"].as_str().unwrap().to_owned(),
-        d["nonce"].as_str().unwrap().to_owned(),
+        runtime_id(&d[1]),
+        d[1]["nonce"].as_str().unwrap().to_owned(),
     );
     assert!(nonce.starts_with("MC_TICKET_TURN:2:"), "{nonce}");
-    let dup = run(
+    let question = run_all(
         &s,
-        step(
-            "/v1/tickets/MC-2/dispatch",
-            json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux"}),
-            200,
-            &[],
-        ),
+        json!([
+            ["/v1/tickets/MC-2/dispatch", {"dispatch_key": "k1", "agent": "claude", "transport": "tmux"}, 200, []],
+            [format!("/v1/runtimes/{rt}/activity"), {"note": "editing"}, 201, ["runtime.activity"]],
+            [format!("/v1/runtimes/{rt}/activity"), {}, 202, []],
+            [format!("/v1/runtimes/{rt}/signals"), {"verdict": "QUESTION", "nonce": nonce, "payload": "which branch?"}, 201, ["runtime.signaled"]]
+        ]),
     );
     assert_eq!(
-        (dup["duplicate"].clone(), dup["runtime_id"].as_str()),
+        (
+            question[0]["duplicate"].clone(),
+            question[0]["runtime_id"].as_str()
+        ),
         (json!(true), Some(rt.as_str()))
     );
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/activity"),
-            json!({"note": "editing"}),
-            201,
-            &["runtime.activity"],
-        ),
-    );
-    let coalesced = run(
-        &s,
-        step(format!("/v1/runtimes/{rt}/activity"), json!({}), 202, &[]),
-    );
-    assert_eq!(coalesced["coalesced"], true);
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/signals"),
-            json!({"verdict": "QUESTION", "nonce": nonce, "payload": "which branch?"}),
-            201,
-            &["runtime.signaled"],
-        ),
-    );
+    assert_eq!(question[2]["coalesced"], true);
     assert_eq!(
         get(s.addr, "/v1/tickets/MC-2").json()["state"],
         "needs_input"
     );
-    run(
+    let answered = run_all(
         &s,
-        step(
-            format!("/v1/runtimes/{rt}/signals"),
-            json!({"verdict": "QUESTION", "nonce": nonce, "payload": "which branch?"}),
-            200,
-            &[],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt}/signals"), {"verdict": "QUESTION", "nonce": nonce, "payload": "which branch?"}, 200, []],
+            [format!("/v1/runtimes/{rt}/input"), {"text": "main"}, 201, ["runtime.input_sent"]],
+            [format!("/v1/runtimes/{rt}/switch"), {"model": "opus"}, 201, ["runtime.switched"]]
+        ]),
     );
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/input"),
-            json!({"text": "main"}),
-            201,
-            &["runtime.input_sent"],
-        ),
-    );
-    let sw = run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/switch"),
-            json!({"model": "opus"}),
-            201,
-            &["runtime.switched"],
-        ),
-    );
-    let new_nonce = sw["nonce"].as_str().unwrap().to_owned();
+    let new_nonce = answered[2]["nonce"].as_str().unwrap().to_owned();
     assert_ne!(new_nonce, nonce);
     // The old nonce is stale now: 409 and a recorded rejection.
     let r = post(
@@ -232,167 +131,62 @@ fn every_write_endpoint_happy_path() {
         (r.status, r.json()["code"].clone()),
         (409, json!("stale_nonce"))
     );
-    run(
+    let retried = run_all(
         &s,
-        step(
-            format!("/v1/runtimes/{rt}/signals"),
-            json!({"verdict": "DONE", "nonce": new_nonce, "payload": "done"}),
-            201,
-            &["runtime.signaled"],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt}/signals"), {"verdict": "DONE", "nonce": new_nonce, "payload": "done"}, 201, ["runtime.signaled"]],
+            [format!("/v1/runtimes/{rt}/harvest"), {"outcome": "failed", "exit_reason": "error", "cost_usd": 0.5}, 201, ["runtime.harvested"]],
+            [format!("/v1/runtimes/{rt}/retry"), {}, 201, ["runtime.dispatched"]]
+        ]),
     );
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/harvest"),
-            json!({"outcome": "failed", "exit_reason": "error", "cost_usd": 0.5}),
-            201,
-            &["runtime.harvested"],
-        ),
-    );
-    let retry = run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt}/retry"),
-            json!({}),
-            201,
-            &["runtime.dispatched"],
-        ),
-    );
-    let rt2 = retry["runtime_id"].as_str().unwrap().to_owned();
+    let retry = &retried[2];
+    let rt2 = runtime_id(retry);
     assert_eq!(retry["events"][0]["data"]["replaces"], json!(rt));
     assert_eq!(retry["events"][0]["data"]["attempt"], 2);
-    run(
+    let d3 = run_all(
         &s,
-        step(
-            format!("/v1/runtimes/{rt2}/kill"),
-            json!({"reason": "operator"}),
-            201,
-            &["runtime.killed"],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt2}/kill"), {"reason": "operator"}, 201, ["runtime.killed"]],
+            ["/v1/tickets/MC-2/dispatch", {"dispatch_key": "k3", "agent": "codex", "transport": "process", "process_id": 4242}, 201, ["runtime.dispatched"]]
+        ]),
     );
-    let d3 = run(
+    let rt3 = runtime_id(&d3[1]);
+    let d4 = run_all(
         &s,
-        step(
-            "/v1/tickets/MC-2/dispatch",
-            json!({"dispatch_key": "k3", "agent": "codex", "transport": "process", "process_id": 4242}),
-            201,
-            &["runtime.dispatched"],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt3}/cancel"), {"reason": "not needed"}, 201, ["runtime.cancelled"]],
+            ["/v1/tickets/MC-2/dispatch", {"dispatch_key": "k4", "agent": "codex", "transport": "process"}, 201, ["runtime.dispatched"]]
+        ]),
     );
-    let rt3 = d3["runtime_id"].as_str().unwrap().to_owned();
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt3}/cancel"),
-            json!({"reason": "not needed"}),
-            201,
-            &["runtime.cancelled"],
-        ),
-    );
-    let d4 = run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/dispatch",
-            json!({"dispatch_key": "k4", "agent": "codex", "transport": "process"}),
-            201,
-            &["runtime.dispatched"],
-        ),
-    );
-    let rt4 = d4["runtime_id"].as_str().unwrap().to_owned();
+    let rt4 = runtime_id(&d4[1]);
     // replace: true kills the live runtime in the same append.
-    run(
+    run_all(
         &s,
-        step(
-            "/v1/tickets/MC-2/dispatch",
-            json!({"dispatch_key": "k5", "agent": "codex", "transport": "process", "replace": true}),
-            201,
-            &["runtime.killed", "runtime.dispatched"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt4}/reap"),
-            json!({"cause": "process_dead"}),
-            201,
-            &["runtime.reaped"],
-        ),
+        json!([
+            ["/v1/tickets/MC-2/dispatch", {"dispatch_key": "k5", "agent": "codex", "transport": "process", "replace": true}, 201, ["runtime.killed", "runtime.dispatched"]],
+            [format!("/v1/runtimes/{rt4}/reap"), {"cause": "process_dead"}, 201, ["runtime.reaped"]]
+        ]),
     );
     let d6 = get(s.addr, "/v1/tickets/MC-2").json();
     let rt5 = d6["current_runtime"]["id"].as_str().unwrap().to_owned();
-    run(
+    let d7 = run_all(
         &s,
-        step(
-            format!("/v1/runtimes/{rt5}/complete"),
-            json!({"reason": "controller finished it", "commit": "abc123"}),
-            201,
-            &["runtime.completed_by_controller"],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt5}/complete"), {"reason": "controller finished it", "commit": "abc123"}, 201, ["runtime.completed_by_controller"]],
+            ["/v1/tickets/MC-2/park", {"waiting_on": ["MC-3"], "reason": "blocked"}, 201, ["ticket.parked"]],
+            ["/v1/tickets/MC-2/gates", {"gate": "review", "verdict": "changes_requested"}, 201, ["ticket.gate_recorded"]],
+            ["/v1/tickets/MC-2/close", {"resolution": "done", "commit": "abc123"}, 201, ["ticket.closed"]],
+            ["/v1/tickets/MC-2/comments", {"body": "comment on a closed ticket"}, 201, ["ticket.commented"]],
+            ["/v1/tickets/MC-2/reopen", {"reason": "regression"}, 201, ["ticket.reopened"]],
+            ["/v1/tickets/MC-3/dispatch", {"dispatch_key": "w", "agent": "claude", "transport": "tmux"}, 201, ["runtime.dispatched"]]
+        ]),
     );
-    run(
+    let rt7 = runtime_id(&d7[6]);
+    run_all(
         &s,
-        step(
-            "/v1/tickets/MC-2/park",
-            json!({"waiting_on": ["MC-3"], "reason": "blocked"}),
-            201,
-            &["ticket.parked"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/gates",
-            json!({"gate": "review", "verdict": "changes_requested"}),
-            201,
-            &["ticket.gate_recorded"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/close",
-            json!({"resolution": "done", "commit": "abc123"}),
-            201,
-            &["ticket.closed"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/comments",
-            json!({"body": "comment on a closed ticket"}),
-            201,
-            &["ticket.commented"],
-        ),
-    );
-    run(
-        &s,
-        step(
-            "/v1/tickets/MC-2/reopen",
-            json!({"reason": "regression"}),
-            201,
-            &["ticket.reopened"],
-        ),
-    );
-    let d7 = run(
-        &s,
-        step(
-            "/v1/tickets/MC-3/dispatch",
-            json!({"dispatch_key": "w", "agent": "claude", "transport": "tmux"}),
-            201,
-            &["runtime.dispatched"],
-        ),
-    );
-    let rt7 = d7["runtime_id"].as_str().unwrap().to_owned();
-    run(
-        &s,
-        step(
-            format!("/v1/runtimes/{rt7}/abort"),
-            json!({"reason": "model_smoke_failed"}),
-            201,
-            &["runtime.launch_aborted"],
-        ),
+        json!([
+            [format!("/v1/runtimes/{rt7}/abort"), {"reason": "model_smoke_failed"}, 201, ["runtime.launch_aborted"]]
+        ]),
     );
     // Raw typed append (admin scope; the test server has no tokens).
     // Each raw event names its own actor; the body has none.

@@ -56,16 +56,7 @@ fn no_acknowledged_event_is_lost_when_postgres_crashes_mid_commit() {
     let addr = replica.addr;
     // One ticket per writer: this test is about the database, not about races on a ticket.
     for w in 0..8 {
-        let open = post(
-            addr,
-            "/v1/tickets",
-            &with_actor(
-                json!({"id": format!("MC-{w}"), "title": "crash"}),
-                "t",
-                "human",
-            ),
-        );
-        assert_eq!(open.status, 201, "{}", open.body);
+        open_ticket_as(addr, &format!("MC-{w}"), "crash", ("t", "human"));
     }
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));

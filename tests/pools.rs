@@ -18,10 +18,6 @@ fn orchestrator(mut body: Value) -> Value {
     body
 }
 
-fn ok(addr: SocketAddr, path: &str, body: Value) -> Value {
-    written(path, post(addr, path, &orchestrator(body)))
-}
-
 fn holders(addr: SocketAddr) -> Vec<String> {
     let pool = get(addr, "/v1/pools/gpu").json();
     let mut ids: Vec<String> = pool["holders"]
@@ -37,45 +33,25 @@ fn holders(addr: SocketAddr) -> Vec<String> {
 /// Opens the pool and the racers' tickets through `addrs[0]`, then every racer dispatches at
 /// once, through the replicas in turn. Returns the winners' runtime ids.
 fn race(addrs: &[SocketAddr]) -> Vec<String> {
-    ok(
+    orchestrated(
         addrs[0],
         "/v1/pools",
         json!({"name": "gpu", "capacity": CAPACITY}),
     );
-    for i in 0..RACERS {
-        ok(
-            addrs[0],
-            "/v1/tickets",
-            json!({"id": format!("MC-{}", i + 1), "title": "racer"}),
-        );
-    }
-    let head_before = get(addrs[0], "/v1/events?limit=1000").json()["events"]
-        .as_array()
-        .unwrap()
-        .len();
-    let answers = race_dispatches(
+    let (winners, appended) = race_winners(
         addrs,
         RACERS,
         &json!({"dispatch_key": "k1", "agent": "claude", "transport": "tmux", "pool": "gpu"}),
+        |body| {
+            assert_eq!(body["code"], "pool_full", "{body}");
+            assert_eq!(body["capacity"], CAPACITY, "{body}");
+            assert_eq!(
+                body["holders"].as_array().unwrap().len(),
+                usize::try_from(CAPACITY).unwrap(),
+                "{body}"
+            );
+        },
     );
-    caught_up(addrs);
-    let mut winners = Vec::new();
-    for (status, body) in answers {
-        match status {
-            201 => winners.push(body["runtime_id"].as_str().unwrap().to_owned()),
-            409 => {
-                assert_eq!(body["code"], "pool_full", "{body}");
-                assert_eq!(body["capacity"], CAPACITY, "{body}");
-                assert_eq!(
-                    body["holders"].as_array().unwrap().len(),
-                    usize::try_from(CAPACITY).unwrap(),
-                    "{body}"
-                );
-            }
-            other => panic!("dispatch answered {other}: {body}"),
-        }
-    }
-    winners.sort();
     assert_eq!(
         winners.len(),
         usize::try_from(CAPACITY).unwrap(),
@@ -83,11 +59,7 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
     );
     // The log holds the winners' appends and nothing of the losers': three events each
     // (dispatched and pooled on the ticket, admitted on the pool).
-    let events = get(addrs[0], "/v1/events?limit=1000").json()["events"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert_eq!(events.len() - head_before, winners.len() * 3);
+    assert_eq!(appended, winners.len() * 3);
     winners
 }
 
@@ -112,7 +84,7 @@ fn check_after_race(addr: SocketAddr, winners: &[String]) {
 /// One of them ends: its slot is free with no pool write, and a loser gets in.
 fn an_ending_frees_a_slot(addrs: &[SocketAddr], winners: &[String]) {
     let pool_version = get(addrs[0], "/v1/pools/gpu").json()["version"].clone();
-    ok(
+    orchestrated(
         addrs[0],
         &format!("/v1/runtimes/{}/reap", winners[0]),
         json!({"cause": "tmux_missing"}),
@@ -126,7 +98,7 @@ fn an_ending_frees_a_slot(addrs: &[SocketAddr], winners: &[String]) {
         .map(|i| format!("MC-{i}"))
         .find(|t| get(addrs[0], &format!("/v1/tickets/{t}")).json()["current_runtime"].is_null())
         .unwrap();
-    let d = ok(
+    let d = orchestrated(
         last,
         &format!("/v1/tickets/{loser}/dispatch"),
         json!({"dispatch_key": "k2", "agent": "claude", "transport": "tmux", "tmux_target": "x", "pool": "gpu"}),
@@ -152,37 +124,25 @@ fn racing_dispatches_take_exactly_capacity_slots_on_sled_and_a_restart_keeps_the
 fn racing_dispatches_through_two_postgres_replicas_take_exactly_capacity_slots() {
     let pg = PgSchema::new("pools");
     let url = pg.store_url();
-    let mut replicas: Vec<Child> = (0..2).map(|_| spawn_serve(&["--store", &url])).collect();
-    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let (mut replicas, addrs) = spawn_replicas(&url, 2);
     let winners = race(&addrs);
     for addr in &addrs {
         // Each replica catches up on reads.
         check_after_race(*addr, &winners);
     }
-    for r in &mut replicas {
-        assert_eq!(sigterm(&mut r.child).code(), Some(0));
-    }
-    let fresh = spawn_serve(&["--store", &url]);
-    let other = spawn_serve(&["--store", &url]);
-    check_after_race(fresh.addr, &winners);
-    an_ending_frees_a_slot(&[fresh.addr, other.addr], &winners);
-    for mut r in [fresh, other] {
-        assert_eq!(sigterm(&mut r.child).code(), Some(0));
-    }
+    stop_all(&mut replicas);
+    let (mut fresh, addrs) = spawn_replicas(&url, 2);
+    check_after_race(addrs[0], &winners);
+    an_ending_frees_a_slot(&addrs, &winners);
+    stop_all(&mut fresh);
 }
 
 #[test]
 fn bad_pool_requests_are_clear_4xx_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn_binary(dir.path());
+    let (_dir, mut server) = spawn_temp_binary();
     let addr = server.addr;
-    ok(addr, "/v1/tickets", json!({"id": "MC-1", "title": "t"}));
-    let head = || {
-        get(addr, "/v1/events?limit=1000").json()["events"]
-            .as_array()
-            .unwrap()
-            .len()
-    };
+    orchestrated(addr, "/v1/tickets", json!({"id": "MC-1", "title": "t"}));
+    let head = || event_count(addr);
     let before = head();
     for (body, status, code) in [
         (json!({"name": "gpu"}), 422, "invalid"),

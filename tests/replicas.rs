@@ -20,8 +20,7 @@ fn actor(body: Value) -> Value {
 }
 
 fn open_ticket(addr: SocketAddr, id: &str) {
-    let r = post(addr, "/v1/tickets", &actor(json!({"id": id, "title": id})));
-    assert_eq!(r.status, 201, "{}", r.body);
+    open_ticket_as(addr, id, id, ("tester", "human"));
 }
 
 /// Every event a replica serves, paging `/v1/events`.
@@ -57,15 +56,8 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Reads an SSE stream from `after` until it has seen position `until`; returns the ids.
 fn sse_ids(addr: SocketAddr, until: Arc<AtomicU64>, done: Arc<AtomicBool>) -> Vec<u64> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    let path = "/v1/events/stream?after=0";
+    let stream = send_head(addr, "GET", path, &[], Duration::from_millis(500)).unwrap();
     let mut reader = BufReader::new(stream);
     let mut ids = Vec::new();
     let mut line = String::new();
@@ -100,8 +92,7 @@ fn sse_ids(addr: SocketAddr, until: Arc<AtomicU64>, done: Arc<AtomicBool>) -> Ve
 fn three_replicas_share_one_ledger_through_a_sigkill() {
     let pg = PgSchema::new("replicas");
     let url = pg.store_url();
-    let mut replicas: Vec<Child> = (0..3).map(|_| spawn_serve(&["--store", &url])).collect();
-    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    let (mut replicas, addrs) = spawn_replicas(&url, 3);
     let tickets: Vec<String> = (1..=12).map(|i| format!("MC-{i}")).collect();
     for t in &tickets {
         open_ticket(addrs[0], t);
@@ -138,12 +129,7 @@ fn three_replicas_share_one_ledger_through_a_sigkill() {
                     let path = format!("/v1/tickets/{ticket}/comments");
                     if let Some(r) = try_request(addr, "POST", &path, Some(&body), None) {
                         if r.status == 201 {
-                            let v = r.json();
-                            let id = v["events"][0]["id"].as_str().unwrap().to_owned();
-                            acked
-                                .lock()
-                                .unwrap()
-                                .push((v["position"].as_u64().unwrap(), id));
+                            acked.lock().unwrap().push(first_event(&r.json()));
                         }
                     }
                 }

@@ -17,16 +17,7 @@ fn sigterm_under_load_loses_no_acknowledged_write() {
     let mut server = spawn_binary(dir.path());
     let addr = server.addr;
     for i in 0..8 {
-        let r = post(
-            addr,
-            "/v1/tickets",
-            &with_actor(
-                json!({"id": format!("MC-{i}"), "title": "load"}),
-                "a",
-                "human",
-            ),
-        );
-        assert_eq!(r.status, 201);
+        open_ticket_as(addr, &format!("MC-{i}"), "load", ("a", "human"));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
@@ -52,12 +43,7 @@ fn sigterm_under_load_loses_no_acknowledged_write() {
                         continue; // refused: the server has stopped accepting
                     };
                     if r.status == 201 {
-                        let v = r.json();
-                        let id = v["events"][0]["id"].as_str().unwrap().to_owned();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push((v["position"].as_u64().unwrap(), id));
+                        acked.lock().unwrap().push(first_event(&r.json()));
                     } else {
                         // A connection reset during shutdown reads as status 0; nothing else
                         // but success is acceptable.

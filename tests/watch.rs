@@ -111,8 +111,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let child = spawn_binary(dir.path());
+        let (dir, child) = spawn_temp_binary();
         let url = format!("http://{}", child.addr);
         Server {
             child,
@@ -122,12 +121,7 @@ impl Server {
     }
 
     fn post(&self, path: &str, body: Value) -> Value {
-        let r = post(
-            self.child.addr,
-            path,
-            &with_actor(body, "luci", "orchestrator"),
-        );
-        written(path, r)
+        orchestrated(self.child.addr, path, body)
     }
 
     fn get(&self, path: &str) -> Value {
@@ -154,6 +148,14 @@ impl Server {
             r["runtime_id"].as_str().unwrap().to_owned(),
             r["nonce"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Opens `ticket` and dispatches a runtime on it in a new session `session` of `tmux`: its
+    /// id.
+    fn tmux_worker(&self, tmux: &Tmux, ticket: &str, session: &str) -> String {
+        self.open(ticket, false);
+        tmux.new_session(session);
+        self.tmux_runtime(ticket, session)
     }
 
     fn tmux_runtime(&self, ticket: &str, session: &str) -> String {
@@ -195,6 +197,11 @@ impl Drop for Server {
         let _ = self.child.child.kill();
         let _ = self.child.child.wait();
     }
+}
+
+/// A private tmux server and the server binary, each stopped when dropped.
+fn tmux_and_server() -> (Tmux, Server) {
+    (Tmux::start(), Server::start())
 }
 
 fn text(b: &[u8]) -> String {
@@ -253,13 +260,9 @@ fn summary(probed: u32, alive: u32, reaped: u32, errors: u32, not_probed: u32) -
 fn a_killed_tmux_session_is_reaped_with_evidence_and_a_live_one_is_left_alone() {
     let tmux = Tmux::start();
     let mut server = Server::start();
-    tmux.new_session("live-1");
-    tmux.new_session("dead-1");
-    for t in ["MC-1", "MC-2", "MC-3"] {
-        server.open(t, false);
-    }
-    let live = server.tmux_runtime("MC-1", "live-1");
-    let dead = server.tmux_runtime("MC-2", "dead-1");
+    let live = server.tmux_worker(&tmux, "MC-1", "live-1");
+    let dead = server.tmux_worker(&tmux, "MC-2", "dead-1");
+    server.open("MC-3", false);
     // `live` is a prefix of the running `live-1`: tmux would match it, the watcher must not.
     let prefix = server.tmux_runtime("MC-3", "live");
 
@@ -379,14 +382,11 @@ fn a_dead_or_zombie_process_is_reaped_as_process_dead() {
 
 #[test]
 fn umbrella_and_waiting_tickets_are_reaped_truthfully_without_failure_or_alert() {
-    let tmux = Tmux::start();
-    let server = Server::start();
+    let (tmux, server) = tmux_and_server();
     server.open("MC-10", true);
-    server.open("MC-11", false);
     tmux.new_session("umbrella");
-    tmux.new_session("parked");
     let umbrella = server.tmux_runtime("MC-10", "umbrella");
-    let parked = server.tmux_runtime("MC-11", "parked");
+    let parked = server.tmux_worker(&tmux, "MC-11", "parked");
     server.post(
         "/v1/tickets/MC-11/park",
         json!({"waiting_on": ["Elmar's approval"], "reason": "needs a decision"}),
@@ -413,10 +413,8 @@ fn the_last_session_of_a_tmux_server_takes_the_server_with_it_and_is_reaped() {
     // No `keep` session: tmux exits with its last session, and its socket goes or refuses.
     let tmux = Tmux::bare();
     let server = Server::start();
-    server.open("MC-1", false);
+    let solo = server.tmux_worker(&tmux, "MC-1", "solo");
     server.open("MC-2", false);
-    tmux.new_session("solo");
-    let solo = server.tmux_runtime("MC-1", "solo");
     let untargeted = server.dispatch("MC-2", json!({"transport": "tmux"})).0;
     let (line, _) = watch_once(&server, &tmux.socket);
     assert_eq!(line, summary(1, 1, 0, 1, 1));
@@ -448,8 +446,7 @@ fn the_last_session_of_a_tmux_server_takes_the_server_with_it_and_is_reaped() {
 
 #[test]
 fn a_crashed_agents_leftover_shell_is_process_dead_and_a_fresh_shell_is_not() {
-    let tmux = Tmux::start();
-    let server = Server::start();
+    let (tmux, server) = tmux_and_server();
     server.open("MC-1", false);
     server.open("MC-2", false);
     // The dispatcher's way: a shell in the pane, the agent typed into it.
@@ -499,8 +496,7 @@ fn a_crashed_agents_leftover_shell_is_process_dead_and_a_fresh_shell_is_not() {
 
 #[test]
 fn more_than_half_dead_reaps_none_unless_allowed() {
-    let tmux = Tmux::start();
-    let server = Server::start();
+    let (tmux, server) = tmux_and_server();
     let mut runtimes = Vec::new();
     for n in 1..=5 {
         let ticket = format!("MC-{n}");
@@ -529,8 +525,7 @@ fn more_than_half_dead_reaps_none_unless_allowed() {
 
 #[test]
 fn a_worker_that_handed_off_is_reaped_without_a_failure_or_alert() {
-    let tmux = Tmux::start();
-    let server = Server::start();
+    let (tmux, server) = tmux_and_server();
     server.open("MC-1", false);
     tmux.new_session("handoff");
     let (rt, nonce) = server.dispatch(
@@ -598,11 +593,8 @@ fn a_reused_pid_is_not_the_dispatched_process() {
 
 #[test]
 fn the_watch_loop_reaps_on_its_own_and_stops_on_sigterm() {
-    let tmux = Tmux::start();
-    let server = Server::start();
-    server.open("MC-1", false);
-    tmux.new_session("worker");
-    let rt = server.tmux_runtime("MC-1", "worker");
+    let (tmux, server) = tmux_and_server();
+    let rt = server.tmux_worker(&tmux, "MC-1", "worker");
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_mc-ledger"))
         .env_remove("TMUX")
         .args(["watch", "--server", &server.url, "--interval", "1"])
@@ -717,6 +709,11 @@ fn harvest_sends_a_claude_result_or_codex_events() {
     let (claude_rt, _) = server.dispatch("MC-1", json!({"transport": "process", "process_id": 1}));
     let (codex_rt, _) = server.dispatch("MC-2", json!({"transport": "process", "process_id": 1}));
 
+    let harvest = |runtime: &str, file: &[&str]| {
+        let mut args = vec!["harvest", "--server", &server.url, "--runtime", runtime];
+        args.extend_from_slice(file);
+        mc(&args, None)
+    };
     let result = dir.path().join("result.json");
     std::fs::write(
         &result,
@@ -725,30 +722,9 @@ fn harvest_sends_a_claude_result_or_codex_events() {
         .to_string(),
     )
     .unwrap();
-    let out = mc(
-        &[
-            "harvest",
-            "--server",
-            &server.url,
-            "--runtime",
-            &claude_rt,
-            "--claude",
-        ],
-        None,
-    );
+    let out = harvest(&claude_rt, &["--claude"]);
     assert!(!out.status.success(), "a file is required");
-    let out = mc(
-        &[
-            "harvest",
-            "--server",
-            &server.url,
-            "--runtime",
-            &claude_rt,
-            "--claude",
-            result.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = harvest(&claude_rt, &["--claude", result.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).split(" at position").next(),
@@ -780,13 +756,9 @@ fn harvest_sends_a_claude_result_or_codex_events() {
         .collect::<String>(),
     )
     .unwrap();
-    let out = mc(
+    let out = harvest(
+        &codex_rt,
         &[
-            "harvest",
-            "--server",
-            &server.url,
-            "--runtime",
-            &codex_rt,
             "--codex",
             events.to_str().unwrap(),
             "--actor",
@@ -794,7 +766,6 @@ fn harvest_sends_a_claude_result_or_codex_events() {
             "--actor-kind",
             "orchestrator",
         ],
-        None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -809,18 +780,7 @@ fn harvest_sends_a_claude_result_or_codex_events() {
     );
 
     // A refusal from the server is one clear line and a non-zero exit.
-    let out = mc(
-        &[
-            "harvest",
-            "--server",
-            &server.url,
-            "--runtime",
-            "rt_nope",
-            "--codex",
-            events.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = harvest("rt_nope", &["--codex", events.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");

@@ -73,30 +73,46 @@ pub fn try_request_with(
     token: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Option<Reply> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
     let body = body.unwrap_or("");
-    if method != "GET" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let length = body.len().to_string();
+    let mut all = vec![("Connection", "close")];
+    if let Some(a) = &authorization {
+        all.push(("Authorization", a));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).ok()?;
+    all.extend_from_slice(headers);
+    if method != "GET" {
+        all.extend([
+            ("Content-Type", "application/json"),
+            ("Content-Length", &length),
+        ]);
+    }
+    let mut stream = send_head(addr, method, path, &all, Duration::from_secs(30))?;
     stream.write_all(body.as_bytes()).ok()?;
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     Some(parse(&raw))
+}
+
+/// Connects to `addr` and writes the head of a request, `method path` with the Host and
+/// `headers`; the stream, to write a body to and read the answer from (each read waits at most
+/// `read_timeout`). `None` when the server cannot be reached.
+pub fn send_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    read_timeout: Duration,
+) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(read_timeout)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    Some(stream)
 }
 
 fn parse(raw: &[u8]) -> Reply {
@@ -491,4 +507,123 @@ pub fn written(path: &str, r: Reply) -> Value {
         r.body
     );
     r.json()
+}
+
+/// Each `(path, token, status)`: a GET of the path with the token answers the status.
+pub fn assert_gets(addr: SocketAddr, cases: &[(&str, Option<&str>, u16)]) {
+    for (path, token, want) in cases {
+        let r = request(addr, "GET", path, None, *token);
+        assert_eq!(r.status, *want, "GET {path} with {token:?}: {}", r.body);
+    }
+}
+
+/// Posts `body` to `path` with the actor `actor` (name, kind); it must be recorded (201): the
+/// answer's JSON.
+pub fn recorded(addr: SocketAddr, path: &str, body: Value, actor: (&str, &str)) -> Value {
+    let r = post(addr, path, &with_actor(body, actor.0, actor.1));
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+    r.json()
+}
+
+/// Opens ticket `id` titled `title` as `actor` (name, kind); it must be recorded (201).
+pub fn open_ticket_as(addr: SocketAddr, id: &str, title: &str, actor: (&str, &str)) {
+    recorded(
+        addr,
+        "/v1/tickets",
+        serde_json::json!({"id": id, "title": title}),
+        actor,
+    );
+}
+
+/// The position and the id of the first event a write appended, from its answer.
+pub fn first_event(answer: &Value) -> (u64, String) {
+    let event = &answer["events"][0];
+    (
+        answer["position"].as_u64().unwrap(),
+        event["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A strategy that picks one of `choices`, each as likely as any other, as an owned string.
+pub fn one_of(
+    choices: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    proptest::sample::select(choices).prop_map(str::to_owned)
+}
+
+/// The first 1000 events of the ledger a server serves.
+pub fn ledger_events(addr: SocketAddr) -> Vec<Value> {
+    get(addr, "/v1/events?limit=1000").json()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// How many events a server serves (up to 1000).
+pub fn event_count(addr: SocketAddr) -> usize {
+    ledger_events(addr).len()
+}
+
+/// Posts `body` to `path` as the orchestrator luci; it must be written (201, or 200 when
+/// already recorded): the answer's JSON.
+pub fn orchestrated(addr: SocketAddr, path: &str, body: Value) -> Value {
+    written(
+        path,
+        post(addr, path, &with_actor(body, "luci", "orchestrator")),
+    )
+}
+
+/// A race for a scarce resource: opens the racers' tickets through `addrs[0]`, then `n`
+/// dispatches of `body` race (as `race_dispatches` runs them) and the replicas catch up. The
+/// winners' runtime ids, sorted, and how many events the race appended; each loser must be a
+/// 409 that `refused` accepts, and any other answer fails the test.
+pub fn race_winners(
+    addrs: &[SocketAddr],
+    n: usize,
+    body: &Value,
+    refused: impl Fn(&Value),
+) -> (Vec<String>, usize) {
+    for i in 0..n {
+        orchestrated(
+            addrs[0],
+            "/v1/tickets",
+            serde_json::json!({"id": format!("MC-{}", i + 1), "title": "racer"}),
+        );
+    }
+    let before = event_count(addrs[0]);
+    let answers = race_dispatches(addrs, n, body);
+    caught_up(addrs);
+    let mut winners = Vec::new();
+    for (status, body) in answers {
+        match status {
+            201 => winners.push(body["runtime_id"].as_str().unwrap().to_owned()),
+            409 => refused(&body),
+            other => panic!("dispatch answered {other}: {body}"),
+        }
+    }
+    winners.sort();
+    (winners, event_count(addrs[0]) - before)
+}
+
+/// `n` replicas of `mc-ledger serve --store URL`, and their addresses.
+pub fn spawn_replicas(url: &str, n: usize) -> (Vec<Child>, Vec<SocketAddr>) {
+    let replicas: Vec<Child> = (0..n).map(|_| spawn_serve(&["--store", url])).collect();
+    let addrs = replicas.iter().map(|r| r.addr).collect();
+    (replicas, addrs)
+}
+
+/// Stops each server with SIGTERM; each must exit 0.
+pub fn stop_all(servers: &mut [Child]) {
+    for server in servers {
+        assert_eq!(sigterm(&mut server.child).code(), Some(0));
+    }
+}
+
+/// The real binary serving a fresh temporary data directory: the directory, which must outlive
+/// the server (bind it first, so that it drops last), and the server.
+pub fn spawn_temp_binary() -> (tempfile::TempDir, Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_binary(dir.path());
+    (dir, server)
 }

@@ -16,176 +16,56 @@ use service::home::Home;
 
 mod common;
 
-use common::{kind_name, now, send, token, KINDS};
+use common::{
+    assert_not_refused, home_with_admin, kind_name, now, send, token, write_tokens, KINDS,
+};
 
 /// Every write route: method, path (`{rt}` is replaced by a runtime id), body, action.
-fn routes() -> Vec<(&'static str, String, Value, Action)> {
-    let t = "/v1/tickets/MC-1";
-    let r = "/v1/runtimes/{rt}";
-    vec![
-        (
-            "POST",
-            "/v1/tickets".into(),
-            json!({"id": "MC-90", "title": "t"}),
-            Action::Open,
-        ),
-        (
-            "POST",
-            format!("{t}/edit"),
-            json!({"title": "x"}),
-            Action::Edit,
-        ),
-        (
-            "POST",
-            format!("{t}/comments"),
-            json!({"body": "x"}),
-            Action::Comment,
-        ),
-        (
-            "POST",
-            format!("{t}/links"),
-            json!({"relation": "blocked_by", "target": "MC-2"}),
-            Action::Link,
-        ),
-        (
-            "POST",
-            format!("{t}/unlink"),
-            json!({"relation": "blocked_by", "target": "MC-2"}),
-            Action::Unlink,
-        ),
-        (
-            "POST",
-            format!("{t}/park"),
-            json!({"waiting_on": ["MC-2"], "reason": "r"}),
-            Action::Park,
-        ),
-        (
-            "POST",
-            format!("{t}/gates"),
-            json!({"gate": "ci", "verdict": "passed"}),
-            Action::Gate,
-        ),
-        (
-            "POST",
-            format!("{t}/close"),
-            json!({"resolution": "done"}),
-            Action::Close,
-        ),
-        (
-            "POST",
-            format!("{t}/reopen"),
-            json!({"reason": "r"}),
-            Action::Reopen,
-        ),
-        (
-            "POST",
-            format!("{t}/tasks"),
-            json!({"title": "t"}),
-            Action::Task,
-        ),
-        (
-            "PATCH",
-            format!("{t}/tasks/t1"),
-            json!({"status": "done"}),
-            Action::Task,
-        ),
-        (
-            "POST",
-            format!("{t}/dispatch"),
-            json!({"dispatch_key": "m", "agent": "a", "transport": "process"}),
-            Action::Dispatch,
-        ),
-        (
-            "POST",
-            format!("{r}/signals"),
-            json!({"verdict": "DONE", "nonce": "n", "payload": "p"}),
-            Action::Signal,
-        ),
-        ("POST", format!("{r}/activity"), json!({}), Action::Activity),
-        (
-            "POST",
-            format!("{r}/harvest"),
-            json!({"outcome": "completed", "exit_reason": "success"}),
-            Action::Harvest,
-        ),
-        (
-            "POST",
-            format!("{r}/reap"),
-            json!({"cause": "process_dead"}),
-            Action::Reap,
-        ),
-        (
-            "POST",
-            format!("{r}/kill"),
-            json!({"reason": "r"}),
-            Action::Kill,
-        ),
-        (
-            "POST",
-            format!("{r}/cancel"),
-            json!({"reason": "r"}),
-            Action::Cancel,
-        ),
-        ("POST", format!("{r}/switch"), json!({}), Action::Switch),
-        ("POST", format!("{r}/retry"), json!({}), Action::Retry),
-        (
-            "POST",
-            format!("{r}/complete"),
-            json!({"reason": "r"}),
-            Action::Complete,
-        ),
-        (
-            "POST",
-            format!("{r}/input"),
-            json!({"text": "x"}),
-            Action::Input,
-        ),
-        (
-            "POST",
-            format!("{r}/abort"),
-            json!({"reason": "r"}),
-            Action::Abort,
-        ),
-        (
-            "POST",
-            "/v1/pools".into(),
-            json!({"name": "gpu", "capacity": 2}),
-            Action::Pool,
-        ),
+fn routes() -> Vec<(String, String, Value, Action)> {
+    let rows = json!([
+        ["POST", "/v1/tickets", {"id": "MC-90", "title": "t"}, "open"],
+        ["POST", "/v1/tickets/MC-1/edit", {"title": "x"}, "edit"],
+        ["POST", "/v1/tickets/MC-1/comments", {"body": "x"}, "comment"],
+        ["POST", "/v1/tickets/MC-1/links", {"relation": "blocked_by", "target": "MC-2"}, "link"],
+        ["POST", "/v1/tickets/MC-1/unlink", {"relation": "blocked_by", "target": "MC-2"}, "unlink"],
+        ["POST", "/v1/tickets/MC-1/park", {"waiting_on": ["MC-2"], "reason": "r"}, "park"],
+        ["POST", "/v1/tickets/MC-1/gates", {"gate": "ci", "verdict": "passed"}, "gate"],
+        ["POST", "/v1/tickets/MC-1/close", {"resolution": "done"}, "close"],
+        ["POST", "/v1/tickets/MC-1/reopen", {"reason": "r"}, "reopen"],
+        ["POST", "/v1/tickets/MC-1/tasks", {"title": "t"}, "task"],
+        ["PATCH", "/v1/tickets/MC-1/tasks/t1", {"status": "done"}, "task"],
+        ["POST", "/v1/tickets/MC-1/dispatch", {"dispatch_key": "m", "agent": "a", "transport": "process"}, "dispatch"],
+        ["POST", "/v1/runtimes/{rt}/signals", {"verdict": "DONE", "nonce": "n", "payload": "p"}, "signal"],
+        ["POST", "/v1/runtimes/{rt}/activity", {}, "activity"],
+        ["POST", "/v1/runtimes/{rt}/harvest", {"outcome": "completed", "exit_reason": "success"}, "harvest"],
+        ["POST", "/v1/runtimes/{rt}/reap", {"cause": "process_dead"}, "reap"],
+        ["POST", "/v1/runtimes/{rt}/kill", {"reason": "r"}, "kill"],
+        ["POST", "/v1/runtimes/{rt}/cancel", {"reason": "r"}, "cancel"],
+        ["POST", "/v1/runtimes/{rt}/switch", {}, "switch"],
+        ["POST", "/v1/runtimes/{rt}/retry", {}, "retry"],
+        ["POST", "/v1/runtimes/{rt}/complete", {"reason": "r"}, "complete"],
+        ["POST", "/v1/runtimes/{rt}/input", {"text": "x"}, "input"],
+        ["POST", "/v1/runtimes/{rt}/abort", {"reason": "r"}, "abort"],
+        ["POST", "/v1/pools", {"name": "gpu", "capacity": 2}, "pool"],
         // SPEC §16: budgets (orchestrator, human or admin).
-        (
-            "POST",
-            "/v1/budgets".into(),
-            json!({"name": "team", "scope": {"kind": "all"}, "limit_usd": 10.0}),
-            Action::Budget,
-        ),
+        ["POST", "/v1/budgets", {"name": "team", "scope": {"kind": "all"}, "limit_usd": 10.0}, "budget"],
         // SPEC §15: subscriptions (orchestrator, human or admin).
-        (
-            "POST",
-            "/v1/subscriptions".into(),
-            json!({"name": "ops", "url": "http://127.0.0.1:9/hook"}),
-            Action::Subscribe,
-        ),
-        (
-            "POST",
-            "/v1/subscriptions/ops/pause".into(),
-            json!({"reason": "r"}),
-            Action::Subscribe,
-        ),
+        ["POST", "/v1/subscriptions", {"name": "ops", "url": "http://127.0.0.1:9/hook"}, "subscribe"],
+        ["POST", "/v1/subscriptions/ops/pause", {"reason": "r"}, "subscribe"],
         // The hook events that pause or end a runtime (issue 26: actions of their own).
-        (
-            "POST",
-            format!("{r}/hooks/claude"),
-            json!({"hook_event_name": "Notification", "notification_type": "permission_prompt"}),
-            Action::RequestInput,
-        ),
-        (
-            "POST",
-            format!("{r}/hooks/claude"),
-            json!({"hook_event_name": "SessionEnd", "reason": "logout"}),
-            Action::EndSession,
-        ),
-    ]
+        ["POST", "/v1/runtimes/{rt}/hooks/claude", {"hook_event_name": "Notification", "notification_type": "permission_prompt"}, "request_input"],
+        ["POST", "/v1/runtimes/{rt}/hooks/claude", {"hook_event_name": "SessionEnd", "reason": "logout"}, "end_session"]
+    ]);
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let action = Action::ALL.into_iter().find(|a| a.as_str() == r[3]);
+            let action = action.unwrap_or_else(|| panic!("no action {}", r[3]));
+            (text(&r[0]), text(&r[1]), r[2].clone(), action)
+        })
+        .collect()
 }
 
 #[test]
@@ -203,22 +83,14 @@ struct Fixture {
     app: Router,
     home: Home,
     _dir: tempfile::TempDir,
-    kinds: BTreeMap<String, String>,
+    /// By kind name: (id, secret) of a write token.
+    kinds: BTreeMap<String, (String, String)>,
     admin: String,
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home::Dir(dir.path().to_owned());
-    let (_, admin) = token(&home, "root", ActorKind::Human, Scope::Admin, None);
-    let mut kinds = BTreeMap::new();
-    for kind in KINDS {
-        let name = format!("{kind:?}").to_lowercase();
-        kinds.insert(
-            name.clone(),
-            token(&home, &name, kind, Scope::Write, None).1,
-        );
-    }
+    let (dir, home, admin) = home_with_admin();
+    let kinds = write_tokens(&home);
     let opened = api::server::open(dir.path()).unwrap();
     let app = api::server::app(opened.state.clone());
     std::mem::forget(opened);
@@ -231,38 +103,37 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// `POST path` with `body`, as the holder of `secret`.
+    async fn post(&self, path: &str, body: Value, secret: &str) -> (StatusCode, Value) {
+        send(&self.app, "POST", path, Some(body), Some(secret)).await
+    }
+
+    /// Opens a ticket as the admin.
+    async fn open(&self, id: &str) -> (StatusCode, Value) {
+        let body = json!({"id": id, "title": "t"});
+        self.post("/v1/tickets", body, &self.admin).await
+    }
+}
+
 #[tokio::test]
 async fn every_write_route_times_every_kind() {
     let f = fixture();
     for id in ["MC-1", "MC-2"] {
-        let (s, b) = send(
-            &f.app,
-            "POST",
-            "/v1/tickets",
-            Some(json!({"id": id, "title": "t"})),
-            Some(&f.admin),
-        )
-        .await;
+        let (s, b) = f.open(id).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
     let mut checked = 0;
     for kind in KINDS {
-        let secret = &f.kinds[&kind_name(kind)];
+        let secret = &f.kinds[&kind_name(kind)].1;
         for (method, path, body, action) in routes() {
             let path = path.replace("{rt}", "rt_nowhere");
-            let (status, answer) = send(&f.app, method, &path, Some(body), Some(secret)).await;
-            let allowed = permitted(kind, action).is_ok();
-            if allowed {
-                assert!(
-                    !matches!(status.as_u16(), 401 | 403),
-                    "given a {kind:?} token, when {method} {path}, then allowed: {status} {answer}"
-                );
+            let (status, answer) = send(&f.app, &method, &path, Some(body), Some(secret)).await;
+            let case = format!("given a {kind:?} token, when {method} {path}");
+            if permitted(kind, action).is_ok() {
+                assert_not_refused(status, &answer, &format!("{case}, then allowed"));
             } else {
-                assert_eq!(
-                    status,
-                    StatusCode::FORBIDDEN,
-                    "given a {kind:?} token, when {method} {path}: {answer}"
-                );
+                assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {answer}");
                 assert_eq!(answer["code"], "not_permitted", "{answer}");
                 assert!(
                     answer["rule"].as_str().is_some_and(|r| !r.is_empty()),
@@ -278,46 +149,22 @@ async fn every_write_route_times_every_kind() {
 #[tokio::test]
 async fn the_token_names_the_writer_and_a_different_body_actor_is_refused() {
     let f = fixture();
-    let ctl = &f.kinds["controller"];
-    send(
-        &f.app,
-        "POST",
-        "/v1/tickets",
-        Some(json!({"id": "MC-1", "title": "t"})),
-        Some(&f.admin),
-    )
-    .await;
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-1/comments",
-        Some(json!({"body": "x", "actor": {"name": "validator", "kind": "validator"}})),
-        Some(ctl),
-    )
-    .await;
+    let ctl = &f.kinds["controller"].1;
+    f.open("MC-1").await;
+    let comments = "/v1/tickets/MC-1/comments";
+    let validator = json!({"body": "x", "actor": {"name": "validator", "kind": "validator"}});
+    let (s, b) = f.post(comments, validator, ctl).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["code"], "actor_mismatch");
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-1/comments",
-        Some(json!({"body": "by the controller", "actor": {"name": "controller", "kind": "controller"}})),
-        Some(ctl),
-    )
-    .await;
+    let own =
+        json!({"body": "by the controller", "actor": {"name": "controller", "kind": "controller"}});
+    let (s, b) = f.post(comments, own, ctl).await;
     assert_eq!(
         s,
         StatusCode::CREATED,
         "the token's own actor may be named: {b}"
     );
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-1/comments",
-        Some(json!({"body": "no actor"})),
-        Some(ctl),
-    )
-    .await;
+    let (s, b) = f.post(comments, json!({"body": "no actor"}), ctl).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let event = &b["events"][0];
     assert_eq!(
@@ -360,12 +207,7 @@ async fn revoked_and_expired_tokens_are_refused_on_every_route() {
     // The server reads the tokens again every 250 ms; the expiry passes after 1 s.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for (secret, code) in [(&revoked, "token_revoked"), (&expired, "token_expired")] {
-        for (method, path, body, _) in routes() {
-            let path = path.replace("{rt}", "rt_nowhere");
-            let (status, answer) = send(&f.app, method, &path, Some(body), Some(secret)).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
-            assert_eq!(answer["code"], code, "{method} {path}");
-        }
+        refused_on_every_route(&f, "rt_nowhere", secret, code).await;
         let (status, answer) = send(&f.app, "GET", "/v1/tickets", None, Some(secret)).await;
         assert_eq!(
             (status, answer["code"].as_str()),
@@ -374,44 +216,34 @@ async fn revoked_and_expired_tokens_are_refused_on_every_route() {
     }
 }
 
+/// Every route (on runtime `rt`) answers the holder of `secret` 401 with `code`.
+async fn refused_on_every_route(f: &Fixture, rt: &str, secret: &str, code: &str) {
+    for (method, path, body, _) in routes() {
+        let path = path.replace("{rt}", rt);
+        let (status, answer) = send(&f.app, &method, &path, Some(body), Some(secret)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(answer["code"], code, "{method} {path}");
+    }
+}
+
 #[tokio::test]
 async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     let f = fixture();
-    let admin = Some(f.admin.as_str());
+    let admin = f.admin.as_str();
     let mut runtimes = Vec::new();
     for (n, id) in ["MC-1", "MC-2", "MC-3"].iter().enumerate() {
-        send(
-            &f.app,
-            "POST",
-            "/v1/tickets",
-            Some(json!({"id": id, "title": "t"})),
-            admin,
-        )
-        .await;
+        f.open(id).await;
         let dispatch =
             json!({"dispatch_key": format!("k{n}"), "agent": "claude", "transport": "tmux"});
-        let (s, b) = send(
-            &f.app,
-            "POST",
-            &format!("/v1/tickets/{id}/dispatch"),
-            Some(dispatch.clone()),
-            admin,
-        )
-        .await;
+        let path = format!("/v1/tickets/{id}/dispatch");
+        let (s, b) = f.post(&path, dispatch.clone(), admin).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let token = b["runtime_token"]
             .as_str()
             .expect("a dispatch answers runtime_token")
             .to_owned();
         assert!(token.starts_with("mcr_") && token.len() == 4 + 64);
-        let (s, again) = send(
-            &f.app,
-            "POST",
-            &format!("/v1/tickets/{id}/dispatch"),
-            Some(dispatch),
-            admin,
-        )
-        .await;
+        let (s, again) = f.post(&path, dispatch, admin).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(
             again["runtime_token"],
@@ -427,14 +259,10 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     let (mine, nonce, token) = &runtimes[0];
     let (other, _, _) = &runtimes[1];
     let (ended, _, ended_token) = &runtimes[2];
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{ended}/kill"),
-        Some(json!({"reason": "done"})),
-        admin,
-    )
-    .await;
+    let kill = json!({"reason": "done"});
+    let (s, b) = f
+        .post(&format!("/v1/runtimes/{ended}/kill"), kill, admin)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
 
     // Its own runtime and ticket: signal, activity, input, comment, its tasks (SPEC §19).
@@ -451,17 +279,12 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
         ),
     ];
     for (path, body) in own {
-        let (s, b) = send(&f.app, "POST", &path, Some(body), Some(token)).await;
-        assert!(!matches!(s.as_u16(), 401 | 403), "{path}: {s} {b}");
+        let (s, b) = f.post(&path, body, token).await;
+        assert_not_refused(s, &b, &path);
     }
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-1/comments",
-        Some(json!({"body": "who"})),
-        Some(token),
-    )
-    .await;
+    let (s, b) = f
+        .post("/v1/tickets/MC-1/comments", json!({"body": "who"}), token)
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(
         b["events"][0]["actor"],
@@ -481,9 +304,9 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
     // tasks.
     for (method, path, body, action) in routes() {
         let path = path.replace("{rt}", other);
-        let (status, answer) = send(&f.app, method, &path, Some(body), Some(token)).await;
+        let (status, answer) = send(&f.app, &method, &path, Some(body), Some(token)).await;
         if matches!(action, Action::Comment | Action::Task) {
-            assert!(!matches!(status.as_u16(), 401 | 403), "{path}: {answer}");
+            assert_not_refused(status, &answer, &path);
         } else {
             assert_eq!(
                 status,
@@ -493,40 +316,27 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
             assert_eq!(answer["code"], "not_permitted");
         }
     }
-    let (s, _) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-2/comments",
-        Some(json!({"body": "x"})),
-        Some(token),
-    )
-    .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "another ticket");
-    let (s, _) = send(
-        &f.app,
-        "POST",
-        "/v1/tickets/MC-2/tasks",
-        Some(json!({"title": "not mine"})),
-        Some(token),
-    )
-    .await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "another ticket's tasks");
-    // An ended runtime's token: refused everywhere.
-    for (method, path, body, _) in routes() {
-        let path = path.replace("{rt}", ended);
-        let (status, answer) = send(&f.app, method, &path, Some(body), Some(ended_token)).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
-        assert_eq!(answer["code"], "token_expired");
+    let another = [
+        (
+            "/v1/tickets/MC-2/comments",
+            json!({"body": "x"}),
+            "another ticket",
+        ),
+        (
+            "/v1/tickets/MC-2/tasks",
+            json!({"title": "not mine"}),
+            "another ticket's tasks",
+        ),
+    ];
+    for (path, body, case) in another {
+        let (s, _) = f.post(path, body, token).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{case}");
     }
+    // An ended runtime's token: refused everywhere.
+    refused_on_every_route(&f, ended, ended_token, "token_expired").await;
     // A retry of the ended runtime answers the new runtime's token, which works on it.
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{ended}/retry"),
-        Some(json!({})),
-        admin,
-    )
-    .await;
+    let retry = format!("/v1/runtimes/{ended}/retry");
+    let (s, b) = f.post(&retry, json!({}), admin).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let retried = b["runtime_id"].as_str().unwrap().to_owned();
     let fresh = b["runtime_token"]
@@ -534,42 +344,20 @@ async fn runtime_tokens_are_confined_to_their_runtime_and_end_with_it() {
         .expect("a retry answers runtime_token")
         .to_owned();
     assert_ne!(&fresh, ended_token);
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{retried}/activity"),
-        Some(json!({})),
-        Some(&fresh),
-    )
-    .await;
-    assert!(!matches!(s.as_u16(), 401 | 403), "{s} {b}");
+    let activity = format!("/v1/runtimes/{retried}/activity");
+    let (s, b) = f.post(&activity, json!({}), &fresh).await;
+    assert_not_refused(s, &b, &activity);
     // The signal ends nothing; a kill does, and the token stops working at once.
     let signal = json!({"verdict": "REVIEW", "nonce": nonce, "payload": "p"});
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{mine}/signals"),
-        Some(signal),
-        Some(token),
-    )
-    .await;
+    let (s, b) = f
+        .post(&format!("/v1/runtimes/{mine}/signals"), signal, token)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{mine}/kill"),
-        Some(json!({"reason": "r"})),
-        admin,
-    )
-    .await;
-    let (s, b) = send(
-        &f.app,
-        "POST",
-        &format!("/v1/runtimes/{mine}/activity"),
-        Some(json!({})),
-        Some(token),
-    )
-    .await;
+    let kill = json!({"reason": "r"});
+    f.post(&format!("/v1/runtimes/{mine}/kill"), kill, admin)
+        .await;
+    let activity = format!("/v1/runtimes/{mine}/activity");
+    let (s, b) = f.post(&activity, json!({}), token).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("token_expired"))

@@ -23,14 +23,15 @@ use events::ActorKind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::{json, Value};
-use service::home::Home;
 use store::EventReader;
 
 mod common;
 #[path = "../../projections/tests/spec12/mod.rs"]
 mod spec12;
 
-use common::{kind_name, logged_seed, send, token, KINDS};
+use common::{
+    assert_not_refused, home_with_admin, kind_name, logged_seed, send, token, write_tokens, KINDS,
+};
 use spec12::spec_allows;
 
 struct Fixture {
@@ -44,14 +45,8 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home::Dir(dir.path().to_owned());
-    let (_, admin) = token(&home, "root", ActorKind::Human, Scope::Admin, None);
-    let mut tokens = BTreeMap::new();
-    for kind in KINDS {
-        let name = kind_name(kind);
-        tokens.insert(name.clone(), token(&home, &name, kind, Scope::Write, None));
-    }
+    let (dir, home, admin) = home_with_admin();
+    let mut tokens = write_tokens(&home);
     tokens.insert(
         "reader".into(),
         token(&home, "reader", ActorKind::Human, Scope::Read, None),
@@ -761,43 +756,24 @@ async fn run_case(steps: &[Step]) {
         let (ticket, (rt, nonce, _)) = &runtimes[step.runtime];
         let (name, action) = ROUTES[step.route];
         let on_runtime = !matches!(name, "comments" | "edit" | "close" | "gates" | "dispatch");
-        let (path, body) = match name {
-            "comments" => (
-                format!("/v1/tickets/{ticket}/comments"),
-                json!({"body": "x"}),
-            ),
-            "edit" => (format!("/v1/tickets/{ticket}/edit"), json!({"title": "y"})),
-            "close" => (
-                format!("/v1/tickets/{ticket}/close"),
-                json!({"resolution": "done"}),
-            ),
-            "gates" => (
-                format!("/v1/tickets/{ticket}/gates"),
-                json!({"gate": "ci", "verdict": "passed"}),
-            ),
-            "dispatch" => (
-                format!("/v1/tickets/{ticket}/dispatch"),
-                json!({"dispatch_key": "fuzz", "agent": "a", "transport": "process"}),
-            ),
-            "signals" => (
-                format!("/v1/runtimes/{rt}/signals"),
-                json!({"verdict": "REVIEW", "nonce": nonce, "payload": "p"}),
-            ),
-            "activity" => (format!("/v1/runtimes/{rt}/activity"), json!({})),
-            "input" => (format!("/v1/runtimes/{rt}/input"), json!({"text": "x"})),
-            "kill" => (format!("/v1/runtimes/{rt}/kill"), json!({"reason": "r"})),
-            "reap" => (
-                format!("/v1/runtimes/{rt}/reap"),
-                json!({"cause": "process_dead"}),
-            ),
-            "harvest" => (
-                format!("/v1/runtimes/{rt}/harvest"),
-                json!({"outcome": "completed", "exit_reason": "success"}),
-            ),
-            hook_name => (
-                format!("/v1/runtimes/{rt}/hooks/claude"),
-                hook(hook_name.trim_start_matches("hooks/")),
-            ),
+        let body = match name {
+            "comments" => json!({"body": "x"}),
+            "edit" => json!({"title": "y"}),
+            "close" => json!({"resolution": "done"}),
+            "gates" => json!({"gate": "ci", "verdict": "passed"}),
+            "dispatch" => json!({"dispatch_key": "fuzz", "agent": "a", "transport": "process"}),
+            "signals" => json!({"verdict": "REVIEW", "nonce": nonce, "payload": "p"}),
+            "activity" => json!({}),
+            "input" => json!({"text": "x"}),
+            "kill" => json!({"reason": "r"}),
+            "reap" => json!({"cause": "process_dead"}),
+            "harvest" => json!({"outcome": "completed", "exit_reason": "success"}),
+            hook_name => hook(hook_name.trim_start_matches("hooks/")),
+        };
+        let path = match (on_runtime, name.starts_with("hooks/")) {
+            (false, _) => format!("/v1/tickets/{ticket}/{name}"),
+            (true, true) => format!("/v1/runtimes/{rt}/hooks/claude"),
+            (true, false) => format!("/v1/runtimes/{rt}/{name}"),
         };
         let (secret, own_runtime, own_ticket, live) = match step.who {
             Who::Kind(k) => (
@@ -826,10 +802,7 @@ async fn run_case(steps: &[Step]) {
         let (s, b) = send(&f.app, "POST", &path, Some(body), Some(&secret)).await;
         let case = format!("{:?} POST {path} ({action})", step.who);
         if allowed {
-            assert!(
-                !matches!(s.as_u16(), 401 | 403),
-                "the model allows {case}: {s} {b}"
-            );
+            assert_not_refused(s, &b, &format!("the model allows {case}"));
         } else {
             assert!(
                 matches!(s.as_u16(), 401 | 403),

@@ -57,6 +57,20 @@ fn tickets(w: &mut World, ids: &[&str]) {
     }
 }
 
+/// A world with the budget "team" over everything, of `limit` dollars, and tickets `ids` open.
+fn budgeted(limit: f64, ids: &[&str]) -> World {
+    let mut w = World::new();
+    w.run(&orchestrator(), all(limit));
+    tickets(&mut w, ids);
+    w
+}
+
+/// Dispatches `ticket` with key "k", asking at most `max` dollars: the runtime's id.
+fn dispatched(w: &mut World, ticket: &str, max: Option<f64>) -> String {
+    w.run(&orchestrator(), dispatch_max(ticket, "k", max));
+    w.rt(ticket)
+}
+
 /// Given a budget, when runs start and end, then reserved and spent follow their facts.
 #[test]
 fn reservations_while_live_spend_once_ended() {
@@ -79,8 +93,7 @@ fn reservations_while_live_spend_once_ended() {
         (
             "a harvest turns the reservation into its spend",
             |w| {
-                w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
-                let rt = w.rt("MC-1");
+                let rt = dispatched(w, "MC-1", Some(4.0));
                 w.run(&controller(), harvest(&rt, H::Completed, X::Success));
             },
             (3.25, 0.0, 6.75),
@@ -88,8 +101,7 @@ fn reservations_while_live_spend_once_ended() {
         (
             "a run that spent past its reservation counts what it spent",
             |w| {
-                w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(1.0)));
-                let rt = w.rt("MC-1");
+                let rt = dispatched(w, "MC-1", Some(1.0));
                 w.run(&controller(), harvest(&rt, H::Partial, X::MaxBudget));
             },
             (3.25, 0.0, 6.75),
@@ -97,8 +109,7 @@ fn reservations_while_live_spend_once_ended() {
         (
             "a kill without a harvest spent nothing known",
             |w| {
-                w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
-                let rt = w.rt("MC-1");
+                let rt = dispatched(w, "MC-1", Some(4.0));
                 w.run(&controller(), kill(&rt));
             },
             (0.0, 0.0, 10.0),
@@ -106,8 +117,7 @@ fn reservations_while_live_spend_once_ended() {
         (
             "a harvest after a reap corrects the spend",
             |w| {
-                w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
-                let rt = w.rt("MC-1");
+                let rt = dispatched(w, "MC-1", Some(4.0));
                 w.run(&watcher(), reap(&rt, events::ReapCause::TmuxMissing));
                 w.run(&watcher(), harvest(&rt, H::Failed, X::Error));
             },
@@ -115,9 +125,7 @@ fn reservations_while_live_spend_once_ended() {
         ),
     ];
     for (name, when, then) in rows {
-        let mut w = World::new();
-        w.run(&orchestrator(), all(10.0));
-        tickets(&mut w, &["MC-1"]);
+        let mut w = budgeted(10.0, &["MC-1"]);
         when(&mut w);
         assert_eq!(standing(&w, "team"), then, "{name}");
     }
@@ -125,9 +133,7 @@ fn reservations_while_live_spend_once_ended() {
 
 #[test]
 fn a_dispatch_past_the_remainder_is_refused_and_appends_nothing() {
-    let mut w = World::new();
-    w.run(&orchestrator(), all(5.0));
-    tickets(&mut w, &["MC-1", "MC-2"]);
+    let mut w = budgeted(5.0, &["MC-1", "MC-2"]);
     w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
     let before = w.sim.log.len();
     let refused = w
@@ -191,8 +197,7 @@ fn periods_roll_over_at_utc_midnight_and_month_start() {
         let mut w = World::new();
         w.run(&orchestrator(), budget("b", S::All, None, 5.0, period));
         tickets(&mut w, &["MC-1"]);
-        w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
-        let rt = w.rt("MC-1");
+        let rt = dispatched(&mut w, "MC-1", Some(4.0));
         w.run(&controller(), harvest(&rt, H::Completed, X::Success));
         w.wait_min(wait_min);
         let spent = if rolled { 0.0 } else { 3.25 };
@@ -252,11 +257,8 @@ fn scopes_cover_what_they_name() {
 
 #[test]
 fn a_retry_reserves_again_and_inherits_the_reservation() {
-    let mut w = World::new();
-    w.run(&orchestrator(), all(10.0));
-    tickets(&mut w, &["MC-1"]);
-    w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(3.0)));
-    let first = w.rt("MC-1");
+    let mut w = budgeted(10.0, &["MC-1"]);
+    let first = dispatched(&mut w, "MC-1", Some(3.0));
     w.run(&controller(), harvest(&first, H::Failed, X::Error));
     w.run(&orchestrator(), retry(&first, false));
     let second = w.rt("MC-1");
@@ -284,11 +286,8 @@ fn a_retry_reserves_again_and_inherits_the_reservation() {
 
 #[test]
 fn a_replacing_dispatch_frees_the_replaced_reservation() {
-    let mut w = World::new();
-    w.run(&orchestrator(), all(5.0));
-    tickets(&mut w, &["MC-1"]);
-    w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(4.0)));
-    let old = w.rt("MC-1");
+    let mut w = budgeted(5.0, &["MC-1"]);
+    let old = dispatched(&mut w, "MC-1", Some(4.0));
     let mut replace = dispatch_max("MC-1", "k2", Some(4.0));
     if let Command::Dispatch { replace: r, .. } = &mut replace {
         *r = true;
@@ -328,9 +327,7 @@ fn without_max_the_smallest_default_is_reserved_in_every_budget() {
 
 #[test]
 fn alerts_near_then_exhausted_then_gone() {
-    let mut w = World::new();
-    w.run(&orchestrator(), all(5.0));
-    tickets(&mut w, &["MC-1", "MC-2", "MC-3"]);
+    let mut w = budgeted(5.0, &["MC-1", "MC-2", "MC-3"]);
     let budget_alerts = |w: &World| -> Vec<String> {
         w.alert_kinds()
             .into_iter()
@@ -447,9 +444,7 @@ fn bad_budgets_are_refused_and_an_unchanged_one_is_a_duplicate() {
 #[test]
 fn a_budget_alert_is_one_episode_to_a_subscription() {
     use projections::subscriptions::alert_notices;
-    let mut w = World::new();
-    w.run(&orchestrator(), all(5.0));
-    tickets(&mut w, &["MC-1", "MC-2"]);
+    let mut w = budgeted(5.0, &["MC-1", "MC-2"]);
     let mut open = std::collections::BTreeMap::new();
     let mut told = |w: &World| -> Vec<String> {
         let mut alerts = w.sim.ledger.alerts(w.sim.now, &w.sim.config);
@@ -473,14 +468,10 @@ fn a_budget_alert_is_one_episode_to_a_subscription() {
 /// the other runs' spend: the sums are exact, so what a correction takes away is what was added.
 #[test]
 fn a_huge_cost_corrected_later_leaves_the_other_runs_spend() {
-    let mut w = World::new();
-    w.run(&orchestrator(), all(10.0));
-    tickets(&mut w, &["MC-1", "MC-2"]);
-    w.run(&orchestrator(), dispatch_max("MC-1", "k", Some(1.0)));
-    let first = w.rt("MC-1");
+    let mut w = budgeted(10.0, &["MC-1", "MC-2"]);
+    let first = dispatched(&mut w, "MC-1", Some(1.0));
     w.run(&controller(), harvest(&first, H::Completed, X::Success));
-    w.run(&orchestrator(), dispatch_max("MC-2", "k", Some(1.0)));
-    let second = w.rt("MC-2");
+    let second = dispatched(&mut w, "MC-2", Some(1.0));
     let costing = |usd: f64| {
         let mut h = harvest(&second, H::Completed, X::Success);
         if let Command::Harvest { report, .. } = &mut h {

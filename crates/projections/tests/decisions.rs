@@ -66,14 +66,41 @@ fn harvested(w: &mut World) {
 
 fn with_task(w: &mut World) {
     one(w);
-    w.run(
-        &human(),
-        Command::AddTask {
-            ticket: id("MC-1"),
-            task_id: Some("T1".into()),
-            title: "discovery".into(),
+    w.run(&human(), add_task(Some("T1"), "discovery"));
+}
+
+/// Edits MC-1's title and owner, nothing else.
+fn edit(title: Option<&str>, owner: Option<&str>) -> Command {
+    Command::Edit {
+        ticket: id("MC-1"),
+        edit: events::TicketEdited {
+            title: title.map(str::to_owned),
+            description: None,
+            priority: None,
+            owner: owner.map(str::to_owned),
         },
-    );
+    }
+}
+
+fn add_task(task_id: Option<&str>, title: &str) -> Command {
+    Command::AddTask {
+        ticket: id("MC-1"),
+        task_id: task_id.map(str::to_owned),
+        title: title.to_owned(),
+    }
+}
+
+fn update_task(task_id: &str, status: TaskStatus) -> Command {
+    Command::UpdateTask {
+        ticket: id("MC-1"),
+        task_id: task_id.to_owned(),
+        status,
+    }
+}
+
+/// A signal from MC-1's current runtime with its current nonce.
+fn signal_now(w: &World, verdict: Verdict, payload: &str) -> Command {
+    signal(&w.rt("MC-1"), verdict, &w.nonce("MC-1"), payload)
 }
 
 fn plain(c: Command) -> (Command, Option<u64>) {
@@ -166,49 +193,19 @@ fn rows() -> Vec<Row> {
         Row {
             name: "edit the title",
             given: one,
-            when: |_| {
-                plain(Command::Edit {
-                    ticket: id("MC-1"),
-                    edit: events::TicketEdited {
-                        title: Some("new".into()),
-                        description: None,
-                        priority: None,
-                        owner: None,
-                    },
-                })
-            },
+            when: |_| plain(edit(Some("new"), None)),
             then: Then::Appends(&["ticket.edited"]),
         },
         Row {
             name: "edit to the same values",
             given: one,
-            when: |_| {
-                plain(Command::Edit {
-                    ticket: id("MC-1"),
-                    edit: events::TicketEdited {
-                        title: Some("first".into()),
-                        description: None,
-                        priority: None,
-                        owner: Some("luci".into()),
-                    },
-                })
-            },
+            when: |_| plain(edit(Some("first"), Some("luci"))),
             then: Then::Duplicate,
         },
         Row {
             name: "edit nothing",
             given: one,
-            when: |_| {
-                plain(Command::Edit {
-                    ticket: id("MC-1"),
-                    edit: events::TicketEdited {
-                        title: None,
-                        description: None,
-                        priority: None,
-                        owner: None,
-                    },
-                })
-            },
+            when: |_| plain(edit(None, None)),
             then: Then::Rejects("invalid"),
         },
         // ---- link / unlink ----
@@ -338,73 +335,37 @@ fn rows() -> Vec<Row> {
         Row {
             name: "add a task",
             given: one,
-            when: |_| {
-                plain(Command::AddTask {
-                    ticket: id("MC-1"),
-                    task_id: None,
-                    title: "qa".into(),
-                })
-            },
+            when: |_| plain(add_task(None, "qa")),
             then: Then::Appends(&["task.added"]),
         },
         Row {
             name: "add the same task again",
             given: with_task,
-            when: |_| {
-                plain(Command::AddTask {
-                    ticket: id("MC-1"),
-                    task_id: Some("T1".into()),
-                    title: "discovery".into(),
-                })
-            },
+            when: |_| plain(add_task(Some("T1"), "discovery")),
             then: Then::Duplicate,
         },
         Row {
             name: "add a task id with another title",
             given: with_task,
-            when: |_| {
-                plain(Command::AddTask {
-                    ticket: id("MC-1"),
-                    task_id: Some("T1".into()),
-                    title: "other".into(),
-                })
-            },
+            when: |_| plain(add_task(Some("T1"), "other")),
             then: Then::Rejects("task_exists"),
         },
         Row {
             name: "update a task",
             given: with_task,
-            when: |_| {
-                plain(Command::UpdateTask {
-                    ticket: id("MC-1"),
-                    task_id: "T1".into(),
-                    status: TaskStatus::Done,
-                })
-            },
+            when: |_| plain(update_task("T1", TaskStatus::Done)),
             then: Then::Appends(&["task.updated"]),
         },
         Row {
             name: "update a task to its status",
             given: with_task,
-            when: |_| {
-                plain(Command::UpdateTask {
-                    ticket: id("MC-1"),
-                    task_id: "T1".into(),
-                    status: TaskStatus::Open,
-                })
-            },
+            when: |_| plain(update_task("T1", TaskStatus::Open)),
             then: Then::Duplicate,
         },
         Row {
             name: "update an unknown task",
             given: one,
-            when: |_| {
-                plain(Command::UpdateTask {
-                    ticket: id("MC-1"),
-                    task_id: "T9".into(),
-                    status: TaskStatus::Done,
-                })
-            },
+            when: |_| plain(update_task("T9", TaskStatus::Done)),
             then: Then::Rejects("task_not_found"),
         },
         // ---- dispatch ----
@@ -483,14 +444,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "signal with the current nonce",
             given: live,
-            when: |w| {
-                plain(signal(
-                    &w.rt("MC-1"),
-                    Verdict::Review,
-                    &w.nonce("MC-1"),
-                    "audit done",
-                ))
-            },
+            when: |w| plain(signal_now(w, Verdict::Review, "audit done")),
             then: Then::Appends(&["runtime.signaled"]),
         },
         Row {
@@ -500,14 +454,7 @@ fn rows() -> Vec<Row> {
                 let (rt, n) = (w.rt("MC-1"), w.nonce("MC-1"));
                 w.run(&agent(), signal(&rt, Verdict::Review, &n, "audit done"));
             },
-            when: |w| {
-                plain(signal(
-                    &w.rt("MC-1"),
-                    Verdict::Review,
-                    &w.nonce("MC-1"),
-                    "audit done, resent",
-                ))
-            },
+            when: |w| plain(signal_now(w, Verdict::Review, "audit done, resent")),
             then: Then::Duplicate,
         },
         Row {
@@ -544,14 +491,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "signal to an ended runtime",
             given: ended,
-            when: |w| {
-                plain(signal(
-                    &w.rt("MC-1"),
-                    Verdict::Done,
-                    &w.nonce("MC-1"),
-                    "done",
-                ))
-            },
+            when: |w| plain(signal_now(w, Verdict::Done, "done")),
             then: Then::Refuses("runtime_ended"),
         },
         Row {

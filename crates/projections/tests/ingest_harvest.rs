@@ -395,12 +395,15 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
         prop_oneof![
-            Just("result".to_owned()),
-            Just("success".to_owned()),
-            Just("error_max_turns".to_owned()),
-            Just("turn.started".to_owned()),
-            Just("turn.completed".to_owned()),
-            ".{0,8}".prop_map(String::from),
+            5 => proptest::sample::select(&[
+                "result",
+                "success",
+                "error_max_turns",
+                "turn.started",
+                "turn.completed",
+            ])
+            .prop_map(str::to_owned),
+            1 => ".{0,8}".prop_map(String::from),
         ]
         .prop_map(Value::String),
     ];
@@ -408,21 +411,22 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             proptest::collection::btree_map(
-                prop_oneof![
-                    Just("type".to_owned()),
-                    Just("subtype".to_owned()),
-                    Just("is_error".to_owned()),
-                    Just("num_turns".to_owned()),
-                    Just("total_cost_usd".to_owned()),
-                    Just("session_id".to_owned()),
-                    Just("result".to_owned()),
-                    Just("item".to_owned()),
-                    Just("msg".to_owned()),
-                    Just("usage".to_owned()),
-                    Just("thread_id".to_owned()),
-                    Just("error".to_owned()),
-                    Just("text".to_owned()),
-                ],
+                proptest::sample::select(&[
+                    "type",
+                    "subtype",
+                    "is_error",
+                    "num_turns",
+                    "total_cost_usd",
+                    "session_id",
+                    "result",
+                    "item",
+                    "msg",
+                    "usage",
+                    "thread_id",
+                    "error",
+                    "text",
+                ])
+                .prop_map(str::to_owned),
                 inner,
                 0..6,
             )

@@ -33,11 +33,14 @@ fn holders(w: &World, name: &str) -> Vec<String> {
     w.sim.ledger.pool_holders(name)
 }
 
-/// A pool of 2 with MC-1's runtime in it, MC-2 open.
-fn two_slots_one_held(w: &mut World) -> String {
-    w.run(&orchestrator(), pool("gpu", 2));
+/// A pool "gpu" of `capacity` with MC-1's runtime in it (and MC-2 open too, if `and_mc_2`):
+/// the runtime's id.
+fn one_held(w: &mut World, capacity: u32, and_mc_2: bool) -> String {
+    w.run(&orchestrator(), pool("gpu", capacity));
     w.run(&orchestrator(), open("MC-1", "one"));
-    w.run(&orchestrator(), open("MC-2", "two"));
+    if and_mc_2 {
+        w.run(&orchestrator(), open("MC-2", "two"));
+    }
     w.run(&orchestrator(), dispatch_in("MC-1", "k1", "gpu", false));
     w.rt("MC-1")
 }
@@ -63,7 +66,7 @@ fn every_ending_frees_the_slot() {
     ];
     for (name, end) in endings {
         let mut w = World::new();
-        let rt = two_slots_one_held(&mut w);
+        let rt = one_held(&mut w, 2, true);
         assert_eq!(
             holders(&w, "gpu"),
             std::slice::from_ref(&rt),
@@ -87,10 +90,7 @@ fn every_ending_frees_the_slot() {
 #[test]
 fn a_replacing_dispatch_passes_its_slot_on() {
     let mut w = World::new();
-    w.run(&orchestrator(), pool("gpu", 1));
-    w.run(&orchestrator(), open("MC-1", "one"));
-    w.run(&orchestrator(), dispatch_in("MC-1", "k1", "gpu", false));
-    let old = w.rt("MC-1");
+    let old = one_held(&mut w, 1, false);
     // The pool is full, but the replaced runtime's slot becomes the new one's.
     let Decision::Append(a) = w.run(&orchestrator(), dispatch_in("MC-1", "k2", "gpu", true)) else {
         panic!("appended")
@@ -110,7 +110,7 @@ fn a_replacing_dispatch_passes_its_slot_on() {
 #[test]
 fn a_full_pool_refuses_with_its_holders_and_appends_nothing() {
     let mut w = World::new();
-    let rt = two_slots_one_held(&mut w);
+    let rt = one_held(&mut w, 2, true);
     w.run(&orchestrator(), open("MC-3", "three"));
     w.run(&orchestrator(), dispatch_in("MC-2", "k1", "gpu", false));
     let second = w.rt("MC-2");
@@ -145,11 +145,7 @@ fn a_full_pool_refuses_with_its_holders_and_appends_nothing() {
 #[test]
 fn a_retry_stays_in_its_pool_and_needs_a_slot() {
     let mut w = World::new();
-    w.run(&orchestrator(), pool("gpu", 1));
-    w.run(&orchestrator(), open("MC-1", "one"));
-    w.run(&orchestrator(), open("MC-2", "two"));
-    w.run(&orchestrator(), dispatch_in("MC-1", "k1", "gpu", false));
-    let first = w.rt("MC-1");
+    let first = one_held(&mut w, 1, true);
     w.run(&controller(), harvest(&first, H::Failed, X::Error));
     // The slot went with the harvest; someone else takes it.
     w.run(&orchestrator(), dispatch_in("MC-2", "k1", "gpu", false));
@@ -217,11 +213,8 @@ fn configuring_pools() {
 #[test]
 fn a_pool_full_for_fifteen_minutes_raises_pool_saturated() {
     let mut w = World::new();
-    w.run(&orchestrator(), pool("gpu", 1));
-    w.run(&orchestrator(), open("MC-1", "one"));
-    w.run(&orchestrator(), dispatch_in("MC-1", "k1", "gpu", false));
+    let rt = one_held(&mut w, 1, false);
     // Heard from, so no stale_worker alert muddies the list.
-    let rt = w.rt("MC-1");
     w.wait_min(14);
     w.run(&agent(), activity(&rt));
     assert!(!w

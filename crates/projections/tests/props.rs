@@ -178,6 +178,15 @@ const RESOLUTIONS: [Resolution; 4] = [
 ];
 const TRANSPORTS: [Transport; 3] = [Transport::Tmux, Transport::Process, Transport::Websocket];
 
+/// A link's relation: child_of, or else blocked_by.
+fn relation(child: bool) -> Relation {
+    if child {
+        Relation::ChildOf
+    } else {
+        Relation::BlockedBy
+    }
+}
+
 /// Plays `ops` through `decide`; returns the world and the ledger as it stood after each
 /// event (position → ledger), for the time-travel property.
 /// The board, built from the open-ticket and closed-column indexes, equals a scan of every
@@ -255,24 +264,8 @@ fn play(ops: &[Op]) -> (World, Vec<Ledger>) {
                 open(TICKETS[*t], "t")
             }),
             Op::Comment(t) => Some(comment(TICKETS[*t], "c")),
-            Op::Link(a, b, child) => Some(link(
-                TICKETS[*a],
-                if *child {
-                    Relation::ChildOf
-                } else {
-                    Relation::BlockedBy
-                },
-                TICKETS[*b],
-            )),
-            Op::Unlink(a, b, child) => Some(unlink(
-                TICKETS[*a],
-                if *child {
-                    Relation::ChildOf
-                } else {
-                    Relation::BlockedBy
-                },
-                TICKETS[*b],
-            )),
+            Op::Link(a, b, child) => Some(link(TICKETS[*a], relation(*child), TICKETS[*b])),
+            Op::Unlink(a, b, child) => Some(unlink(TICKETS[*a], relation(*child), TICKETS[*b])),
             Op::Park(a, b) => Some(park(TICKETS[*a], &[TICKETS[*b]], "wait")),
             Op::Close(t, r) => Some(close(TICKETS[*t], RESOLUTIONS[usize::from(*r)])),
             Op::Reopen(t) => Some(reopen(TICKETS[*t])),
@@ -619,22 +612,9 @@ fn fact_data(f: Fact, rt: &str) -> EventData {
         }),
         Fact::Harvest(o) => {
             let (outcome, exit_reason) = OUTCOMES[usize::from(o)];
-            EventData::RuntimeHarvested(events::RuntimeHarvested {
-                runtime_id: rt.into(),
-                outcome,
-                exit_reason,
-                turns: None,
-                cost_usd: None,
-                session_id: None,
-                summary: None,
-                raw_subtype: None,
-            })
+            harvested(rt, outcome, exit_reason)
         }
-        Fact::Reap(c) => EventData::RuntimeReaped(events::RuntimeReaped {
-            runtime_id: rt.into(),
-            cause: CAUSES[usize::from(c)],
-            evidence: None,
-        }),
+        Fact::Reap(c) => reaped(rt, CAUSES[usize::from(c)]),
         Fact::Aborted => EventData::RuntimeLaunchAborted(events::RuntimeLaunchAborted {
             runtime_id: rt.into(),
             reason: "r".into(),
@@ -679,9 +659,7 @@ fn facts() -> impl Strategy<Value = Vec<Fact>> {
 
 fn class_after(facts: &[Fact]) -> Option<String> {
     let mut w = World::new();
-    w.run(&human(), open("MC-1", "t"));
-    w.run(&orchestrator(), dispatch("MC-1", "k"));
-    let rt = w.rt("MC-1");
+    let rt = w.open_and_dispatch(open("MC-1", "t"), dispatch("MC-1", "k"));
     let data = facts.iter().map(|f| fact_data(*f, &rt)).collect();
     w.sim.append(&id("MC-1"), &watcher(), data);
     let v = w.view("MC-1");
@@ -725,21 +703,13 @@ fn raw_event() -> impl Strategy<Value = (usize, EventData)> {
         )),
         (text.clone(), any::<bool>()).prop_map(|(t, c)| EventData::TicketLinked(
             events::TicketLinked {
-                relation: if c {
-                    Relation::ChildOf
-                } else {
-                    Relation::BlockedBy
-                },
+                relation: relation(c),
                 target: t.into()
             }
         )),
         (text.clone(), any::<bool>()).prop_map(|(t, c)| EventData::TicketUnlinked(
             events::TicketUnlinked {
-                relation: if c {
-                    Relation::ChildOf
-                } else {
-                    Relation::BlockedBy
-                },
+                relation: relation(c),
                 target: t.into()
             }
         )),

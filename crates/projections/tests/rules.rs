@@ -6,30 +6,11 @@ mod common;
 use common::*;
 use events::{
     EventData, ExitReason as X, HarvestOutcome as H, ReapCause as R, Relation, Resolution,
-    RuntimeCancelled, RuntimeCompletedByController, RuntimeHarvested, RuntimeKilled,
-    RuntimeLaunchAborted, RuntimeReaped, TicketId, Timestamp, Transport, Verdict,
+    RuntimeCancelled, RuntimeCompletedByController, RuntimeKilled, RuntimeLaunchAborted, TicketId,
+    Timestamp, Transport, Verdict,
 };
 use projections::{as_of, Ledger, TicketFilter, TicketState as S};
 
-fn harvested(rt: &str, outcome: H, exit_reason: X) -> EventData {
-    EventData::RuntimeHarvested(RuntimeHarvested {
-        runtime_id: rt.into(),
-        outcome,
-        exit_reason,
-        turns: None,
-        cost_usd: None,
-        session_id: None,
-        summary: None,
-        raw_subtype: None,
-    })
-}
-fn reaped(rt: &str, cause: R) -> EventData {
-    EventData::RuntimeReaped(RuntimeReaped {
-        runtime_id: rt.into(),
-        cause,
-        evidence: None,
-    })
-}
 fn killed(rt: &str) -> EventData {
     EventData::RuntimeKilled(RuntimeKilled {
         runtime_id: rt.into(),
@@ -59,9 +40,7 @@ fn aborted(rt: &str) -> EventData {
 
 /// A world with MC-1 dispatched (tmux); returns its runtime id.
 fn working(w: &mut World) -> String {
-    w.run(&human(), open("MC-1", "t"));
-    w.run(&orchestrator(), dispatch("MC-1", "k"));
-    w.rt("MC-1")
+    w.open_and_dispatch(open("MC-1", "t"), dispatch("MC-1", "k"))
 }
 
 /// (name, terminal facts in log order, class, failure_reason)
@@ -205,12 +184,10 @@ fn class_precedence() {
 #[test]
 fn live_classes_need_now() {
     let mut w = World::new();
-    w.run(&human(), open("MC-1", "t"));
-    w.run(
-        &orchestrator(),
+    let rt = w.open_and_dispatch(
+        open("MC-1", "t"),
         dispatch_with("MC-1", "k", Transport::Websocket, false),
     );
-    let rt = w.rt("MC-1");
     assert_eq!(w.class(&rt), "starting");
     w.wait_min(1);
     w.run(&watcher(), activity(&rt));
@@ -220,9 +197,7 @@ fn live_classes_need_now() {
     w.wait_min(1);
     assert_eq!(w.class(&rt), "websocket-idle");
     // The same silence on tmux is not websocket-idle.
-    w.run(&human(), open("MC-2", "t"));
-    w.run(&orchestrator(), dispatch("MC-2", "k"));
-    let tmux = w.rt("MC-2");
+    let tmux = w.open_and_dispatch(open("MC-2", "t"), dispatch("MC-2", "k"));
     w.wait_min(30);
     assert_eq!(w.class(&tmux), "starting");
     // A signal counts as activity.

@@ -18,7 +18,6 @@ use projections::{timeline, Command, Decision, TicketState as S};
 struct Step {
     what: &'static str,
     run: fn(&mut World),
-    ticket: &'static str,
     state: S,
     next: &'static str,
     failure: Option<&'static str>,
@@ -26,11 +25,12 @@ struct Step {
     alerts: &'static [&'static str],
 }
 
+/// Plays the story of ticket `story`: after each step, that ticket shows what the step says.
 fn play(story: &str, steps: &[Step]) -> World {
     let mut w = World::new();
     for (i, s) in steps.iter().enumerate() {
         (s.run)(&mut w);
-        let v = w.view(s.ticket);
+        let v = w.view(story);
         let got = (
             v.state,
             v.next_action.code.as_str(),
@@ -70,7 +70,6 @@ fn mc4030_steps() -> Vec<Step> {
                     },
                 );
             },
-            ticket: "MC-4030",
             state: S::Open,
             next: "dispatch",
             failure: None,
@@ -97,7 +96,6 @@ fn mc4030_steps() -> Vec<Step> {
                 let dispatched = w.sim.log.iter().filter(|e| e.type_name() == "runtime.dispatched").count();
                 assert_eq!(dispatched, 1, "one runtime.dispatched in the log");
             },
-            ticket: "MC-4030",
             state: S::InProgress,
             next: "working",
             failure: None,
@@ -112,7 +110,6 @@ fn mc4030_steps() -> Vec<Step> {
                 let nonce = w.nonce("MC-4030");
                 w.run(&agent(), signal(&rt, Verdict::Review, &nonce, "Workbench audit complete; 14 findings, 10-fix Lane A shortlist"));
             },
-            ticket: "MC-4030",
             state: S::Review,
             next: "review",
             failure: None,
@@ -127,7 +124,6 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&orchestrator(), park("MC-4030", &["MC-4031"], "resume after MC-4031 lands for QA/docs/ship gate"));
                 assert_eq!(w.view("MC-4030").next_action.text, "Waiting on MC-4031");
             },
-            ticket: "MC-4030",
             state: S::Waiting,
             next: "wait",
             failure: None,
@@ -141,7 +137,6 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
                 assert_eq!(w.class(&rt), "tmux-missing");
             },
-            ticket: "MC-4030",
             state: S::Waiting,
             next: "wait",
             failure: None,
@@ -157,7 +152,6 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&validator(), close("MC-4031", Resolution::Done));
                 assert_eq!(w.view("MC-4030").next_action.text, "Resume: MC-4031 closed");
             },
-            ticket: "MC-4030",
             state: S::Waiting,
             next: "resume",
             failure: None,
@@ -168,7 +162,6 @@ fn mc4030_steps() -> Vec<Step> {
             run: |w| {
                 w.run(&orchestrator(), close("MC-4030", Resolution::Done));
             },
-            ticket: "MC-4030",
             state: S::Done,
             next: "none",
             failure: None,
@@ -179,7 +172,6 @@ fn mc4030_steps() -> Vec<Step> {
             run: |w| {
                 w.run(&human(), comment("MC-4030", "Closing this parent and advancing MC-4000."));
             },
-            ticket: "MC-4030",
             state: S::Done,
             next: "none",
             failure: None,
@@ -259,7 +251,6 @@ fn mc4502_steps() -> Vec<Step> {
                     ),
                 );
             },
-            ticket: "MC-4502",
             state: S::Open,
             next: "dispatch",
             failure: None,
@@ -283,7 +274,6 @@ fn mc4502_steps() -> Vec<Step> {
                 );
                 assert_eq!(w.class(&rt), "launch-aborted");
             },
-            ticket: "MC-4502",
             state: S::Open,
             next: "retry",
             failure: Some(
@@ -303,7 +293,6 @@ fn mc4502_steps() -> Vec<Step> {
                 w.wait_min(5);
                 w.run(&watcher(), activity(&rt));
             },
-            ticket: "MC-4502",
             state: S::InProgress,
             next: "working",
             failure: None,
@@ -321,7 +310,6 @@ fn mc4502_steps() -> Vec<Step> {
                     "Recover: partial exit (max_turns)"
                 );
             },
-            ticket: "MC-4502",
             state: S::Open,
             next: "recover",
             failure: None,
@@ -334,7 +322,6 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&controller(), complete(&rt));
                 assert_eq!(w.class(&rt), "completed-by-controller");
             },
-            ticket: "MC-4502",
             state: S::Open,
             next: "validate",
             failure: None,
@@ -348,7 +335,6 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
                 assert_eq!(w.class(&rt), "completed-by-controller");
             },
-            ticket: "MC-4502",
             state: S::Open,
             next: "validate",
             failure: None,
@@ -372,7 +358,6 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&validator(), close("MC-4502", Resolution::Done));
                 w.wait_min(60 * 24 * 12);
             },
-            ticket: "MC-4502",
             state: S::Done,
             next: "none",
             failure: None,
@@ -393,12 +378,10 @@ fn mc4502_story() {
 #[test]
 fn umbrella_orchestrator_reaped_raises_no_failure() {
     let mut w = World::new();
-    w.run(&human(), open_umbrella("MC-4000", "recovery loop"));
-    w.run(
-        &orchestrator(),
+    let rt = w.open_and_dispatch(
+        open_umbrella("MC-4000", "recovery loop"),
         dispatch_with("MC-4000", "luci-console", Transport::Websocket, false),
     );
-    let rt = w.rt("MC-4000");
     w.wait_min(15);
     assert_eq!(w.class(&rt), "websocket-idle");
     w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
@@ -410,9 +393,7 @@ fn umbrella_orchestrator_reaped_raises_no_failure() {
 #[test]
 fn tmux_missing_on_a_working_ticket_is_a_failure_until_a_close_clears_it_for_good() {
     let mut w = World::new();
-    w.run(&human(), open("MC-7", "plain work"));
-    w.run(&orchestrator(), dispatch("MC-7", "k"));
-    let rt = w.rt("MC-7");
+    let rt = w.open_and_dispatch(open("MC-7", "plain work"), dispatch("MC-7", "k"));
     w.wait_min(3);
     w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
     assert_eq!(
@@ -449,9 +430,8 @@ fn tmux_missing_on_a_working_ticket_is_a_failure_until_a_close_clears_it_for_goo
 #[test]
 fn a_verdict_that_mentions_max_turns_is_still_a_verdict() {
     let mut w = World::new();
-    w.run(&human(), open("MC-8", "t"));
-    w.run(&orchestrator(), dispatch("MC-8", "k"));
-    let (rt, nonce) = (w.rt("MC-8"), w.nonce("MC-8"));
+    let rt = w.open_and_dispatch(open("MC-8", "t"), dispatch("MC-8", "k"));
+    let nonce = w.nonce("MC-8");
     w.run(
         &agent(),
         signal(

@@ -273,6 +273,13 @@ fn notices_follow_alerts_through_time() {
     let mut open: BTreeMap<String, OpenAlert> = BTreeMap::new();
     let kinds =
         |n: &[projections::Notice]| n.iter().map(|n| (n.kind, n.id.clone())).collect::<Vec<_>>();
+    // A notice of the question alert since `since`: its kind and id, the id ending in `suffix`.
+    let told = |kind, since: u64, suffix: &str| {
+        (
+            kind,
+            format!("alert.unanswered_question.MC-1.{since}{suffix}"),
+        )
+    };
     // (now, alerts, expected notices)
     type Told = Vec<(NoticeKind, String)>;
     let rows: Vec<(u64, Vec<Alert>, Told)> = vec![
@@ -280,53 +287,35 @@ fn notices_follow_alerts_through_time() {
         (
             10 * H,
             vec![q(10 * H)],
-            vec![(
-                NoticeKind::Raised,
-                format!("alert.unanswered_question.MC-1.{}", 10 * H),
-            )],
+            vec![told(NoticeKind::Raised, 10 * H, "")],
         ),
         (10 * H + 1, vec![q(10 * H)], vec![]),
         (11 * H - 1, vec![q(10 * H)], vec![]),
         (
             11 * H,
             vec![q(10 * H)],
-            vec![(
-                NoticeKind::Reminder,
-                format!("alert.unanswered_question.MC-1.{}.r1", 10 * H),
-            )],
+            vec![told(NoticeKind::Reminder, 10 * H, ".r1")],
         ),
         (11 * H + 5, vec![q(10 * H)], vec![]),
         // Three hours later: one reminder, numbered by the hours passed.
         (
             14 * H,
             vec![q(10 * H)],
-            vec![(
-                NoticeKind::Reminder,
-                format!("alert.unanswered_question.MC-1.{}.r4", 10 * H),
-            )],
+            vec![told(NoticeKind::Reminder, 10 * H, ".r4")],
         ),
         // A new episode (another start): the old one is cleared, the new one raised.
         (
             15 * H,
             vec![q(15 * H)],
             vec![
-                (
-                    NoticeKind::Cleared,
-                    format!("alert.unanswered_question.MC-1.{}.cleared", 10 * H),
-                ),
-                (
-                    NoticeKind::Raised,
-                    format!("alert.unanswered_question.MC-1.{}", 15 * H),
-                ),
+                told(NoticeKind::Cleared, 10 * H, ".cleared"),
+                told(NoticeKind::Raised, 15 * H, ""),
             ],
         ),
         (
             16 * H,
             vec![],
-            vec![(
-                NoticeKind::Cleared,
-                format!("alert.unanswered_question.MC-1.{}.cleared", 15 * H),
-            )],
+            vec![told(NoticeKind::Cleared, 15 * H, ".cleared")],
         ),
         (17 * H, vec![], vec![]),
     ];
@@ -337,13 +326,7 @@ fn notices_follow_alerts_through_time() {
     // An alert first seen long after it began: raised, and no burst of past reminders.
     let mut open = BTreeMap::new();
     let got = alert_notices(&mut open, &[q(0)], Timestamp(5 * H + 1), Some(H));
-    assert_eq!(
-        kinds(&got),
-        vec![(
-            NoticeKind::Raised,
-            "alert.unanswered_question.MC-1.0".to_owned()
-        )]
-    );
+    assert_eq!(kinds(&got), vec![told(NoticeKind::Raised, 0, "")]);
     assert_eq!(open[&alert_key(&q(0))].reminders, 5);
     // Without remind_every: never a reminder.
     let mut open = BTreeMap::new();

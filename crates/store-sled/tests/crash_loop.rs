@@ -37,10 +37,7 @@ impl Rng {
 /// Checkpoints every 50 records, so that children are killed after checkpoints and reopening
 /// loads them and rebuilds the tail after the last one.
 fn crash_config() -> LogConfig {
-    LogConfig {
-        checkpoint_events: 50,
-        ..LogConfig::default()
-    }
+    checkpoint_every(50)
 }
 
 #[test]

@@ -49,17 +49,14 @@ fn lock_child() {
 #[test]
 fn indexes_survive_reopen_from_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        checkpoint_events: 7,
-        ..LogConfig::default()
-    };
+    let config = checkpoint_every(7);
     let first = {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         let mut first = None;
         for i in 0..30 {
             let t = format!("MC-{}", i % 3);
             let a = log
-                .append_blocking(append(&t, None, vec![comment(&format!("c{i}"), "x")]))
+                .append_blocking(append_comment(&t, None, &format!("c{i}"), "x"))
                 .unwrap();
             first.get_or_insert(a.events[0].clone());
         }
@@ -69,24 +66,15 @@ fn indexes_survive_reopen_from_checkpoints() {
     for round in 0..2 {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         let again = log
-            .append_blocking(append("MC-0", Some(0), vec![comment("c0", "x")]))
+            .append_blocking(append_comment("MC-0", Some(0), "c0", "x"))
             .unwrap();
         assert!(again.duplicate, "round {round}");
         assert_eq!(again.events[0], first);
         assert_eq!(log.event_by_id("c29").unwrap().unwrap().position, 30);
         assert_eq!(log.stream_version(&ticket("MC-1")).unwrap(), 10);
-        let positions: Vec<u64> = log
-            .read_stream(&ticket("MC-2"), 9, 10, 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let positions = positions_of(&log.read_stream(&ticket("MC-2"), 9, 10, 10).unwrap());
         assert_eq!(positions, vec![27, 30]);
-        let wrong = log.append_blocking(append(
-            "MC-1",
-            Some(9),
-            vec![comment(&format!("w{round}"), "x")],
-        ));
+        let wrong = log.append_blocking(append_comment("MC-1", Some(9), &format!("w{round}"), "x"));
         assert_eq!(wrong.map_err(|e| e.code()).err(), Some("version_conflict"));
         assert_eq!(log.verify().unwrap().events, 30);
     }
@@ -112,11 +100,7 @@ fn answers_of_300(log: &Log, round: &str) {
         let found = log.event_by_id(&id).unwrap().unwrap();
         assert_eq!(found.position, i + 1, "{round}: {id}");
         let again = log
-            .append_blocking(append(
-                &format!("MC-{}", i % 5),
-                None,
-                vec![comment(&id, "x")],
-            ))
+            .append_blocking(append_comment(&format!("MC-{}", i % 5), None, &id, "x"))
             .unwrap();
         assert!(again.duplicate, "{round}: {id} is a duplicate");
         assert_eq!(again.events[0], found, "{round}");
@@ -124,12 +108,7 @@ fn answers_of_300(log: &Log, round: &str) {
     for t in 0..5u64 {
         let ticket = ticket(&format!("MC-{t}"));
         assert_eq!(log.stream_version(&ticket).unwrap(), 60, "{round}");
-        let positions: Vec<u64> = log
-            .read_stream(&ticket, 1, 60, 100)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let positions = positions_of(&log.read_stream(&ticket, 1, 60, 100).unwrap());
         let expected: Vec<u64> = (0..60).map(|k| k * 5 + t + 1).collect();
         assert_eq!(positions, expected, "{round}: MC-{t}");
         let middle: Vec<u64> = log
@@ -140,18 +119,13 @@ fn answers_of_300(log: &Log, round: &str) {
             .collect();
         assert_eq!(middle, vec![30, 31], "{round}");
     }
-    let refused = log.append_blocking(append("MC-3", Some(59), vec![comment("late", "x")]));
+    let refused = log.append_blocking(append_comment("MC-3", Some(59), "late", "x"));
     assert_eq!(
         refused.map_err(|e| e.code()).err(),
         Some("version_conflict"),
         "{round}"
     );
-    let after: Vec<u64> = log
-        .read_after(140, 3)
-        .unwrap()
-        .iter()
-        .map(|e| e.position)
-        .collect();
+    let after = positions_of(&log.read_after(140, 3).unwrap());
     assert_eq!(after, vec![141, 142, 143], "{round}");
     assert_eq!(log.verify().unwrap().events, 300, "{round}");
 }
@@ -162,17 +136,15 @@ fn answers_of_300(log: &Log, round: &str) {
 #[test]
 fn the_disk_index_answers_for_what_left_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        checkpoint_events: 7,
-        ..LogConfig::default()
-    };
+    let config = checkpoint_every(7);
     {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         for i in 0..300u64 {
-            log.append_blocking(append(
+            log.append_blocking(append_comment(
                 &format!("MC-{}", i % 5),
                 None,
-                vec![comment(&format!("d{i}"), "x")],
+                &format!("d{i}"),
+                "x",
             ))
             .unwrap();
         }
@@ -189,7 +161,7 @@ fn the_disk_index_answers_for_what_left_memory() {
     {
         let log = Log::open(other.path(), config.clone()).unwrap();
         for i in 0..100u64 {
-            log.append_blocking(append("MC-9", None, vec![comment(&format!("o{i}"), "y")]))
+            log.append_blocking(append_comment("MC-9", None, &format!("o{i}"), "y"))
                 .unwrap();
         }
         indexed(&log, 98);
@@ -230,12 +202,8 @@ fn large_commits_survive_reopen_with_fsync() {
     {
         let log = open(dir.path());
         for i in 0..6 {
-            log.append_blocking(append(
-                "MC-1",
-                None,
-                vec![comment(&format!("big{i}"), &body)],
-            ))
-            .unwrap();
+            log.append_blocking(append_comment("MC-1", None, &format!("big{i}"), &body))
+                .unwrap();
         }
     }
     let log = open(dir.path());

@@ -117,10 +117,7 @@ fn sled() -> Sled {
     Sled {
         dir: tempfile::tempdir().expect("tempdir"),
         // Checkpoints every few records, so reopening rebuilds a tail after the last one.
-        config: store_sled::LogConfig {
-            checkpoint_events: 4,
-            ..store_sled::LogConfig::default()
-        },
+        config: checkpoint_every(4),
     }
 }
 
@@ -128,6 +125,21 @@ fn sled() -> Sled {
 fn on_both(test: impl Fn(&dyn Backend)) {
     test(&sled());
     test(&pg());
+}
+
+/// One append of a comment on MC-1 and one on MC-2 (body "1"), each `id` at its expected version.
+fn across(
+    expected_1: Option<u64>,
+    id_1: &str,
+    expected_2: Option<u64>,
+    id_2: &str,
+) -> AppendRequest {
+    append_also(
+        append_comment("MC-1", expected_1, id_1, "1"),
+        "MC-2",
+        expected_2,
+        vec![comment(id_2, "1")],
+    )
 }
 
 /// What one append should do: `Ok((first_position, last_version, duplicate))` or an error code.
@@ -142,83 +154,71 @@ struct Row {
 
 fn rows() -> Vec<Row> {
     let big = "x".repeat(events::ids::EVENT_DATA_BYTES_MAX + 1);
+    // Comment "a" on MC-1; and two comments on MC-1, "a" and "b".
+    let a_on_1 = append_comment("MC-1", None, "a", "1");
+    let two = append("MC-1", None, vec![comment("a", "1"), comment("b", "2")]);
     vec![
         Row {
             name: "first append to a new stream",
             given: vec![],
-            when: append("MC-1", None, vec![comment("a", "hi")]),
+            when: append_comment("MC-1", None, "a", "hi"),
             then: Ok((1, 1, false)),
         },
         Row {
             name: "expected 0 on a new stream",
             given: vec![],
-            when: append("MC-1", Some(0), vec![comment("a", "hi")]),
+            when: append_comment("MC-1", Some(0), "a", "hi"),
             then: Ok((1, 1, false)),
         },
         Row {
             name: "expected 0 on an existing stream",
-            given: vec![append("MC-1", None, vec![comment("a", "hi")])],
-            when: append("MC-1", Some(0), vec![comment("b", "hi")]),
+            given: vec![append_comment("MC-1", None, "a", "hi")],
+            when: append_comment("MC-1", Some(0), "b", "hi"),
             then: Err("version_conflict"),
         },
         Row {
             name: "expected version matches",
-            given: vec![append(
-                "MC-1",
-                None,
-                vec![comment("a", "1"), comment("b", "2")],
-            )],
-            when: append("MC-1", Some(2), vec![comment("c", "3")]),
+            given: vec![two.clone()],
+            when: append_comment("MC-1", Some(2), "c", "3"),
             then: Ok((3, 3, false)),
         },
         Row {
             name: "expected version behind",
-            given: vec![append(
-                "MC-1",
-                None,
-                vec![comment("a", "1"), comment("b", "2")],
-            )],
-            when: append("MC-1", Some(1), vec![comment("c", "3")]),
+            given: vec![two.clone()],
+            when: append_comment("MC-1", Some(1), "c", "3"),
             then: Err("version_conflict"),
         },
         Row {
             name: "versions are per stream, positions global",
-            given: vec![
-                append("MC-1", None, vec![comment("a", "1")]),
-                append("MC-2", None, vec![comment("b", "1")]),
-            ],
-            when: append("MC-1", Some(1), vec![comment("c", "2")]),
+            given: vec![a_on_1.clone(), append_comment("MC-2", None, "b", "1")],
+            when: append_comment("MC-1", Some(1), "c", "2"),
             then: Ok((3, 2, false)),
         },
         Row {
             name: "same ids again: the originals, nothing appended",
-            given: vec![append(
-                "MC-1",
-                None,
-                vec![comment("a", "1"), comment("b", "2")],
-            )],
-            when: append("MC-1", None, vec![comment("a", "1"), comment("b", "2")]),
+            given: vec![two.clone()],
+            when: two.clone(),
             then: Ok((1, 2, true)),
         },
         Row {
             name: "duplicate wins over a stale expected version",
             given: vec![
-                append("MC-1", Some(0), vec![comment("a", "1")]),
-                append("MC-1", None, vec![comment("b", "2")]),
+                append_comment("MC-1", Some(0), "a", "1"),
+                append_comment("MC-1", None, "b", "2"),
             ],
-            when: append("MC-1", Some(0), vec![comment("a", "1")]),
+            when: append_comment("MC-1", Some(0), "a", "1"),
             then: Ok((1, 1, true)),
         },
         Row {
             name: "some ids exist, some not",
-            given: vec![append("MC-1", None, vec![comment("a", "1")])],
+            given: vec![a_on_1.clone()],
             when: append("MC-1", None, vec![comment("a", "1"), comment("z", "2")]),
             then: Err("event_id_conflict"),
         },
         Row {
             name: "an id of another ticket",
-            given: vec![append("MC-1", None, vec![comment("a", "1")])],
-            when: append("MC-2", None, vec![comment("a", "1")]),
+            given: vec![a_on_1.clone()],
+            when: append_comment("MC-2", None, "a", "1"),
             then: Err("event_id_conflict"),
         },
         Row {
@@ -246,13 +246,13 @@ fn rows() -> Vec<Row> {
         Row {
             name: "event data too large",
             given: vec![],
-            when: append("MC-1", None, vec![comment("a", &big)]),
+            when: append_comment("MC-1", None, "a", &big),
             then: Err("event_too_large"),
         },
         Row {
             name: "bad event id",
             given: vec![],
-            when: append("MC-1", None, vec![comment("has space", "x")]),
+            when: append_comment("MC-1", None, "has space", "x"),
             then: Err("invalid_event_id"),
         },
         Row {
@@ -273,9 +273,9 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "two streams at once: one range of positions, a version each",
-            given: vec![append("MC-1", None, vec![comment("a", "1")])],
+            given: vec![a_on_1.clone()],
             when: append_also(
-                append("MC-1", Some(1), vec![comment("b", "2")]),
+                append_comment("MC-1", Some(1), "b", "2"),
                 "MC-2",
                 Some(0),
                 vec![comment("c", "1"), comment("d", "2")],
@@ -284,89 +284,44 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "two streams, the second's version wrong: nothing appended",
-            given: vec![append("MC-2", None, vec![comment("a", "1")])],
-            when: append_also(
-                append("MC-1", Some(0), vec![comment("b", "1")]),
-                "MC-2",
-                Some(0),
-                vec![comment("c", "1")],
-            ),
+            given: vec![append_comment("MC-2", None, "a", "1")],
+            when: across(Some(0), "b", Some(0), "c"),
             then: Err("version_conflict"),
         },
         Row {
             name: "two streams, the first's version wrong: nothing appended",
-            given: vec![append("MC-1", None, vec![comment("a", "1")])],
-            when: append_also(
-                append("MC-1", Some(0), vec![comment("b", "1")]),
-                "MC-2",
-                Some(0),
-                vec![comment("c", "1")],
-            ),
+            given: vec![a_on_1.clone()],
+            when: across(Some(0), "b", Some(0), "c"),
             then: Err("version_conflict"),
         },
         Row {
             name: "a two-stream append again: the originals",
-            given: vec![append_also(
-                append("MC-1", None, vec![comment("a", "1")]),
-                "MC-2",
-                None,
-                vec![comment("b", "1")],
-            )],
-            when: append_also(
-                append("MC-1", Some(0), vec![comment("a", "1")]),
-                "MC-2",
-                Some(0),
-                vec![comment("b", "1")],
-            ),
+            given: vec![across(None, "a", None, "b")],
+            when: across(Some(0), "a", Some(0), "b"),
             then: Ok((1, 1, true)),
         },
         Row {
             name: "a two-stream append's ids on each other's streams",
-            given: vec![append_also(
-                append("MC-1", None, vec![comment("a", "1")]),
-                "MC-2",
-                None,
-                vec![comment("b", "1")],
-            )],
-            when: append_also(
-                append("MC-1", None, vec![comment("b", "1")]),
-                "MC-2",
-                None,
-                vec![comment("a", "1")],
-            ),
+            given: vec![across(None, "a", None, "b")],
+            when: across(None, "b", None, "a"),
             then: Err("event_id_conflict"),
         },
         Row {
             name: "one stream twice in an append",
             given: vec![],
-            when: append_also(
-                append("MC-1", None, vec![comment("a", "1")]),
-                "MC-1",
-                None,
-                vec![comment("b", "1")],
-            ),
+            when: append_also(a_on_1.clone(), "MC-1", None, vec![comment("b", "1")]),
             then: Err("stream_twice_in_append"),
         },
         Row {
             name: "an empty second stream",
             given: vec![],
-            when: append_also(
-                append("MC-1", None, vec![comment("a", "1")]),
-                "MC-2",
-                None,
-                vec![],
-            ),
+            when: append_also(a_on_1.clone(), "MC-2", None, vec![]),
             then: Err("empty_append"),
         },
         Row {
             name: "one id in two streams of an append",
             given: vec![],
-            when: append_also(
-                append("MC-1", None, vec![comment("a", "1")]),
-                "MC-2",
-                None,
-                vec![comment("a", "2")],
-            ),
+            when: append_also(a_on_1.clone(), "MC-2", None, vec![comment("a", "2")]),
             then: Err("duplicate_event_id"),
         },
         Row {
@@ -421,11 +376,11 @@ fn dedupe_is_permanent_across_restart() {
     on_both(|backend| {
         let original = backend
             .open()
-            .append_blocking(append("MC-7", None, vec![comment("keep-me", "first")]))
+            .append_blocking(append_comment("MC-7", None, "keep-me", "first"))
             .unwrap();
         let log = backend.open();
         let again = log
-            .append_blocking(append("MC-7", Some(0), vec![comment("keep-me", "first")]))
+            .append_blocking(append_comment("MC-7", Some(0), "keep-me", "first"))
             .unwrap();
         assert!(again.duplicate, "{}", backend.name());
         assert_eq!(again.events, original.events);
@@ -456,11 +411,7 @@ fn dedupe_holds_a_million_events_later_across_restart() {
         let first = {
             let log = backend.open();
             let first = log
-                .append_blocking(append(
-                    "MC-1",
-                    Some(0),
-                    vec![comment("dispatch-key-1", "go")],
-                ))
+                .append_blocking(append_comment("MC-1", Some(0), "dispatch-key-1", "go"))
                 .unwrap();
             // 15,625 appends of 64 (the most one may carry), from 16 threads.
             std::thread::scope(|scope| {
@@ -484,27 +435,19 @@ fn dedupe_holds_a_million_events_later_across_restart() {
         let log = backend.open();
         let reopened = opening.elapsed();
         let again = log
-            .append_blocking(append(
-                "MC-1",
-                Some(0),
-                vec![comment("dispatch-key-1", "go")],
-            ))
+            .append_blocking(append_comment("MC-1", Some(0), "dispatch-key-1", "go"))
             .unwrap();
         assert!(again.duplicate, "{}", backend.name());
         assert_eq!(again.events, first.events, "{}", backend.name());
         let middle = log.event_by_id("m7000-30").unwrap().unwrap();
         assert_eq!(middle.ticket.as_str(), "MC-10", "{}", backend.name());
-        let conflict = log.append_blocking(append("MC-1", None, vec![comment("m7000-30", "x")]));
+        let conflict = log.append_blocking(append_comment("MC-1", None, "m7000-30", "x"));
         assert_eq!(
             conflict.map_err(|e| e.code()).err(),
             Some("event_id_conflict")
         );
         let new = log
-            .append_blocking(append(
-                "MC-1",
-                Some(1),
-                vec![comment("dispatch-key-2", "go")],
-            ))
+            .append_blocking(append_comment("MC-1", Some(1), "dispatch-key-2", "go"))
             .unwrap();
         assert_eq!((new.duplicate, new.events[0].position), (false, 1_000_002));
         eprintln!(
@@ -522,18 +465,13 @@ fn reads_by_stream_range_and_after_position() {
         let log = backend.open();
         for i in 0..10 {
             let t = if i % 2 == 0 { "MC-1" } else { "MC-2" };
-            log.append_blocking(append(t, None, vec![comment(&format!("e{i}"), "x")]))
+            log.append_blocking(append_comment(t, None, &format!("e{i}"), "x"))
                 .unwrap();
         }
         let t1 = ticket("MC-1");
         assert_eq!(log.stream_version(&t1).unwrap(), 5);
         assert_eq!(log.stream_version(&ticket("MC-3")).unwrap(), 0);
-        let s: Vec<u64> = log
-            .read_stream(&t1, 2, 4, 100)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let s = positions_of(&log.read_stream(&t1, 2, 4, 100).unwrap());
         assert_eq!(s, vec![3, 5, 7]);
         let s: Vec<u64> = log
             .read_stream(&t1, 1, u64::MAX, 2)
@@ -542,12 +480,7 @@ fn reads_by_stream_range_and_after_position() {
             .map(|e| e.version)
             .collect();
         assert_eq!(s, vec![1, 2]);
-        let a: Vec<u64> = log
-            .read_after(6, 3)
-            .unwrap()
-            .iter()
-            .map(|e| e.position)
-            .collect();
+        let a = positions_of(&log.read_after(6, 3).unwrap());
         assert_eq!(a, vec![7, 8, 9]);
         assert!(log.read_after(10, 3).unwrap().is_empty());
         assert!(
@@ -573,7 +506,7 @@ fn subscribers_wake_when_a_later_position_commits() {
                 head
             })
         });
-        log.append_blocking(append("MC-1", None, vec![comment("a", "x")]))
+        log.append_blocking(append_comment("MC-1", None, "a", "x"))
             .unwrap();
         assert_eq!(waiter.join().unwrap(), 1, "{}", backend.name());
     });
@@ -670,7 +603,7 @@ proptest! {
                     let vb = model.versions.get(&tb).copied().unwrap_or(0);
                     next_id += 2;
                     let request = append_also(
-                        append(&ta, Some(va), vec![comment(&format!("id{}", next_id - 1), "a")]),
+                        append_comment(&ta, Some(va), &format!("id{}", next_id - 1), "a"),
                         &tb,
                         Some(if wrong { vb + 1 } else { vb }),
                         vec![comment(&format!("id{next_id}"), "b")],
@@ -725,14 +658,7 @@ proptest! {
 /// positions stay gapless.
 #[test]
 fn racing_appenders_one_winner_per_version() {
-    on_both(|backend| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(race(backend.open()))
-    });
+    on_both(|backend| on_worker_threads(race(backend.open())));
 }
 
 /// Racers each append to their own ticket and, in the same append, to one shared stream at
@@ -740,58 +666,74 @@ fn racing_appenders_one_winner_per_version() {
 /// ticket gets nothing either.
 #[test]
 fn racing_two_stream_appends_take_the_shared_version_once() {
-    on_both(|backend| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(race_pair(backend.open()))
-    });
+    on_both(|backend| on_worker_threads(race_pair(backend.open())));
+}
+
+/// Runs `future` on a runtime of four worker threads, so that racers really run at once.
+fn on_worker_threads<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// Each round, `racers` tasks run `attempt(log, round, racer)` at once; `won` checks what each one
+/// got and says whether it won: exactly one wins every round.
+async fn one_winner_per_round<T, F>(
+    log: &Arc<dyn Store>,
+    rounds: u64,
+    racers: u64,
+    attempt: impl Fn(Arc<dyn Store>, u64, u64) -> F,
+    won: impl Fn(u64, T) -> bool,
+) where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    for round in 0..rounds {
+        let tasks: Vec<_> = (0..racers)
+            .map(|racer| tokio::spawn(attempt(log.clone(), round, racer)))
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            wins += u32::from(won(round, task.await.unwrap()));
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
 }
 
 async fn race_pair(log: Arc<dyn Store>) {
     const RACERS: u64 = 8;
     const ROUNDS: u64 = 10;
-    for round in 0..ROUNDS {
-        let mut tasks = Vec::new();
-        for racer in 0..RACERS {
-            let log = log.clone();
-            tasks.push(tokio::spawn(async move {
-                let own = format!("MC-{}", 100 + round * RACERS + racer);
-                let request = append_also(
-                    append(
-                        &own,
-                        Some(0),
-                        vec![comment(&format!("o{round}-{racer}"), "own")],
-                    ),
-                    "MC-1",
-                    Some(round),
-                    vec![comment(&format!("s{round}-{racer}"), "shared")],
-                );
-                (own, log.append(request).await)
-            }));
-        }
-        let mut wins = 0;
-        for task in tasks {
-            let (own, result) = task.await.unwrap();
-            let own = TicketId::parse(&own).unwrap();
-            match result {
-                Ok(a) => {
-                    assert_eq!(a.events.len(), 2);
-                    assert_eq!(a.events[1].version, round + 1);
-                    assert_eq!(a.events[1].position, a.events[0].position + 1);
-                    assert_eq!(log.stream_version(&own).unwrap(), 1);
-                    wins += 1;
-                }
-                Err(e) => {
-                    assert_eq!(e.code(), "version_conflict");
-                    assert_eq!(log.stream_version(&own).unwrap(), 0, "all or nothing");
-                }
+    let attempt = |log: Arc<dyn Store>, round: u64, racer: u64| async move {
+        let own = format!("MC-{}", 100 + round * RACERS + racer);
+        let request = append_also(
+            append_comment(&own, Some(0), &format!("o{round}-{racer}"), "own"),
+            "MC-1",
+            Some(round),
+            vec![comment(&format!("s{round}-{racer}"), "shared")],
+        );
+        (own, log.append(request).await)
+    };
+    let won = |round: u64, (own, result): (String, Result<Appended, LogError>)| {
+        let own = TicketId::parse(&own).unwrap();
+        match result {
+            Ok(a) => {
+                assert_eq!(a.events.len(), 2);
+                assert_eq!(a.events[1].version, round + 1);
+                assert_eq!(a.events[1].position, a.events[0].position + 1);
+                assert_eq!(log.stream_version(&own).unwrap(), 1);
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.code(), "version_conflict");
+                assert_eq!(log.stream_version(&own).unwrap(), 0, "all or nothing");
+                false
             }
         }
-        assert_eq!(wins, 1, "round {round}");
-    }
+    };
+    one_winner_per_round(&log, ROUNDS, RACERS, attempt, won).await;
     assert_eq!(log.head(), ROUNDS * 2);
     log.verify().unwrap();
 }
@@ -799,35 +741,32 @@ async fn race_pair(log: Arc<dyn Store>) {
 async fn race(log: Arc<dyn Store>) {
     const RACERS: u64 = 16;
     const ROUNDS: u64 = 20;
-    for round in 0..ROUNDS {
-        let mut tasks = Vec::new();
-        for racer in 0..RACERS {
-            let log = log.clone();
-            tasks.push(tokio::spawn(async move {
-                let event = comment(&format!("r{round}-{racer}"), "race");
-                // Noise on another stream in the same commit batches.
-                let _ = log
-                    .append(append(
-                        "MC-999",
-                        None,
-                        vec![comment(&format!("n{round}-{racer}"), "noise")],
-                    ))
-                    .await;
-                log.append(append("MC-1", Some(round), vec![event])).await
-            }));
+    let attempt = |log: Arc<dyn Store>, round: u64, racer: u64| {
+        async move {
+            let event = comment(&format!("r{round}-{racer}"), "race");
+            // Noise on another stream in the same commit batches.
+            let _ = log
+                .append(append_comment(
+                    "MC-999",
+                    None,
+                    &format!("n{round}-{racer}"),
+                    "noise",
+                ))
+                .await;
+            log.append(append("MC-1", Some(round), vec![event])).await
         }
-        let mut wins = 0;
-        for task in tasks {
-            match task.await.unwrap() {
-                Ok(a) => {
-                    assert_eq!(a.last_version(), round + 1);
-                    wins += 1;
-                }
-                Err(e) => assert_eq!(e.code(), "version_conflict"),
-            }
+    };
+    let won = |round: u64, result: Result<Appended, LogError>| match result {
+        Ok(a) => {
+            assert_eq!(a.last_version(), round + 1);
+            true
         }
-        assert_eq!(wins, 1, "round {round}");
-    }
+        Err(e) => {
+            assert_eq!(e.code(), "version_conflict");
+            false
+        }
+    };
+    one_winner_per_round(&log, ROUNDS, RACERS, attempt, won).await;
     let all = log.read_after(0, usize::MAX).unwrap();
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e.position, u64::try_from(i).unwrap() + 1, "gapless");

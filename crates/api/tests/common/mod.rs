@@ -2,6 +2,7 @@
 //! tokens created in a store's home, the clock.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use api::auth::{create_token_in, NewToken, Scope};
@@ -93,4 +94,34 @@ fn now_nanos() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos()
+}
+
+/// A store's home in a temporary directory, with an admin token in it: (the directory, the
+/// home, the admin's secret).
+pub fn home_with_admin() -> (tempfile::TempDir, Home, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::Dir(dir.path().to_owned());
+    let (_, admin) = token(&home, "root", ActorKind::Human, Scope::Admin, None);
+    (dir, home, admin)
+}
+
+/// A write token for every actor kind in a store's home, by kind name: (id, secret).
+pub fn write_tokens(home: &Home) -> BTreeMap<String, (String, String)> {
+    KINDS
+        .into_iter()
+        .map(|kind| {
+            let name = kind_name(kind);
+            let made = token(home, &name, kind, Scope::Write, None);
+            (name, made)
+        })
+        .collect()
+}
+
+/// An allowed request may still be refused by the command's own rules (404, 409, 422), but
+/// never as 401 or 403; `case` says which request it was.
+pub fn assert_not_refused(status: StatusCode, answer: &Value, case: &str) {
+    assert!(
+        !matches!(status.as_u16(), 401 | 403),
+        "{case}: {status} {answer}"
+    );
 }

@@ -33,6 +33,10 @@ fn opt_text() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(text())
 }
 
+fn texts() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(text(), 0..3)
+}
+
 fn pick<T: Clone + std::fmt::Debug + 'static>(items: &'static [T]) -> impl Strategy<Value = T> {
     proptest::sample::select(items)
 }
@@ -52,6 +56,26 @@ pub fn actor_strategy() -> impl Strategy<Value = Actor> {
         .prop_map(|(name, kind)| Actor { name, kind })
 }
 
+/// A strategy for a `$name { … }` from one strategy per field, each field named once with its
+/// strategy. They nest in pairs, as a tuple strategy takes at most twelve.
+macro_rules! record {
+    ($name:ident { $($field:ident: $strategy:expr),+ $(,)? }) => {
+        record!(@strategy $($strategy),+)
+            .prop_map(|record!(@pattern $($field),+)| $name { $($field),+ })
+    };
+    (@strategy $one:expr) => { $one };
+    (@strategy $first:expr, $($rest:expr),+) => { ($first, record!(@strategy $($rest),+)) };
+    (@pattern $one:ident) => { $one };
+    (@pattern $first:ident, $($rest:ident),+) => { ($first, record!(@pattern $($rest),+)) };
+}
+
+/// `EventData::$name($name { … })`, as `record!` makes the `$name`.
+macro_rules! event {
+    ($name:ident $fields:tt) => {
+        record!($name $fields).prop_map(EventData::$name)
+    };
+}
+
 /// Every event type, with arbitrary field values.
 pub fn event_data() -> impl Strategy<Value = EventData> {
     let rt = || "rt_[0-9A-Z]{4}";
@@ -65,353 +89,213 @@ pub fn event_data() -> impl Strategy<Value = EventData> {
     };
     let relation = || pick(&[Relation::ChildOf, Relation::BlockedBy]);
     prop_oneof![
-        (
-            text(),
-            opt_text(),
-            priority(),
-            opt_text(),
-            opt_text(),
-            any::<bool>(),
-            proptest::collection::vec(text(), 0..3)
-        )
-            .prop_map(
-                |(title, description, priority, owner, project, umbrella, labels)| {
-                    EventData::TicketOpened(TicketOpened {
-                        title,
-                        description,
-                        priority,
-                        owner,
-                        project,
-                        umbrella,
-                        labels,
-                    })
-                }
-            ),
-        (
-            opt_text(),
-            opt_text(),
-            proptest::option::of(priority()),
-            opt_text()
-        )
-            .prop_map(
-                |(title, description, priority, owner)| EventData::TicketEdited(TicketEdited {
-                    title,
-                    description,
-                    priority,
-                    owner
-                })
-            ),
-        text().prop_map(|body| EventData::TicketCommented(TicketCommented { body })),
-        (relation(), text()).prop_map(|(relation, target)| EventData::TicketLinked(TicketLinked {
-            relation,
-            target
-        })),
-        (relation(), text()).prop_map(|(relation, target)| EventData::TicketUnlinked(
-            TicketUnlinked { relation, target }
-        )),
-        (proptest::collection::vec(text(), 0..3), text()).prop_map(|(waiting_on, reason)| {
-            EventData::TicketParked(TicketParked { waiting_on, reason })
+        event!(TicketOpened {
+            title: text(),
+            description: opt_text(),
+            priority: priority(),
+            owner: opt_text(),
+            project: opt_text(),
+            umbrella: any::<bool>(),
+            labels: texts(),
         }),
-        (
-            text(),
-            pick(&[
+        event!(TicketEdited {
+            title: opt_text(),
+            description: opt_text(),
+            priority: proptest::option::of(priority()),
+            owner: opt_text(),
+        }),
+        event!(TicketCommented { body: text() }),
+        event!(TicketLinked {
+            relation: relation(),
+            target: text(),
+        }),
+        event!(TicketUnlinked {
+            relation: relation(),
+            target: text(),
+        }),
+        event!(TicketParked {
+            waiting_on: texts(),
+            reason: text(),
+        }),
+        event!(GateRecorded {
+            gate: text(),
+            verdict: pick(&[
                 GateVerdict::Passed,
                 GateVerdict::Failed,
-                GateVerdict::ChangesRequested
+                GateVerdict::ChangesRequested,
             ]),
-            opt_text(),
-            opt_text()
-        )
-            .prop_map(|(gate, verdict, commit, evidence)| EventData::GateRecorded(
-                GateRecorded {
-                    gate,
-                    verdict,
-                    commit,
-                    evidence
-                }
-            )),
-        (
-            pick(&[
+            commit: opt_text(),
+            evidence: opt_text(),
+        }),
+        event!(TicketClosed {
+            resolution: pick(&[
                 Resolution::Done,
                 Resolution::Cancelled,
                 Resolution::Duplicate,
-                Resolution::Wontfix
+                Resolution::Wontfix,
             ]),
-            opt_text(),
-            opt_text()
-        )
-            .prop_map(|(resolution, commit, evidence)| EventData::TicketClosed(
-                TicketClosed {
-                    resolution,
-                    commit,
-                    evidence
-                }
-            )),
-        text().prop_map(|reason| EventData::TicketReopened(TicketReopened { reason })),
-        (text(), text())
-            .prop_map(|(task_id, title)| EventData::TaskAdded(TaskAdded { task_id, title })),
-        (
-            text(),
-            pick(&[TaskStatus::Open, TaskStatus::InProgress, TaskStatus::Done])
-        )
-            .prop_map(|(task_id, status)| EventData::TaskUpdated(TaskUpdated { task_id, status })),
-        (
-            rt(),
-            text(),
-            any::<u32>(),
-            text(),
-            opt_text(),
-            opt_text(),
-            opt_text(),
-            pick(&[Transport::Tmux, Transport::Process, Transport::Websocket]),
-            opt_text(),
-            any::<Option<u32>>(),
-            opt_text(),
-            (text(), opt_text(), opt_text())
-        )
-            .prop_map(
-                |(
-                    runtime_id,
-                    dispatch_key,
-                    attempt,
-                    agent,
-                    profile,
-                    provider,
-                    model,
-                    transport,
-                    tmux_target,
-                    process_id,
-                    cwd,
-                    (nonce, replaces, resume_session),
-                )| EventData::RuntimeDispatched(RuntimeDispatched {
-                    runtime_id,
-                    dispatch_key,
-                    attempt,
-                    agent,
-                    profile,
-                    provider,
-                    model,
-                    transport,
-                    tmux_target,
-                    process_id,
-                    cwd,
-                    nonce,
-                    replaces,
-                    resume_session
-                })
-            ),
-        (rt(), text(), opt_text()).prop_map(|(runtime_id, reason, detail)| {
-            EventData::RuntimeLaunchAborted(RuntimeLaunchAborted {
-                runtime_id,
-                reason,
-                detail,
-            })
+            commit: opt_text(),
+            evidence: opt_text(),
         }),
-        (rt(), opt_text()).prop_map(|(runtime_id, note)| EventData::RuntimeActivity(
-            RuntimeActivity { runtime_id, note }
-        )),
-        (
-            rt(),
-            pick(&[Verdict::Done, Verdict::Review, Verdict::Question]),
-            text(),
-            text()
-        )
-            .prop_map(
-                |(runtime_id, verdict, nonce, payload)| EventData::RuntimeSignaled(
-                    RuntimeSignaled {
-                        runtime_id,
-                        verdict,
-                        nonce,
-                        payload
-                    }
-                )
-            ),
-        (
-            rt(),
-            pick(&[
+        event!(TicketReopened { reason: text() }),
+        event!(TaskAdded {
+            task_id: text(),
+            title: text(),
+        }),
+        event!(TaskUpdated {
+            task_id: text(),
+            status: pick(&[TaskStatus::Open, TaskStatus::InProgress, TaskStatus::Done]),
+        }),
+        event!(RuntimeDispatched {
+            runtime_id: rt(),
+            dispatch_key: text(),
+            attempt: any::<u32>(),
+            agent: text(),
+            profile: opt_text(),
+            provider: opt_text(),
+            model: opt_text(),
+            transport: pick(&[Transport::Tmux, Transport::Process, Transport::Websocket]),
+            tmux_target: opt_text(),
+            process_id: any::<Option<u32>>(),
+            cwd: opt_text(),
+            nonce: text(),
+            replaces: opt_text(),
+            resume_session: opt_text(),
+        }),
+        event!(RuntimeLaunchAborted {
+            runtime_id: rt(),
+            reason: text(),
+            detail: opt_text(),
+        }),
+        event!(RuntimeActivity {
+            runtime_id: rt(),
+            note: opt_text(),
+        }),
+        event!(RuntimeSignaled {
+            runtime_id: rt(),
+            verdict: pick(&[Verdict::Done, Verdict::Review, Verdict::Question]),
+            nonce: text(),
+            payload: text(),
+        }),
+        event!(RuntimeSignalRejected {
+            runtime_id: rt(),
+            reason: pick(&[
                 SignalRejectReason::StaleNonce,
                 SignalRejectReason::UnknownNonce,
                 SignalRejectReason::RuntimeEnded,
-                SignalRejectReason::EchoedPrompt
+                SignalRejectReason::EchoedPrompt,
             ]),
-            opt_text(),
-            text()
-        )
-            .prop_map(|(runtime_id, reason, nonce, excerpt)| {
-                EventData::RuntimeSignalRejected(RuntimeSignalRejected {
-                    runtime_id,
-                    reason,
-                    nonce,
-                    excerpt,
-                })
-            }),
-        (rt(), text()).prop_map(|(runtime_id, text)| EventData::RuntimeInputSent(
-            RuntimeInputSent { runtime_id, text }
-        )),
-        (
-            rt(),
-            pick(&[
+            nonce: opt_text(),
+            excerpt: text(),
+        }),
+        event!(RuntimeInputSent {
+            runtime_id: rt(),
+            text: text(),
+        }),
+        event!(RuntimeHarvested {
+            runtime_id: rt(),
+            outcome: pick(&[
                 HarvestOutcome::Completed,
                 HarvestOutcome::Partial,
-                HarvestOutcome::Failed
+                HarvestOutcome::Failed,
             ]),
-            pick(&[
+            exit_reason: pick(&[
                 ExitReason::Success,
                 ExitReason::MaxTurns,
                 ExitReason::MaxBudget,
                 ExitReason::Error,
                 ExitReason::ApiError,
                 ExitReason::Interrupted,
-                ExitReason::NoResult
+                ExitReason::NoResult,
             ]),
-            any::<Option<u32>>(),
-            proptest::option::of(0.0f64..1e6),
-            opt_text(),
-            opt_text(),
-            opt_text()
-        )
-            .prop_map(
-                |(
-                    runtime_id,
-                    outcome,
-                    exit_reason,
-                    turns,
-                    cost_usd,
-                    session_id,
-                    summary,
-                    raw_subtype,
-                )| EventData::RuntimeHarvested(RuntimeHarvested {
-                    runtime_id,
-                    outcome,
-                    exit_reason,
-                    turns,
-                    cost_usd,
-                    session_id,
-                    summary,
-                    raw_subtype
-                })
-            ),
-        (
-            rt(),
-            pick(&[
+            turns: any::<Option<u32>>(),
+            cost_usd: proptest::option::of(0.0f64..1e6),
+            session_id: opt_text(),
+            summary: opt_text(),
+            raw_subtype: opt_text(),
+        }),
+        event!(RuntimeReaped {
+            runtime_id: rt(),
+            cause: pick(&[
                 ReapCause::TmuxMissing,
                 ReapCause::ProcessDead,
                 ReapCause::IdleTimeout,
-                ReapCause::TerminalState
+                ReapCause::TerminalState,
             ]),
-            opt_text()
-        )
-            .prop_map(|(runtime_id, cause, evidence)| EventData::RuntimeReaped(
-                RuntimeReaped {
-                    runtime_id,
-                    cause,
-                    evidence
-                }
-            )),
-        (rt(), text()).prop_map(
-            |(runtime_id, reason)| EventData::RuntimeKilled(RuntimeKilled { runtime_id, reason })
-        ),
-        (rt(), text(), opt_text()).prop_map(|(runtime_id, reason, commit)| {
-            EventData::RuntimeCompletedByController(RuntimeCompletedByController {
-                runtime_id,
-                reason,
-                commit,
-            })
+            evidence: opt_text(),
         }),
-        (rt(), text()).prop_map(|(runtime_id, reason)| EventData::RuntimeCancelled(
-            RuntimeCancelled { runtime_id, reason }
-        )),
-        (rt(), opt_text(), opt_text(), opt_text(), text()).prop_map(
-            |(runtime_id, agent, profile, model, nonce)| EventData::RuntimeSwitched(
-                RuntimeSwitched {
-                    runtime_id,
-                    agent,
-                    profile,
-                    model,
-                    nonce
-                }
-            )
-        ),
-        (rt(), text(), opt_text()).prop_map(|(runtime_id, kind, message)| {
-            EventData::RuntimeInputRequested(RuntimeInputRequested {
-                runtime_id,
-                kind,
-                message,
-            })
+        event!(RuntimeKilled {
+            runtime_id: rt(),
+            reason: text(),
         }),
-        (rt(), text()).prop_map(|(runtime_id, reason)| EventData::RuntimeSessionEnded(
-            RuntimeSessionEnded { runtime_id, reason }
-        )),
-        (
-            rt(),
-            proptest::collection::vec(
-                (
-                    opt_text(),
-                    any::<u64>(),
-                    any::<u64>(),
-                    any::<u64>(),
-                    proptest::option::of(0.0f64..1e6)
-                ),
+        event!(RuntimeCompletedByController {
+            runtime_id: rt(),
+            reason: text(),
+            commit: opt_text(),
+        }),
+        event!(RuntimeCancelled {
+            runtime_id: rt(),
+            reason: text(),
+        }),
+        event!(RuntimeSwitched {
+            runtime_id: rt(),
+            agent: opt_text(),
+            profile: opt_text(),
+            model: opt_text(),
+            nonce: text(),
+        }),
+        event!(RuntimeInputRequested {
+            runtime_id: rt(),
+            kind: text(),
+            message: opt_text(),
+        }),
+        event!(RuntimeSessionEnded {
+            runtime_id: rt(),
+            reason: text(),
+        }),
+        event!(RuntimeUsageRecorded {
+            runtime_id: rt(),
+            models: proptest::collection::vec(
+                record!(ModelUsage {
+                    model: opt_text(),
+                    input_tokens: any::<u64>(),
+                    cached_input_tokens: any::<u64>(),
+                    output_tokens: any::<u64>(),
+                    cost_usd: proptest::option::of(0.0f64..1e6),
+                }),
                 0..4
-            )
-        )
-            .prop_map(|(runtime_id, models)| EventData::RuntimeUsageRecorded(
-                RuntimeUsageRecorded {
-                    runtime_id,
-                    models: models
-                        .into_iter()
-                        .map(
-                            |(
-                                model,
-                                input_tokens,
-                                cached_input_tokens,
-                                output_tokens,
-                                cost_usd,
-                            )| {
-                                ModelUsage {
-                                    model,
-                                    input_tokens,
-                                    cached_input_tokens,
-                                    output_tokens,
-                                    cost_usd,
-                                }
-                            }
-                        )
-                        .collect(),
-                }
-            )),
-        (text(), any::<u32>()).prop_map(|(name, capacity)| EventData::PoolConfigured(
-            PoolConfigured { name, capacity }
-        )),
-        (rt(), text()).prop_map(
-            |(runtime_id, ticket)| EventData::PoolAdmitted(PoolAdmitted { runtime_id, ticket })
-        ),
-        (rt(), text()).prop_map(
-            |(runtime_id, pool)| EventData::RuntimePooled(RuntimePooled { runtime_id, pool })
-        ),
+            ),
+        }),
+        event!(PoolConfigured {
+            name: text(),
+            capacity: any::<u32>(),
+        }),
+        event!(PoolAdmitted {
+            runtime_id: rt(),
+            ticket: text(),
+        }),
+        event!(RuntimePooled {
+            runtime_id: rt(),
+            pool: text(),
+        }),
         subscription_configured().prop_map(EventData::SubscriptionCreated),
         subscription_configured().prop_map(EventData::SubscriptionChanged),
-        (text(), proptest::option::of(text())).prop_map(|(name, reason)| {
-            EventData::SubscriptionPaused(SubscriptionPaused { name, reason })
+        event!(SubscriptionPaused {
+            name: text(),
+            reason: opt_text(),
         }),
         text().prop_map(|name| EventData::SubscriptionResumed(SubscriptionNamed { name })),
-        (text(), any::<u64>()).prop_map(|(name, from_position)| {
-            EventData::SubscriptionReplayed(SubscriptionReplayed {
-                name,
-                from_position,
-            })
+        event!(SubscriptionReplayed {
+            name: text(),
+            from_position: any::<u64>(),
         }),
-        (text(), text(), any::<u64>(), any::<u32>(), text()).prop_map(
-            |(name, delivery_id, position, attempts, error)| {
-                EventData::SubscriptionParked(SubscriptionParked {
-                    name,
-                    delivery_id,
-                    position,
-                    attempts,
-                    error,
-                })
-            }
-        ),
+        event!(SubscriptionParked {
+            name: text(),
+            delivery_id: text(),
+            position: any::<u64>(),
+            attempts: any::<u32>(),
+            error: text(),
+        }),
         text().prop_map(|name| EventData::SubscriptionDeleted(SubscriptionNamed { name })),
     ]
 }
@@ -420,11 +304,11 @@ fn subscription_configured() -> impl Strategy<Value = SubscriptionConfigured> {
     (
         (text(), text(), 0..3u8, proptest::option::of(any::<u64>())),
         (
-            proptest::collection::vec(text(), 0..3),
-            proptest::collection::vec(text(), 0..3),
+            texts(),
+            texts(),
             proptest::option::of(text()),
-            proptest::collection::vec(text(), 0..3),
-            proptest::collection::vec(text(), 0..3),
+            texts(),
+            texts(),
         ),
         (proptest::option::of(text()), text()),
     )

@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use events::{
-    Actor, ActorKind, ExitReason, HarvestOutcome, Priority, ReapCause, Relation, Resolution,
-    TicketClosed, TicketId, TicketOpened, Timestamp, Transport, Verdict,
+    Actor, ActorKind, EventData, ExitReason, HarvestOutcome, Priority, ReapCause, Relation,
+    Resolution, RuntimeHarvested, RuntimeReaped, TicketClosed, TicketId, TicketOpened, Timestamp,
+    Transport, Verdict,
 };
 use projections::sim::{actor, Sim};
 use projections::{Command, Decision, HarvestReport, Rejection, TicketState, TicketView};
@@ -40,6 +41,17 @@ impl World {
 
     pub(crate) fn try_run(&mut self, who: &Actor, cmd: Command) -> Result<Decision, Rejection> {
         self.sim.exec(who, &cmd)
+    }
+
+    /// Runs `open` as a human, then `dispatch` as the orchestrator: the new runtime's id.
+    pub(crate) fn open_and_dispatch(&mut self, open: Command, dispatch: Command) -> String {
+        let Command::Open { ticket, .. } = &open else {
+            panic!("{open:?} opens no ticket")
+        };
+        let ticket = ticket.to_string();
+        self.run(&human(), open);
+        self.run(&orchestrator(), dispatch);
+        self.rt(&ticket)
     }
 
     pub(crate) fn wait_min(&mut self, minutes: u64) {
@@ -106,6 +118,30 @@ impl World {
             })
             .collect()
     }
+}
+
+/// The event of a harvest of runtime `rt` with only its outcome and exit reason, as appended
+/// straight to the log.
+pub(crate) fn harvested(rt: &str, outcome: HarvestOutcome, exit_reason: ExitReason) -> EventData {
+    EventData::RuntimeHarvested(RuntimeHarvested {
+        runtime_id: rt.into(),
+        outcome,
+        exit_reason,
+        turns: None,
+        cost_usd: None,
+        session_id: None,
+        summary: None,
+        raw_subtype: None,
+    })
+}
+
+/// The event of a reap of runtime `rt`, without evidence.
+pub(crate) fn reaped(rt: &str, cause: ReapCause) -> EventData {
+    EventData::RuntimeReaped(RuntimeReaped {
+        runtime_id: rt.into(),
+        cause,
+        evidence: None,
+    })
 }
 
 pub(crate) fn human() -> Actor {

@@ -5,7 +5,7 @@
 #[path = "../../../events/tests/common/mod.rs"]
 mod vocabulary;
 
-use events::NewEvent;
+use events::{NewEvent, RecordedEvent};
 use store::AppendRequest;
 pub use vocabulary::*;
 
@@ -16,6 +16,11 @@ pub fn append(t: &str, expected: Option<u64>, events: Vec<NewEvent>) -> AppendRe
         expected_version: expected,
         events,
     }
+}
+
+/// `append` of one comment, `id` with `body`.
+pub fn append_comment(t: &str, expected: Option<u64>, id: &str, body: &str) -> AppendRequest {
+    append(t, expected, vec![comment(id, body)])
 }
 
 /// `append` with a second stream in the same atomic append.
@@ -32,4 +37,18 @@ pub fn append_also(
         events,
     });
     request
+}
+
+/// The default configuration, but with a checkpoint every `events` records: reopening loads
+/// the last checkpoint and rebuilds the records after it.
+pub fn checkpoint_every(events: u64) -> store_sled::LogConfig {
+    store_sled::LogConfig {
+        checkpoint_events: events,
+        ..store_sled::LogConfig::default()
+    }
+}
+
+/// The positions of events read back, in order.
+pub fn positions_of(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
 }
