@@ -1,6 +1,9 @@
 //! `mc-ledger budget …`: create, list and show spend caps on a running server (SPEC §16).
 
+use events::{BudgetPeriod, BudgetScopeKind};
 use serde_json::{json, Value};
+
+use crate::named;
 
 use crate::subscription::{list, show, On};
 
@@ -10,8 +13,8 @@ pub enum BudgetCommand {
     Create {
         name: String,
         /// What it covers: all, agent, owner, umbrella (and its descendants) or ticket.
-        #[arg(long, value_enum, default_value = "all")]
-        scope: ScopeArg,
+        #[arg(long, value_parser = named::<BudgetScopeKind>(), default_value = "all")]
+        scope: BudgetScopeKind,
         /// The agent, owner, umbrella or ticket (not with --scope all).
         #[arg(long)]
         value: Option<String>,
@@ -19,8 +22,8 @@ pub enum BudgetCommand {
         #[arg(long)]
         limit_usd: f64,
         /// total, or a UTC day or month.
-        #[arg(long, value_enum, default_value = "total")]
-        period: PeriodArg,
+        #[arg(long, value_parser = named::<BudgetPeriod>(), default_value = "total")]
+        period: BudgetPeriod,
         /// budget_near from this share of the limit (default 80).
         #[arg(long)]
         warn_at_pct: Option<u8>,
@@ -45,28 +48,6 @@ pub enum BudgetCommand {
     },
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum ScopeArg {
-    All,
-    Agent,
-    Owner,
-    Umbrella,
-    Ticket,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum PeriodArg {
-    Total,
-    Day,
-    Month,
-}
-
-fn name_of<T: clap::ValueEnum>(v: T) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_owned())
-        .unwrap_or_default()
-}
-
 pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
     match command {
         BudgetCommand::Create {
@@ -81,8 +62,8 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
         } => {
             let mut body = json!({
                 "name": name, "actor": on.actor(),
-                "scope": {"kind": name_of(scope)},
-                "limit_usd": limit_usd, "period": name_of(period),
+                "scope": {"kind": scope},
+                "limit_usd": limit_usd, "period": period,
             });
             if let Some(v) = value {
                 body["scope"]["value"] = json!(v);

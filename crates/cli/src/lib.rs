@@ -285,47 +285,14 @@ impl FromTo {
     }
 }
 
-/// A token's scope on the command line (`service::tokens::Scope` knows nothing of clap).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ScopeArg {
-    Read,
-    Write,
-    Admin,
-}
-
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Scope {
-        match s {
-            ScopeArg::Read => Scope::Read,
-            ScopeArg::Write => Scope::Write,
-            ScopeArg::Admin => Scope::Admin,
-        }
-    }
-}
-
-/// The actor kind a token writes as (SPEC §12's permission table).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum KindArg {
-    Human,
-    Agent,
-    Orchestrator,
-    Controller,
-    Validator,
-    System,
-}
-
-impl From<KindArg> for events::ActorKind {
-    fn from(k: KindArg) -> events::ActorKind {
-        use events::ActorKind as K;
-        match k {
-            KindArg::Human => K::Human,
-            KindArg::Agent => K::Agent,
-            KindArg::Orchestrator => K::Orchestrator,
-            KindArg::Controller => K::Controller,
-            KindArg::Validator => K::Validator,
-            KindArg::System => K::System,
-        }
-    }
+/// The command line's parser of a closed set of names (`events::names!`): its possible values
+/// are the names the JSON uses, so the two cannot differ.
+pub(crate) fn named<T: events::names::Named>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(T::all().iter().map(|v| v.name())).map(|name| {
+        let found = T::all().iter().copied().find(|v| v.name() == name);
+        found.expect("clap checked the name against the same list")
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -351,13 +318,13 @@ pub enum TokenCommand {
     /// Create a token bound to an actor (name and kind), a scope and an optional expiry; the
     /// secret is printed once and stored hashed. Every server on the store uses it within 1 s.
     Create {
-        #[arg(long, value_enum)]
-        scope: ScopeArg,
+        #[arg(long, value_parser = named::<Scope>())]
+        scope: Scope,
         /// The actor name the token writes as.
         #[arg(long, default_value = "token")]
         name: String,
-        #[arg(long, value_enum, default_value = "human")]
-        kind: KindArg,
+        #[arg(long, value_parser = named::<events::ActorKind>(), default_value = "human")]
+        kind: events::ActorKind,
         /// A duration such as 90s, 12h, 30d.
         #[arg(long)]
         expires_in: Option<String>,
@@ -745,8 +712,8 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             let home = open_home(&url, true)?;
             let new = service::tokens::NewToken {
                 name,
-                kind: kind.into(),
-                scope: scope.into(),
+                kind,
+                scope,
                 expires_in,
             };
             let (info, secret) = service::tokens::create_token_in(&home, &new, now_ms())?;

@@ -2,6 +2,7 @@
 //! subscriptions on a running server (SPEC §15).
 
 use client::Client;
+use events::NoticeFormat;
 use serde_json::{json, Value};
 
 #[derive(clap::Subcommand, Debug)]
@@ -13,8 +14,8 @@ pub enum SubscriptionCommand {
         /// Where deliveries are POSTed (kept beside the log, shown with its path hidden).
         #[arg(long)]
         url: String,
-        #[arg(long, value_enum, default_value = "json")]
-        format: FormatArg,
+        #[arg(long, value_parser = crate::named::<NoticeFormat>(), default_value = "json")]
+        format: NoticeFormat,
         /// Event types, comma-separated (runtime.reaped,runtime.signaled).
         #[arg(long, value_delimiter = ',')]
         types: Vec<String>,
@@ -85,13 +86,6 @@ pub enum SubscriptionCommand {
     },
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum FormatArg {
-    Json,
-    Slack,
-    Telegram,
-}
-
 /// The server and, without a token, who writes.
 #[derive(clap::Args, Debug)]
 pub struct On {
@@ -134,11 +128,6 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             chat_id,
             on,
         } => {
-            let format = match format {
-                FormatArg::Json => "json",
-                FormatArg::Slack => "slack",
-                FormatArg::Telegram => "telegram",
-            };
             let mut body = json!({
                 "name": name, "url": url, "format": format, "actor": on.actor(),
                 "filter": {"types": types, "tickets": tickets, "agents": agents, "alerts": alerts},

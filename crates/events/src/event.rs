@@ -18,22 +18,14 @@ pub struct Actor {
     pub kind: ActorKind,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ActorKind {
-    Human,
-    Agent,
-    Orchestrator,
-    Controller,
-    Validator,
-    System,
+crate::names! {
+    #[derive(Encode, Decode, ToSchema)]
+    pub enum ActorKind as "snake_case" { Human, Agent, Orchestrator, Controller, Validator, System }
 }
 
 impl ActorKind {
     /// Every kind, in the order of SPEC §12's table.
-    pub const ALL: [ActorKind; 6] = [
+    pub const SPEC_ORDER: [ActorKind; 6] = [
         ActorKind::Agent,
         ActorKind::System,
         ActorKind::Controller,

@@ -44,12 +44,30 @@ macro_rules! names {
             }
         }
 
+        impl $crate::names::Named for $name {
+            fn all() -> &'static [$name] {
+                &$name::ALL
+            }
+
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     )+};
+}
+
+/// What every [`names!`] enum is, for code that takes any of them (the CLI's value parser).
+pub trait Named: Copy + Send + Sync + 'static {
+    /// Every variant, in declaration order.
+    fn all() -> &'static [Self];
+    /// The name on the wire.
+    fn name(self) -> &'static str;
 }
 
 /// One variant's wire name, as a `&'static str` computed at compile time.

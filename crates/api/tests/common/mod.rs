@@ -14,7 +14,7 @@ use serde_json::Value;
 use service::home::Home;
 use tower::ServiceExt;
 
-pub const KINDS: [ActorKind; 6] = ActorKind::ALL;
+pub const KINDS: [ActorKind; 6] = ActorKind::SPEC_ORDER;
 
 pub async fn send(
     app: &Router,
