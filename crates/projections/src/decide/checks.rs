@@ -87,6 +87,27 @@ pub(super) fn append(t: &Ticket, events: Vec<EventData>) -> Result<Decision, Rej
     }))
 }
 
+/// The version check, then one event on the ticket's stream.
+pub(super) fn record(t: &Ticket, ctx: &Context, data: EventData) -> Result<Decision, Rejection> {
+    check_version(t, ctx)?;
+    append(t, vec![data])
+}
+
+/// A command that changes nothing: 200, the ticket as it is.
+pub(super) fn unchanged(t: &Ticket) -> Result<Decision, Rejection> {
+    already(t, Vec::new())
+}
+
+/// Refused on a closed ticket.
+pub(super) fn still_open(t: &Ticket) -> Result<(), Rejection> {
+    match t.closed {
+        Some(_) => Err(Rejection::TicketClosed {
+            ticket: t.id.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn already(t: &Ticket, events: Vec<EventRef>) -> Result<Decision, Rejection> {
     Ok(Decision::Duplicate(Duplicate {
         ticket: t.id.clone(),

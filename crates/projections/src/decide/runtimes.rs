@@ -68,11 +68,7 @@ pub(super) fn dispatch(
         return Ok(duplicate_runtime(t, r));
     }
     check_version(t, ctx)?;
-    if t.closed.is_some() {
-        return Err(Rejection::TicketClosed {
-            ticket: t.id.clone(),
-        });
-    }
+    still_open(t)?;
     let live: Vec<&Runtime> = live_runtimes(ledger, t).collect();
     if let (Some(r), false) = (live.first(), replace) {
         return Err(Rejection::RuntimeLive {
@@ -348,14 +344,14 @@ pub(super) fn reap(
     if let Some((_, at)) = r.reaps.iter().find(|(c, _)| *c == cause) {
         return already(t, vec![*at]);
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::RuntimeReaped(RuntimeReaped {
+        ctx,
+        EventData::RuntimeReaped(RuntimeReaped {
             runtime_id: r.id.clone(),
             cause,
             evidence: evidence.clone(),
-        })],
+        }),
     )
 }
 
@@ -460,11 +456,7 @@ pub(super) fn retry(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Dec
     }
     check_version(t, ctx)?;
     // Never a silent no-op (the seeds' W.4 bug): every refusal says why.
-    if t.closed.is_some() {
-        return Err(Rejection::TicketClosed {
-            ticket: t.id.clone(),
-        });
-    }
+    still_open(t)?;
     if r.is_live() {
         return Err(Rejection::RuntimeLive {
             runtime_id: r.id.clone(),
@@ -538,16 +530,14 @@ pub(super) fn complete(
     if r.facts.completed_by_controller {
         return already(t, r.completed_ref.into_iter().collect());
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::RuntimeCompletedByController(
-            RuntimeCompletedByController {
-                runtime_id: r.id.clone(),
-                reason: reason.to_owned(),
-                commit: commit.clone(),
-            },
-        )],
+        ctx,
+        EventData::RuntimeCompletedByController(RuntimeCompletedByController {
+            runtime_id: r.id.clone(),
+            reason: reason.to_owned(),
+            commit: commit.clone(),
+        }),
     )
 }
 
@@ -592,13 +582,13 @@ pub(super) fn end_session(
     if let Some(at) = r.session_end_ref {
         return already(t, vec![at]);
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::RuntimeSessionEnded(RuntimeSessionEnded {
+        ctx,
+        EventData::RuntimeSessionEnded(RuntimeSessionEnded {
             runtime_id: r.id.clone(),
             reason: reason.to_owned(),
-        })],
+        }),
     )
 }
 
@@ -643,12 +633,12 @@ pub(super) fn activity(
             runtime_id: r.id.clone(),
         });
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::RuntimeActivity(RuntimeActivity {
+        ctx,
+        EventData::RuntimeActivity(RuntimeActivity {
             runtime_id: r.id.clone(),
             note: note.clone(),
-        })],
+        }),
     )
 }

@@ -94,10 +94,9 @@ pub(super) fn edit_ticket(
         && changed.priority.is_none()
         && changed.owner.is_none()
     {
-        return already(t, Vec::new());
+        return unchanged(t);
     }
-    check_version(t, ctx)?;
-    append(t, vec![EventData::TicketEdited(changed)])
+    record(t, ctx, EventData::TicketEdited(changed))
 }
 
 pub(super) fn comment(
@@ -109,12 +108,12 @@ pub(super) fn comment(
     // Allowed in every state, closed tickets included (the seeds' W.1 bug).
     let t = find_ticket(ledger, id)?;
     required("body", body, TEXT_BYTES_MAX)?;
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::TicketCommented(TicketCommented {
+        ctx,
+        EventData::TicketCommented(TicketCommented {
             body: body.to_owned(),
-        })],
+        }),
     )
 }
 
@@ -154,7 +153,7 @@ pub(super) fn link(
         Relation::BlockedBy => t.blocked_by.contains(&target),
     };
     if exists {
-        return already(t, Vec::new());
+        return unchanged(t);
     }
     if relation == Relation::ChildOf {
         if let Some(p) = &t.parent {
@@ -177,13 +176,13 @@ pub(super) fn link(
             cursor = ledger.tickets.get(c).and_then(|x| x.parent.as_ref());
         }
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::TicketLinked(TicketLinked {
+        ctx,
+        EventData::TicketLinked(TicketLinked {
             relation,
             target: target.into(),
-        })],
+        }),
     )
 }
 
@@ -202,15 +201,15 @@ pub(super) fn unlink(
         Relation::BlockedBy => t.blocked_by.contains(&target),
     };
     if !exists {
-        return already(t, Vec::new());
+        return unchanged(t);
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::TicketUnlinked(TicketUnlinked {
+        ctx,
+        EventData::TicketUnlinked(TicketUnlinked {
             relation,
             target: target.into(),
-        })],
+        }),
     )
 }
 
@@ -249,11 +248,7 @@ pub(super) fn park(
         }
     }
     check_version(t, ctx)?;
-    if t.closed.is_some() {
-        return Err(Rejection::TicketClosed {
-            ticket: t.id.clone(),
-        });
-    }
+    still_open(t)?;
     append(
         t,
         vec![EventData::TicketParked(TicketParked {
@@ -274,8 +269,7 @@ pub(super) fn record_gate(
     required("gate", &g.gate, NAME_BYTES_MAX)?;
     optional("commit", g.commit.as_deref(), KEY_BYTES_MAX)?;
     optional("evidence", g.evidence.as_deref(), EVIDENCE_BYTES_MAX)?;
-    check_version(t, ctx)?;
-    append(t, vec![EventData::GateRecorded(g.clone())])
+    record(t, ctx, EventData::GateRecorded(g.clone()))
 }
 
 pub(super) fn close_ticket(
@@ -288,11 +282,7 @@ pub(super) fn close_ticket(
     optional("commit", c.commit.as_deref(), KEY_BYTES_MAX)?;
     optional("evidence", c.evidence.as_deref(), EVIDENCE_BYTES_MAX)?;
     check_version(t, ctx)?;
-    if t.closed.is_some() {
-        return Err(Rejection::TicketClosed {
-            ticket: t.id.clone(),
-        });
-    }
+    still_open(t)?;
     append(t, vec![EventData::TicketClosed(c.clone())])
 }
 
@@ -332,7 +322,7 @@ pub(super) fn add_task(
     }
     if let Some(k) = task_id.and_then(|k| t.tasks.iter().find(|x| x.task_id == k)) {
         if k.title == task_title {
-            return already(t, Vec::new());
+            return unchanged(t);
         }
         return Err(Rejection::TaskExists {
             task_id: k.task_id.clone(),
@@ -353,13 +343,13 @@ pub(super) fn add_task(
             .find(|k| !t.tasks.iter().any(|x| x.task_id == *k))
             .unwrap_or_default(),
     };
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::TaskAdded(TaskAdded {
+        ctx,
+        EventData::TaskAdded(TaskAdded {
             task_id,
             title: task_title.to_owned(),
-        })],
+        }),
     )
 }
 
@@ -377,14 +367,14 @@ pub(super) fn update_task(
         });
     };
     if task.status == status {
-        return already(t, Vec::new());
+        return unchanged(t);
     }
-    check_version(t, ctx)?;
-    append(
+    record(
         t,
-        vec![EventData::TaskUpdated(TaskUpdated {
+        ctx,
+        EventData::TaskUpdated(TaskUpdated {
             task_id: task_id.to_owned(),
             status,
-        })],
+        }),
     )
 }
