@@ -20,6 +20,10 @@ use crate::state::Shared;
 use crate::tokens::Caller;
 use crate::Service;
 
+/// How long a command that lost a race waits for the winner's events to be folded before it
+/// decides again (a flush takes milliseconds; a stalled disk answers 503 on its own).
+const FOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Times a command is re-decided after losing a race on its ticket stream.
 const RACE_RETRIES: usize = 16;
 
@@ -264,6 +268,13 @@ impl Service {
                 return self.answer(&command, &writer, false, duplicate(events));
             }
         }
+        // Its stream's turn (the ticket, or the pool's, budget's or subscription's stream):
+        // writers of one stream queue here instead of racing each other to a false 409.
+        let stream = shared.read(|ledger| command.ticket_id(ledger));
+        let _turn = match &stream {
+            Some(stream) => Some(self.turns.take(stream).await),
+            None => None,
+        };
         let mut admitted = None;
         for _ in 0..RACE_RETRIES {
             shared.catch_up()?;
@@ -293,7 +304,10 @@ impl Service {
                 Decision::Append(a) => {
                     let appended = match self.append(&a, key, &writer, at).await {
                         Ok(appended) => appended,
-                        Err(LogError::VersionConflict { .. }) => continue,
+                        Err(lost @ LogError::VersionConflict { .. }) => {
+                            self.until_folded(&lost).await?;
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                     };
                     shared.catch_up()?;
@@ -346,7 +360,10 @@ impl Service {
                     };
                     let recorded = match self.append(&refusal, key, &writer, at).await {
                         Ok(a) => a,
-                        Err(LogError::VersionConflict { .. }) => continue,
+                        Err(lost @ LogError::VersionConflict { .. }) => {
+                            self.until_folded(&lost).await?;
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                     };
                     shared.catch_up()?;
@@ -363,6 +380,29 @@ impl Service {
 
     /// Appends events as they are, without a decision (import, repair): event ids make it
     /// idempotent. Only humans may (`Operation::RawAppend`, authorized by the caller's route).
+    /// After a lost race: waits until the projections have folded the events it lost to, at
+    /// most [`FOLD_WAIT`]. They are staged in the log but may not be durable yet (a flush under
+    /// way), and the projections fold only durable events: deciding again at once would
+    /// decide against the same version and lose again, and every retry could be spent in a
+    /// millisecond, answering a false 409 to a command that would have succeeded.
+    async fn until_folded(&self, lost: &LogError) -> Result<(), Failure> {
+        let LogError::VersionConflict { ticket, actual, .. } = lost else {
+            return Ok(());
+        };
+        let Ok(stream) = TicketId::parse(ticket) else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + FOLD_WAIT;
+        loop {
+            self.shared.catch_up()?;
+            let folded = self.shared.read(|l| l.ticket_version(&stream).unwrap_or(0));
+            if folded >= *actual || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     pub async fn append_raw(&self, request: AppendRequest) -> Result<Outcome, Failure> {
         let started = Instant::now();
         let count = request.events.len();

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod state;
 pub mod subscriptions;
 pub mod tokens;
+pub mod turns;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct Service {
     /// they take turns (fairly, in arrival order) instead of racing and re-deciding until one
     /// gives up. Other replicas still race them; their expected versions keep that safe.
     pub admission: Arc<tokio::sync::Mutex<()>>,
+    /// Commands on one stream take turns in this process ([`turns`]).
+    pub turns: Arc<turns::Turns>,
 }
 
 impl Service {
@@ -114,6 +117,7 @@ impl Service {
             runtime_tokens: Arc::new(RuntimeTokens::default()),
             home,
             admission: Arc::default(),
+            turns: Arc::default(),
         })
     }
 }
