@@ -12,8 +12,11 @@
 //! conversion. `tests/fixtures/records_v1.bin` holds records written by format 1; the test
 //! `fixtures_still_decode` fails the moment a change would break them. Format 2 added the
 //! writer's `token_id` to the body (no payload type changed), so format 1 bodies decode with
-//! their own struct and gain `token_id: None`.
+//! the same fields but that one, and gain `token_id: None`.
 
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
 use crate::envelope::{Hash, RecordedEvent, Timestamp};
@@ -40,31 +43,31 @@ fn config() -> Config {
     bincode::config::standard().with_limit::<RECORD_BYTES_MAX>()
 }
 
-#[derive(Encode)]
-struct BodyRefV2<'a> {
-    position: u64,
-    ticket: &'a str,
-    version: u64,
-    id: &'a str,
-    recorded_at_ms: u64,
-    actor: &'a Actor,
-    token_id: Option<&'a str>,
+/// The body as written: format 1 holds these fields without `token_id`, format 2 with it.
+struct BodyRef<'a> {
+    head: &'a RecordHead<'a>,
     data: &'a EventData,
 }
 
-#[derive(Encode)]
-struct BodyRefV1<'a> {
-    position: u64,
-    ticket: &'a str,
-    version: u64,
-    id: &'a str,
-    recorded_at_ms: u64,
-    actor: &'a Actor,
-    data: &'a EventData,
+impl Encode for BodyRef<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let head = self.head;
+        head.position.encode(e)?;
+        head.ticket.as_str().encode(e)?;
+        head.version.encode(e)?;
+        head.id.encode(e)?;
+        head.recorded_at.millis().encode(e)?;
+        head.actor.encode(e)?;
+        if let Some(token_id) = head.token_id {
+            Some(token_id).encode(e)?;
+        }
+        self.data.encode(e)
+    }
 }
 
-#[derive(Decode)]
-struct BodyV2 {
+/// A body as read back; the decoding context is its format, which says whether `token_id`
+/// is there (format 1 bodies gain `token_id: None`).
+struct Body {
     position: u64,
     ticket: String,
     version: u64,
@@ -75,15 +78,20 @@ struct BodyV2 {
     data: EventData,
 }
 
-#[derive(Decode)]
-struct BodyV1 {
-    position: u64,
-    ticket: String,
-    version: u64,
-    id: String,
-    recorded_at_ms: u64,
-    actor: Actor,
-    data: EventData,
+impl Decode<u8> for Body {
+    fn decode<D: Decoder<Context = u8>>(d: &mut D) -> Result<Body, DecodeError> {
+        let has_token = *d.context() == RECORD_FORMAT_V2;
+        Ok(Body {
+            position: Decode::decode(d)?,
+            ticket: Decode::decode(d)?,
+            version: Decode::decode(d)?,
+            id: Decode::decode(d)?,
+            recorded_at_ms: Decode::decode(d)?,
+            actor: Decode::decode(d)?,
+            token_id: if has_token { Decode::decode(d)? } else { None },
+            data: Decode::decode(d)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,41 +132,11 @@ pub fn encode_record(
 ) -> Result<Hash, CodecError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
-    let (format, encoded) = match head.token_id {
-        None => (
-            RECORD_FORMAT_V1,
-            bincode::encode_into_std_write(
-                BodyRefV1 {
-                    position: head.position,
-                    ticket: head.ticket.as_str(),
-                    version: head.version,
-                    id: head.id,
-                    recorded_at_ms: head.recorded_at.millis(),
-                    actor: head.actor,
-                    data,
-                },
-                out,
-                config(),
-            ),
-        ),
-        Some(token_id) => (
-            RECORD_FORMAT_V2,
-            bincode::encode_into_std_write(
-                BodyRefV2 {
-                    position: head.position,
-                    ticket: head.ticket.as_str(),
-                    version: head.version,
-                    id: head.id,
-                    recorded_at_ms: head.recorded_at.millis(),
-                    actor: head.actor,
-                    token_id: Some(token_id),
-                    data,
-                },
-                out,
-                config(),
-            ),
-        ),
+    let format = match head.token_id {
+        None => RECORD_FORMAT_V1,
+        Some(_) => RECORD_FORMAT_V2,
     };
+    let encoded = bincode::encode_into_std_write(BodyRef { head, data }, out, config());
     if let Err(e) = encoded {
         out.truncate(start);
         return Err(CodecError::Body(e.to_string()));
@@ -252,11 +230,10 @@ fn decode_framed(bytes: &[u8], checked: bool) -> Result<(RecordedEvent, usize), 
     if checked && chain_hash(&prev_hash, format, body) != hash {
         return Err(CodecError::HashMismatch);
     }
-    let b = match format {
-        RECORD_FORMAT_V2 => decode_body::<BodyV2>(body)?,
-        RECORD_FORMAT_V1 => decode_body::<BodyV1>(body)?.into(),
-        other => return Err(CodecError::UnknownFormat(other)),
-    };
+    if !matches!(format, RECORD_FORMAT_V1 | RECORD_FORMAT_V2) {
+        return Err(CodecError::UnknownFormat(format));
+    }
+    let b = decode_body(body, format)?;
     let event = RecordedEvent {
         position: b.position,
         ticket: TicketId::try_from(b.ticket).map_err(|_| CodecError::BadTicket)?,
@@ -272,28 +249,13 @@ fn decode_framed(bytes: &[u8], checked: bool) -> Result<(RecordedEvent, usize), 
     Ok((event, total))
 }
 
-fn decode_body<B: Decode<()>>(body: &[u8]) -> Result<B, CodecError> {
-    let (b, used): (B, usize) =
-        bincode::decode_from_slice(body, config()).map_err(|e| CodecError::Body(e.to_string()))?;
+fn decode_body(body: &[u8], format: u8) -> Result<Body, CodecError> {
+    let (b, used): (Body, usize) = bincode::decode_from_slice_with_context(body, config(), format)
+        .map_err(|e| CodecError::Body(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::TrailingBytes);
     }
     Ok(b)
-}
-
-impl From<BodyV1> for BodyV2 {
-    fn from(b: BodyV1) -> BodyV2 {
-        BodyV2 {
-            position: b.position,
-            ticket: b.ticket,
-            version: b.version,
-            id: b.id,
-            recorded_at_ms: b.recorded_at_ms,
-            actor: b.actor,
-            token_id: None,
-            data: b.data,
-        }
-    }
 }
 
 /// Encoded size of an event's data alone, to check the per-event limit before framing.

@@ -8,6 +8,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::event::{Actor, EventData};
 use crate::ids::TicketId;
 
+/// Serde as a JSON string: written with `$write`, read back with `$parse` (`None` fails with
+/// `$expected`).
+macro_rules! string_serde {
+    ($ty:ident, $write:ident, $parse:ident, $expected:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.$write())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $ty::$parse(&s).ok_or_else(|| serde::de::Error::custom($expected))
+            }
+        }
+    };
+}
+
 /// A 32-byte blake3 hash of the chain; hex in JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Hash(pub [u8; 32]);
@@ -56,18 +75,7 @@ impl fmt::Debug for Hash {
     }
 }
 
-impl Serialize for Hash {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for Hash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Hash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
-    }
-}
+string_serde!(Hash, to_hex, from_hex, "expected 64 hex digits");
 
 /// Milliseconds since the Unix epoch, UTC. JSON form: RFC 3339 with milliseconds
 /// (`2026-11-02T10:11:12.345Z`). The log never reads the clock: the appender stamps it.
@@ -100,19 +108,12 @@ impl Timestamp {
     }
 }
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 UTC timestamp"))
-    }
-}
+string_serde!(
+    Timestamp,
+    to_rfc3339,
+    parse_rfc3339,
+    "expected an RFC 3339 UTC timestamp"
+);
 
 /// An event as an appender hands it to the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +149,37 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// `event` as the log records it: at `position`, as `version` of `ticket`, chained from
+    /// `prev_hash` to `hash`.
+    pub fn placed(
+        event: NewEvent,
+        position: u64,
+        ticket: TicketId,
+        version: u64,
+        prev_hash: Hash,
+        hash: Hash,
+    ) -> RecordedEvent {
+        let NewEvent {
+            id,
+            recorded_at,
+            actor,
+            token_id,
+            data,
+        } = event;
+        RecordedEvent {
+            position,
+            ticket,
+            version,
+            id,
+            recorded_at,
+            actor,
+            token_id,
+            data,
+            prev_hash,
+            hash,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         self.data.type_name()
     }

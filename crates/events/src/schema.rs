@@ -1,7 +1,6 @@
 //! OpenAPI schemas of the types whose JSON form is written by hand: each is a string with a
-//! pattern. Derived schemas of the other types refer to these by name.
-
-use std::borrow::Cow;
+//! pattern. Derived schemas of the other types refer to these by name: the type's
+//! own name, `ToSchema`'s default.
 
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
@@ -29,11 +28,7 @@ impl PartialSchema for TicketId {
     }
 }
 
-impl ToSchema for TicketId {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("TicketId")
-    }
-}
+impl ToSchema for TicketId {}
 
 impl PartialSchema for Timestamp {
     fn schema() -> RefOr<Schema> {
@@ -46,11 +41,7 @@ impl PartialSchema for Timestamp {
     }
 }
 
-impl ToSchema for Timestamp {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Timestamp")
-    }
-}
+impl ToSchema for Timestamp {}
 
 impl PartialSchema for Hash {
     fn schema() -> RefOr<Schema> {
@@ -58,8 +49,4 @@ impl PartialSchema for Hash {
     }
 }
 
-impl ToSchema for Hash {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Hash")
-    }
-}
+impl ToSchema for Hash {}

@@ -263,17 +263,15 @@ impl Writer {
             .zip(placed)
             .enumerate()
             .map(
-                |(k, ((event, (prev_hash, hash, _, _)), (ticket, version)))| RecordedEvent {
-                    position: first_position + count(k),
-                    ticket,
-                    version,
-                    id: event.id,
-                    recorded_at: event.recorded_at,
-                    actor: event.actor,
-                    token_id: event.token_id,
-                    data: event.data,
-                    prev_hash,
-                    hash,
+                |(k, ((event, (prev_hash, hash, _, _)), (ticket, version)))| {
+                    RecordedEvent::placed(
+                        event,
+                        first_position + count(k),
+                        ticket,
+                        version,
+                        prev_hash,
+                        hash,
+                    )
                 },
             )
             .collect();

@@ -137,19 +137,14 @@ impl Placed<'_> {
 
     /// The recorded event (a copy of the new event's fields).
     pub fn recorded(&self, prev_hash: Hash, hash: Hash) -> RecordedEvent {
-        let event = self.event.clone();
-        RecordedEvent {
-            position: self.position,
-            ticket: self.ticket.clone(),
-            version: self.version,
-            id: event.id,
-            recorded_at: event.recorded_at,
-            actor: event.actor,
-            token_id: event.token_id,
-            data: event.data,
+        RecordedEvent::placed(
+            self.event.clone(),
+            self.position,
+            self.ticket.clone(),
+            self.version,
             prev_hash,
             hash,
-        }
+        )
     }
 }
 
