@@ -30,10 +30,8 @@ pub struct BudgetsArgs {
     /// Rounds of the two arms.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    #[arg(long)]
-    pub dir: Option<std::path::PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 struct Arm {
@@ -90,7 +88,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(crate) fn run(args: BudgetsArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir.clone())?;
+    let (dir, _guard) = work_dir(args.out.dir.clone())?;
     let (mut none, mut with) = (Vec::new(), Vec::new());
     let mut errors = (0, 0);
     let mut p99 = (Vec::new(), Vec::new());
@@ -132,6 +130,6 @@ pub(crate) fn run(args: BudgetsArgs) -> anyhow::Result<()> {
         "ratio_median": measured / base.max(1e-9),
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }

@@ -60,16 +60,14 @@ async fn time_page(
 }
 
 pub(crate) fn run(args: ConsoleArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir)?;
+    let (dir, _guard) = work_dir(args.out.dir)?;
     let data_dir = dir.join("data");
     let tickets = args.events.div_ceil(20).max(1);
     crate::rebuild::build_log(&data_dir, tickets, crate::rebuild::OPEN_EVERY)?;
     let opened = api::server::open(&data_dir)?;
     let events = opened.state.read.shared.read(projections::Ledger::position);
     let app = api::server::app(opened.state.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     // An open ticket (every tenth is left open) and a closed one, in the middle of the log.
     let open_ticket = format!("/tickets/MC-{}", (tickets / 2 / 10) * 10 + 1);
     let closed_ticket = format!("/tickets/MC-{}", tickets / 2 + 2);
@@ -107,6 +105,6 @@ pub(crate) fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         "pages": pages,
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }

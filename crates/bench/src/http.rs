@@ -8,17 +8,12 @@
 //! many requests in flight as there are connections.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
 
 use crate::{machine, per_second, percentile, print_result, work_dir, HttpArgs};
-
-/// A response body larger than this is an error (a page of 1,000 ticket views fits many
-/// times over).
-const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// One keep-alive HTTP/1.1 connection: a `ureq` agent of its own whose pool keeps one idle
 /// connection, so its requests go one after the other over the same socket (Nagle off). The
@@ -82,12 +77,7 @@ impl Conn {
         };
         let mut response = sent?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(RESPONSE_BYTES_MAX)
-            .read_to_vec()
-            .context("reading the body")?;
+        let body = client::read_body(&mut response).context("reading the body")?;
         Ok((status, body))
     }
 
@@ -143,46 +133,27 @@ pub(crate) fn phase(
     requests: usize,
     request: Request<'_>,
 ) -> anyhow::Result<Phase> {
-    let next = AtomicUsize::new(0);
     let started = Instant::now();
-    let workers: Vec<anyhow::Result<(Vec<Duration>, usize)>> = std::thread::scope(|scope| {
-        let next = &next;
-        let handles: Vec<_> = (0..connections)
-            .map(|_| {
-                scope.spawn(move || {
-                    let conn = Conn::open(addr);
-                    let mut latencies = Vec::new();
-                    let mut errors = 0usize;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= requests {
-                            break;
-                        }
-                        let (method, path, body) = request(i);
-                        let t = Instant::now();
-                        let (status, _) = conn.call(method, &path, &body)?;
-                        latencies.push(t.elapsed());
-                        if !(200..300).contains(&status) {
-                            errors += 1;
-                        }
-                    }
-                    Ok((latencies, errors))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
-            })
-            .collect()
-    });
+    let workers = vec![addr; connections];
+    let done = crate::workers::on_threads(workers, requests, |addr, next| {
+        let conn = Conn::open(addr);
+        let mut latencies = Vec::new();
+        let mut errors = 0usize;
+        while let Some(i) = next.take() {
+            let (method, path, body) = request(i);
+            let t = Instant::now();
+            let (status, _) = conn.call(method, &path, &body)?;
+            latencies.push(t.elapsed());
+            if !(200..300).contains(&status) {
+                errors += 1;
+            }
+        }
+        Ok((latencies, errors))
+    })?;
     let elapsed = started.elapsed();
     let mut latencies = Vec::with_capacity(requests);
     let mut errors = 0;
-    for w in workers {
-        let (l, e) = w?;
+    for (l, e) in done {
         latencies.extend(l);
         errors += e;
     }
@@ -200,19 +171,26 @@ pub(crate) fn phase(
 pub(crate) fn start_server(
     dir: &std::path::Path,
 ) -> anyhow::Result<(tokio::runtime::Runtime, api::server::Opened, SocketAddr)> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let server_rt = crate::runtime()?;
     let opened = api::server::open(dir)?;
+    let addr = serve(&server_rt, &opened)?;
+    Ok((server_rt, opened, addr))
+}
+
+/// Serves `opened` on `server_rt`, on a free loopback port.
+pub(crate) fn serve(
+    server_rt: &tokio::runtime::Runtime,
+    opened: &api::server::Opened,
+) -> anyhow::Result<SocketAddr> {
     let router = api::server::app(opened.state.clone());
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     server_rt.spawn(async move { axum::serve(listener, router).await });
-    Ok((server_rt, opened, addr))
+    Ok(addr)
 }
 
 pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir)?;
+    let (dir, _guard) = work_dir(args.out.dir)?;
     let (server_rt, opened, addr) = start_server(&dir.join("server"))?;
 
     open_tickets(addr, args.tickets)?;
@@ -258,6 +236,6 @@ pub(crate) fn run(args: HttpArgs) -> anyhow::Result<()> {
         "writes_ratio_to_inprocess": writes_per_s / baseline.max(1e-9),
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }

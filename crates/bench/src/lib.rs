@@ -10,13 +10,12 @@ mod notify;
 mod peers;
 mod rebuild;
 mod soak;
+mod workers;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use events::{Actor, ActorKind, EventData, NewEvent, TicketCommented, TicketId, Timestamp};
 use serde_json::json;
@@ -49,6 +48,16 @@ pub enum BenchCommand {
     Memory(crate::memory::MemoryArgs),
 }
 
+/// `--dir` and `--json`, as every bench takes them: where it works (a fresh temporary
+/// directory by default), and its result as one JSON line instead of pretty JSON.
+#[derive(Args, Debug, Clone)]
+pub struct Out {
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct ConsoleArgs {
     /// Events in the generated log (20 per ticket).
@@ -57,10 +66,8 @@ pub struct ConsoleArgs {
     /// Requests per page.
     #[arg(long, default_value_t = 30)]
     pub runs: usize,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -77,10 +84,8 @@ pub struct PeersArgs {
         default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test"
     )]
     pub postgres_url: String,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 #[derive(Args, Debug)]
@@ -93,10 +98,8 @@ pub struct HttpArgs {
     pub reads: usize,
     #[arg(long, default_value_t = 1000)]
     pub tickets: usize,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 #[derive(Args, Debug)]
@@ -104,10 +107,8 @@ pub struct RebuildArgs {
     /// Events in the generated log (about 20 per ticket).
     #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 /// `--durability`: what an acknowledged append has survived (see `store_sled::durable`).
@@ -153,10 +154,8 @@ pub struct ScanArgs {
     pub events: usize,
     #[arg(long, default_value_t = 50_000)]
     pub tickets: usize,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -254,6 +253,13 @@ pub(crate) fn fresh_seed() -> u64 {
         .map_or(1, |d| u64::from(d.subsec_nanos()) ^ d.as_secs())
 }
 
+/// A multi-threaded tokio runtime with every driver on.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
     f64::from(u32::try_from(count).unwrap_or(u32::MAX)) / elapsed.as_secs_f64().max(1e-9)
 }
@@ -272,9 +278,7 @@ pub(crate) fn timed_appends(
     tickets: usize,
     durability: store_sled::Durability,
 ) -> anyhow::Result<(Vec<Duration>, Duration, u64)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let config = LogConfig {
         durability,
         ..LogConfig::default()
@@ -301,36 +305,26 @@ pub(crate) async fn store_appends(
     concurrency: usize,
     tickets: usize,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (store, next) = (store.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= events {
-                    break;
-                }
-                let t = Instant::now();
-                store
-                    .append(AppendRequest {
-                        also: Vec::new(),
-                        ticket: ticket(i, tickets),
-                        expected_version: None,
-                        events: vec![event(i, "b")],
-                    })
-                    .await?;
-                mine.push(t.elapsed());
-            }
-            Ok::<_, store::LogError>(mine)
-        }));
-    }
-    let mut all = Vec::with_capacity(events);
-    for t in tasks {
-        all.extend(t.await.context("appender task")??);
-    }
+    let workers = vec![store; concurrency.max(1)];
+    let done = workers::on_tasks(workers, events, |store, next| async move {
+        let mut mine = Vec::new();
+        while let Some(i) = next.take() {
+            let t = Instant::now();
+            store
+                .append(AppendRequest {
+                    also: Vec::new(),
+                    ticket: ticket(i, tickets),
+                    expected_version: None,
+                    events: vec![event(i, "b")],
+                })
+                .await?;
+            mine.push(t.elapsed());
+        }
+        anyhow::Ok(mine)
+    })
+    .await?;
+    let mut all: Vec<Duration> = done.into_iter().flatten().collect();
     let elapsed = started.elapsed();
     all.sort_unstable();
     Ok((all, elapsed))
@@ -412,43 +406,23 @@ fn bench_append(args: AppendArgs) -> anyhow::Result<()> {
 }
 
 fn bench_scan(args: ScanArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir)?;
+    let (dir, _guard) = work_dir(args.out.dir)?;
     let log_dir = dir.join("log");
     // Build the log quickly: many events per append, many appenders.
     let build_started = Instant::now();
     {
         let log = Arc::new(Log::open(&log_dir, LogConfig::default())?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let next = Arc::new(AtomicUsize::new(0));
-        runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for _ in 0..32 {
-                let (log, next) = (log.clone(), next.clone());
-                let (total, tickets) = (args.events, args.tickets);
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        let start = next.fetch_add(16, Ordering::Relaxed);
-                        if start >= total {
-                            break;
-                        }
-                        let end = (start + 16).min(total);
-                        log.append_async(AppendRequest {
-                            also: Vec::new(),
-                            ticket: ticket(start / 16, tickets),
-                            expected_version: None,
-                            events: (start..end).map(|i| event(i, "s")).collect(),
-                        })
-                        .await?;
-                    }
-                    Ok::<_, store::LogError>(())
-                }));
+        let (total, tickets) = (args.events, args.tickets);
+        workers::fill_log(&log, total.div_ceil(16), move |chunk| {
+            let start = chunk * 16;
+            AppendRequest {
+                also: Vec::new(),
+                ticket: ticket(chunk, tickets),
+                expected_version: None,
+                events: (start..(start + 16).min(total))
+                    .map(|i| event(i, "s"))
+                    .collect(),
             }
-            for t in tasks {
-                t.await.context("builder task")??;
-            }
-            Ok::<_, anyhow::Error>(())
         })?;
         log.close()?;
     }
@@ -489,7 +463,7 @@ fn bench_scan(args: ScanArgs) -> anyhow::Result<()> {
         "build_events_per_s": per_second(args.events, build).round(),
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }
 

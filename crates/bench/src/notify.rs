@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,10 +51,8 @@ pub struct NotifyArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 100)]
     pub tickets: usize,
-    #[arg(long)]
-    pub dir: Option<std::path::PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: crate::Out,
 }
 
 /// What the receiver got: (path, webhook-id, when).
@@ -152,9 +149,7 @@ struct Server {
 }
 
 fn server(dir: &Path, args: &NotifyArgs, receiver: Option<SocketAddr>) -> anyhow::Result<Server> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let opened = api::server::open(dir)?;
     let store = opened.store.clone();
     let opened_events = |t: &TicketId, title: &str| {
@@ -268,29 +263,20 @@ impl Server {
 
 /// Closed loop: `concurrency` appenders, `events` comments; events/s.
 fn throughput(s: &Server, args: &NotifyArgs, run: &str) -> anyhow::Result<f64> {
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    s.runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..args.concurrency {
-            let (service, next, run) = (s.service(), next.clone(), run.to_owned());
-            let (events, tickets) = (args.events, args.tickets);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        return anyhow::Ok(());
-                    }
-                    let e = crate::event(i, &run);
-                    append(&service, load_ticket(i, tickets), e).await?;
-                }
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
-        anyhow::Ok(())
-    })?;
+    let tickets = args.tickets;
+    let workers = (0..args.concurrency).map(|_| (s.service(), run.to_owned()));
+    s.runtime.block_on(crate::workers::on_tasks(
+        workers,
+        args.events,
+        |(service, run), next| async move {
+            while let Some(i) = next.take() {
+                let e = crate::event(i, &run);
+                append(&service, load_ticket(i, tickets), e).await?;
+            }
+            anyhow::Ok(())
+        },
+    ))?;
     Ok(per_second(args.events, started.elapsed()))
 }
 
@@ -300,7 +286,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir.clone())?;
+    let (dir, _guard) = work_dir(args.out.dir.clone())?;
     let (addr, got) = receiver()?;
 
     // Cost to appends: none, subscribed, none, subscribed, … on fresh stores.
@@ -401,6 +387,6 @@ pub(crate) fn run(args: NotifyArgs) -> anyhow::Result<()> {
         "delivered_during_append_runs": delivered_meanwhile,
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }

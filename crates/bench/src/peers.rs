@@ -4,7 +4,6 @@
 //! one event, acknowledged only when durable, from 64 concurrent writers over 10,000 streams.
 //! A peer that cannot be reached is reported as skipped with the reason.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,8 +39,14 @@ fn stream(i: usize, streams: usize) -> String {
     format!("BENCH-{}", i % streams.max(1))
 }
 
+/// The `i`-th append as a row of a peer's events table: stream, id and JSON data.
+fn row(i: usize, streams: usize) -> (String, String, String) {
+    let data = json!({"body": payload_body(i)}).to_string();
+    (stream(i, streams), format!("peer-{i}"), data)
+}
+
 pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir.clone())?;
+    let (dir, _guard) = work_dir(args.out.dir.clone())?;
     let mut results = Vec::new();
 
     let (latencies, elapsed, _) = crate::timed_appends(
@@ -113,7 +118,7 @@ pub(crate) fn run(args: PeersArgs) -> anyhow::Result<()> {
         },
         "machine": machine(),
     });
-    print_result(&line, args.json);
+    print_result(&line, args.out.json);
     Ok(())
 }
 
@@ -129,9 +134,7 @@ fn pg_config(args: &PeersArgs, schema: &str) -> anyhow::Result<store_pg::PgConfi
 fn pg_store(args: &PeersArgs) -> anyhow::Result<Run> {
     let config = pg_config(args, "mc_bench_pg")?;
     let store = Arc::new(store_pg::PgStore::open(config.clone())?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let (latencies, elapsed) = runtime.block_on(crate::store_appends(
         store.clone(),
         args.events,
@@ -154,17 +157,12 @@ fn pg_store(args: &PeersArgs) -> anyhow::Result<Run> {
 fn pg_http(args: &PeersArgs) -> anyhow::Result<Run> {
     let config = pg_config(args, "mc_bench_pg_http")?;
     let url = service::home::StoreUrl::Postgres(config.clone());
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let server_rt = crate::runtime()?;
     let mut addrs = Vec::new();
     let mut replicas = Vec::new();
     for _ in 0..3 {
         let opened = api::server::open_url(&url, store_sled::LogConfig::default())?;
-        let router = api::server::app(opened.state.clone());
-        let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        addrs.push(listener.local_addr()?);
-        server_rt.spawn(async move { axum::serve(listener, router).await });
+        addrs.push(crate::http::serve(&server_rt, &opened)?);
         replicas.push(opened);
     }
     let run = load(&addrs, args)?;
@@ -179,14 +177,7 @@ fn pg_http(args: &PeersArgs) -> anyhow::Result<Run> {
 
 /// The server in process on its own runtime; writers POST one typed event each.
 fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let opened = api::server::open(dir)?;
-    let router = api::server::app(opened.state.clone());
-    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    server_rt.spawn(async move { axum::serve(listener, router).await });
+    let (server_rt, opened, addr) = crate::http::start_server(dir)?;
     let run = load(&[addr], args)?;
     opened.store.close()?;
     drop(server_rt);
@@ -196,53 +187,30 @@ fn http(dir: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
 /// `args.concurrency` keep-alive connections, spread over `addrs`, each on a thread of its own
 /// POSTing one typed event per request until `args.events` are acknowledged.
 fn load(addrs: &[std::net::SocketAddr], args: &PeersArgs) -> anyhow::Result<Run> {
-    let next = AtomicUsize::new(0);
     let started = Instant::now();
-    let workers: Vec<anyhow::Result<Vec<Duration>>> = std::thread::scope(|scope| {
-        let next = &next;
-        let handles: Vec<_> = (0..args.concurrency)
-            .map(|task| {
-                let (events, streams) = (args.events, args.streams);
-                let addr = addrs[task % addrs.len()];
-                scope.spawn(move || {
-                    let conn = crate::http::Conn::open(addr);
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= events {
-                            break;
-                        }
-                        let body = json!({"events": [{
-                            "id": format!("peer-{i}"), "type": "ticket.commented",
-                            "data": {"body": payload_body(i)},
-                            "actor": {"name": "bench", "kind": "system"},
-                        }]});
-                        let t = Instant::now();
-                        let (status, _) = conn.call(
-                            "POST",
-                            &format!("/v1/tickets/{}/events", stream(i, streams)),
-                            &body.to_string(),
-                        )?;
-                        anyhow::ensure!(status == 201, "append answered {status}");
-                        mine.push(t.elapsed());
-                    }
-                    Ok(mine)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
-            })
-            .collect()
-    });
+    let workers = (0..args.concurrency).map(|task| addrs[task % addrs.len()]);
+    let done = crate::workers::on_threads(workers, args.events, |addr, next| {
+        let conn = crate::http::Conn::open(addr);
+        let mut mine = Vec::new();
+        while let Some(i) = next.take() {
+            let body = json!({"events": [{
+                "id": format!("peer-{i}"), "type": "ticket.commented",
+                "data": {"body": payload_body(i)},
+                "actor": {"name": "bench", "kind": "system"},
+            }]});
+            let t = Instant::now();
+            let (status, _) = conn.call(
+                "POST",
+                &format!("/v1/tickets/{}/events", stream(i, args.streams)),
+                &body.to_string(),
+            )?;
+            anyhow::ensure!(status == 201, "append answered {status}");
+            mine.push(t.elapsed());
+        }
+        Ok(mine)
+    })?;
     let elapsed = started.elapsed();
-    let mut latencies = Vec::new();
-    for w in workers {
-        latencies.extend(w?);
-    }
+    let latencies = done.into_iter().flatten().collect();
     Ok(Run { latencies, elapsed })
 }
 
@@ -263,9 +231,7 @@ const PG_SCHEMA: &str = "
 /// (stream, version); one transaction per append (autocommit, `synchronous_commit` as the
 /// server has it, on by default); a lost version race retries.
 fn postgres(args: &PeersArgs) -> anyhow::Result<Run> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let url = args.postgres_url.clone();
         let connect = || async {
@@ -282,46 +248,37 @@ fn postgres(args: &PeersArgs) -> anyhow::Result<Run> {
         admin.batch_execute(PG_SCHEMA).await?;
         let sync: String = admin.query_one("SHOW synchronous_commit", &[]).await?.get(0);
         anyhow::ensure!(sync != "off", "synchronous_commit is off: appends would not be durable");
-        let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
-        let mut tasks = Vec::new();
+        let mut clients = Vec::new();
         for _ in 0..args.concurrency {
-            let client = connect().await?;
-            let next = next.clone();
-            let (events, streams) = (args.events, args.streams);
-            tasks.push(tokio::spawn(async move {
-                let insert = client
-                    .prepare(
-                        "INSERT INTO mc_bench_events (stream, version, id, type, data) \
-                         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, 'ticket.commented', $3::text::jsonb \
-                         FROM mc_bench_events WHERE stream = $1",
-                    )
-                    .await?;
-                let mut mine = Vec::new();
+            clients.push(connect().await?);
+        }
+        let streams = args.streams;
+        let done = crate::workers::on_tasks(clients, args.events, |client, next| async move {
+            let insert = client
+                .prepare(
+                    "INSERT INTO mc_bench_events (stream, version, id, type, data) \
+                     SELECT $1, COALESCE(MAX(version), 0) + 1, $2, 'ticket.commented', $3::text::jsonb \
+                     FROM mc_bench_events WHERE stream = $1",
+                )
+                .await?;
+            let mut mine = Vec::new();
+            while let Some(i) = next.take() {
+                let (s, id, data) = row(i, streams);
+                let t = Instant::now();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        break;
+                    match client.execute(&insert, &[&s, &id, &data]).await {
+                        Ok(_) => break,
+                        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => continue,
+                        Err(e) => return Err(anyhow::Error::from(e)),
                     }
-                    let (s, id) = (stream(i, streams), format!("peer-{i}"));
-                    let data = json!({"body": payload_body(i)}).to_string();
-                    let t = Instant::now();
-                    loop {
-                        match client.execute(&insert, &[&s, &id, &data]).await {
-                            Ok(_) => break,
-                            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => continue,
-                            Err(e) => return Err(anyhow::Error::from(e)),
-                        }
-                    }
-                    mine.push(t.elapsed());
                 }
-                Ok::<_, anyhow::Error>(mine)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await??);
-        }
+                mine.push(t.elapsed());
+            }
+            Ok(mine)
+        })
+        .await?;
+        let latencies = done.into_iter().flatten().collect();
         let elapsed = started.elapsed();
         let count: i64 = admin.query_one("SELECT count(*) FROM mc_bench_events", &[]).await?.get(0);
         anyhow::ensure!(usize::try_from(count)? == args.events, "postgres holds {count} events");
@@ -346,48 +303,32 @@ fn sqlite(path: &std::path::Path, args: &PeersArgs) -> anyhow::Result<Run> {
             type TEXT NOT NULL, data TEXT NOT NULL, recorded_at TEXT NOT NULL DEFAULT (datetime('now')),
             UNIQUE (stream, version));",
     )?;
-    let conn = Arc::new(std::sync::Mutex::new(conn));
-    let next = Arc::new(AtomicUsize::new(0));
+    let conn = std::sync::Mutex::new(conn);
     let started = Instant::now();
-    let handles: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let (next, conn) = (next.clone(), conn.clone());
-            let (events, streams) = (args.events, args.streams);
-            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-                let mut mine = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= events {
-                        break;
-                    }
-                    let (s, id) = (stream(i, streams), format!("peer-{i}"));
-                    let data = json!({"body": payload_body(i)}).to_string();
-                    let t = Instant::now();
-                    {
-                        let mut conn = conn.lock().map_err(|_| anyhow::anyhow!("sqlite lock poisoned"))?;
-                        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        tx.execute(
-                            "INSERT INTO events (stream, version, id, type, data) \
-                             SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, 'ticket.commented', ?3 FROM events WHERE stream = ?1",
-                            rusqlite::params![s, id, data],
-                        )?;
-                        tx.commit()?;
-                    }
-                    mine.push(t.elapsed());
-                }
-                Ok(mine)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for h in handles {
-        latencies.extend(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("sqlite writer panicked"))??,
-        );
-    }
+    let done = crate::workers::on_threads(0..args.concurrency, args.events, |_, next| {
+        let mut mine = Vec::new();
+        while let Some(i) = next.take() {
+            let (s, id, data) = row(i, args.streams);
+            let t = Instant::now();
+            {
+                let mut conn = conn
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("sqlite lock poisoned"))?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT INTO events (stream, version, id, type, data) \
+                     SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, 'ticket.commented', ?3 FROM events WHERE stream = ?1",
+                    rusqlite::params![s, id, data],
+                )?;
+                tx.commit()?;
+            }
+            mine.push(t.elapsed());
+        }
+        Ok(mine)
+    })?;
     Ok(Run {
-        latencies,
+        latencies: done.into_iter().flatten().collect(),
         elapsed: started.elapsed(),
     })
 }

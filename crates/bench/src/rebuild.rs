@@ -3,14 +3,12 @@
 //! (fresh open, fold everything), a warm one (same process, log pages cached), the memory the
 //! projections take per ticket, and the start-up of a server over it with a current snapshot.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use events::*;
 use serde_json::json;
-use store::{AppendRequest, EventReader, LogError};
+use store::{AppendRequest, EventReader};
 use store_sled::{Log, LogConfig};
 
 use crate::{machine, per_second, print_result, work_dir, RebuildArgs};
@@ -149,13 +147,13 @@ fn rss_bytes() -> u64 {
 }
 
 pub(crate) fn run(args: RebuildArgs) -> anyhow::Result<()> {
-    let (dir, _guard) = work_dir(args.dir)?;
+    let (dir, _guard) = work_dir(args.out.dir)?;
     let data_dir = dir.join("data");
     let tickets = args.events.div_ceil(EVENTS_PER_TICKET).max(1);
     let build = Instant::now();
     build_log(&data_dir, tickets, OPEN_EVERY)?;
     let build = build.elapsed();
-    rebuild_and_start(&data_dir, tickets, build, args.json)
+    rebuild_and_start(&data_dir, tickets, build, args.out.json)
 }
 
 /// Every tenth ticket of the generated log is left open.
@@ -170,36 +168,14 @@ pub(crate) fn build_log(
 ) -> anyhow::Result<()> {
     {
         let log = Arc::new(Log::open(&data_dir.join("log"), LogConfig::default())?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let next = Arc::new(AtomicUsize::new(0));
-        runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for _ in 0..32 {
-                let (log, next) = (log.clone(), next.clone());
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= tickets {
-                            break;
-                        }
-                        let (ticket, events) = ticket_story(n, n.is_multiple_of(open_every.max(1)));
-                        log.append_async(AppendRequest {
-                            also: Vec::new(),
-                            ticket,
-                            expected_version: Some(0),
-                            events,
-                        })
-                        .await?;
-                    }
-                    Ok::<_, LogError>(())
-                }));
+        crate::workers::fill_log(&log, tickets, move |n| {
+            let (ticket, events) = ticket_story(n, n.is_multiple_of(open_every.max(1)));
+            AppendRequest {
+                also: Vec::new(),
+                ticket,
+                expected_version: Some(0),
+                events,
             }
-            for t in tasks {
-                t.await.context("builder task")??;
-            }
-            Ok::<_, anyhow::Error>(())
         })?;
         // Let the disk index catch up (a server measured over this log should meet it as it
         // is in a steady state: at most a checkpoint or two in memory).

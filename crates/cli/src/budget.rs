@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::named;
 
-use crate::subscription::{list, show, On};
+use crate::subscription::{list, post, show, ListArgs, Named, On};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BudgetCommand {
@@ -34,18 +34,9 @@ pub enum BudgetCommand {
         on: On,
     },
     /// Every budget: limit, spent, reserved, remaining.
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        on: On,
-    },
+    List(ListArgs),
     /// One budget, in full, with the runtimes holding reservations (JSON).
-    Show {
-        name: String,
-        #[command(flatten)]
-        on: On,
-    },
+    Show(Named),
 }
 
 pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
@@ -74,17 +65,15 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
             if let Some(d) = default_reservation_usd {
                 body["default_reservation_usd"] = json!(d);
             }
-            let answer = on.client()?.post("/v1/budgets", &body)?;
-            let changed = answer.status == 201;
-            answer.ok()?;
-            if changed {
-                out!("{name} saved");
-            } else {
-                out!("{name} unchanged");
-            }
-            Ok(())
+            post(
+                &on,
+                "/v1/budgets",
+                &body,
+                &format!("{name} saved"),
+                &format!("{name} unchanged"),
+            )
         }
-        BudgetCommand::List { json, on } => list(&on, "/v1/budgets", "budgets", json, |budgets| {
+        BudgetCommand::List(args) => list(&args, "/v1/budgets", "budgets", |budgets| {
             out!(
                 "{:<20} {:<22} {:<6} {:>10} {:>10} {:>10} {:>10}  STATUS",
                 "NAME",
@@ -109,7 +98,7 @@ pub fn run(command: BudgetCommand) -> anyhow::Result<()> {
                 );
             }
         }),
-        BudgetCommand::Show { name, on } => {
+        BudgetCommand::Show(Named { name, on }) => {
             let name =
                 percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
             show(&on, &format!("/v1/budgets/{name}"))

@@ -69,6 +69,18 @@ impl Demo {
             nonce: r.nonce.unwrap_or_default(),
         }))
     }
+
+    /// [`Demo::step`] for each `(ticket, what, command, actor)` in turn, when no answer is
+    /// needed.
+    async fn steps(
+        &self,
+        steps: Vec<(&str, &str, Command, (&str, ActorKind))>,
+    ) -> anyhow::Result<()> {
+        for (ticket, what, command, actor) in steps {
+            self.step(ticket, what, command, actor).await?;
+        }
+        Ok(())
+    }
 }
 
 fn open(ticket: &str, title: &str, priority: Priority, umbrella: bool) -> anyhow::Result<Command> {
@@ -208,24 +220,21 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
         .await?;
 
         out!("— MC-4030: five pickups, one runtime; parked on MC-4031 —");
-        demo.step(
-            "MC-4030",
-            "open",
-            open(
+        let title = "MC Runtime Workbench/Console audit + fix loop";
+        demo.steps(vec![
+            (
                 "MC-4030",
-                "MC Runtime Workbench/Console audit + fix loop",
-                Priority::High,
-                false,
-            )?,
-            orch,
-        )
-        .await?;
-        demo.step(
-            "MC-4030",
-            "link child_of MC-4000",
-            link("MC-4030", Relation::ChildOf, "MC-4000")?,
-            orch,
-        )
+                "open",
+                open("MC-4030", title, Priority::High, false)?,
+                orch,
+            ),
+            (
+                "MC-4030",
+                "link child_of MC-4000",
+                link("MC-4030", Relation::ChildOf, "MC-4000")?,
+                orch,
+            ),
+        ])
         .await?;
         let mut rt30 = Answer::default();
         for i in 1..=5 {
@@ -259,45 +268,39 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
             ("luci", Agent),
         )
         .await?;
-        demo.step(
-            "MC-4031",
-            "open Lane A worker ticket",
-            open(
-                "MC-4031",
-                "Workbench/Console Lane A implementation",
-                Priority::default(),
-                false,
-            )?,
-            orch,
-        )
-        .await?;
-        demo.step(
-            "MC-4031",
-            "link child_of MC-4030",
-            link("MC-4031", Relation::ChildOf, "MC-4030")?,
-            orch,
-        )
-        .await?;
-        demo.step(
-            "MC-4030",
-            "link blocked_by MC-4031",
-            link("MC-4030", Relation::BlockedBy, "MC-4031")?,
-            orch,
-        )
-        .await?;
+        let title = "Workbench/Console Lane A implementation";
         let park = Command::Park {
             ticket: id("MC-4030")?,
             waiting_on: vec!["MC-4031".to_owned()],
             reason: "blocked_by MC-4031".to_owned(),
         };
-        demo.step("MC-4030", "park waiting on MC-4031", park, orch)
-            .await?;
-        demo.step(
-            "MC-4030",
-            "reap terminal_state while waiting",
-            reap(&rt30, ReapCause::TerminalState, None),
-            watcher,
-        )
+        demo.steps(vec![
+            (
+                "MC-4031",
+                "open Lane A worker ticket",
+                open("MC-4031", title, Priority::default(), false)?,
+                orch,
+            ),
+            (
+                "MC-4031",
+                "link child_of MC-4030",
+                link("MC-4031", Relation::ChildOf, "MC-4030")?,
+                orch,
+            ),
+            (
+                "MC-4030",
+                "link blocked_by MC-4031",
+                link("MC-4030", Relation::BlockedBy, "MC-4031")?,
+                orch,
+            ),
+            ("MC-4030", "park waiting on MC-4031", park, orch),
+            (
+                "MC-4030",
+                "reap terminal_state while waiting",
+                reap(&rt30, ReapCause::TerminalState, None),
+                watcher,
+            ),
+        ])
         .await?;
         let rt31 = demo
             .step(
@@ -313,37 +316,36 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
                 disp,
             )
             .await?;
-        demo.step(
-            "MC-4031",
-            "DONE signal",
-            signal(&rt31, Verdict::Done, "Lane A shipped d2c50c1"),
-            ("luci", Agent),
-        )
-        .await?;
-        demo.step(
-            "MC-4031",
-            "close done (d2c50c1)",
-            close("MC-4031", Some("d2c50c1"))?,
-            orch,
-        )
-        .await?;
         let comment = Command::Comment {
             ticket: id("MC-4030")?,
             body: "MC-4031 landed; resuming for QA/docs/ship gate".to_owned(),
         };
-        demo.step(
-            "MC-4030",
-            "(MC-4031 closed: ready to resume)",
-            comment,
-            orch,
-        )
-        .await?;
-        demo.step(
-            "MC-4030",
-            "orchestrator closes it",
-            close("MC-4030", None)?,
-            orch,
-        )
+        demo.steps(vec![
+            (
+                "MC-4031",
+                "DONE signal",
+                signal(&rt31, Verdict::Done, "Lane A shipped d2c50c1"),
+                ("luci", Agent),
+            ),
+            (
+                "MC-4031",
+                "close done (d2c50c1)",
+                close("MC-4031", Some("d2c50c1"))?,
+                orch,
+            ),
+            (
+                "MC-4030",
+                "(MC-4031 closed: ready to resume)",
+                comment,
+                orch,
+            ),
+            (
+                "MC-4030",
+                "orchestrator closes it",
+                close("MC-4030", None)?,
+                orch,
+            ),
+        ])
         .await?;
 
         out!("— MC-4502: a banner appears and clears —");
@@ -439,19 +441,16 @@ pub fn run_url(url: &StoreUrl) -> anyhow::Result<()> {
                 evidence: None,
             },
         };
-        demo.step(
-            "MC-4502",
-            "validator gate passed",
-            gate,
-            ("validator", Validator),
-        )
-        .await?;
-        demo.step(
-            "MC-4502",
-            "validator closes it",
-            close("MC-4502", Some("1bd1c48"))?,
-            ("validator", Validator),
-        )
+        let validator = ("validator", Validator);
+        demo.steps(vec![
+            ("MC-4502", "validator gate passed", gate, validator),
+            (
+                "MC-4502",
+                "validator closes it",
+                close("MC-4502", Some("1bd1c48"))?,
+                validator,
+            ),
+        ])
         .await?;
 
         service.store.close()?;

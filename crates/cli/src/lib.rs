@@ -523,40 +523,24 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             after,
             store,
             server,
-        } => {
-            let local;
-            let target = match server {
-                Some(url) => transfer::Target::Server(Client::new(&url)?),
-                None => {
-                    local = open_existing(&store.url()?, false)?;
-                    transfer::Target::Local(local.store.as_ref())
-                }
-            };
-            let count = transfer::export(&target, after, &mut std::io::stdout().lock())?;
+        } => transfer::with_target(server, &store, false, |target| {
+            let count = transfer::export(target, after, &mut std::io::stdout().lock())?;
             say!("exported {count} events");
             Ok(())
-        }
+        }),
         Command::Import {
             file,
             store,
             server,
-        } => {
-            let local;
-            let target = match server {
-                Some(url) => transfer::Target::Server(Client::new(&url)?),
-                None => {
-                    local = open_existing(&store.url()?, true)?;
-                    transfer::Target::Local(local.store.as_ref())
-                }
-            };
-            let done = transfer::import(&target, &file)?;
+        } => transfer::with_target(server, &store, true, |target| {
+            let done = transfer::import(target, &file)?;
             out!(
                 "imported {} events ({} already present)",
                 done.appended,
                 done.duplicates
             );
             Ok(())
-        }
+        }),
         Command::Copy { stores } => {
             let (from, to) = stores.urls()?;
             let source = open_existing(&from, false)?;
@@ -908,12 +892,15 @@ fn replay(
         timeline.len()
     );
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    // `label` and the value, or nothing without one.
+    let labelled = |label: &str, v: &serde_json::Value| {
+        v.as_str()
+            .map(|t| format!("{label}{t}"))
+            .unwrap_or_default()
+    };
     for entry in &timeline {
         let e = &entry["event"];
-        let token = e["token_id"]
-            .as_str()
-            .map(|t| format!(" with {t}"))
-            .unwrap_or_default();
+        let token = labelled(" with ", &e["token_id"]);
         out!(
             "#{:<6} v{:<4} {}  {:<32} by {} ({}){token}",
             e["position"],
@@ -923,10 +910,7 @@ fn replay(
             text(&e["actor"]["name"]),
             text(&e["actor"]["kind"]),
         );
-        let class = entry["runtime_class"]
-            .as_str()
-            .map(|c| format!("  runtime: {c}"))
-            .unwrap_or_default();
+        let class = labelled("  runtime: ", &entry["runtime_class"]);
         out!(
             "         state: {:<12} next: {} ({})  failure: {}{class}",
             text(&entry["state"]),

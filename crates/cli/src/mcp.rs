@@ -172,6 +172,19 @@ impl Ledger {
         })
         .await
     }
+
+    /// `POST /v1/tickets/{ticket}/{what}` on the runtime's ticket, with the body `body` makes
+    /// of the actor.
+    async fn post_on_ticket(
+        &self,
+        what: &'static str,
+        body: impl FnOnce(Value) -> Value + Send + 'static,
+    ) -> CallToolResult {
+        self.on_ticket(move |c, ticket, actor| {
+            result(c.post(&format!("/v1/tickets/{ticket}/{what}"), &body(actor)))
+        })
+        .await
+    }
 }
 
 /// The runtime's view, as its token may read it.
@@ -284,10 +297,10 @@ impl Ledger {
 
     #[tool(name = "comment", description = "Comment on your ticket.")]
     async fn comment(&self, Parameters(args): Parameters<CommentArgs>) -> CallToolResult {
-        self.on_ticket(move |c, ticket, actor| {
-            let body = json!({"body": args.body, "actor": actor});
-            result(c.post(&format!("/v1/tickets/{ticket}/comments"), &body))
-        })
+        self.post_on_ticket(
+            "comments",
+            move |actor| json!({"body": args.body, "actor": actor}),
+        )
         .await
     }
 
@@ -296,12 +309,12 @@ impl Ledger {
         description = "Add a task to your ticket's work plan (the same task id and title again changes nothing)."
     )]
     async fn add_task(&self, Parameters(args): Parameters<AddTaskArgs>) -> CallToolResult {
-        self.on_ticket(move |c, ticket, actor| {
+        self.post_on_ticket("tasks", move |actor| {
             let mut body = json!({"title": args.title, "actor": actor});
             if let Some(id) = args.task_id {
                 body["task_id"] = json!(id);
             }
-            result(c.post(&format!("/v1/tickets/{ticket}/tasks"), &body))
+            body
         })
         .await
     }

@@ -44,18 +44,9 @@ pub enum SubscriptionCommand {
         on: On,
     },
     /// Every subscription: state, position delivered, lag, last error.
-    List {
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        on: On,
-    },
+    List(ListArgs),
     /// One subscription, in full (JSON).
-    Show {
-        name: String,
-        #[command(flatten)]
-        on: On,
-    },
+    Show(Named),
     /// Stop delivering until resumed.
     Pause {
         name: String,
@@ -65,11 +56,7 @@ pub enum SubscriptionCommand {
         on: On,
     },
     /// Deliver again where it stopped (after a pause or a parked delivery).
-    Resume {
-        name: String,
-        #[command(flatten)]
-        on: On,
-    },
+    Resume(Named),
     /// Deliver again from a log position (what was parked, or anything since).
     Replay {
         name: String,
@@ -79,11 +66,24 @@ pub enum SubscriptionCommand {
         on: On,
     },
     /// Delete a subscription (its facts stay in the log).
-    Delete {
-        name: String,
-        #[command(flatten)]
-        on: On,
-    },
+    Delete(Named),
+}
+
+/// A list's arguments: the server, and JSON lines instead of a table.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    on: On,
+}
+
+/// One item by name, on a server.
+#[derive(clap::Args, Debug)]
+pub struct Named {
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) on: On,
 }
 
 /// The server and, without a token, who writes.
@@ -156,8 +156,8 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        SubscriptionCommand::List { json, on } => {
-            list(&on, "/v1/subscriptions", "subscriptions", json, |subs| {
+        SubscriptionCommand::List(args) => {
+            list(&args, "/v1/subscriptions", "subscriptions", |subs| {
                 out!(
                     "{:<24} {:<8} {:<9} {:>10} {:>8}  LAST ERROR",
                     "NAME",
@@ -180,7 +180,7 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
                 }
             })
         }
-        SubscriptionCommand::Show { name, on } => show(&on, &path(&name, "")),
+        SubscriptionCommand::Show(Named { name, on }) => show(&on, &path(&name, "")),
         SubscriptionCommand::Pause { name, reason, on } => {
             let mut body = json!({"actor": on.actor()});
             if let Some(r) = reason {
@@ -188,7 +188,7 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             }
             write(&on, &name, "/pause", &body, "paused")
         }
-        SubscriptionCommand::Resume { name, on } => write(
+        SubscriptionCommand::Resume(Named { name, on }) => write(
             &on,
             &name,
             "/resume",
@@ -206,7 +206,7 @@ pub fn run(command: SubscriptionCommand) -> anyhow::Result<()> {
             &json!({"actor": on.actor(), "from_position": from_position}),
             "replaying",
         ),
-        SubscriptionCommand::Delete { name, on } => {
+        SubscriptionCommand::Delete(Named { name, on }) => {
             let answer = on
                 .client()?
                 .delete(&path(&name, ""), &json!({"actor": on.actor()}))?;
@@ -226,15 +226,14 @@ pub(crate) fn show(on: &On, path: &str) -> anyhow::Result<()> {
 
 /// The items under `key` of `GET path`: a JSON line each with `json`, else `table` prints them.
 pub(crate) fn list(
-    on: &On,
+    args: &ListArgs,
     path: &str,
     key: &str,
-    json: bool,
     table: impl FnOnce(&[Value]),
 ) -> anyhow::Result<()> {
-    let body = on.client()?.get(path)?.ok()?;
+    let body = args.on.client()?.get(path)?.ok()?;
     let items = body[key].as_array().cloned().unwrap_or_default();
-    if json {
+    if args.json {
         for item in &items {
             out!("{}", serde_json::to_string(item)?);
         }
@@ -245,13 +244,30 @@ pub(crate) fn list(
 }
 
 fn write(on: &On, name: &str, what: &str, body: &Value, done: &str) -> anyhow::Result<()> {
-    let answer = on.client()?.post(&path(name, what), body)?;
-    let changed = answer.status == 201;
-    answer.ok()?;
-    if changed {
-        out!("{name} {done}");
+    post(
+        on,
+        &path(name, what),
+        body,
+        &format!("{name} {done}"),
+        &format!("{name} was already so; nothing changed"),
+    )
+}
+
+/// `POST path`: prints `changed` when the server changed something (201), else `unchanged`.
+pub(crate) fn post(
+    on: &On,
+    path: &str,
+    body: &Value,
+    changed: &str,
+    unchanged: &str,
+) -> anyhow::Result<()> {
+    let answer = on.client()?.post(path, body)?;
+    let said = if answer.status == 201 {
+        changed
     } else {
-        out!("{name} was already so; nothing changed");
-    }
+        unchanged
+    };
+    answer.ok()?;
+    out!("{said}");
     Ok(())
 }

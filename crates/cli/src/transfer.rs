@@ -21,6 +21,23 @@ pub enum Target<'a> {
     Server(Client),
 }
 
+/// Runs `work` on the server at `server`, or else on the ledger in `store` (created if
+/// missing when `create`).
+pub(crate) fn with_target<T>(
+    server: Option<String>,
+    store: &crate::StoreArg,
+    create: bool,
+    work: impl FnOnce(&Target<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match server {
+        Some(url) => work(&Target::Server(Client::new(&url)?)),
+        None => {
+            let local = crate::open_existing(&store.url()?, create)?;
+            work(&Target::Local(local.store.as_ref()))
+        }
+    }
+}
+
 pub(crate) fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(

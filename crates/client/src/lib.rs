@@ -175,11 +175,7 @@ impl Client {
         let mut response =
             sent.with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = response.status().as_u16();
-        let raw = response
-            .body_mut()
-            .with_config()
-            .limit(RESPONSE_BYTES_MAX)
-            .read_to_vec()
+        let raw = read_body(&mut response)
             .with_context(|| format!("reading the answer of {}", self.base))?;
         let body = if raw.is_empty() {
             Value::Null
@@ -188,6 +184,15 @@ impl Client {
         };
         Ok(Response { status, body })
     }
+}
+
+/// A response's whole body, refused beyond `RESPONSE_BYTES_MAX`.
+pub fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(RESPONSE_BYTES_MAX)
+        .read_to_vec()
 }
 
 impl Response {
