@@ -1,19 +1,27 @@
 //! Read handlers. They hold a [`ReadState`] only: projections and a log reader, nothing that
 //! appends or saves. Reads that may reach the store (events, comments, timelines, `as_of`,
 //! verify) run on the blocking pool ([`off_worker`]).
+//!
+//! Each handler states only what its route reads: [`Fresh`] brings the projections up to the
+//! log and answers a view of them, [`TicketRoute`] checks a ticket route's `{id}` and runs the
+//! read of that ticket ([`TicketStream`] of a page of its stream), and [`event_page`] cuts a
+//! page of events.
 
-use axum::extract::{Path, State};
+use std::fmt::Display;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{EventData, RecordedEvent, TicketId};
-use projections::{RuntimeFilter, TicketFilter, TicketState};
+use events::{EventData, RecordedEvent, TicketId, Timestamp};
+use projections::{Config, Ledger, RuntimeFilter, TicketFilter, TicketState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::AppError;
 use crate::extract::{ticket_id, Query, RuntimePath, TicketPath};
-use crate::state::ReadState;
+use crate::state::{AppState, ReadState};
 use service::clock::now;
 
 pub const PAGE_DEFAULT: usize = 100;
@@ -21,6 +29,9 @@ pub const PAGE_MAX: usize = 1000;
 /// `as_of` and timelines fold a ticket's related streams from their start; beyond this many
 /// events they refuse rather than pin a core for seconds (an operator can use `mc-ledger replay`).
 const FOLD_EVENTS_MAX: u64 = 2_000_000;
+
+/// What a read answers: its JSON, or a problem.
+type Reply<T> = Result<Json<T>, AppError>;
 
 fn page(limit: Option<usize>) -> Result<usize, AppError> {
     match limit {
@@ -32,28 +43,11 @@ fn page(limit: Option<usize>) -> Result<usize, AppError> {
 
 /// Runs a read that may reach the store on the blocking pool: a PostgreSQL replica reads
 /// records older than its copy from the database, and an async worker must never wait on that.
-async fn off_worker(
+async fn off_worker<T: Send + 'static>(
     r: ReadState,
-    read: impl FnOnce(&ReadState) -> Result<Response, AppError> + Send + 'static,
-) -> Result<Response, AppError> {
-    blocking(move || read(&r)).await
-}
-
-/// [`off_worker`] for a read of one ticket: its id checked (422), the projections brought up to
-/// the log, the ticket known (404); `read` gets it and its stream version.
-async fn ticket_read(
-    r: ReadState,
-    id: String,
-    read: impl FnOnce(&ReadState, TicketId, u64) -> Result<Response, AppError> + Send + 'static,
-) -> Result<Response, AppError> {
-    off_worker(r, move |r| {
-        let ticket = ticket_id(&id)?;
-        r.shared.whole(&ticket)?;
-        fresh(r)?;
-        let version = require_ticket(r, &ticket)?;
-        read(r, ticket, version)
-    })
-    .await
+    read: impl FnOnce(&ReadState) -> Result<T, AppError> + Send + 'static,
+) -> Reply<T> {
+    blocking(move || read(&r).map(Json)).await
 }
 
 /// [`off_worker`] for any read that answers a `Result`.
@@ -78,6 +72,111 @@ fn ready(r: &ReadState) -> Result<(), AppError> {
 pub(crate) fn fresh(r: &ReadState) -> Result<(), AppError> {
     r.shared.catch_up()?;
     Ok(())
+}
+
+/// 404 `code`, which reads `{kind}_not_found`, for the thing of that kind called `name`.
+fn missing(code: &'static str, name: &dyn Display) -> AppError {
+    let kind = code.strip_suffix("_not_found").unwrap_or(code);
+    AppError::not_found(code, format!("{kind} {name:.64} not found"))
+}
+
+/// A read of the projections in memory, [`fresh`] once the handler's other extractors have
+/// taken the request (so it goes last among them).
+pub struct Fresh(ReadState);
+
+impl FromRequestParts<AppState> for Fresh {
+    type Rejection = AppError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let r = state.read.clone();
+        fresh(&r)?;
+        Ok(Fresh(r))
+    }
+}
+
+impl Fresh {
+    /// The projections' answer to `read`, given the time and the config views are made with.
+    fn view<T>(&self, read: impl FnOnce(&Ledger, Timestamp, &Config) -> T) -> Json<T> {
+        let at = now();
+        let shared = &self.0.shared;
+        Json(shared.read(|l| read(l, at, &shared.config)))
+    }
+
+    /// [`Fresh::view`] of the one thing called `name`; none is 404 `code` ([`missing`]).
+    fn find<T>(
+        &self,
+        code: &'static str,
+        name: &str,
+        read: impl FnOnce(&Ledger, Timestamp, &Config) -> Option<T>,
+    ) -> Reply<T> {
+        let Json(found) = self.view(read);
+        found.map(Json).ok_or_else(|| missing(code, &name))
+    }
+}
+
+/// A ticket route's state and `{id}`, which the read checks where it runs: the id is valid
+/// (422), the ticket's streams are whole, the projections up to the log.
+pub struct TicketRoute {
+    r: ReadState,
+    id: String,
+}
+
+impl FromRequestParts<AppState> for TicketRoute {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(TicketRoute {
+            r: state.read.clone(),
+            id,
+        })
+    }
+}
+
+impl TicketRoute {
+    /// The state and the checked ticket.
+    fn checked(self) -> Result<(ReadState, TicketId), AppError> {
+        let ticket = ticket_id(&self.id)?;
+        self.r.shared.whole(&ticket)?;
+        fresh(&self.r)?;
+        Ok((self.r, ticket))
+    }
+
+    /// Runs `read` of the ticket on the blocking pool ([`off_worker`]) once it is checked and
+    /// known (404); `read` gets it and its stream version.
+    async fn read<T: Send + 'static>(
+        self,
+        read: impl FnOnce(&ReadState, TicketId, u64) -> Result<T, AppError> + Send + 'static,
+    ) -> Reply<T> {
+        blocking(move || {
+            let (r, ticket) = self.checked()?;
+            let version = r
+                .shared
+                .read(|l| l.ticket_version(&ticket))
+                .ok_or_else(|| missing("ticket_not_found", &ticket))?;
+            read(&r, ticket, version).map(Json)
+        })
+        .await
+    }
+}
+
+/// A page of at most `limit` events: `read(n)` reads up to `n` events from the page's start,
+/// and `cursor` says what the next page starts after.
+fn event_page(
+    limit: usize,
+    read: impl FnOnce(usize) -> Result<Vec<RecordedEvent>, store::LogError>,
+    cursor: fn(&RecordedEvent) -> u64,
+) -> Result<EventPage, AppError> {
+    let mut events = read(limit + 1)?;
+    let more = events.len() > limit;
+    events.truncate(limit);
+    let next_cursor = more.then(|| events.last().map(cursor)).flatten();
+    Ok(EventPage {
+        events,
+        next_cursor,
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -110,10 +209,9 @@ pub struct TicketsQuery {
     responses((status = 200, description = "A page of ticket views.", body = projections::TicketPage))
 )]
 pub async fn list_tickets(
-    State(r): State<ReadState>,
     Query(q): Query<TicketsQuery>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
+    r: Fresh,
+) -> Reply<projections::TicketPage> {
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(
@@ -130,10 +228,7 @@ pub async fn list_tickets(
     };
     let after = q.cursor.as_deref().map(ticket_id).transpose()?;
     let limit = page(q.limit)?;
-    let page = r
-        .shared
-        .read(|l| l.tickets(&filter, after.as_ref(), limit, now(), &r.shared.config));
-    Ok(Json(page).into_response())
+    Ok(r.view(|l, at, cfg| l.tickets(&filter, after.as_ref(), limit, at, cfg)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -192,13 +287,10 @@ pub(crate) fn related_events(
     responses((status = 200, description = "The ticket view.", body = projections::TicketView))
 )]
 pub async fn get_ticket(
-    State(r): State<ReadState>,
-    Path(id): Path<String>,
+    t: TicketRoute,
     Query(q): Query<AsOfQuery>,
-) -> Result<Response, AppError> {
-    let ticket = ticket_id(&id)?;
-    r.shared.whole(&ticket)?;
-    fresh(&r)?;
+) -> Reply<projections::TicketView> {
+    let (r, ticket) = t.checked()?;
     let view = match q.as_of {
         // Now: the projections in memory.
         None => r
@@ -210,10 +302,8 @@ pub async fn get_ticket(
             blocking(move || ticket_as_of(&r, &of, p)).await?
         }
     };
-    match view {
-        Some(v) => Ok(Json(v).into_response()),
-        None => Err(not_found_ticket(&ticket)),
-    }
+    view.map(Json)
+        .ok_or_else(|| missing("ticket_not_found", &ticket))
 }
 
 /// A ticket's view as of a position: its related streams folded up to it.
@@ -249,16 +339,6 @@ fn ticket_as_of(
     )
 }
 
-fn not_found_ticket(t: &TicketId) -> AppError {
-    AppError::not_found("ticket_not_found", format!("ticket {t} not found"))
-}
-
-fn require_ticket(r: &ReadState, t: &TicketId) -> Result<u64, AppError> {
-    r.shared
-        .read(|l| l.ticket_version(t))
-        .ok_or_else(|| not_found_ticket(t))
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -268,6 +348,35 @@ pub struct StreamQuery {
     /// Page size (default 100); values over 1000 are served as 1000; 0 is 400.
     #[param(minimum = 1)]
     limit: Option<usize>,
+}
+
+/// A ticket route that reads a page of the ticket's stream: its `{id}` and its [`StreamQuery`].
+pub struct TicketStream(TicketRoute, StreamQuery);
+
+impl FromRequestParts<AppState> for TicketStream {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let t = TicketRoute::from_request_parts(parts, state).await?;
+        let Query(q) = Query::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(TicketStream(t, q))
+    }
+}
+
+impl TicketStream {
+    /// [`TicketRoute::read`] of one page: `read` gets the ticket, its stream version, the
+    /// version the page starts at and the page size (400 if 0).
+    async fn read<T: Send + 'static>(
+        self,
+        read: impl FnOnce(&ReadState, TicketId, u64, u64, usize) -> Result<T, AppError> + Send + 'static,
+    ) -> Reply<T> {
+        let TicketStream(t, q) = self;
+        let from = q.after.unwrap_or(0).saturating_add(1);
+        t.read(move |r, ticket, version| read(r, ticket, version, from, page(q.limit)?))
+            .await
+    }
 }
 
 /// A page of events; `next_cursor` is a stream version (ticket events) or a global position
@@ -284,31 +393,12 @@ pub struct EventPage {
     params(TicketPath, StreamQuery),
     responses((status = 200, description = "A page of events; `next_cursor` is a stream version.", body = EventPage))
 )]
-pub async fn ticket_events(
-    State(r): State<ReadState>,
-    Path(id): Path<String>,
-    Query(q): Query<StreamQuery>,
-) -> Result<Response, AppError> {
-    ticket_read(r, id, move |r, ticket, _| {
-        let limit = page(q.limit)?;
-        let from = q.after.unwrap_or(0).saturating_add(1);
-        let events = r
-            .shared
-            .reader
-            .read_stream(&ticket, from, u64::MAX, limit + 1)?;
-        Ok(Json(stream_page(events, limit)).into_response())
+pub async fn ticket_events(t: TicketStream) -> Reply<EventPage> {
+    t.read(move |r, ticket, _, from, limit| {
+        let read = |n| r.shared.reader.read_stream(&ticket, from, u64::MAX, n);
+        event_page(limit, read, |e| e.version)
     })
     .await
-}
-
-fn stream_page(mut events: Vec<RecordedEvent>, limit: usize) -> EventPage {
-    let more = events.len() > limit;
-    events.truncate(limit);
-    let next_cursor = more.then(|| events.last().map(|e| e.version)).flatten();
-    EventPage {
-        events,
-        next_cursor,
-    }
 }
 
 /// A comment with where it stands in the log.
@@ -335,17 +425,10 @@ pub struct CommentPage {
     params(TicketPath, StreamQuery),
     responses((status = 200, description = "A page of comments.", body = CommentPage))
 )]
-
-pub async fn ticket_comments(
-    State(r): State<ReadState>,
-    Path(id): Path<String>,
-    Query(q): Query<StreamQuery>,
-) -> Result<Response, AppError> {
-    ticket_read(r, id, move |r, ticket, version| {
-        let limit = page(q.limit)?;
+pub async fn ticket_comments(t: TicketStream) -> Reply<CommentPage> {
+    t.read(move |r, ticket, version, mut from, limit| {
         let mut comments = Vec::new();
         let mut next = None;
-        let mut from = q.after.unwrap_or(0).saturating_add(1);
         'scan: while from <= version {
             let batch = r.shared.reader.read_stream(&ticket, from, version, 1000)?;
             let Some(last) = batch.last() else { break };
@@ -367,11 +450,10 @@ pub async fn ticket_comments(
                 }
             }
         }
-        Ok(Json(CommentPage {
+        Ok(CommentPage {
             comments,
             next_cursor: next,
         })
-        .into_response())
     })
     .await
 }
@@ -388,15 +470,12 @@ pub struct TimelinePage {
     params(TicketPath),
     responses((status = 200, description = "The timeline.", body = TimelinePage))
 )]
-pub async fn ticket_timeline(
-    State(r): State<ReadState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    ticket_read(r, id, move |r, ticket, _| {
+pub async fn ticket_timeline(t: TicketRoute) -> Reply<TimelinePage> {
+    t.read(move |r, ticket, _| {
         let head = r.shared.reader.head();
         let events = related_events(r, &ticket, head)?;
         let timeline = projections::timeline(&events, &ticket, &r.shared.config);
-        Ok(Json(TimelinePage { timeline }).into_response())
+        Ok(TimelinePage { timeline })
     })
     .await
 }
@@ -424,19 +503,15 @@ pub struct RuntimesQuery {
     responses((status = 200, description = "A page of runtime views.", body = projections::RuntimePage))
 )]
 pub async fn list_runtimes(
-    State(r): State<ReadState>,
     Query(q): Query<RuntimesQuery>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
+    r: Fresh,
+) -> Reply<projections::RuntimePage> {
     let filter = RuntimeFilter {
         ticket: q.ticket.as_deref().map(ticket_id).transpose()?,
         live: q.live,
     };
     let limit = page(q.limit)?;
-    let page = r
-        .shared
-        .read(|l| l.runtimes(&filter, q.cursor.as_deref(), limit, now(), &r.shared.config));
-    Ok(Json(page).into_response())
+    Ok(r.view(|l, at, cfg| l.runtimes(&filter, q.cursor.as_deref(), limit, at, cfg)))
 }
 
 /// A runtime's view.
@@ -445,17 +520,10 @@ pub async fn list_runtimes(
     params(RuntimePath),
     responses((status = 200, description = "The runtime view.", body = projections::RuntimeView))
 )]
-pub async fn get_runtime(
-    State(r): State<ReadState>,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
-    r.shared
-        .read(|l| l.runtime_view(&id, now(), &r.shared.config))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| {
-            AppError::not_found("runtime_not_found", format!("runtime {id:.64} not found"))
-        })
+pub async fn get_runtime(Path(id): Path<String>, r: Fresh) -> Reply<projections::RuntimeView> {
+    r.find("runtime_not_found", &id, |l, at, cfg| {
+        l.runtime_view(&id, at, cfg)
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -472,20 +540,13 @@ pub struct BoardQuery {
     get, path = "/v1/board", operation_id = "board", tag = "tickets", params(BoardQuery),
     responses((status = 200, description = "The board.", body = projections::Board))
 )]
-pub async fn board(
-    State(r): State<ReadState>,
-    Query(q): Query<BoardQuery>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
+pub async fn board(Query(q): Query<BoardQuery>, r: Fresh) -> Json<projections::Board> {
     let closed_limit = q
         .closed_limit
         .map_or(projections::BOARD_CLOSED_DEFAULT, |n| {
             usize::try_from(n).unwrap_or(usize::MAX)
         });
-    let board = r
-        .shared
-        .read(|l| l.board(now(), &r.shared.config, closed_limit));
-    Ok(Json(board).into_response())
+    r.view(|l, at, cfg| l.board(at, cfg, closed_limit))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -501,13 +562,8 @@ pub struct CostsQuery {
     get, path = "/v1/costs", operation_id = "costs", tag = "runtimes", params(CostsQuery),
     responses((status = 200, description = "Every runtime's spend, grouped, and the total.", body = projections::CostReport))
 )]
-pub async fn costs(
-    State(r): State<ReadState>,
-    Query(q): Query<CostsQuery>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
-    let report = r.shared.read(|l| l.costs(q.group_by.unwrap_or_default()));
-    Ok(Json(report).into_response())
+pub async fn costs(Query(q): Query<CostsQuery>, r: Fresh) -> Json<projections::CostReport> {
+    r.view(|l, _, _| l.costs(q.group_by.unwrap_or_default()))
 }
 
 /// Every pool with its capacity and holders (SPEC §14), in one page.
@@ -515,9 +571,8 @@ pub async fn costs(
     get, path = "/v1/pools", operation_id = "listPools", tag = "pools",
     responses((status = 200, description = "Every pool, by name.", body = projections::PoolPage))
 )]
-pub async fn list_pools(State(r): State<ReadState>) -> Result<Response, AppError> {
-    fresh(&r)?;
-    Ok(Json(r.shared.read(projections::Ledger::pools)).into_response())
+pub async fn list_pools(r: Fresh) -> Json<projections::PoolPage> {
+    r.view(|l, _, _| l.pools())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -532,17 +587,8 @@ pub struct PoolPath {
     get, path = "/v1/pools/{name}", operation_id = "getPool", tag = "pools", params(PoolPath),
     responses((status = 200, description = "The pool.", body = projections::PoolView))
 )]
-pub async fn get_pool(
-    State(r): State<ReadState>,
-    Path(p): Path<PoolPath>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
-    r.shared
-        .read(|l| l.pool(&p.name))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| {
-            AppError::not_found("pool_not_found", format!("pool {:.64} not found", p.name))
-        })
+pub async fn get_pool(Path(p): Path<PoolPath>, r: Fresh) -> Reply<projections::PoolView> {
+    r.find("pool_not_found", &p.name, |l, _, _| l.pool(&p.name))
 }
 
 /// Every budget with what it has spent and reserved now (SPEC §16), in one page.
@@ -550,10 +596,8 @@ pub async fn get_pool(
     get, path = "/v1/budgets", operation_id = "listBudgets", tag = "budgets",
     responses((status = 200, description = "Every budget, by name.", body = projections::BudgetPage))
 )]
-pub async fn list_budgets(State(r): State<ReadState>) -> Result<Response, AppError> {
-    fresh(&r)?;
-    let at = now();
-    Ok(Json(r.shared.read(|l| l.budgets(at))).into_response())
+pub async fn list_budgets(r: Fresh) -> Json<projections::BudgetPage> {
+    r.view(|l, at, _| l.budgets(at))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -569,21 +613,10 @@ pub struct BudgetPath {
     params(BudgetPath),
     responses((status = 200, description = "The budget.", body = projections::BudgetView))
 )]
-pub async fn get_budget(
-    State(r): State<ReadState>,
-    Path(p): Path<BudgetPath>,
-) -> Result<Response, AppError> {
-    fresh(&r)?;
-    let at = now();
-    r.shared
-        .read(|l| l.budget(&p.name, at))
-        .map(|v| Json(v).into_response())
-        .ok_or_else(|| {
-            AppError::not_found(
-                "budget_not_found",
-                format!("budget {:.64} not found", p.name),
-            )
-        })
+pub async fn get_budget(Path(p): Path<BudgetPath>, r: Fresh) -> Reply<projections::BudgetView> {
+    r.find("budget_not_found", &p.name, |l, at, _| {
+        l.budget(&p.name, at)
+    })
 }
 
 /// Every current alert, in one page.
@@ -599,14 +632,11 @@ pub struct AlertPage {
     get, path = "/v1/alerts", operation_id = "alerts", tag = "tickets",
     responses((status = 200, description = "Every current alert (one page).", body = AlertPage))
 )]
-pub async fn alerts(State(r): State<ReadState>) -> Result<Response, AppError> {
-    fresh(&r)?;
-    let alerts = r.shared.read(|l| l.alerts(now(), &r.shared.config));
-    Ok(Json(AlertPage {
-        alerts,
+pub async fn alerts(r: Fresh) -> Json<AlertPage> {
+    r.view(|l, at, cfg| AlertPage {
+        alerts: l.alerts(at, cfg),
         next_cursor: None,
     })
-    .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -628,21 +658,10 @@ pub struct EventsQuery {
 pub async fn list_events(
     State(r): State<ReadState>,
     Query(q): Query<EventsQuery>,
-) -> Result<Response, AppError> {
+) -> Reply<EventPage> {
     off_worker(r, move |r| {
-        let limit = page(q.limit)?;
-        let mut events = r
-            .shared
-            .reader
-            .read_after(q.after.unwrap_or(0), limit + 1)?;
-        let more = events.len() > limit;
-        events.truncate(limit);
-        let next_cursor = more.then(|| events.last().map(|e| e.position)).flatten();
-        Ok(Json(EventPage {
-            events,
-            next_cursor,
-        })
-        .into_response())
+        let read = |n| r.shared.reader.read_after(q.after.unwrap_or(0), n);
+        event_page(page(q.limit)?, read, |e| e.position)
     })
     .await
 }
@@ -755,7 +774,7 @@ pub struct VerifyResult {
     get, path = "/v1/admin/verify", operation_id = "adminVerify", tag = "admin",
     responses((status = 200, description = "`ok: true` with counts and the head hash, or `ok: false` with the first bad position.", body = VerifyResult))
 )]
-pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
+pub async fn verify(State(r): State<ReadState>) -> Reply<VerifyResult> {
     // A log that lost acknowledged events verifies as a chain but is not whole.
     let verified = |r: &ReadState| match r.shared.damage.get() {
         Some(lost) => Err(store::LogError::Corruption {
@@ -765,24 +784,22 @@ pub async fn verify(State(r): State<ReadState>) -> Result<Response, AppError> {
         None => r.shared.reader.verify(),
     };
     off_worker(r, move |r| match verified(r) {
-        Ok(report) => Ok(Json(VerifyResult {
+        Ok(report) => Ok(VerifyResult {
             ok: true,
             events: Some(report.events),
             tickets: Some(report.tickets),
             head_hash: Some(report.head_hash),
             first_bad_position: None,
             detail: None,
-        })
-        .into_response()),
-        Err(store::LogError::Corruption { position, detail }) => Ok(Json(VerifyResult {
+        }),
+        Err(store::LogError::Corruption { position, detail }) => Ok(VerifyResult {
             ok: false,
             events: None,
             tickets: None,
             head_hash: None,
             first_bad_position: Some(position),
             detail: Some(detail),
-        })
-        .into_response()),
+        }),
         Err(e) => Err(e.into()),
     })
     .await

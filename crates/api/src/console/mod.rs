@@ -10,7 +10,10 @@
 
 pub mod pages;
 
-use axum::extract::{Path, RawQuery, State};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -201,6 +204,26 @@ fn unavailable(app: &AppState, headers: &HeaderMap, e: &crate::error::AppError) 
     )
 }
 
+/// A console request: the app, who sent it, and its headers (a fragment request asks for the
+/// page's `main` only).
+struct Visit {
+    app: AppState,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Visit {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        Ok(Visit {
+            app: app.clone(),
+            caller: parts.extensions.get::<Caller>().cloned().map(Extension),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 /// What a list page answers instead of itself: the sign-in form when nobody may look, 503
 /// when the projections cannot catch up; `None` when it may render.
 fn gate(
@@ -218,34 +241,32 @@ fn gate(
         .map(|e| unavailable(app, headers, &e))
 }
 
-/// A list page: the gate, then what `read` takes from the projections (at one `now`, under the
-/// read lock), rendered by `render` outside it.
-fn list_page<T>(
-    app: &AppState,
-    caller: Option<&Extension<Caller>>,
-    headers: &HeaderMap,
-    (title, current): (&str, &str),
-    read: impl FnOnce(&projections::Ledger, events::Timestamp, &projections::Config) -> T,
-    render: impl FnOnce(T) -> Markup,
-) -> Response {
-    if let Some(answer) = gate(app, caller, headers, title, current) {
-        return answer;
+impl Visit {
+    /// A list page: the gate, then what `read` takes from the projections (at one `now`, under
+    /// the read lock), rendered by `render` outside it.
+    fn list_page<T>(
+        &self,
+        (title, current): (&str, &str),
+        read: impl FnOnce(&projections::Ledger, events::Timestamp, &projections::Config) -> T,
+        render: impl FnOnce(T) -> Markup,
+    ) -> Response {
+        let Visit {
+            app,
+            caller,
+            headers,
+        } = self;
+        if let Some(answer) = gate(app, caller.as_ref(), headers, title, current) {
+            return answer;
+        }
+        let cfg = &app.read.shared.config;
+        let at = now();
+        let data = app.read.shared.read(|l| read(l, at, cfg));
+        page(app, headers, StatusCode::OK, title, current, render(data))
     }
-    let cfg = &app.read.shared.config;
-    let at = now();
-    let data = app.read.shared.read(|l| read(l, at, cfg));
-    page(app, headers, StatusCode::OK, title, current, render(data))
 }
 
-async fn board(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-) -> Response {
-    list_page(
-        &app,
-        caller.as_ref(),
-        &headers,
+async fn board(v: Visit) -> Response {
+    v.list_page(
         ("Board", "/"),
         |l, at, cfg| {
             (
@@ -279,9 +300,11 @@ fn as_of_query(query: Option<&str>) -> Result<Option<u64>, String> {
 }
 
 async fn ticket(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Visit {
+        app,
+        caller,
+        headers,
+    }: Visit,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -396,15 +419,8 @@ async fn ticket(
     page(&app, &headers, StatusCode::OK, &title, "", main)
 }
 
-async fn runtimes(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-) -> Response {
-    list_page(
-        &app,
-        caller.as_ref(),
-        &headers,
+async fn runtimes(v: Visit) -> Response {
+    v.list_page(
         ("Runtimes", "/runtimes"),
         |l, at, cfg| {
             let live = RuntimeFilter {
@@ -425,15 +441,8 @@ async fn runtimes(
     )
 }
 
-async fn alerts(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-) -> Response {
-    list_page(
-        &app,
-        caller.as_ref(),
-        &headers,
+async fn alerts(v: Visit) -> Response {
+    v.list_page(
         ("Alerts", "/alerts"),
         |l, at, cfg| (l.alerts(at, cfg), l.pools().pools, l.budgets(at).budgets),
         |(alerts, pools, budgets)| pages::alerts(&alerts, &pools, &budgets),
@@ -443,9 +452,11 @@ async fn alerts(
 /// The Subscriptions page (SPEC §15): each subscription's state and delivery, and pause,
 /// resume and replay for a token that may (`Action::Subscribe`).
 async fn subscriptions(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Visit {
+        app,
+        caller,
+        headers,
+    }: Visit,
 ) -> Response {
     if let Some(answer) = gate(
         &app,
@@ -484,9 +495,11 @@ async fn subscriptions(
 }
 
 async fn event_log(
-    State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Visit {
+        app,
+        caller,
+        headers,
+    }: Visit,
 ) -> Response {
     if viewer(&app, caller.as_ref()).is_none() {
         return sign_in(&app, &headers, "Event log", "/events");

@@ -202,37 +202,47 @@ fn budget_status(b: &BudgetView) -> &'static str {
     }
 }
 
+/// What a list says when it has none: `command` adds the first.
+fn none_yet(what: &str, command: &str) -> Markup {
+    html! { p.quiet { "No " (what) ". " code { (command) } " adds one." } }
+}
+
+/// A table in a scrolling box: its `id`, its column heads and its rows.
+fn scroll_table(id: &str, heads: &[&str], rows: Markup) -> Markup {
+    html! {
+        div.scroll {
+            table id=(id) {
+                thead { tr { @for h in heads { th scope="col" { (h) } } } }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
 /// The Alerts page's Budgets section: every budget, what it has spent and reserved.
 fn budget_table(budgets: &[BudgetView]) -> Markup {
     html! {
         h2 #budgets-h { "Budgets" }
         @if budgets.is_empty() {
-            p.quiet { "No budgets. " code { "mc-ledger budget create NAME --limit-usd N --server …" } " adds one." }
+            (none_yet("budgets", "mc-ledger budget create NAME --limit-usd N --server …"))
         } @else {
-            div.scroll {
-                table #budgets {
-                    thead { tr {
-                        th scope="col" { "Name" } th scope="col" { "Scope" } th scope="col" { "Period" }
-                        th scope="col" { "Limit" } th scope="col" { "Spent" } th scope="col" { "Reserved" }
-                        th scope="col" { "Remaining" } th scope="col" { "Status" } th scope="col" { "Holders" }
-                    } }
-                    tbody {
-                        @for b in budgets {
-                            tr data-budget=(b.name) {
-                                th scope="row" { (b.name) }
-                                td { (b.scope.kind.as_str()) @if let Some(v) = &b.scope.value { " " (v) } }
-                                td { (b.period.as_str()) }
-                                td { (cents(b.limit_usd)) }
-                                td { (cents(b.spent_usd)) }
-                                td { (cents(b.reserved_usd)) }
-                                td { (cents(b.remaining_usd)) }
-                                td { (budget_status(b)) }
-                                td { (b.holders.len()) }
-                            }
-                        }
+            (scroll_table("budgets", &[
+                "Name", "Scope", "Period", "Limit", "Spent", "Reserved", "Remaining", "Status", "Holders",
+            ], html! {
+                @for b in budgets {
+                    tr data-budget=(b.name) {
+                        th scope="row" { (b.name) }
+                        td { (b.scope.kind.as_str()) @if let Some(v) = &b.scope.value { " " (v) } }
+                        td { (b.period.as_str()) }
+                        td { (cents(b.limit_usd)) }
+                        td { (cents(b.spent_usd)) }
+                        td { (cents(b.reserved_usd)) }
+                        td { (cents(b.remaining_usd)) }
+                        td { (budget_status(b)) }
+                        td { (b.holders.len()) }
                     }
                 }
-            }
+            }))
         }
     }
 }
@@ -634,36 +644,30 @@ pub fn subscriptions(
     html! {
         h1 { "Subscriptions" }
         @if rows.is_empty() {
-            p.quiet { "No subscriptions. " code { "mc-ledger subscription create NAME --url URL --server …" } " adds one." }
+            (none_yet("subscriptions", "mc-ledger subscription create NAME --url URL --server …"))
         } @else {
-            div.scroll {
-                table #subscriptions {
-                    thead { tr {
-                        th scope="col" { "Name" } th scope="col" { "State" } th scope="col" { "Format" }
-                        th scope="col" { "Receiver" } th scope="col" { "Delivered to" } th scope="col" { "Lag" }
-                        th scope="col" { "Delivered · failed" } th scope="col" { "Last error" } th scope="col" { "Parked" }
-                    } }
-                    tbody {
-                        @for r in rows {
-                            @let s = &r.subscription;
-                            @let d = &r.delivery;
-                            tr data-subscription=(s.name) {
-                                th scope="row" { (s.name) }
-                                td.state data-state=(state_name(s.state)) { (state_name(s.state))
-                                    @if let Some(p) = &s.paused { br; span.quiet { "by " (p.by.name) @if let Some(why) = &p.reason { ": " (why) } } }
-                                }
-                                td { (s.format.as_str()) }
-                                td { code { (s.url) } }
-                                td { (d.position) }
-                                td { (d.lag) }
-                                td { (d.delivered) " · " (d.failures) }
-                                td.error { @if let Some(e) = &d.last_error { (e) @if let Some(at) = d.last_error_at { br; span.quiet { (at.to_rfc3339()) } } } @else { "—" } }
-                                td { @if let Some(p) = &s.parked { code { (p.delivery_id) } " at " (p.position) ", " (p.attempts) " attempts: " (p.error) } @else { "—" } }
-                            }
+            (scroll_table("subscriptions", &[
+                "Name", "State", "Format", "Receiver", "Delivered to", "Lag", "Delivered · failed",
+                "Last error", "Parked",
+            ], html! {
+                @for r in rows {
+                    @let s = &r.subscription;
+                    @let d = &r.delivery;
+                    tr data-subscription=(s.name) {
+                        th scope="row" { (s.name) }
+                        td.state data-state=(state_name(s.state)) { (state_name(s.state))
+                            @if let Some(p) = &s.paused { br; span.quiet { "by " (p.by.name) @if let Some(why) = &p.reason { ": " (why) } } }
                         }
+                        td { (s.format.as_str()) }
+                        td { code { (s.url) } }
+                        td { (d.position) }
+                        td { (d.lag) }
+                        td { (d.delivered) " · " (d.failures) }
+                        td.error { @if let Some(e) = &d.last_error { (e) @if let Some(at) = d.last_error_at { br; span.quiet { (at.to_rfc3339()) } } } @else { "—" } }
+                        td { @if let Some(p) = &s.parked { code { (p.delivery_id) } " at " (p.position) ", " (p.attempts) " attempts: " (p.error) } @else { "—" } }
                     }
                 }
-            }
+            }))
             @if may_write {
                 h2 { "Actions" }
                 @for r in rows {
