@@ -101,26 +101,18 @@ fn claude_code_and_codex_report_to_the_ledger_through_their_hooks() {
     );
     assert!(t["cost"]["input_tokens"].as_u64().unwrap() >= 1200, "{t}");
 
-    let by_agent = get(server.addr, "/v1/costs?group_by=agent").json();
-    let keys: Vec<&str> = by_agent["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|g| g["key"].as_str())
-        .collect();
-    assert_eq!(keys, ["claude", "codex"], "{by_agent}");
-    let by_model = get(server.addr, "/v1/costs?group_by=model").json();
-    let keys: Vec<&str> = by_model["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|g| g["key"].as_str())
-        .collect();
-    assert_eq!(
-        keys,
-        ["claude-sonnet-4-5", "gpt-5.5"],
-        "Claude names its model; Codex's is the dispatch's: {by_model}"
-    );
+    for (group_by, want, why) in [
+        ("agent", ["claude", "codex"], "one group an agent"),
+        (
+            "model",
+            ["claude-sonnet-4-5", "gpt-5.5"],
+            "Claude names its model; Codex's is the dispatch's",
+        ),
+    ] {
+        let costs = get(server.addr, &format!("/v1/costs?group_by={group_by}")).json();
+        let keys = strs(costs["groups"].as_array().unwrap(), "key");
+        assert_eq!(keys, want, "by {group_by}: {why}: {costs}");
+    }
 
     // SPEC §16: a reservation reaches Claude Code as --max-budget-usd; the run stops on it
     // (`error_max_budget_usd`), is harvested as partial/max_budget, and its spend lands in the

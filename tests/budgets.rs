@@ -40,12 +40,7 @@ fn race(addrs: &[SocketAddr]) -> Vec<String> {
 
 fn check(addr: SocketAddr, winners: &[String], spent: f64) {
     let b = get(addr, "/v1/budgets/team").json();
-    let mut holders: Vec<&str> = b["holders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["runtime_id"].as_str().unwrap())
-        .collect();
+    let mut holders = strs(b["holders"].as_array().unwrap(), "runtime_id");
     // The view lists them by start; the winners come sorted by id.
     holders.sort_unstable();
     let live: Vec<&str> = winners
@@ -123,15 +118,7 @@ fn sixteen_racers_on_sled_reserve_exactly_three_and_a_restart_keeps_the_budget()
         (b["remaining_usd"].as_f64(), b["status"].as_str()),
         (Some(0.0), Some("exhausted"))
     );
-    let alerts = get(addr, "/v1/alerts").json();
-    assert!(
-        alerts["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "budget_exhausted" && a["budget"] == "team"),
-        "{alerts}"
-    );
+    assert_alert(addr, "budget_exhausted", "budget", "team");
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
 }
 

@@ -19,6 +19,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The arguments of `mc-ledger harvest` sending `file` as the Claude result of `runtime` to the
+/// server at `url`.
+fn harvest_claude<'a>(url: &'a str, runtime: &'a str, file: &'a str) -> [&'a str; 7] {
+    [
+        "harvest",
+        "--server",
+        url,
+        "--runtime",
+        runtime,
+        "--claude",
+        file,
+    ]
+}
+
 #[test]
 fn demo_then_replay_shows_the_banner_appear_and_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,26 +145,21 @@ fn a_held_data_dir_says_so_and_server_mode_works() {
         "{}",
         text(&out.stderr)
     );
-    let out = mc(&["verify", "--server", &url]);
-    assert!(
-        out.status.success() && text(&out.stdout).contains("26 events"),
-        "{}",
-        text(&out.stderr)
-    );
+    for (args, says) in [
+        (vec!["verify", "--server", &url], "26 events"),
+        (vec!["replay", "MC-4502", "--server", &url], "ticket.closed"),
+        (vec!["rebuild", "--server", &url], "no ticket view differs"),
+    ] {
+        let out = mc(&args);
+        assert!(
+            out.status.success() && text(&out.stdout).contains(says),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
     let out = mc(&["export", "--server", &url]);
     assert_eq!(text(&out.stdout).lines().count(), 26);
-    let out = mc(&["replay", "MC-4502", "--server", &url]);
-    assert!(
-        text(&out.stdout).contains("ticket.closed"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = mc(&["rebuild", "--server", &url]);
-    assert!(
-        text(&out.stdout).contains("no ticket view differs"),
-        "{}",
-        text(&out.stdout)
-    );
     assert_eq!(sigterm(&mut server.child).code(), Some(0));
 }
 
@@ -217,15 +226,7 @@ fn a_worker_signals_with_its_runtime_token() {
     )
     .unwrap();
     let out = helper(
-        &[
-            "harvest",
-            "--server",
-            &url,
-            "--runtime",
-            &runtime,
-            "--claude",
-            result.to_str().unwrap(),
-        ],
+        &harvest_claude(&url, &runtime, result.to_str().unwrap()),
         "",
     );
     assert!(!out.status.success(), "an agent may not harvest");
@@ -291,15 +292,7 @@ fn harvest_takes_a_claude_stream_json_file() {
         "/crates/projections/tests/fixtures/claude/stream_success.jsonl"
     );
     let url = format!("http://{addr}");
-    let out = mc(&[
-        "harvest",
-        "--server",
-        &url,
-        "--runtime",
-        &runtime,
-        "--claude",
-        fixture,
-    ]);
+    let out = mc(&harvest_claude(&url, &runtime, fixture));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let view = get(addr, &format!("/v1/runtimes/{runtime}")).json();
     assert_eq!(view["exit"]["outcome"], "completed", "{view}");

@@ -351,12 +351,7 @@ fn a_damaged_postgresql_row_is_named_and_salvaged_into_sled() {
     assert_eq!(report["lost"][0]["first"], json!(3), "{report}");
     let server = spawn_binary(&new);
     let comments = get(server.addr, "/v1/tickets/MC-1/comments").json();
-    let bodies: Vec<&str> = comments["comments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["body"].as_str().unwrap())
-        .collect();
+    let bodies = strs(comments["comments"].as_array().unwrap(), "body");
     assert_eq!(bodies.len(), 2, "{comments}");
     assert!(!bodies.contains(&"note 1"), "{comments}");
 }

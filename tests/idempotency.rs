@@ -21,6 +21,8 @@ struct Row {
     status: u16,
     appended: u64,
     same_as: Option<&'static str>,
+    /// The same command sent again right after: its row's name and status.
+    again: Option<(&'static str, u16)>,
 }
 
 fn row(when: &'static str, path: &str, body: Value, key: Option<&'static str>) -> Row {
@@ -32,6 +34,7 @@ fn row(when: &'static str, path: &str, body: Value, key: Option<&'static str>) -
         status: 201,
         appended: 1,
         same_as: None,
+        again: None,
     }
 }
 
@@ -44,6 +47,22 @@ impl Row {
     fn same_as(mut self, earlier: &'static str) -> Row {
         self.same_as = Some(earlier);
         self
+    }
+    /// Then the same command again (same key, route and body): answered `status` with this
+    /// row's position, appending nothing.
+    fn again(mut self, when: &'static str, status: u16) -> Row {
+        self.again = Some((when, status));
+        self
+    }
+    /// This row, then the row sending it again if there is one.
+    fn and_again(mut self) -> Vec<Row> {
+        let Some((when, status)) = self.again.take() else {
+            return vec![self];
+        };
+        let replay = row(when, &self.path, self.body.clone(), self.key)
+            .answers(status, 0)
+            .same_as(self.when);
+        vec![self, replay]
     }
 }
 
@@ -61,29 +80,15 @@ fn comment(text: &str) -> Value {
 fn run_rows(addr: SocketAddr) {
     let open = |id: &str| json!({"id": id, "title": "keyed"});
     let rows = vec![
-        row("a keyed open", "/v1/tickets", open("MC-1"), Some("k-open")),
-        row(
-            "the same open again",
-            "/v1/tickets",
-            open("MC-1"),
-            Some("k-open"),
-        )
-        .answers(200, 0)
-        .same_as("a keyed open"),
+        row("a keyed open", "/v1/tickets", open("MC-1"), Some("k-open"))
+            .again("the same open again", 200),
         row(
             "a keyed comment",
             "/v1/tickets/MC-1/comments",
             comment("one"),
             Some("k1"),
-        ),
-        row(
-            "the same comment again",
-            "/v1/tickets/MC-1/comments",
-            comment("one"),
-            Some("k1"),
         )
-        .answers(200, 0)
-        .same_as("a keyed comment"),
+        .again("the same comment again", 200),
         row(
             "the same key with another body",
             "/v1/tickets/MC-1/comments",
@@ -121,58 +126,33 @@ fn run_rows(addr: SocketAddr) {
             "/v1/runtimes/{rt}/kill",
             json!({"reason": "stuck"}),
             Some("k-kill"),
-        ),
-        row(
-            "the kill again (deciding it again says runtime_ended)",
-            "/v1/runtimes/{rt}/kill",
-            json!({"reason": "stuck"}),
-            Some("k-kill"),
         )
-        .answers(200, 0)
-        .same_as("a keyed kill"),
+        .again("the kill again (deciding it again says runtime_ended)", 200),
         row(
             "a keyed retry",
             "/v1/runtimes/{rt}/retry",
             json!({}),
             Some("k-retry"),
-        ),
-        row(
-            "the retry again (deciding it again says runtime_live)",
-            "/v1/runtimes/{rt}/retry",
-            json!({}),
-            Some("k-retry"),
         )
-        .answers(200, 0)
-        .same_as("a keyed retry"),
+        .again("the retry again (deciding it again says runtime_live)", 200),
         row(
             "a signal with a nonce that is not the runtime's",
             "/v1/runtimes/{rt2}/signals",
             json!({"verdict": "DONE", "nonce": "MC_TICKET_TURN:1:1:deadbeef", "payload": "x"}),
             Some("k-stale"),
         )
-        .answers(409, 1),
-        row(
-            "the refused signal again",
-            "/v1/runtimes/{rt2}/signals",
-            json!({"verdict": "DONE", "nonce": "MC_TICKET_TURN:1:1:deadbeef", "payload": "x"}),
-            Some("k-stale"),
-        )
-        .answers(409, 0)
-        .same_as("a signal with a nonce that is not the runtime's"),
+        .answers(409, 1)
+        .again("the refused signal again", 409),
         row(
             "a keyed close",
             "/v1/tickets/MC-1/close",
             json!({"resolution": "done"}),
             Some("k-close"),
-        ),
-        row(
-            "the close again (deciding it again says ticket_closed)",
-            "/v1/tickets/MC-1/close",
-            json!({"resolution": "done"}),
-            Some("k-close"),
         )
-        .answers(200, 0)
-        .same_as("a keyed close"),
+        .again(
+            "the close again (deciding it again says ticket_closed)",
+            200,
+        ),
         row(
             "another close under a new key",
             "/v1/tickets/MC-1/close",
@@ -180,7 +160,9 @@ fn run_rows(addr: SocketAddr) {
             Some("k-close-2"),
         )
         .answers(409, 0),
-    ];
+    ]
+    .into_iter()
+    .flat_map(Row::and_again);
     let mut positions: Vec<(&str, u64)> = Vec::new();
     let mut runtime = String::new();
     let mut retried = String::new();

@@ -162,12 +162,7 @@ fn the_sdk_client_lists_and_calls_every_tool_as_the_runtime_token_may() {
         ]),
     );
     assert_eq!(report["server"]["name"], "mc-ledger");
-    let mut tools: Vec<&str> = report["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let mut tools = strs(report["tools"].as_array().unwrap(), "name");
     tools.sort_unstable();
     assert_eq!(
         tools,
@@ -209,12 +204,8 @@ fn the_sdk_client_lists_and_calls_every_tool_as_the_runtime_token_may() {
         .iter()
         .filter(|e| e["token_id"] == format!("rtk_{rt}"))
         .collect();
-    let kinds: Vec<&str> = written
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        strs(written.iter().copied(), "type"),
         [
             "task.added",
             "task.updated",

@@ -232,9 +232,7 @@ fn start_verifier() -> Verifier {
 fn every_format_verifies_with_the_published_standardwebhooks_library() {
     let verifier = start_verifier();
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", verifier.port);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(&data, &["--public-url", "https://mc.example"]));
+    let (_dir, server) = spawn_temp_serve(&["--public-url", "https://mc.example"]);
     let wanted = json!({"tickets": ["MC-7"], "alerts": ["worker_lost"]});
     subscribe(
         server.addr,
@@ -279,12 +277,8 @@ fn every_format_verifies_with_the_published_standardwebhooks_library() {
             .collect()
     };
     let json_bodies = bodies("/json");
-    let types: Vec<&str> = json_bodies
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        strs(&json_bodies, "type"),
         [
             "ticket.opened",
             "runtime.dispatched",
@@ -336,9 +330,7 @@ fn every_format_verifies_with_the_published_standardwebhooks_library() {
 
 #[test]
 fn a_generated_secret_is_answered_once_and_signs() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(&data, &[]));
+    let (_dir, server) = spawn_temp_serve(&[]);
     let receiver = Receiver::start(vec![]);
     let body = human(json!({"name": "gen", "url": receiver.url("/x")}));
     let created = post(server.addr, "/v1/subscriptions", &body);
@@ -356,9 +348,7 @@ fn a_generated_secret_is_answered_once_and_signs() {
 
 #[test]
 fn alert_notices_are_raised_reminded_and_cleared() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(&data, &[]));
+    let (_dir, server) = spawn_temp_serve(&[]);
     let receiver = Receiver::start(vec![]);
     subscribe(
         server.addr,
@@ -408,19 +398,14 @@ fn alert_notices_are_raised_reminded_and_cleared() {
 
 #[test]
 fn gone_pauses_and_a_parked_delivery_waits_for_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(
-        &data,
-        &[
-            "--delivery-retry-base",
-            "100ms",
-            "--delivery-timeout",
-            "1s",
-            "--delivery-park-after",
-            "2s",
-        ],
-    ));
+    let (_dir, server) = spawn_temp_serve(&[
+        "--delivery-retry-base",
+        "100ms",
+        "--delivery-timeout",
+        "1s",
+        "--delivery-park-after",
+        "2s",
+    ]);
     // A receiver that answers 410: the subscription pauses, recorded by the engine.
     let gone = Receiver::start(vec![Answer::Status(410)]);
     subscribe(
@@ -457,15 +442,7 @@ fn gone_pauses_and_a_parked_delivery_waits_for_resume() {
         .as_str()
         .unwrap()
         .to_owned();
-    let alerts = get(server.addr, "/v1/alerts").json();
-    assert!(
-        alerts["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["kind"] == "subscription_failing" && a["subscription"] == "later"),
-        "{alerts}"
-    );
+    assert_alert(server.addr, "subscription_failing", "subscription", "later");
     // Nothing after the parked delivery goes out before a resume.
     let second = comment(server.addr, "MC-2", 2);
     let receiver = Receiver::on(std::net::TcpListener::bind(later).unwrap(), vec![]);
@@ -579,9 +556,7 @@ fn a_replica_takes_over_delivery_within_ten_seconds_of_the_holders_death() {
 /// meanwhile, and appends are answered as ever.
 #[test]
 fn a_slow_receiver_holds_only_its_own_subscription() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(&data, &FAST));
+    let (_dir, server) = spawn_temp_serve(&FAST);
     let slow = Receiver::start(vec![Answer::Hang(Duration::from_secs(3)); 20]);
     let quick = Receiver::start(vec![]);
     let only_comments = json!({"types": ["ticket.commented"]});
@@ -616,9 +591,7 @@ fn a_slow_receiver_holds_only_its_own_subscription() {
 
 #[test]
 fn a_subscription_far_behind_catches_up_in_order_umbrella_and_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_string_lossy().into_owned();
-    let server = spawn_serve(&serve_args(&data, &FAST));
+    let (_dir, server) = spawn_temp_serve(&FAST);
     let receiver = Receiver::start(vec![]);
     // Given an umbrella with a child and a grandchild, and a ticket outside it,
     ok(

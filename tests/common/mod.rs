@@ -560,6 +560,31 @@ pub fn ledger_events(addr: SocketAddr) -> Vec<Value> {
         .clone()
 }
 
+/// The string `field` of each of `items`, in order; an item without it fails the test.
+pub fn strs<'a>(items: impl IntoIterator<Item = &'a Value>, field: &str) -> Vec<&'a str> {
+    items
+        .into_iter()
+        .map(|i| {
+            i[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field} in {i}"))
+        })
+        .collect()
+}
+
+/// The server at `addr` shows an open alert of `kind` whose `field` is `value`.
+pub fn assert_alert(addr: SocketAddr, kind: &str, field: &str, value: &str) {
+    let alerts = get(addr, "/v1/alerts").json();
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == kind && a[field] == value),
+        "no {kind} alert with {field} {value}: {alerts}"
+    );
+}
+
 /// How many events a server serves (up to 1000).
 pub fn event_count(addr: SocketAddr) -> usize {
     ledger_events(addr).len()
@@ -623,7 +648,14 @@ pub fn stop_all(servers: &mut [Child]) {
 /// The real binary serving a fresh temporary data directory: the directory, which must outlive
 /// the server (bind it first, so that it drops last), and the server.
 pub fn spawn_temp_binary() -> (tempfile::TempDir, Child) {
+    spawn_temp_serve(&[])
+}
+
+/// `mc-ledger serve` with `more` arguments on a fresh temporary data directory: the directory
+/// (bind it first, so that it drops last), and the server.
+pub fn spawn_temp_serve(more: &[&str]) -> (tempfile::TempDir, Child) {
     let dir = tempfile::tempdir().unwrap();
-    let server = spawn_binary(dir.path());
+    let data = dir.path().to_string_lossy().into_owned();
+    let server = spawn_serve(&[&["--data-dir", data.as_str()], more].concat());
     (dir, server)
 }

@@ -76,6 +76,15 @@ impl Client {
         )
     }
 
+    /// Opens `ticket`, dispatches a worker and harvests `body` for it, answered 201:
+    /// (runtime id, the answer).
+    async fn harvested(&self, ticket: &str, body: Value) -> (String, Value) {
+        let (rt, _) = self.dispatch(ticket).await;
+        let (status, answer) = self.post(&format!("/v1/runtimes/{rt}/harvest"), body).await;
+        assert_eq!(status, 201, "{ticket}: {answer}");
+        (rt, answer)
+    }
+
     async fn head(&self) -> usize {
         let (status, page) = self
             .call("GET", "/v1/events?after=0&limit=1000", None)
@@ -255,10 +264,7 @@ async fn raw_harvests() {
         ),
     ];
     for (ticket, body, outcome, exit) in rows {
-        let (rt, _) = c.dispatch(ticket).await;
-        let path = format!("/v1/runtimes/{rt}/harvest");
-        let (status, answer) = c.post(&path, body.clone()).await;
-        assert_eq!(status, 201, "{ticket}: {answer}");
+        let (rt, answer) = c.harvested(ticket, body.clone()).await;
         let data = &answer["events"][0]["data"];
         assert_eq!(answer["events"][0]["type"], "runtime.harvested", "{ticket}");
         assert_eq!(
@@ -267,6 +273,7 @@ async fn raw_harvests() {
             "{ticket}"
         );
         // The same record again is a duplicate.
+        let path = format!("/v1/runtimes/{rt}/harvest");
         let (status, again) = c.post(&path, body).await;
         assert_eq!(
             (status, &again["duplicate"]),
@@ -334,14 +341,9 @@ async fn harvests_cost_shows_on_tickets_board_and_costs() {
         "/../projections/tests/fixtures/claude/stream_success.jsonl"
     ))
     .expect("fixture");
-    let (claude_rt, _) = c.dispatch("MC-6001").await;
-    let (status, answer) = c
-        .post(
-            &format!("/v1/runtimes/{claude_rt}/harvest"),
-            json!({ "claude_stream": stream }),
-        )
+    let (_, answer) = c
+        .harvested("MC-6001", json!({ "claude_stream": stream }))
         .await;
-    assert_eq!(status, 201, "{answer}");
     let types: Vec<&str> = answer["events"]
         .as_array()
         .expect("events")
@@ -349,20 +351,14 @@ async fn harvests_cost_shows_on_tickets_board_and_costs() {
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert_eq!(types, ["runtime.harvested", "runtime.usage_recorded"]);
-    let (codex_rt, _) = c.dispatch("MC-6002").await;
     let codex = [
         r#"{"type":"thread.started","thread_id":"t-1"}"#,
         r#"{"type":"turn.started"}"#,
         r#"{"type":"turn.completed","usage":{"input_tokens":4700,"cached_input_tokens":3000,"output_tokens":8}}"#,
     ]
     .join("\n");
-    let (status, answer) = c
-        .post(
-            &format!("/v1/runtimes/{codex_rt}/harvest"),
-            json!({ "codex_jsonl": codex }),
-        )
+    c.harvested("MC-6002", json!({ "codex_jsonl": codex }))
         .await;
-    assert_eq!(status, 201, "{answer}");
     for child in ["MC-6001", "MC-6002"] {
         let (status, _) = c
             .post(

@@ -206,6 +206,19 @@ async fn the_document_lists_exactly_the_routes_served_with_their_scopes() {
     }
 }
 
+/// Schema `name` in `schemas` declares each of `fields` among its properties.
+fn assert_has_properties(schemas: &Value, name: &str, fields: &[&str]) {
+    let declared: BTreeSet<&str> = schemas[name]["properties"]
+        .as_object()
+        .expect("props")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for f in fields {
+        assert!(declared.contains(f), "{name} lacks {f}");
+    }
+}
+
 /// A field added to a body or a view shows up with no second edit: spot-check that schemas are
 /// the types' own (serde names, closed bodies, limits).
 #[test]
@@ -214,24 +227,20 @@ fn schemas_follow_the_types() {
     let schemas = &doc["components"]["schemas"];
     let dispatch = &schemas["DispatchBody"];
     assert_eq!(dispatch["additionalProperties"], false);
-    let fields: BTreeSet<&str> = dispatch["properties"]
-        .as_object()
-        .expect("props")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    for f in [
-        "dispatch_key",
-        "agent",
-        "transport",
-        "tmux_target",
-        "process_id",
-        "replace",
-        "actor",
-        "expected_version",
-    ] {
-        assert!(fields.contains(f), "DispatchBody lacks {f}");
-    }
+    assert_has_properties(
+        schemas,
+        "DispatchBody",
+        &[
+            "dispatch_key",
+            "agent",
+            "transport",
+            "tmux_target",
+            "process_id",
+            "replace",
+            "actor",
+            "expected_version",
+        ],
+    );
     assert_eq!(
         dispatch["properties"]["process_id"]["maximum"],
         u64::from(u32::MAX)
@@ -241,24 +250,20 @@ fn schemas_follow_the_types() {
         schemas["TicketId"]["pattern"],
         events::schema::TICKET_ID_PATTERN
     );
-    let view: BTreeSet<&str> = schemas["TicketView"]["properties"]
-        .as_object()
-        .expect("props")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    for f in [
-        "id",
-        "state",
-        "next_action",
-        "failure_reason",
-        "current_runtime",
-        "tasks",
-        "version",
-        "position",
-    ] {
-        assert!(view.contains(f), "TicketView lacks {f}");
-    }
+    assert_has_properties(
+        schemas,
+        "TicketView",
+        &[
+            "id",
+            "state",
+            "next_action",
+            "failure_reason",
+            "current_runtime",
+            "tasks",
+            "version",
+            "position",
+        ],
+    );
     let kinds = schemas["RuntimeClass"]["enum"].as_array().expect("enum");
     assert!(
         kinds.iter().any(|k| k == "websocket-idle"),

@@ -163,20 +163,10 @@ const OUTCOMES: [(H, X); 6] = [
     (H::Failed, X::ApiError),
     (H::Failed, X::NoResult),
 ];
-const CAUSES: [ReapCause; 4] = [
-    ReapCause::TmuxMissing,
-    ReapCause::ProcessDead,
-    ReapCause::IdleTimeout,
-    ReapCause::TerminalState,
-];
-const VERDICTS: [Verdict; 3] = [Verdict::Done, Verdict::Review, Verdict::Question];
-const RESOLUTIONS: [Resolution; 4] = [
-    Resolution::Done,
-    Resolution::Cancelled,
-    Resolution::Duplicate,
-    Resolution::Wontfix,
-];
-const TRANSPORTS: [Transport; 3] = [Transport::Tmux, Transport::Process, Transport::Websocket];
+const CAUSES: [ReapCause; 4] = ReapCause::ALL;
+const VERDICTS: [Verdict; 3] = Verdict::ALL;
+const RESOLUTIONS: [Resolution; 4] = Resolution::ALL;
+const TRANSPORTS: [Transport; 3] = Transport::ALL;
 
 /// A link's relation: child_of, or else blocked_by.
 fn relation(child: bool) -> Relation {

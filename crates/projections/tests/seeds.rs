@@ -18,11 +18,37 @@ use projections::{timeline, Command, Decision, TicketState as S};
 struct Step {
     what: &'static str,
     run: fn(&mut World),
+    then: Then,
+}
+
+/// What the story's ticket shows right after a step.
+struct Then {
     state: S,
     next: &'static str,
     failure: Option<&'static str>,
     /// Alerts expected across the whole ledger after the step, as `kind:ticket`.
     alerts: &'static [&'static str],
+}
+
+/// The ticket is in `state` with next action `next`, no failure banner and no alert anywhere.
+fn then(state: S, next: &'static str) -> Then {
+    Then {
+        state,
+        next,
+        failure: None,
+        alerts: &[],
+    }
+}
+
+impl Then {
+    fn failing(mut self, reason: &'static str) -> Then {
+        self.failure = Some(reason);
+        self
+    }
+    fn alerting(mut self, alerts: &'static [&'static str]) -> Then {
+        self.alerts = alerts;
+        self
+    }
 }
 
 /// Plays the story of ticket `story`: after each step, that ticket shows what the step says.
@@ -37,11 +63,12 @@ fn play(story: &str, steps: &[Step]) -> World {
             v.failure_reason.as_deref(),
             w.alert_kinds(),
         );
+        let t = &s.then;
         let want = (
-            s.state,
-            s.next,
-            s.failure,
-            s.alerts.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+            t.state,
+            t.next,
+            t.failure,
+            t.alerts.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
         );
         assert_eq!(
             got, want,
@@ -70,10 +97,7 @@ fn mc4030_steps() -> Vec<Step> {
                     },
                 );
             },
-            state: S::Open,
-            next: "dispatch",
-            failure: None,
-            alerts: &[],
+            then: then(S::Open, "dispatch"),
         },
         Step {
             what: "five pickups with one dispatch key are one runtime",
@@ -96,10 +120,7 @@ fn mc4030_steps() -> Vec<Step> {
                 let dispatched = w.sim.log.iter().filter(|e| e.type_name() == "runtime.dispatched").count();
                 assert_eq!(dispatched, 1, "one runtime.dispatched in the log");
             },
-            state: S::InProgress,
-            next: "working",
-            failure: None,
-            alerts: &[],
+            then: then(S::InProgress, "working"),
         },
         Step {
             what: "discovery pass, then a REVIEW signal with the turn nonce",
@@ -110,10 +131,7 @@ fn mc4030_steps() -> Vec<Step> {
                 let nonce = w.nonce("MC-4030");
                 w.run(&agent(), signal(&rt, Verdict::Review, &nonce, "Workbench audit complete; 14 findings, 10-fix Lane A shortlist"));
             },
-            state: S::Review,
-            next: "review",
-            failure: None,
-            alerts: &[],
+            then: then(S::Review, "review"),
         },
         Step {
             what: "orchestrator gate: MC-4031 created child_of MC-4030, MC-4030 parked blocked_by MC-4031",
@@ -124,10 +142,7 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&orchestrator(), park("MC-4030", &["MC-4031"], "resume after MC-4031 lands for QA/docs/ship gate"));
                 assert_eq!(w.view("MC-4030").next_action.text, "Waiting on MC-4031");
             },
-            state: S::Waiting,
-            next: "wait",
-            failure: None,
-            alerts: &[],
+            then: then(S::Waiting, "wait"),
         },
         Step {
             what: "the watcher reaps MC-4030's runtime while it waits: no failure, no worker alert",
@@ -137,10 +152,7 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
                 assert_eq!(w.class(&rt), "tmux-missing");
             },
-            state: S::Waiting,
-            next: "wait",
-            failure: None,
-            alerts: &[],
+            then: then(S::Waiting, "wait"),
         },
         Step {
             what: "MC-4031 is worked and closed: MC-4030 is ready to resume",
@@ -152,30 +164,21 @@ fn mc4030_steps() -> Vec<Step> {
                 w.run(&validator(), close("MC-4031", Resolution::Done));
                 assert_eq!(w.view("MC-4030").next_action.text, "Resume: MC-4031 closed");
             },
-            state: S::Waiting,
-            next: "resume",
-            failure: None,
-            alerts: &["ready_to_resume:MC-4030"],
+            then: then(S::Waiting, "resume").alerting(&["ready_to_resume:MC-4030"]),
         },
         Step {
             what: "the orchestrator closes MC-4030",
             run: |w| {
                 w.run(&orchestrator(), close("MC-4030", Resolution::Done));
             },
-            state: S::Done,
-            next: "none",
-            failure: None,
-            alerts: &[],
+            then: then(S::Done, "none"),
         },
         Step {
             what: "a comment on the closed ticket is accepted (W.1)",
             run: |w| {
                 w.run(&human(), comment("MC-4030", "Closing this parent and advancing MC-4000."));
             },
-            state: S::Done,
-            next: "none",
-            failure: None,
-            alerts: &[],
+            then: then(S::Done, "none"),
         },
     ]
 }
@@ -251,10 +254,7 @@ fn mc4502_steps() -> Vec<Step> {
                     ),
                 );
             },
-            state: S::Open,
-            next: "dispatch",
-            failure: None,
-            alerts: &[],
+            then: then(S::Open, "dispatch"),
         },
         Step {
             what: "codex launch aborted by a failed model smoke test",
@@ -274,12 +274,9 @@ fn mc4502_steps() -> Vec<Step> {
                 );
                 assert_eq!(w.class(&rt), "launch-aborted");
             },
-            state: S::Open,
-            next: "retry",
-            failure: Some(
+            then: then(S::Open, "retry").failing(
                 "launch_aborted: model smoke test failed: gpt-5.5 unsupported under ChatGPT OAuth",
             ),
-            alerts: &[],
         },
         Step {
             what: "Claude coder dispatched in tmux: the new runtime replaces the aborted one",
@@ -293,10 +290,7 @@ fn mc4502_steps() -> Vec<Step> {
                 w.wait_min(5);
                 w.run(&watcher(), activity(&rt));
             },
-            state: S::InProgress,
-            next: "working",
-            failure: None,
-            alerts: &[],
+            then: then(S::InProgress, "working"),
         },
         Step {
             what: "max_turns exit: partial, recoverable, no failure",
@@ -310,10 +304,7 @@ fn mc4502_steps() -> Vec<Step> {
                     "Recover: partial exit (max_turns)"
                 );
             },
-            state: S::Open,
-            next: "recover",
-            failure: None,
-            alerts: &[],
+            then: then(S::Open, "recover"),
         },
         Step {
             what: "the controller completes the recovered work",
@@ -322,10 +313,7 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&controller(), complete(&rt));
                 assert_eq!(w.class(&rt), "completed-by-controller");
             },
-            state: S::Open,
-            next: "validate",
-            failure: None,
-            alerts: &[],
+            then: then(S::Open, "validate"),
         },
         Step {
             what: "a later tmux_missing reap changes nothing: still no banner",
@@ -335,10 +323,7 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&watcher(), reap(&rt, ReapCause::TmuxMissing));
                 assert_eq!(w.class(&rt), "completed-by-controller");
             },
-            state: S::Open,
-            next: "validate",
-            failure: None,
-            alerts: &[],
+            then: then(S::Open, "validate"),
         },
         Step {
             what: "validator gate passes and closes: done, failure_reason null, no alert",
@@ -358,10 +343,7 @@ fn mc4502_steps() -> Vec<Step> {
                 w.run(&validator(), close("MC-4502", Resolution::Done));
                 w.wait_min(60 * 24 * 12);
             },
-            state: S::Done,
-            next: "none",
-            failure: None,
-            alerts: &[],
+            then: then(S::Done, "none"),
         },
     ]
 }
