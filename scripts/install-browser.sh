@@ -23,20 +23,11 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 playwright="$dir/node_modules/playwright-core"
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/install-browser.sh: $* missing and there is no apt-get; install it and re-run" >&2
-    exit 1
-  fi
-  $sudo apt-get update >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@" >&2
-}
+apt_install() { scripts/apt-install.sh "$@"; }
 
 if [ ! -x "$CHROMIUM" ]; then
   # fonts-liberation: without any font the pages render their text as boxes.
-  apt_install chromium fonts-liberation
+  apt_install --no-install-recommends chromium fonts-liberation
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm

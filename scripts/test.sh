@@ -22,14 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-apt_install() {
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/test.sh: $* missing and there is no apt-get; install it and re-run" >&2
-    exit 1
-  fi
-  $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$@"
-}
+apt_install() { scripts/apt-install.sh "$@"; }
 if ! command -v tmux >/dev/null 2>&1; then
   apt_install tmux
 fi

@@ -302,15 +302,9 @@ impl Service {
                     admitted = Some(self.admission.lock().await);
                 }
                 Decision::Append(a) => {
-                    let appended = match self.append(&a, key, &writer, at).await {
-                        Ok(appended) => appended,
-                        Err(lost @ LogError::VersionConflict { .. }) => {
-                            self.until_folded(&lost).await?;
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
+                    let Some(appended) = self.append(&a, key, &writer, at).await? else {
+                        continue;
                     };
-                    shared.catch_up()?;
                     if appended.duplicate {
                         // A keyed command whose first try committed while this one decided.
                         shared.metrics.duplicates.inc();
@@ -358,15 +352,9 @@ impl Service {
                         nonce: None,
                         also: Vec::new(),
                     };
-                    let recorded = match self.append(&refusal, key, &writer, at).await {
-                        Ok(a) => a,
-                        Err(lost @ LogError::VersionConflict { .. }) => {
-                            self.until_folded(&lost).await?;
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
+                    let Some(recorded) = self.append(&refusal, key, &writer, at).await? else {
+                        continue;
                     };
-                    shared.catch_up()?;
                     shared.metrics.rejected(rejection.code());
                     return Err(Failure::Rejected {
                         rejection,
@@ -378,8 +366,6 @@ impl Service {
         Err(Failure::KeptChanging)
     }
 
-    /// Appends events as they are, without a decision (import, repair): event ids make it
-    /// idempotent. Only humans may (`Operation::RawAppend`, authorized by the caller's route).
     /// After a lost race: waits until the projections have folded the events it lost to, at
     /// most [`FOLD_WAIT`]. They are staged in the log but may not be durable yet (a flush under
     /// way), and the projections fold only durable events: deciding again at once would
@@ -403,6 +389,8 @@ impl Service {
         }
     }
 
+    /// Appends events as they are, without a decision (import, repair): event ids make it
+    /// idempotent. Only humans may (`Operation::RawAppend`, authorized by the caller's route).
     pub async fn append_raw(&self, request: AppendRequest) -> Result<Outcome, Failure> {
         let started = Instant::now();
         let count = request.events.len();
@@ -418,14 +406,16 @@ impl Service {
         Ok(Outcome::Created(WriteResult::of(appended)))
     }
 
-    /// Appends a decision's events; a keyed command's ids come from its key.
+    /// Appends a decision's events (a keyed command's ids come from its key) and folds them:
+    /// `None` when the race was lost (the stream moved since the decision), once the
+    /// projections have folded what it lost to.
     async fn append(
         &self,
         decided: &projections::Append,
         key: Option<&IdempotencyKey>,
         writer: &Writer,
         at: events::Timestamp,
-    ) -> Result<store::Appended, LogError> {
+    ) -> Result<Option<store::Appended>, Failure> {
         let started = Instant::now();
         let count =
             decided.events.len() + decided.also.iter().map(|a| a.events.len()).sum::<usize>();
@@ -466,10 +456,20 @@ impl Service {
         self.shared.writable()?;
         let appended = {
             let _busy = self.shared.writes.enter();
-            self.store.append(request).await?
+            self.store.append(request).await
         };
-        self.shared.metrics.observe_append(started.elapsed(), count);
-        Ok(appended)
+        match appended {
+            Ok(appended) => {
+                self.shared.metrics.observe_append(started.elapsed(), count);
+                self.shared.catch_up()?;
+                Ok(Some(appended))
+            }
+            Err(lost @ LogError::VersionConflict { .. }) => {
+                self.until_folded(&lost).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The events a keyed command appended on its first try, in order, if it got that far. A
