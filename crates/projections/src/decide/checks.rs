@@ -10,6 +10,15 @@ use crate::limits::{excerpt, KEY_BYTES_MAX, TITLE_CHARS_MAX};
 
 use super::types::*;
 
+/// What a command on an existing ticket is decided against: the ledger, the ticket (found
+/// first: 404 before any other check) and the request's context.
+#[derive(Clone, Copy)]
+pub(super) struct On<'a> {
+    pub(super) ledger: &'a Ledger,
+    pub(super) t: &'a Ticket,
+    pub(super) ctx: &'a Context,
+}
+
 pub(super) fn find_ticket<'a>(ledger: &'a Ledger, id: &TicketId) -> Result<&'a Ticket, Rejection> {
     ledger
         .tickets

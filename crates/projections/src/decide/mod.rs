@@ -25,44 +25,50 @@ pub use types::*;
 
 use crate::ledger::Ledger;
 
+use checks::On;
+
 use pools::configure_pool;
 use runtimes::*;
 use tickets::*;
 
 /// Decides `cmd` against `ledger`. Pure: the same inputs always give the same answer.
 pub fn decide(ledger: &Ledger, cmd: &Command, ctx: &Context) -> Result<Decision, Rejection> {
+    let on = |id| -> Result<On<'_>, Rejection> {
+        let t = checks::find_ticket(ledger, id)?;
+        Ok(On { ledger, t, ctx })
+    };
     match cmd {
         Command::Open { ticket, opened } => open(ledger, ticket, opened, ctx),
-        Command::Edit { ticket, edit } => edit_ticket(ledger, ticket, edit, ctx),
-        Command::Comment { ticket, body } => comment(ledger, ticket, body, ctx),
+        Command::Edit { ticket, edit } => edit_ticket(on(ticket)?, edit),
+        Command::Comment { ticket, body } => comment(on(ticket)?, body),
         Command::Link {
             ticket,
             relation,
             target,
-        } => link(ledger, ticket, *relation, target, ctx),
+        } => link(on(ticket)?, *relation, target),
         Command::Unlink {
             ticket,
             relation,
             target,
-        } => unlink(ledger, ticket, *relation, target, ctx),
+        } => unlink(on(ticket)?, *relation, target),
         Command::Park {
             ticket,
             waiting_on,
             reason,
-        } => park(ledger, ticket, waiting_on, reason, ctx),
-        Command::Gate { ticket, gate } => record_gate(ledger, ticket, gate, ctx),
-        Command::Close { ticket, close } => close_ticket(ledger, ticket, close, ctx),
-        Command::Reopen { ticket, reason } => reopen(ledger, ticket, reason, ctx),
+        } => park(on(ticket)?, waiting_on, reason),
+        Command::Gate { ticket, gate } => record_gate(on(ticket)?, gate),
+        Command::Close { ticket, close } => close_ticket(on(ticket)?, close),
+        Command::Reopen { ticket, reason } => reopen(on(ticket)?, reason),
         Command::AddTask {
             ticket,
             task_id,
             title,
-        } => add_task(ledger, ticket, task_id.as_deref(), title, ctx),
+        } => add_task(on(ticket)?, task_id.as_deref(), title),
         Command::UpdateTask {
             ticket,
             task_id,
             status,
-        } => update_task(ledger, ticket, task_id, *status, ctx),
+        } => update_task(on(ticket)?, task_id, *status),
         Command::Dispatch { .. } => dispatch(ledger, cmd, ctx),
         Command::Signal {
             runtime_id,

@@ -64,13 +64,8 @@ pub(super) fn open(
     }))
 }
 
-pub(super) fn edit_ticket(
-    ledger: &Ledger,
-    id: &TicketId,
-    e: &TicketEdited,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+pub(super) fn edit_ticket(on: On, e: &TicketEdited) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     if e.title.is_none() && e.description.is_none() && e.priority.is_none() && e.owner.is_none() {
         return Err(Rejection::invalid("body", "nothing to edit"));
     }
@@ -99,14 +94,9 @@ pub(super) fn edit_ticket(
     record(t, ctx, EventData::TicketEdited(changed))
 }
 
-pub(super) fn comment(
-    ledger: &Ledger,
-    id: &TicketId,
-    body: &str,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
+pub(super) fn comment(on: On, body: &str) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     // Allowed in every state, closed tickets included (the seeds' W.1 bug).
-    let t = find_ticket(ledger, id)?;
     required("body", body, TEXT_BYTES_MAX)?;
     record(
         t,
@@ -124,29 +114,30 @@ pub(super) fn parse_target(
 ) -> Result<TicketId, Rejection> {
     let target =
         TicketId::parse(target).map_err(|e| Rejection::invalid("target", e.to_string()))?;
-    if target == t.id {
-        return Err(Rejection::invalid(
-            "target",
-            "a ticket cannot link to itself",
-        ));
-    }
-    if !ledger.tickets.contains_key(&target) {
-        return Err(Rejection::invalid(
-            "target",
-            format!("unknown ticket {target}"),
-        ));
-    }
-    Ok(target)
+    let itself = "a ticket cannot link to itself";
+    another_ticket(ledger, &t.id, ("target", itself), target)
 }
 
-pub(super) fn link(
+/// `other` is a ticket that exists and is not `id`; else `field` is invalid (`itself` says why
+/// it cannot be the same ticket).
+fn another_ticket(
     ledger: &Ledger,
     id: &TicketId,
-    relation: Relation,
-    target: &str,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+    (field, itself): (&'static str, &'static str),
+    other: TicketId,
+) -> Result<TicketId, Rejection> {
+    if other == *id {
+        return Err(Rejection::invalid(field, itself));
+    }
+    if !ledger.tickets.contains_key(&other) {
+        return Err(Rejection::invalid(field, format!("unknown ticket {other}")));
+    }
+    Ok(other)
+}
+
+pub(super) fn link(on: On, relation: Relation, target: &str) -> Result<Decision, Rejection> {
+    let On { ledger, t, ctx } = on;
+    let id = &t.id;
     let target = parse_target(ledger, t, target)?;
     let exists = match relation {
         Relation::ChildOf => t.parent.as_ref() == Some(&target),
@@ -186,14 +177,8 @@ pub(super) fn link(
     )
 }
 
-pub(super) fn unlink(
-    ledger: &Ledger,
-    id: &TicketId,
-    relation: Relation,
-    target: &str,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+pub(super) fn unlink(on: On, relation: Relation, target: &str) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     let target =
         TicketId::parse(target).map_err(|e| Rejection::invalid("target", e.to_string()))?;
     let exists = match relation {
@@ -213,14 +198,9 @@ pub(super) fn unlink(
     )
 }
 
-pub(super) fn park(
-    ledger: &Ledger,
-    id: &TicketId,
-    waiting_on: &[String],
-    reason: &str,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+pub(super) fn park(on: On, waiting_on: &[String], reason: &str) -> Result<Decision, Rejection> {
+    let On { ledger, t, ctx } = on;
+    let id = &t.id;
     required("reason", reason, REASON_BYTES_MAX)?;
     if waiting_on.len() > WAITING_ON_MAX {
         return Err(Rejection::invalid(
@@ -233,18 +213,8 @@ pub(super) fn park(
         // Free text ("Elmar's approval") is allowed; something shaped like a ticket id must
         // name a real other ticket, or the wait could never resolve and nobody would know.
         if let Ok(w) = TicketId::parse(w) {
-            if w == *id {
-                return Err(Rejection::invalid(
-                    "waiting_on",
-                    "a ticket cannot wait on itself",
-                ));
-            }
-            if !ledger.tickets.contains_key(&w) {
-                return Err(Rejection::invalid(
-                    "waiting_on",
-                    format!("unknown ticket {w}"),
-                ));
-            }
+            let itself = "a ticket cannot wait on itself";
+            another_ticket(ledger, id, ("waiting_on", itself), w)?;
         }
     }
     check_version(t, ctx)?;
@@ -258,27 +228,17 @@ pub(super) fn park(
     )
 }
 
-pub(super) fn record_gate(
-    ledger: &Ledger,
-    id: &TicketId,
-    g: &GateRecorded,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
+pub(super) fn record_gate(on: On, g: &GateRecorded) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     // Gates are evidence; a validator may record one after the close as well.
-    let t = find_ticket(ledger, id)?;
     required("gate", &g.gate, NAME_BYTES_MAX)?;
     optional("commit", g.commit.as_deref(), KEY_BYTES_MAX)?;
     optional("evidence", g.evidence.as_deref(), EVIDENCE_BYTES_MAX)?;
     record(t, ctx, EventData::GateRecorded(g.clone()))
 }
 
-pub(super) fn close_ticket(
-    ledger: &Ledger,
-    id: &TicketId,
-    c: &TicketClosed,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+pub(super) fn close_ticket(on: On, c: &TicketClosed) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     optional("commit", c.commit.as_deref(), KEY_BYTES_MAX)?;
     optional("evidence", c.evidence.as_deref(), EVIDENCE_BYTES_MAX)?;
     check_version(t, ctx)?;
@@ -286,13 +246,8 @@ pub(super) fn close_ticket(
     append(t, vec![EventData::TicketClosed(c.clone())])
 }
 
-pub(super) fn reopen(
-    ledger: &Ledger,
-    id: &TicketId,
-    reason: &str,
-    ctx: &Context,
-) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+pub(super) fn reopen(on: On, reason: &str) -> Result<Decision, Rejection> {
+    let On { t, ctx, .. } = on;
     required("reason", reason, REASON_BYTES_MAX)?;
     check_version(t, ctx)?;
     if t.closed.is_none() {
@@ -309,13 +264,11 @@ pub(super) fn reopen(
 }
 
 pub(super) fn add_task(
-    ledger: &Ledger,
-    id: &TicketId,
+    on: On,
     task_id: Option<&str>,
     task_title: &str,
-    ctx: &Context,
 ) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+    let On { t, ctx, .. } = on;
     title("title", task_title)?;
     if let Some(k) = task_id {
         required("task_id", k, KEY_BYTES_MAX)?;
@@ -354,13 +307,11 @@ pub(super) fn add_task(
 }
 
 pub(super) fn update_task(
-    ledger: &Ledger,
-    id: &TicketId,
+    on: On,
     task_id: &str,
     status: TaskStatus,
-    ctx: &Context,
 ) -> Result<Decision, Rejection> {
-    let t = find_ticket(ledger, id)?;
+    let On { t, ctx, .. } = on;
     let Some(task) = t.tasks.iter().find(|x| x.task_id == task_id) else {
         return Err(Rejection::TaskNotFound {
             task_id: excerpt(task_id, KEY_BYTES_MAX).to_owned(),
