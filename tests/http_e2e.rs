@@ -257,6 +257,40 @@ fn sixteen_writers_of_one_ticket_all_land() {
     assert_eq!(ticket["version"], 401, "{ticket}");
 }
 
+/// A keyed close sent eight times at once (a client resending while its first try is under
+/// way) closes once: one 201, and every other try is answered 200 with the original events,
+/// never 409 `ticket_closed` because an earlier try got there first.
+#[test]
+fn a_keyed_close_sent_at_once_eight_times_closes_once() {
+    let s = start_temp();
+    assert_eq!(open_ticket(&s, "MC-8", json!({})).status, 201);
+    let addr = s.addr;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let body = with_actor(json!({"resolution": "done"}), "ops", "human");
+                post_keyed(addr, "/v1/tickets/MC-8/close", &body, "close-once")
+            })
+        })
+        .collect();
+    let replies: Vec<Reply> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&c| c == 201 || c == 200),
+        "{statuses:?}"
+    );
+    let ids: Vec<Value> = replies
+        .iter()
+        .map(|r| r.json()["events"][0]["id"].clone())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
+
 /// Reads SSE frames until `n` events arrived; returns their (id, event) pairs.
 fn read_sse(
     addr: std::net::SocketAddr,

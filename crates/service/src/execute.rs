@@ -20,8 +20,8 @@ use crate::state::Shared;
 use crate::tokens::Caller;
 use crate::Service;
 
-/// How long a command that lost a race waits for the winner's events to be folded before it
-/// decides again (a flush takes milliseconds; a stalled disk answers 503 on its own).
+/// How long, in all, a command that loses races waits for the winners' events to be folded
+/// before deciding again (a flush takes milliseconds; a stalled disk answers 503 on its own).
 const FOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Times a command is re-decided after losing a race on its ticket stream.
@@ -260,21 +260,26 @@ impl Service {
         key: Option<&IdempotencyKey>,
     ) -> Result<Outcome, Failure> {
         let shared = &self.shared;
-        if let Some(key) = key {
-            // Asked before deciding: the first try may have changed what the decision says (a
-            // retried close would be `ticket_closed`).
-            if let Some(events) = self.keyed_original(key).await? {
-                shared.metrics.duplicates.inc();
-                return self.answer(&command, &writer, false, duplicate(events));
-            }
-        }
         // Its stream's turn (the ticket, or the pool's, budget's or subscription's stream):
         // writers of one stream queue here instead of racing each other to a false 409.
+        // Caught up first, so that a runtime just dispatched through another replica is known.
+        shared.catch_up()?;
         let stream = shared.read(|ledger| command.ticket_id(ledger));
         let _turn = match &stream {
             Some(stream) => Some(self.turns.take(stream).await),
             None => None,
         };
+        if let Some(key) = key {
+            // Asked before deciding, and in its turn: the first try may have changed what the
+            // decision says (a retried close would be `ticket_closed`), and a first try still
+            // under way when this one came ended before this turn began.
+            if let Some(events) = self.keyed_original(key).await? {
+                shared.metrics.duplicates.inc();
+                return self.answer(&command, &writer, false, duplicate(events));
+            }
+        }
+        // Lost races wait for the winners' events to be folded, this long in all.
+        let fold_by = Instant::now() + FOLD_WAIT;
         let mut admitted = None;
         for _ in 0..RACE_RETRIES {
             shared.catch_up()?;
@@ -302,7 +307,7 @@ impl Service {
                     admitted = Some(self.admission.lock().await);
                 }
                 Decision::Append(a) => {
-                    let Some(appended) = self.append(&a, key, &writer, at).await? else {
+                    let Some(appended) = self.append(&a, key, &writer, (at, fold_by)).await? else {
                         continue;
                     };
                     if appended.duplicate {
@@ -352,7 +357,8 @@ impl Service {
                         nonce: None,
                         also: Vec::new(),
                     };
-                    let Some(recorded) = self.append(&refusal, key, &writer, at).await? else {
+                    let Some(recorded) = self.append(&refusal, key, &writer, (at, fold_by)).await?
+                    else {
                         continue;
                     };
                     shared.metrics.rejected(rejection.code());
@@ -366,23 +372,23 @@ impl Service {
         Err(Failure::KeptChanging)
     }
 
-    /// After a lost race: waits until the projections have folded the events it lost to, at
-    /// most [`FOLD_WAIT`]. They are staged in the log but may not be durable yet (a flush under
+    /// After a lost race: waits until the projections have folded the events it lost to, or
+    /// until `fold_by`. They are staged in the log but may not be durable yet (a flush under
     /// way), and the projections fold only durable events: deciding again at once would
     /// decide against the same version and lose again, and every retry could be spent in a
-    /// millisecond, answering a false 409 to a command that would have succeeded.
-    async fn until_folded(&self, lost: &LogError) -> Result<(), Failure> {
+    /// millisecond. A stream the projections do not follow (events without a
+    /// `ticket.opened`, from a raw append) is not waited for.
+    async fn until_folded(&self, lost: &LogError, fold_by: Instant) -> Result<(), Failure> {
         let LogError::VersionConflict { ticket, actual, .. } = lost else {
             return Ok(());
         };
         let Ok(stream) = TicketId::parse(ticket) else {
             return Ok(());
         };
-        let deadline = Instant::now() + FOLD_WAIT;
         loop {
             self.shared.catch_up()?;
-            let folded = self.shared.read(|l| l.ticket_version(&stream).unwrap_or(0));
-            if folded >= *actual || Instant::now() >= deadline {
+            let folded = self.shared.read(|l| l.ticket_version(&stream));
+            if folded.is_none_or(|v| v >= *actual) || Instant::now() >= fold_by {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -414,7 +420,7 @@ impl Service {
         decided: &projections::Append,
         key: Option<&IdempotencyKey>,
         writer: &Writer,
-        at: events::Timestamp,
+        (at, fold_by): (events::Timestamp, Instant),
     ) -> Result<Option<store::Appended>, Failure> {
         let started = Instant::now();
         let count =
@@ -465,7 +471,7 @@ impl Service {
                 Ok(Some(appended))
             }
             Err(lost @ LogError::VersionConflict { .. }) => {
-                self.until_folded(&lost).await?;
+                self.until_folded(&lost, fold_by).await?;
                 Ok(None)
             }
             Err(e) => Err(e.into()),
