@@ -200,26 +200,25 @@ fn sixteen_racing_dispatchers_make_one_runtime() {
     let s = start_temp();
     assert_eq!(open_ticket(&s, "MC-4030", json!({})).status, 201);
     let addr = s.addr;
-    let handles: Vec<_> = (0..16)
-        .map(|i| {
-            std::thread::spawn(move || {
-                let body = with_actor(json!({"dispatch_key": format!("key-{i}"), "agent": "luci", "transport": "tmux"}), "dispatcher", "system");
-                post(addr, "/v1/tickets/MC-4030/dispatch", &body).status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|&c| c == 201 || c == 409),
-        "{statuses:?}"
-    );
+    let statuses = at_once(16, move |i| {
+        let body =
+            json!({"dispatch_key": format!("key-{i}"), "agent": "luci", "transport": "tmux"});
+        let body = with_actor(body, "dispatcher", "system");
+        post(addr, "/v1/tickets/MC-4030/dispatch", &body).status
+    });
+    one_created_rest(&statuses, 409);
     let runtimes = get(s.addr, "/v1/runtimes?ticket=MC-4030").json();
     assert_eq!(runtimes["runtimes"].as_array().unwrap().len(), 1);
+}
+
+/// Exactly one of `statuses` is 201 and every other is `rest`.
+fn one_created_rest(statuses: &[u16], rest: u16) {
+    let created = statuses.iter().filter(|&&c| c == 201).count();
+    assert_eq!(created, 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&c| c == 201 || c == rest),
+        "{statuses:?}"
+    );
 }
 
 /// Sixteen writers commenting on one ticket at once all land: in one server they take turns on
@@ -230,23 +229,15 @@ fn sixteen_writers_of_one_ticket_all_land() {
     let s = start_temp();
     assert_eq!(open_ticket(&s, "MC-7", json!({})).status, 201);
     let addr = s.addr;
-    let handles: Vec<_> = (0..16)
-        .map(|w| {
-            std::thread::spawn(move || {
-                (0..25)
-                    .map(|n| {
-                        let body =
-                            with_actor(json!({"body": format!("w{w} n{n}")}), "ops", "human");
-                        post(addr, "/v1/tickets/MC-7/comments", &body).status
-                    })
-                    .collect::<Vec<u16>>()
+    let statuses: Vec<u16> = at_once(16, move |w| {
+        (0..25)
+            .map(|n| {
+                let body = with_actor(json!({"body": format!("w{w} n{n}")}), "ops", "human");
+                post(addr, "/v1/tickets/MC-7/comments", &body).status
             })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+            .collect::<Vec<u16>>()
+    })
+    .concat();
     let refused: Vec<&u16> = statuses.iter().filter(|&&c| c != 201).collect();
     assert!(
         refused.is_empty(),
@@ -265,25 +256,12 @@ fn a_keyed_close_sent_at_once_eight_times_closes_once() {
     let s = start_temp();
     assert_eq!(open_ticket(&s, "MC-8", json!({})).status, 201);
     let addr = s.addr;
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let body = with_actor(json!({"resolution": "done"}), "ops", "human");
-                post_keyed(addr, "/v1/tickets/MC-8/close", &body, "close-once")
-            })
-        })
-        .collect();
-    let replies: Vec<Reply> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let replies = at_once(8, move |_| {
+        let body = with_actor(json!({"resolution": "done"}), "ops", "human");
+        post_keyed(addr, "/v1/tickets/MC-8/close", &body, "close-once")
+    });
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|&c| c == 201 || c == 200),
-        "{statuses:?}"
-    );
+    one_created_rest(&statuses, 200);
     let ids: Vec<Value> = replies
         .iter()
         .map(|r| r.json()["events"][0]["id"].clone())

@@ -408,21 +408,34 @@ pub fn output_with_stdin(mut command: std::process::Command, stdin: &[u8]) -> st
 /// `n` dispatches released at once by a barrier, the i-th on ticket `MC-{i+1}` through
 /// `addrs[i % len]`, each with `body` plus an orchestrator actor; the answers in racer order.
 pub fn race_dispatches(addrs: &[SocketAddr], n: usize, body: &Value) -> Vec<(u16, Value)> {
+    let (addrs, body) = (addrs.to_vec(), body.clone());
+    at_once(n, move |i| {
+        let mut body = with_actor(body.clone(), "luci", "orchestrator");
+        body["tmux_target"] = serde_json::json!(format!("mc-{i}"));
+        let addr = addrs[i % addrs.len()];
+        let r = post(addr, &format!("/v1/tickets/MC-{}/dispatch", i + 1), &body);
+        (r.status, r.json())
+    })
+}
+
+/// Runs `f(0)` … `f(n - 1)` on `n` threads that start together (a barrier); their results, in
+/// order.
+pub fn at_once<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
-    let racers: Vec<_> = (0..n)
+    let f = std::sync::Arc::new(f);
+    let threads: Vec<_> = (0..n)
         .map(|i| {
-            let barrier = barrier.clone();
-            let addr = addrs[i % addrs.len()];
-            let mut body = with_actor(body.clone(), "luci", "orchestrator");
-            body["tmux_target"] = serde_json::json!(format!("mc-{i}"));
+            let (barrier, f) = (barrier.clone(), f.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let r = post(addr, &format!("/v1/tickets/MC-{}/dispatch", i + 1), &body);
-                (r.status, r.json())
+                f(i)
             })
         })
         .collect();
-    racers.into_iter().map(|r| r.join().unwrap()).collect()
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 /// The head a server has folded, from `/readyz`.
